@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian 12 machine (as root) to the point where kade runs and its tests pass:
+# Debian packages, a running Docker Engine, the virtual env with the locked dependencies,
+# and the locally built example images. Safe to run again: each step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT="apt-get -o DPkg::Lock::Timeout=300 -y -q"
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+[ -x /bin/busybox ] && /bin/busybox --list | grep -qx httpd || need_pkgs+=(busybox-static)
+command -v wrk >/dev/null || need_pkgs+=(wrk)
+command -v etcd >/dev/null || need_pkgs+=(etcd-server etcd-client)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=300 update -q
+    $APT install "${need_pkgs[@]}"
+fi
+
+# A Docker Engine: use the one that answers, else start Debian's dockerd.
+if ! docker info >/dev/null 2>&1; then
+    mkdir -p /var/log
+    nohup dockerd >/var/log/kade-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start, see /var/log/kade-dockerd.log" >&2; exit 1; }
+fi
+
+# The virtual env, from the lock file.
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! cmp -s requirements.lock .venv/.installed-lock 2>/dev/null; then
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r requirements.lock
+    cp requirements.lock .venv/.installed-lock
+fi
+.venv/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+    || .venv/bin/pip install -q --no-deps -e .
+
+# Example and test images, FROM scratch with busybox.
+bash examples/build-images.sh

@@ -1,0 +1,162 @@
+"""The records kade keeps in its store, and the keys they live under.
+
+One writer per kind of fact (DESIGN.md):
+- `apps/<id>`            the desired app (current version)          written by the API
+- `versions/<id>/<ver>`  every accepted version of an app            written by the API
+- `tasks/<task id>`      a task placed on a node, run or stop        written by the scheduler
+- `status/<task id>`     what runs: container, state, health         written by the agent
+- `nodes/<name>`         a node's resources and address              written by the agent
+- `queue/<id>`           launch delay and why an app waits           written by the scheduler
+- `kv/<key>`             user configuration (Consul KV)              written by the API
+
+App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+APPS = "apps/"
+VERSIONS = "versions/"
+TASKS = "tasks/"
+STATUS = "status/"
+NODES = "nodes/"
+QUEUE = "queue/"
+KV = "kv/"
+
+
+def app_key(app_id: str) -> str:
+    return APPS + app_id.strip("/")
+
+
+def version_key(app_id: str, version: str) -> str:
+    return f"{VERSIONS}{app_id.strip('/')}/{version}"
+
+
+def versions_prefix(app_id: str) -> str:
+    return f"{VERSIONS}{app_id.strip('/')}/"
+
+
+def task_key(task_id: str) -> str:
+    return TASKS + task_id
+
+
+def status_key(task_id: str) -> str:
+    return STATUS + task_id
+
+
+def node_key(name: str) -> str:
+    return NODES + name
+
+
+def queue_key(app_id: str) -> str:
+    return QUEUE + app_id.strip("/")
+
+
+def app_id_of_key(key: str, prefix: str = APPS) -> str:
+    return "/" + key[len(prefix):]
+
+
+_TASK_PREFIX_RE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def task_id_prefix(app_id: str) -> str:
+    """Marathon's task ids: `/shop/web` → `shop_web.<unique>`."""
+    return _TASK_PREFIX_RE.sub("_", app_id.strip("/").replace("/", "_"))
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def dump(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def load(cls, raw: bytes) -> Any:
+        return cls.model_validate_json(raw)
+
+
+class Task(Record):
+    """A task the scheduler placed on a node. `desired` flips to "stop" to have it stopped."""
+
+    id: str
+    app_id: str
+    version: str  # the app version it runs
+    spec_hash: str
+    node: str
+    host: str = ""  # the node's address, for $HOST and endpoints
+    host_ports: list[int] = Field(default_factory=list)
+    desired: Literal["run", "stop"] = "run"
+    created_at: float
+    stop_reason: str = ""
+
+
+TaskState = Literal[
+    "staging",  # the agent is pulling / creating
+    "starting",  # container started, not yet healthy (or no checks and just started)
+    "running",
+    "failed",  # exited or killed on its own; the scheduler replaces it
+    "finished",  # exited with code 0
+    "killing",
+    "killed",  # stopped on request
+    "lost",  # its container vanished
+]
+TERMINAL: frozenset[str] = frozenset({"failed", "finished", "killed", "lost"})
+
+Health = Literal["unknown", "healthy", "unhealthy"]
+
+
+class HealthResult(Record):
+    """Per health check, Marathon's healthCheckResults item."""
+
+    index: int
+    alive: bool
+    consecutive_failures: int = 0
+    first_success: float | None = None
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_failure_cause: str = ""
+
+
+class TaskStatus(Record):
+    task_id: str
+    app_id: str
+    node: str
+    state: TaskState
+    container_id: str = ""
+    health: Health = "unknown"
+    health_results: list[HealthResult] = Field(default_factory=list)
+    started_at: float | None = None
+    updated_at: float
+    exit_code: int | None = None
+    message: str = ""
+
+
+class Node(Record):
+    name: str
+    address: str
+    cpus: float
+    mem: float  # MiB
+    attributes: dict[str, str] = Field(default_factory=dict)
+    drivers: list[str] = Field(default_factory=list)
+    draining: bool = False
+    updated_at: float = 0.0
+
+
+class QueueEntry(Record):
+    """Why an app has fewer tasks than wanted: a launch delay and/or a placement problem."""
+
+    app_id: str
+    failures: int = 0  # consecutive failed tasks, drives the backoff
+    delay_until: float = 0.0
+    last_failure: str = ""
+    last_failure_at: float | None = None
+    waiting: str = ""  # e.g. "insufficient cpus on every node"
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()

@@ -1,0 +1,237 @@
+"""App definitions, in Marathon's shape: field names on the wire are Marathon's (camelCase).
+
+Inside kade the same models are used with snake_case attributes. Defaults that differ from
+Marathon's are chosen for a small machine and a deploy that turns healthy as soon as the app
+answers; docs/app-spec.md lists them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class SpecModel(BaseModel):
+    # extra="allow": unknown fields are kept aside and reported as warnings, never silently lost.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The Marathon-shaped dict (camelCase), without kept-aside unknown fields."""
+        return _strip_extra(self)
+
+
+def _strip_extra(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        out[info.alias or name] = _wire_value(value)
+    return out
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _strip_extra(value)
+    if isinstance(value, list | tuple):
+        return [_wire_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _wire_value(v) for k, v in value.items()}
+    return value
+
+
+Protocol_ = Literal["tcp", "udp", "udp,tcp", "tcp,udp"]
+
+
+class PortDefinition(SpecModel):
+    port: int = Field(default=0, ge=0, le=65535)
+    protocol: Protocol_ = "tcp"
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PortMapping(SpecModel):
+    container_port: int = Field(default=0, ge=0, le=65535)
+    host_port: int | None = Field(default=None, ge=0, le=65535)  # None/0 = assign one
+    service_port: int = Field(default=0, ge=0, le=65535)
+    protocol: Protocol_ = "tcp"
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DockerParameter(SpecModel):
+    key: str
+    value: str
+
+
+class DockerSpec(SpecModel):
+    image: str = Field(min_length=1)
+    network: Literal["HOST", "BRIDGE", "USER", "NONE"] | None = None  # legacy, see `networks`
+    port_mappings: list[PortMapping] | None = None  # legacy place of portMappings
+    privileged: bool = False
+    parameters: list[DockerParameter] = Field(default_factory=list)
+    force_pull_image: bool = False
+
+
+class Volume(SpecModel):
+    container_path: str = Field(min_length=1)
+    host_path: str = Field(min_length=1)
+    mode: Literal["RO", "RW"] = "RW"
+
+
+class Container(SpecModel):
+    type: Literal["DOCKER", "MESOS"] = "DOCKER"
+    docker: DockerSpec | None = None
+    port_mappings: list[PortMapping] | None = None
+    volumes: list[Volume] = Field(default_factory=list)
+
+
+class Network(SpecModel):
+    mode: Literal["host", "container/bridge", "container"] = "host"
+    name: str | None = None  # a Docker network, for mode "container"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class CommandValue(SpecModel):
+    value: str = Field(min_length=1)
+
+
+HealthProtocol = Literal[
+    "HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP"
+]
+
+
+class HealthCheck(SpecModel):
+    protocol: HealthProtocol = "HTTP"
+    path: str = "/"
+    port_index: int | None = Field(default=None, ge=0)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    command: CommandValue | None = None
+    grace_period_seconds: float = Field(default=60, ge=0)
+    interval_seconds: float = Field(default=10, gt=0)
+    timeout_seconds: float = Field(default=5, gt=0)
+    max_consecutive_failures: int = Field(default=3, ge=0)
+    ignore_http1xx: bool = Field(default=False, alias="ignoreHttp1xx")
+    delay_seconds: float = Field(default=0, ge=0)
+
+    @property
+    def kind(self) -> Literal["HTTP", "HTTPS", "TCP", "COMMAND"]:
+        p = self.protocol.removeprefix("MESOS_")
+        return p  # type: ignore[return-value]
+
+
+class UpgradeStrategy(SpecModel):
+    minimum_health_capacity: float = Field(default=1.0, ge=0, le=1)
+    maximum_over_capacity: float = Field(default=1.0, ge=0, le=1)
+
+
+ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"]
+
+
+class AppSpec(SpecModel):
+    id: str
+    cmd: str | None = None
+    args: list[str] | None = None
+    container: Container | None = None
+    networks: list[Network] = Field(default_factory=list)
+    port_definitions: list[PortDefinition] | None = None
+    require_ports: bool = False
+    instances: int = Field(default=1, ge=0)
+    cpus: float = Field(default=0.1, ge=0)
+    mem: float = Field(default=128, ge=0)
+    disk: float = Field(default=0, ge=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    health_checks: list[HealthCheck] = Field(default_factory=list)
+    upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
+    backoff_seconds: float = Field(default=1, ge=0)
+    backoff_factor: float = Field(default=1.15, ge=1)
+    max_launch_delay_seconds: float = Field(default=300, ge=0)
+    task_kill_grace_period_seconds: float = Field(default=10, ge=0)
+    kill_selection: Literal["YOUNGEST_FIRST", "OLDEST_FIRST"] = "YOUNGEST_FIRST"
+    constraints: list[list[str]] = Field(default_factory=list)
+    user: str | None = None
+    version: str | None = None  # set by kade when the version is stored
+
+    # -- derived views used by the scheduler, agent and drivers --------------------------
+
+    @property
+    def image(self) -> str | None:
+        if self.container and self.container.docker:
+            return self.container.docker.image
+        return None
+
+    @property
+    def network_mode(self) -> Literal["host", "bridge", "container", "none"]:
+        if self.networks:
+            mode = self.networks[0].mode
+            return "bridge" if mode == "container/bridge" else mode
+        legacy = self.container.docker.network if self.container and self.container.docker else None
+        if legacy == "BRIDGE":
+            return "bridge"
+        if legacy == "USER":
+            return "container"
+        if legacy == "NONE":
+            return "none"
+        return "host"
+
+    @property
+    def docker_network_name(self) -> str | None:
+        if self.networks and self.networks[0].mode == "container":
+            return self.networks[0].name
+        return None
+
+    def port_mappings(self) -> list[PortMapping]:
+        if self.container is None:
+            return []
+        if self.container.port_mappings is not None:
+            return list(self.container.port_mappings)
+        if self.container.docker and self.container.docker.port_mappings is not None:
+            return list(self.container.docker.port_mappings)
+        return []
+
+    def ports(self) -> list[PortSpec]:
+        """The ports a task of this app gets, in order ($PORT0, $PORT1, ...)."""
+        if self.network_mode in ("bridge", "container"):
+            return [
+                PortSpec(
+                    index=i,
+                    name=m.name,
+                    container_port=m.container_port,
+                    requested_host_port=m.host_port or 0,
+                    protocol=m.protocol,
+                    labels=dict(m.labels),
+                )
+                for i, m in enumerate(self.port_mappings())
+            ]
+        if self.network_mode == "none":
+            return []
+        defs = self.port_definitions
+        if defs is None:
+            defs = [PortDefinition()]  # Marathon's default: one assigned port
+        return [
+            PortSpec(
+                index=i,
+                name=d.name,
+                container_port=None,
+                requested_host_port=d.port if self.require_ports else 0,
+                protocol=d.protocol,
+                labels=dict(d.labels),
+            )
+            for i, d in enumerate(defs)
+        ]
+
+
+class PortSpec(BaseModel):
+    """One port of a task, normalized across network modes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    name: str | None
+    container_port: int | None  # bridge: the port inside the container
+    requested_host_port: int  # 0 = assign from the node's range
+    protocol: str
+    labels: dict[str, str]

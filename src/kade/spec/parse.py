@@ -1,0 +1,241 @@
+"""Parsing and validation of app definitions: everything is checked before anything is written.
+
+Errors name the field (`instances: must be >= 0`). Fields kade knows from Marathon but does not
+support, and fields nobody knows, are returned as warnings: accepted, reported, never dropped
+without a word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from kade.spec.model import AppSpec
+
+# Marathon fields that kade accepts but does not act on (yet).
+UNSUPPORTED = {
+    "fetch": "fetching URIs into the sandbox is not supported",
+    "uris": "fetching URIs into the sandbox is not supported",
+    "storeUrls": "not supported",
+    "dependencies": "app dependencies are not supported",
+    "executor": "custom executors are not supported",
+    "gpus": "GPUs are not supported",
+    "residency": "resident tasks are not supported",
+    "secrets": "secrets are not supported",
+    "ipAddress": "use `networks` instead",
+    "readinessChecks": "readiness checks are not supported; health checks gate routing",
+    "unreachableStrategy": "not supported on one machine",
+    "acceptedResourceRoles": "Mesos roles do not apply",
+    "role": "Mesos roles do not apply",
+    "tty": "not supported",
+    "maxLaunchDelay": "did you mean maxLaunchDelaySeconds?",
+}
+
+_ID_SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*"
+                         r"([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONSTRAINT_OPS = {"UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"}
+
+
+class SpecError(ValueError):
+    """An app definition was rejected. `problems` lists each as `field: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Parsed:
+    app: AppSpec
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_document(text: str, filename: str = "") -> Any:
+    """JSON or YAML text → data. YAML is a superset, but JSON errors read better as JSON."""
+    stripped = text.lstrip()
+    if filename.endswith(".json") or stripped.startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError([f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError([f"invalid YAML: {e}"]) from e
+
+
+def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
+    """Validate one app definition (a dict in Marathon's shape) and return it normalized."""
+    if not isinstance(data, dict):
+        raise SpecError(["app definition must be an object"])
+    data = dict(data)
+    if app_id is not None:
+        given = data.get("id")
+        if given is not None and normalize_id(str(given)) != normalize_id(app_id):
+            raise SpecError([f"id: {given!r} does not match the path {app_id!r}"])
+        data["id"] = app_id
+    for server_side in ("version", "versionInfo", "tasks", "deployments", "tasksRunning",
+                        "tasksHealthy", "tasksUnhealthy", "tasksStaged", "lastTaskFailure"):
+        data.pop(server_side, None)
+    try:
+        app = AppSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError([_describe(err) for err in e.errors()]) from e
+    problems = _check(app)
+    if problems:
+        raise SpecError(problems)
+    app = app.model_copy(update={"id": normalize_id(app.id)})
+    return Parsed(app=app, warnings=_warnings(app))
+
+
+def normalize_id(app_id: str) -> str:
+    return "/" + app_id.strip().strip("/")
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(app)"
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    messages = {
+        "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
+        "greater_than": lambda: f"must be > {ctx.get('gt')}",
+        "less_than_equal": lambda: f"must be <= {ctx.get('le')}",
+        "less_than": lambda: f"must be < {ctx.get('lt')}",
+        "missing": lambda: "is required",
+        "literal_error": lambda: f"must be one of {ctx.get('expected')}",
+        "string_too_short": lambda: "must not be empty",
+        "int_parsing": lambda: "must be an integer",
+        "int_from_float": lambda: "must be an integer",
+        "float_parsing": lambda: "must be a number",
+        "string_type": lambda: "must be a string",
+        "dict_type": lambda: "must be an object",
+        "list_type": lambda: "must be a list",
+        "bool_parsing": lambda: "must be true or false",
+    }
+    text = messages.get(kind)
+    return f"{loc}: {text() if text else err['msg']}"
+
+
+def _check(app: AppSpec) -> list[str]:
+    problems: list[str] = []
+    segments = app.id.strip().strip("/").split("/")
+    if not app.id.strip("/ "):
+        problems.append("id: is required")
+    else:
+        for seg in segments:
+            if seg in (".", "..") or not _ID_SEGMENT.match(seg):
+                problems.append(
+                    f"id: {app.id!r} is invalid: each path segment must be lowercase letters, "
+                    "digits, dashes and dots, starting and ending with a letter or digit"
+                )
+                break
+    if app.cmd is not None and app.args is not None:
+        problems.append("cmd: cmd and args cannot both be set")
+    if app.image is None and not app.cmd and not app.args:
+        problems.append("container.docker.image: an app needs an image, a cmd or args")
+    if app.image is None and app.container is not None and app.container.type == "DOCKER":
+        problems.append("container.docker.image: is required for a DOCKER container")
+    if app.image is None and app.args is not None:
+        problems.append("args: args need a container image (use cmd for a command app)")
+    if app.image is None and app.network_mode != "host":
+        problems.append("networks: a command app without a container runs on the host network")
+    if app.network_mode == "container" and not app.docker_network_name:
+        problems.append("networks.0.name: a `container` network needs the Docker network name")
+    for name in app.env:
+        if not _ENV_NAME.match(name):
+            problems.append(f"env.{name}: not a valid environment variable name")
+    ports = app.ports()
+    names = [p.name for p in ports if p.name]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"ports: the port name {dup!r} is used twice")
+    fixed = [p.requested_host_port for p in ports if p.requested_host_port]
+    for dup in sorted({p for p in fixed if fixed.count(p) > 1}):
+        problems.append(f"ports: host port {dup} is requested twice")
+    if app.network_mode in ("bridge", "container"):
+        for p in ports:
+            if not p.container_port:
+                problems.append(f"container.portMappings.{p.index}.containerPort: is required")
+    for i, hc in enumerate(app.health_checks):
+        where = f"healthChecks.{i}"
+        if hc.kind == "COMMAND":
+            if hc.command is None:
+                problems.append(f"{where}.command: a COMMAND check needs command.value")
+            continue
+        if hc.port_index is not None and hc.port is not None:
+            problems.append(f"{where}: set portIndex or port, not both")
+        if hc.port is None:
+            index = hc.port_index or 0
+            if index >= len(ports):
+                problems.append(
+                    f"{where}.portIndex: {index} is out of range: the app has {len(ports)} port(s)"
+                )
+        if hc.kind in ("HTTP", "HTTPS") and not hc.path.startswith("/"):
+            problems.append(f"{where}.path: must start with /")
+    for i, c in enumerate(app.constraints):
+        problems.extend(_check_constraint(i, c))
+    return problems
+
+
+def _check_constraint(i: int, c: list[str]) -> list[str]:
+    where = f"constraints.{i}"
+    if len(c) not in (2, 3):
+        return [f"{where}: must be [field, operator] or [field, operator, value]"]
+    op = c[1]
+    if op not in _CONSTRAINT_OPS:
+        return [f"{where}: unknown operator {op!r}, expected one of {sorted(_CONSTRAINT_OPS)}"]
+    value = c[2] if len(c) == 3 else None
+    if op in ("CLUSTER", "LIKE", "UNLIKE", "MAX_PER", "IS") and value is None:
+        return [f"{where}: {op} needs a value"]
+    if op in ("MAX_PER", "GROUP_BY") and value is not None and not value.isdigit():
+        return [f"{where}: {op} value must be a whole number"]
+    if op in ("LIKE", "UNLIKE") and value is not None:
+        try:
+            re.compile(value)
+        except re.error as e:
+            return [f"{where}: invalid regular expression: {e}"]
+    return []
+
+
+def _warnings(app: AppSpec) -> list[str]:
+    found: list[str] = []
+
+    def walk(model: BaseModel, path: str) -> None:
+        for key in (model.model_extra or {}):
+            where = f"{path}{key}"
+            reason = UNSUPPORTED.get(key) if not path else None
+            found.append(f"{where}: {reason or 'unknown field'}, ignored")
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            alias = type(model).model_fields[name].alias or name
+            if isinstance(value, BaseModel):
+                walk(value, f"{path}{alias}.")
+            elif isinstance(value, list):
+                for j, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        walk(item, f"{path}{alias}.{j}.")
+
+    walk(app, "")
+    if app.network_mode == "host" and app.port_mappings():
+        found.append("container.portMappings: ignored on the host network (use portDefinitions)")
+    if app.container and app.container.type == "MESOS":
+        found.append("container.type: MESOS containers run as Docker containers in kade")
+    return found
+
+
+# Fields whose change does not need new tasks: scaling, rollout and restart policy.
+_NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
+               "maxLaunchDelaySeconds", "killSelection"}
+
+
+def spec_hash(app: AppSpec) -> str:
+    """A hash of everything that shapes a task; equal hashes mean a task need not be replaced."""
+    wire = {k: v for k, v in app.wire().items() if k not in _NO_RESTART}
+    raw = json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]

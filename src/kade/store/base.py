@@ -1,0 +1,126 @@
+"""The revisioned key/value model every component shares.
+
+Every write gets one global revision. Readers take a consistent snapshot, or watch a prefix
+from a revision and are told of every change after it, in order: nothing in kade polls.
+The protocol is async so that a networked backend (etcd) fits the same shape as SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int  # writes since the key was (re)created, 1 for a new key
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    revision: int
+    kind: Literal["put", "delete"]
+    key: str
+    entry: Entry | None  # the new entry for a put, None for a delete
+    prev: Entry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """A guard of a transaction: `key`'s mod_revision (0 = absent) must equal `mod_revision`."""
+
+    key: str
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+    prefix: bool = False
+
+
+Op = Put | Delete
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    succeeded: bool
+    revision: int  # the store's revision after the transaction
+    events: Sequence[Event] = field(default_factory=tuple)
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class CasFailed(StoreError):
+    """A compare-and-swap guard did not hold: re-read and try again."""
+
+
+class Compacted(StoreError):
+    """A watch asked for revisions that are no longer kept; re-read a snapshot."""
+
+    def __init__(self, revision: int, compacted: int) -> None:
+        super().__init__(f"revision {revision} is compacted (oldest kept: {compacted})")
+        self.revision = revision
+        self.compacted = compacted
+
+
+class Store(Protocol):
+    async def revision(self) -> int:
+        """The revision of the last write (0 for an empty store)."""
+        ...
+
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def range(self, prefix: str) -> tuple[list[Entry], int]:
+        """Every entry whose key starts with `prefix`, sorted by key, and the revision read at."""
+        ...
+
+    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+        """Write `key`; with `expect`, only if its mod_revision is `expect` (0 = must not exist).
+
+        Returns the new revision; raises CasFailed when the guard does not hold.
+        """
+        ...
+
+    async def delete(self, key: str, *, expect: int | None = None, prefix: bool = False) -> int:
+        """Delete `key` (or every key under it with `prefix`). Returns the new revision,
+        or the current one when nothing was deleted; raises CasFailed like put."""
+        ...
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        """All compares hold → apply `success`, else `failure`; atomically, one revision."""
+        ...
+
+    async def prefix_revision(self, prefix: str) -> int:
+        """The last revision that changed any key under `prefix`, deletes included."""
+        ...
+
+    def watch(self, prefix: str, after: int) -> AsyncIterator[list[Event]]:
+        """Yield batches of events under `prefix` with revision > `after`, in order, forever.
+
+        Raises Compacted when `after` is older than the history kept.
+        """
+        ...
+
+    async def wait(self, prefix: str, after: int, timeout: float) -> int:
+        """Return as soon as something under `prefix` changed after `after`, or at `timeout`.
+
+        Returns prefix_revision(prefix) at that moment (blocking queries build on this)."""
+        ...
+
+    async def close(self) -> None: ...
