@@ -1,0 +1,19 @@
+# The two commands of the README: `make up` and `make test`. Each does all set-up itself.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup up test lint bench clean-tasks
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	$(VENV)/bin/kade up --examples
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
