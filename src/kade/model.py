@@ -90,6 +90,8 @@ class Task(Record):
     node: str
     host: str = ""  # the node's address, for $HOST and endpoints
     host_ports: list[int] = Field(default_factory=list)
+    cpus: float = 0.0  # reserved on the node, from the app version it runs
+    mem: float = 0.0
     desired: Literal["run", "stop"] = "run"
     created_at: float
     stop_reason: str = ""
