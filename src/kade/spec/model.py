@@ -7,40 +7,13 @@ answers; docs/app-spec.md lists them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
-
-class SpecModel(BaseModel):
-    # extra="allow": unknown fields are kept aside and reported as warnings, never silently lost.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
-    )
-
-    def wire(self) -> dict[str, Any]:
-        """The Marathon-shaped dict (camelCase), without kept-aside unknown fields."""
-        return _strip_extra(self)
-
-
-def _strip_extra(model: BaseModel) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        out[info.alias or name] = _wire_value(value)
-    return out
-
-
-def _wire_value(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return _strip_extra(value)
-    if isinstance(value, list | tuple):
-        return [_wire_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _wire_value(v) for k, v in value.items()}
-    return value
-
+from kade.spec.base import SpecModel
+from kade.spec.routes import RouteSpec
+from kade.spec.templates import TemplateSpec
 
 Protocol_ = Literal["tcp", "udp", "udp,tcp", "tcp,udp"]
 
@@ -153,6 +126,8 @@ class AppSpec(SpecModel):
     kill_selection: Literal["YOUNGEST_FIRST", "OLDEST_FIRST"] = "YOUNGEST_FIRST"
     constraints: list[list[str]] = Field(default_factory=list)
     user: str | None = None
+    routes: list[RouteSpec] = Field(default_factory=list)
+    templates: list[TemplateSpec] = Field(default_factory=list)
     version: str | None = None  # set by kade when the version is stored
 
     # -- derived views used by the scheduler, agent and drivers --------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,7 @@ def _describe(err: Any) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(app)"
     ctx = err.get("ctx") or {}
     kind = err["type"]
-    messages = {
+    messages: dict[str, Callable[[], str]] = {
         "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
         "greater_than": lambda: f"must be > {ctx.get('gt')}",
         "less_than_equal": lambda: f"must be <= {ctx.get('le')}",
@@ -156,8 +157,8 @@ def _check(app: AppSpec) -> list[str]:
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"ports: the port name {dup!r} is used twice")
     fixed = [p.requested_host_port for p in ports if p.requested_host_port]
-    for dup in sorted({p for p in fixed if fixed.count(p) > 1}):
-        problems.append(f"ports: host port {dup} is requested twice")
+    for port in sorted({p for p in fixed if fixed.count(p) > 1}):
+        problems.append(f"ports: host port {port} is requested twice")
     if app.network_mode in ("bridge", "container"):
         for p in ports:
             if not p.container_port:

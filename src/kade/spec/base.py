@@ -1,0 +1,37 @@
+"""The base of every app-definition model: Marathon's camelCase on the wire, snake_case inside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class SpecModel(BaseModel):
+    # extra="allow": unknown fields are kept aside and reported as warnings, never silently lost.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The Marathon-shaped dict (camelCase), without kept-aside unknown fields."""
+        return _strip_extra(self)
+
+
+def _strip_extra(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        out[info.alias or name] = _wire_value(value)
+    return out
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _strip_extra(value)
+    if isinstance(value, list | tuple):
+        return [_wire_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _wire_value(v) for k, v in value.items()}
+    return value
