@@ -128,6 +128,7 @@ class AppSpec(SpecModel):
     user: str | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
     templates: list[TemplateSpec] = Field(default_factory=list)
+    restarted_at: str | None = None  # set by `kade restart`: part of the spec hash
     version: str | None = None  # set by kade when the version is stored
 
     # -- derived views used by the scheduler, agent and drivers --------------------------

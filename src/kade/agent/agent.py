@@ -1,0 +1,390 @@
+"""The agent: makes the tasks placed on its node run, and reports what runs.
+
+It learns of placements from the store's watch of `tasks/`, and of containers that die from
+the driver's event stream: nothing is polled. Each task is reconciled level-triggered by
+`_sync` (look at the task, its workload and its last status; do the one next step), one
+worker per task so that steps of one task never overlap.
+
+On start it adopts: workloads that carry kade's labels and belong to a task still placed here
+keep running untouched; workloads of unknown tasks are stopped (orphans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kade import model
+from kade.agent.env import task_env
+from kade.agent.health import HealthMonitor, SystemClock
+from kade.drivers.base import (
+    LABEL_NODE,
+    Driver,
+    DriverError,
+    ExecResult,
+    LaunchSpec,
+    Workload,
+    WorkloadEvent,
+)
+from kade.model import HealthResult, Node, Task, TaskStatus
+from kade.spec import AppSpec
+from kade.store.base import Event, Store, StoreError
+
+log = logging.getLogger("kade.agent")
+
+
+@dataclass
+class _TaskState:
+    task: Task | None = None
+    workload: Workload | None = None
+    status: TaskStatus | None = None
+    monitor: asyncio.Task[None] | None = None
+    adopted: bool = False  # running before this agent started: keep its published health
+    kill_reason: str = ""  # set by the health monitor; the task's worker does the stop
+
+
+@dataclass
+class AgentConfig:
+    node: str = "local"
+    address: str = "127.0.0.1"
+    cpus: float | None = None  # default: what the driver reports
+    mem: float | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(
+        self,
+        store: Store,
+        driver: Driver,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.driver = driver
+        self.config = config
+        self.clock = clock
+        self._tasks: dict[str, _TaskState] = {}
+        self._dirty: set[str] = set()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._apps: dict[tuple[str, str], AppSpec] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self.ready = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            await self._register_node()
+            revision = await self._load()
+            tg.create_task(self._follow_store(revision))
+            tg.create_task(self._follow_driver())
+            for task_id in list(self._tasks):
+                self._poke(task_id)
+            self.ready.set()
+            log.info("agent %s ready: %d tasks adopted", self.config.node, len(self._tasks))
+
+    async def _register_node(self) -> None:
+        cpus, mem = self.config.cpus, self.config.mem
+        if cpus is None or mem is None:
+            got_cpus, got_mem = await self.driver.resources()
+            cpus = got_cpus if cpus is None else cpus
+            mem = got_mem if mem is None else mem
+        node = Node(
+            name=self.config.node,
+            address=self.config.address,
+            cpus=cpus,
+            mem=mem,
+            attributes=dict(self.config.attributes),
+            drivers=[self.driver.name],
+            updated_at=self.clock(),
+        )
+        key = model.node_key(node.name)
+        old = await self.store.get(key)
+        if old is not None:
+            previous = Node.load(old.value)
+            node = node.model_copy(update={"draining": previous.draining})
+        await self.store.put(key, node.dump())
+
+    async def _load(self) -> int:
+        tasks, revision = await self.store.range(model.TASKS)
+        statuses, _ = await self.store.range(model.STATUS)
+        for entry in tasks:
+            task = Task.load(entry.value)
+            if task.node == self.config.node:
+                self._state(task.id).task = task
+        for entry in statuses:
+            status = TaskStatus.load(entry.value)
+            if status.node == self.config.node:
+                self._state(status.task_id).status = status
+        for workload in await self.driver.list():
+            if workload.labels.get(LABEL_NODE, self.config.node) != self.config.node:
+                continue
+            state = self._state(workload.task_id)
+            state.workload = workload
+            state.adopted = workload.state == "running"
+        return revision
+
+    def _state(self, task_id: str) -> _TaskState:
+        state = self._tasks.get(task_id)
+        if state is None:
+            state = self._tasks[task_id] = _TaskState()
+        return state
+
+    async def _follow_store(self, revision: int) -> None:
+        async for batch in self.store.watch(model.TASKS, revision):
+            for event in batch:
+                self._on_task_event(event)
+
+    def _on_task_event(self, event: Event) -> None:
+        task_id = event.key[len(model.TASKS):]
+        if event.kind == "delete":
+            if task_id in self._tasks:
+                self._tasks[task_id].task = None
+                self._poke(task_id)
+            return
+        assert event.entry is not None
+        task = Task.load(event.entry.value)
+        if task.node != self.config.node:
+            return
+        self._state(task_id).task = task
+        self._poke(task_id)
+
+    async def _follow_driver(self) -> None:
+        async for event in self.driver.events():
+            self._on_workload_event(event)
+
+    def _on_workload_event(self, event: WorkloadEvent) -> None:
+        state = self._tasks.get(event.task_id)
+        if state is None:
+            if event.kind == "started":
+                self._poke(event.task_id)  # a workload we did not start: look at it
+            return
+        wl = state.workload
+        if event.kind == "removed":
+            state.workload = None
+        elif event.kind == "exited" and wl is not None and wl.id == event.id:
+            state.workload = Workload(
+                id=wl.id, task_id=wl.task_id, app_id=wl.app_id, spec_hash=wl.spec_hash,
+                state="exited", exit_code=event.exit_code, started_at=wl.started_at,
+                labels=wl.labels,
+            )
+        self._poke(event.task_id)
+
+    # -- per-task reconcile ------------------------------------------------------------------
+
+    def _poke(self, task_id: str) -> None:
+        self._dirty.add(task_id)
+        if task_id not in self._workers and self._tg is not None:
+            self._workers[task_id] = self._tg.create_task(self._work(task_id))
+
+    async def _work(self, task_id: str) -> None:
+        try:
+            while task_id in self._dirty:
+                self._dirty.discard(task_id)
+                try:
+                    await self._sync(task_id)
+                except (StoreError, DriverError) as e:
+                    log.warning("task %s: %s", task_id, e)
+        finally:
+            del self._workers[task_id]
+
+    async def _sync(self, task_id: str) -> None:
+        state = self._tasks.get(task_id)
+        if state is None:
+            return
+        task, wl, status = state.task, state.workload, state.status
+
+        if task is None:  # forgotten by the scheduler, or never known: nothing may run
+            await self._stop_monitor(state)
+            if wl is not None:
+                if wl.state == "running":
+                    log.info("stopping %s: no task placed for it", task_id)
+                    await self.driver.stop(wl.id, 10)
+                await self.driver.remove(wl.id)
+            del self._tasks[task_id]
+            return
+
+        if task.desired == "stop":
+            if status is not None and status.state in model.TERMINAL and (
+                wl is None or wl.state != "running"
+            ):
+                await self._cleanup(state)
+                return
+            await self._stop(state, task, "killed", task.stop_reason or "stopped")
+            return
+
+        if status is not None and status.state in model.TERMINAL:
+            await self._cleanup(state)  # the scheduler replaces it
+            return
+
+        if state.kill_reason:
+            reason, state.kill_reason = state.kill_reason, ""
+            await self._stop(state, task, "failed", reason)
+            return
+
+        if wl is not None and wl.spec_hash != task.spec_hash:
+            await self._stop(state, task, "failed", "its container runs another spec: replaced")
+            return
+
+        if wl is None:
+            if status is not None and status.container_id:
+                await self._set_status(state, task, state="lost",
+                                       message="its container disappeared")
+                return
+            await self._start(state, task)
+            return
+
+        if wl.state == "running":
+            await self._running(state, task, wl)
+            return
+
+        # exited or created but not running: it failed
+        await self._stop_monitor(state)
+        code = wl.exit_code
+        await self._set_status(
+            state, task,
+            state="finished" if code == 0 else "failed",
+            exit_code=code,
+            message=f"exited with code {code}" if code is not None else "exited",
+            container_id=wl.id,
+        )
+
+    async def _start(self, state: _TaskState, task: Task) -> None:
+        await self._set_status(state, task, state="staging", message="")
+        try:
+            app = await self._app(task)
+            spec = LaunchSpec(
+                task_id=task.id, app=app, version=task.version, spec_hash=task.spec_hash,
+                node=task.node, host=task.host, host_ports=list(task.host_ports),
+                env=task_env(app, task),
+            )
+
+            def progress(line: str) -> None:
+                log.info("task %s: %s", task.id, line)
+
+            wl = await self.driver.start(spec, progress)
+        except DriverError as e:
+            await self._set_status(state, task, state="failed", message=str(e))
+            return
+        # The task may have been stopped or forgotten while we were starting it.
+        state.workload = wl
+        self._poke(task.id)
+
+    async def _running(self, state: _TaskState, task: Task, wl: Workload) -> None:
+        app = await self._app(task)
+        started = wl.started_at or self.clock()
+        if state.status is None or state.status.state not in ("starting", "running") or (
+            state.status.container_id != wl.id
+        ):
+            await self._set_status(
+                state, task,
+                state="running",
+                container_id=wl.id,
+                started_at=started,
+                health=(state.status.health if state.adopted and state.status else "unknown"),
+                message="",
+            )
+        if app.health_checks and state.monitor is None:
+            state.monitor = self._spawn(self._monitor(state, task, app, wl, started))
+
+    async def _monitor(
+        self, state: _TaskState, task: Task, app: AppSpec, wl: Workload, started: float
+    ) -> None:
+        async def exec_in(command: str, timeout: float) -> ExecResult:
+            return await self.driver.exec(wl.id, command, timeout)
+
+        async def on_change(health: model.Health, results: list[HealthResult]) -> None:
+            if health == "unknown" and state.adopted:
+                return  # keep the health an adopted task had until a check says otherwise
+            state.adopted = False
+            if state.task is not None and state.task.desired == "run":
+                await self._set_status(state, task, health=health, health_results=results)
+
+        async def on_kill(reason: str) -> None:
+            log.warning("task %s unhealthy: %s", task.id, reason)
+            state.kill_reason = reason
+            self._poke(task.id)
+
+        monitor = HealthMonitor(
+            list(app.health_checks), host=task.host, ports=list(task.host_ports),
+            exec=exec_in, started_at=started, clock=SystemClock(),
+            on_change=on_change, on_kill=on_kill,
+        )
+        await monitor.run()
+
+    async def _stop(self, state: _TaskState, task: Task, final: model.TaskState,
+                    reason: str) -> None:
+        await self._stop_monitor(state)
+        wl = state.workload
+        exit_code = None
+        if wl is not None and wl.state == "running":
+            await self._set_status(state, task, state="killing", message=reason)
+            app = await self._app(task)
+            exit_code = await self.driver.stop(wl.id, app.task_kill_grace_period_seconds)
+        await self._set_status(state, task, state=final, message=reason, exit_code=exit_code,
+                               health="unknown" if final != "failed" else "unhealthy")
+
+    async def _cleanup(self, state: _TaskState) -> None:
+        await self._stop_monitor(state)
+        wl = state.workload
+        if wl is not None and wl.state != "running":
+            await self.driver.remove(wl.id)
+            state.workload = None
+
+    async def _stop_monitor(self, state: _TaskState) -> None:
+        monitor, state.monitor = state.monitor, None
+        if monitor is not None and monitor is not asyncio.current_task():
+            monitor.cancel()
+            try:
+                await monitor
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        assert self._tg is not None
+        return self._tg.create_task(coro)  # type: ignore[arg-type]
+
+    async def _app(self, task: Task) -> AppSpec:
+        cache_key = (task.app_id, task.version)
+        app = self._apps.get(cache_key)
+        if app is None:
+            entry = await self.store.get(model.version_key(task.app_id, task.version))
+            if entry is None:
+                raise DriverError(f"app {task.app_id} version {task.version} is not stored")
+            app = AppSpec.model_validate_json(entry.value)
+            self._apps[cache_key] = app
+        return app
+
+    async def _set_status(self, state: _TaskState, task: Task, **changes: object) -> None:
+        old = state.status
+        base = old.model_dump() if old is not None else {
+            "task_id": task.id, "app_id": task.app_id, "node": task.node,
+            "state": "staging", "updated_at": 0.0,
+        }
+        new = dict(base)
+        new.update(changes)
+        if old is not None and new == base:
+            return
+        new["updated_at"] = self.clock()
+        status = TaskStatus.model_validate(new)
+        state.status = status
+        await self.store.put(model.status_key(task.id), status.dump())
+
+    # -- used by the API -----------------------------------------------------------------------
+
+    def workload_id(self, task_id: str) -> str | None:
+        state = self._tasks.get(task_id)
+        return state.workload.id if state and state.workload else None
+
+
+def data_path(data_dir: Path) -> Path:
+    return data_dir / "tasks"

@@ -1,0 +1,104 @@
+"""The HTTP API: one FastAPI app composed of each component's routes.
+
+Errors are always JSON `{"message": ...}` with a 4xx status that says what was wrong; a
+rejected request changes nothing (validation happens before any write).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+import kade
+from kade import model
+from kade.api import intent
+from kade.api.apps import Logs, apps_router
+from kade.api.events import events_router
+from kade.model import Node
+from kade.spec import SpecError
+from kade.store.base import CasFailed, Store
+
+log = logging.getLogger("kade.api")
+
+
+def create_app(
+    store: Store,
+    *,
+    logs: Logs | None = None,
+    extra: list[APIRouter] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    app = FastAPI(title="kade", version=kade.__version__,
+                  description="Deploy, scale, configure, discover, route to and update containers")
+    app.include_router(apps_router(store, logs=logs, clock=clock))
+    app.include_router(events_router(store))
+    app.include_router(_info_router(store))
+    for router in extra or []:
+        app.include_router(router)
+    _errors(app)
+    return app
+
+
+def _info_router(store: Store) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/ping")
+    async def ping() -> str:
+        return "pong"
+
+    @r.get("/v1/info")
+    async def info() -> dict[str, Any]:
+        return {"name": "kade", "version": kade.__version__,
+                "revision": await store.revision()}
+
+    @r.get("/v1/nodes")
+    async def nodes() -> dict[str, Any]:
+        entries, _ = await store.range(model.NODES)
+        return {"nodes": [Node.load(e.value).model_dump() for e in entries]}
+
+    return r
+
+
+def _message(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(SpecError)
+    async def spec_error(_: Request, e: SpecError) -> JSONResponse:
+        return _message(422, f"invalid app definition: {e}", details=e.problems)
+
+    @app.exception_handler(intent.NotFound)
+    async def not_found(_: Request, e: intent.NotFound) -> JSONResponse:
+        return _message(404, str(e))
+
+    @app.exception_handler(intent.Conflict)
+    async def conflict(_: Request, e: intent.Conflict) -> JSONResponse:
+        return _message(409, str(e))
+
+    @app.exception_handler(CasFailed)
+    async def cas(_: Request, e: CasFailed) -> JSONResponse:
+        return _message(409, f"changed concurrently, try again: {e}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+        return _message(e.status_code, str(e.detail), )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or err['loc'][0]}: {err['msg']}"
+            for err in e.errors()
+        ]
+        return _message(400, "; ".join(problems), details=problems)
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _message(500, f"internal error: {type(e).__name__}: {e}")

@@ -1,0 +1,212 @@
+"""`/v1/apps` and `/v1/tasks`: Marathon's app API, with Marathon's field names.
+
+App ids contain slashes, so app routes take the rest of the path and split off a trailing
+action (`/scale`, `/restart`, `/versions[/<v>]`, `/diff`), as Marathon does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from kade import model
+from kade.api import intent
+from kade.api.views import app_json, group_tasks, task_json
+from kade.model import QueueEntry, Task, TaskStatus
+from kade.spec import AppSpec, load_document, normalize_id, parse_app
+from kade.store.base import Store
+
+Logs = Callable[[str, bool, int | None], Any]  # (task id, follow, tail) -> async bytes iterator
+
+
+def apps_router(store: Store, *, logs: Logs | None = None,
+                clock: Callable[[], float] = time.time) -> APIRouter:
+    r = APIRouter()
+
+    async def read_body(request: Request) -> Any:
+        raw = await request.body()
+        if not raw.strip():
+            raise HTTPException(400, "request body is empty: send an app definition")
+        try:
+            return load_document(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise HTTPException(400, "request body is not UTF-8 text") from None
+
+    def parse(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
+        parsed = parse_app(data, app_id=app_id)
+        return parsed.app, parsed.warnings
+
+    async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
+                                  dict[str, QueueEntry]]:
+        apps_e, _ = await store.range(model.APPS)
+        tasks_e, _ = await store.range(model.TASKS)
+        status_e, _ = await store.range(model.STATUS)
+        queue_e, _ = await store.range(model.QUEUE)
+        apps = {}
+        for e in apps_e:
+            app = AppSpec.model_validate_json(e.value)
+            apps[app.id] = app
+        tasks = [Task.load(e.value) for e in tasks_e]
+        statuses = {s.task_id: s for s in (TaskStatus.load(e.value) for e in status_e)}
+        queue = {q.app_id: q for q in (QueueEntry.load(e.value) for e in queue_e)}
+        return apps, tasks, statuses, queue
+
+    async def one_app(app_id: str, embed: bool = True) -> dict[str, Any]:
+        app = await intent.get_app(store, app_id)
+        if app is None:
+            raise HTTPException(404, f"app {app_id} does not exist")
+        tasks_e, _ = await store.range(model.TASKS)
+        tasks = [t for t in (Task.load(e.value) for e in tasks_e) if t.app_id == app.id]
+        statuses = {}
+        for t in tasks:
+            entry = await store.get(model.status_key(t.id))
+            if entry is not None:
+                statuses[t.id] = TaskStatus.load(entry.value)
+        queue_entry = await store.get(model.queue_key(app.id))
+        queue = QueueEntry.load(queue_entry.value) if queue_entry else None
+        group = group_tasks(tasks, statuses).get(app.id)
+        return app_json(app, group, queue, clock(), embed_tasks=embed)
+
+    @r.get("/v1/apps")
+    async def list_apps(embed: str | None = None) -> dict[str, Any]:
+        apps, tasks, statuses, queue = await snapshot()
+        groups = group_tasks(tasks, statuses)
+        now = clock()
+        embed_tasks = embed in ("apps.tasks", "tasks")
+        return {"apps": [
+            app_json(apps[i], groups.get(i), queue.get(i), now, embed_tasks=embed_tasks)
+            for i in sorted(apps)
+        ]}
+
+    @r.post("/v1/apps", status_code=201)
+    async def create_app(request: Request) -> JSONResponse:
+        app, warnings = parse(await read_body(request))
+        stored, _ = await intent.put_app(store, app, clock(), create_only=True)
+        body = await one_app(stored.id, embed=False)
+        body["warnings"] = warnings
+        return JSONResponse(body, status_code=201, headers={"Location": f"/v1/apps{stored.id}"})
+
+    @r.get("/v1/apps/{path:path}")
+    async def get_app_path(path: str, request: Request) -> Response:
+        app_id, action, arg = _split(path)
+        if action == "":
+            return JSONResponse({"app": await one_app(app_id)})
+        if action == "versions":
+            if arg:
+                app = await intent.get_version(store, app_id, arg)
+                if app is None:
+                    raise HTTPException(404, f"app {app_id} has no version {arg}")
+                return JSONResponse(app.model_dump(mode="json", by_alias=True))
+            versions = await intent.list_versions(store, app_id)
+            if not versions:
+                raise HTTPException(404, f"app {app_id} does not exist")
+            return JSONResponse({"versions": versions})
+        if action == "diff":
+            return await diff(app_id, request)
+        if action == "tasks":
+            body = await one_app(app_id)
+            return JSONResponse({"tasks": body["tasks"]})
+        raise HTTPException(404, f"unknown app action {action!r}")
+
+    async def diff(app_id: str, request: Request) -> Response:
+        versions = await intent.list_versions(store, app_id)
+        if not versions:
+            raise HTTPException(404, f"app {app_id} does not exist")
+        to = request.query_params.get("to") or versions[0]
+        frm = request.query_params.get("from") or (versions[1] if len(versions) > 1 else to)
+        texts = []
+        for v in (frm, to):
+            app = await intent.get_version(store, app_id, v)
+            if app is None:
+                raise HTTPException(404, f"app {app_id} has no version {v}")
+            wire = app.wire()
+            wire.pop("version", None)
+            texts.append(json.dumps(wire, indent=2, sort_keys=True).splitlines(keepends=True))
+        out = "".join(difflib.unified_diff(texts[0], texts[1], fromfile=frm, tofile=to))
+        return PlainTextResponse(out)
+
+    @r.put("/v1/apps/{path:path}")
+    async def put_app(path: str, request: Request) -> JSONResponse:
+        app_id, action, _ = _split(path)
+        if action:
+            raise HTTPException(405, f"PUT is not allowed on /{action}")
+        app, warnings = parse(await read_body(request), app_id=app_id)
+        stored, changed = await intent.put_app(store, app, clock())
+        body = await one_app(stored.id, embed=False)
+        body["warnings"] = warnings
+        body["changed"] = changed
+        return JSONResponse(body)
+
+    @r.post("/v1/apps/{path:path}")
+    async def app_action(path: str, request: Request) -> JSONResponse:
+        app_id, action, _ = _split(path)
+        now = clock()
+        if action == "scale":
+            data = await read_body(request)
+            instances = data.get("instances") if isinstance(data, dict) else None
+            if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+                raise HTTPException(400, "instances: must be a whole number >= 0")
+            stored, _ = await intent.update_app(
+                store, app_id, lambda a: a.model_copy(update={"instances": instances}), now)
+        elif action == "restart":
+            stamp = f"{now:.6f}"
+            stored, _ = await intent.update_app(
+                store, app_id, lambda a: a.model_copy(update={"restarted_at": stamp}), now)
+        else:
+            raise HTTPException(404, f"unknown app action {action!r}")
+        return JSONResponse({"app": await one_app(stored.id, embed=False),
+                             "version": stored.version})
+
+    @r.delete("/v1/apps/{path:path}")
+    async def delete_app(path: str) -> dict[str, Any]:
+        app_id, action, _ = _split(path)
+        if action:
+            raise HTTPException(405, f"DELETE is not allowed on /{action}")
+        await intent.delete_app(store, app_id)
+        return {"deleted": app_id}
+
+    @r.get("/v1/tasks")
+    async def list_tasks(app: str | None = None) -> dict[str, Any]:
+        apps, tasks, statuses, _ = await snapshot()
+        if app is not None:
+            wanted = normalize_id(app)
+            tasks = [t for t in tasks if t.app_id == wanted]
+        tasks.sort(key=lambda t: (t.app_id, t.created_at, t.id))
+        return {"tasks": [task_json(t, statuses.get(t.id), apps.get(t.app_id)) for t in tasks]}
+
+    @r.delete("/v1/tasks/{task_id}")
+    async def kill_task(task_id: str, scale: bool = False) -> dict[str, Any]:
+        task = await intent.kill_task(store, task_id, clock(), scale=scale)
+        return {"task": task_json(task, None)}
+
+    @r.get("/v1/tasks/{task_id}/logs")
+    async def task_logs(task_id: str, follow: bool = False, tail: int | None = None) -> Response:
+        if tail is not None and tail < 0:
+            raise HTTPException(400, "tail: must be >= 0")
+        entry = await store.get(model.status_key(task_id))
+        if entry is None or not TaskStatus.load(entry.value).container_id:
+            raise HTTPException(404, f"task {task_id} has no logs (unknown or not started)")
+        if logs is None:
+            raise HTTPException(501, "logs are served by the agent's node")
+        container = TaskStatus.load(entry.value).container_id
+        return StreamingResponse(logs(container, follow, tail), media_type="text/plain")
+
+    return r
+
+
+_ACTIONS = ("scale", "restart", "versions", "diff", "tasks")
+
+
+def _split(path: str) -> tuple[str, str, str]:
+    """`shop/web/versions/2026-…` → ("/shop/web", "versions", "2026-…")."""
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in _ACTIONS:
+            return normalize_id("/".join(parts[:i])), parts[i], "/".join(parts[i + 1:])
+    return normalize_id("/".join(parts)), "", ""

@@ -1,0 +1,92 @@
+"""`/v1/events`: every state change as server-sent events.
+
+Event ids are store revisions: they only increase, and a client that reconnects with
+`Last-Event-ID` resumes right after the last event it saw (while the history is kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from kade import model
+from kade.store.base import Compacted, Event, Store
+
+# Store prefix → event type, for the facts users care about.
+_TYPES = {
+    model.APPS: "app",
+    model.TASKS: "task",
+    model.STATUS: "task_status",
+    model.NODES: "node",
+    model.QUEUE: "queue",
+    model.KV: "kv",
+}
+KEEPALIVE_SECONDS = 15.0
+
+
+def event_json(event: Event) -> tuple[str, dict[str, Any]] | None:
+    for prefix, kind in _TYPES.items():
+        if event.key.startswith(prefix):
+            break
+    else:
+        return None
+    name = event.key[len(prefix):]
+    body: dict[str, Any] = {"type": kind, "op": event.kind, "key": name, "revision": event.revision}
+    if event.entry is not None and kind != "kv":
+        try:
+            body["value"] = json.loads(event.entry.value)
+        except ValueError:
+            pass
+    return f"{kind}_{'deleted' if event.kind == 'delete' else 'updated'}", body
+
+
+def events_router(store: Store) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/v1/events")
+    async def events(request: Request, since: int | None = None) -> StreamingResponse:
+        last = request.headers.get("last-event-id")
+        if since is None:
+            since = int(last) if last and last.isdigit() else await store.revision()
+        return StreamingResponse(_stream(store, since), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return r
+
+
+async def _stream(store: Store, since: int) -> AsyncIterator[bytes]:
+    yield b": kade event stream\n\n"
+    watch = store.watch("", since).__aiter__()
+    pending: asyncio.Task[list[Event]] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(watch.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield b": keepalive\n\n"
+                continue
+            try:
+                batch = pending.result()
+            except Compacted as e:
+                body = json.dumps({"type": "reset", "message": str(e)})
+                yield f"event: reset\ndata: {body}\n\n".encode()
+                return
+            except StopAsyncIteration:
+                return
+            pending = None
+            for event in batch:
+                out = event_json(event)
+                if out is None:
+                    continue
+                name, body = out
+                data = json.dumps(body, separators=(",", ":"))
+                yield f"id: {event.revision}\nevent: {name}\ndata: {data}\n\n".encode()
+    finally:
+        if pending is not None:
+            pending.cancel()

@@ -1,0 +1,324 @@
+"""The `kade` command: tables for people, `--json` for scripts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from kade.client import Client, ClientError
+from kade.spec import SpecError, load_document
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="kade: deploy, scale, configure, discover, route to and update containers.")
+console = Console()
+err = Console(stderr=True)
+
+ApiAddr = Annotated[str | None, typer.Option(
+    "--api-addr", envvar="KADE_ADDR", help="API address of a running kade [default: 127.0.0.1:7400]")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/kade")
+    return Path.home() / ".local/share/kade"
+
+
+def _client(addr: str | None) -> Client:
+    return Client(addr)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as e:
+        _fail(str(e))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(envvar="KADE_DATA_DIR",
+                                           help="state (SQLite) [default: /var/lib/kade as root, "
+                                                "~/.local/share/kade otherwise]")] = None,  # type: ignore[assignment]
+    api_addr: Annotated[str, typer.Option(envvar="KADE_API_ADDR")] = "127.0.0.1:7400",
+    node: Annotated[str | None, typer.Option(envvar="KADE_NODE",
+                                             help="node name [default: hostname]")] = None,
+    advertise: Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
+                                           help="address tasks are reached on")] = "127.0.0.1",
+    driver: Annotated[str, typer.Option(envvar="KADE_DRIVER",
+                                        help="docker, exec, or auto")] = "auto",
+    publish_ip: Annotated[str, typer.Option(envvar="KADE_PUBLISH_IP",
+                                            help="host IP bridge ports are published on")]
+    = "0.0.0.0",
+    ports: Annotated[str, typer.Option(envvar="KADE_PORTS", help="host port range")]
+    = "31000-32000",
+    deploy: Annotated[list[Path] | None, typer.Option(
+        help="app definitions (files or folders) to deploy once up")] = None,
+    log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the control plane and an agent in the foreground."""
+    import asyncio
+
+    import uvloop
+
+    from kade.cli.up import UpConfig, serve, split_addr
+
+    logging.basicConfig(level=log_level.upper(), format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    try:
+        split_addr(api_addr)
+        low, _, high = ports.partition("-")
+        port_range = (int(low), int(high))
+        if not 0 < port_range[0] <= port_range[1] < 65536:
+            raise ValueError(f"port range {ports!r} is not within 1-65535")
+    except ValueError as e:
+        _fail(str(e), 2)
+    cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
+                   advertise=advertise, driver=driver, publish_ip=publish_ip,
+                   port_range=port_range, deploy=list(deploy or []))
+    if node:
+        cfg.node = node
+    uvloop.run(serve(cfg))
+    _ = asyncio
+
+
+@app.command()
+def down(
+    stop_tasks: Annotated[bool, typer.Option("--stop-tasks", help="stop every task too")] = False,
+    api_addr: ApiAddr = None,
+) -> None:
+    """Stop a running `kade up` (tasks keep running unless --stop-tasks)."""
+    result = _call(_client(api_addr).post, "/v1/admin/shutdown",
+                   params={"stopTasks": str(stop_tasks).lower()})
+    console.print(result.get("message", "ok"))
+
+
+def _read_apps(file: Path) -> list[Any]:
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        data = load_document(text, file.name)
+    except OSError as e:
+        _fail(f"cannot read {file}: {e.strerror}")
+    except SpecError as e:
+        _fail(f"{file}: {e}")
+    items = data if isinstance(data, list) else [data]
+    base = file.parent
+    for item in items:
+        if isinstance(item, dict):
+            for tpl in item.get("templates") or []:
+                # A template given as a file is read here, relative to the app definition.
+                if isinstance(tpl, dict) and "file" in tpl and "source" not in tpl:
+                    path = base / str(tpl.pop("file"))
+                    try:
+                        tpl["source"] = path.read_text()
+                    except OSError as e:
+                        _fail(f"template {path}: {e.strerror}")
+    return items
+
+
+@app.command()
+def deploy(
+    file: Annotated[Path, typer.Option("-f", "--file", help="app definition, JSON or YAML (- = stdin)")],
+    wait: Annotated[bool, typer.Option(help="wait until every task is healthy")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 300,
+    api_addr: ApiAddr = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create or update apps from a Marathon app definition."""
+    client = _client(api_addr)
+    results = []
+    for item in _read_apps(file):
+        app_id = item.get("id") if isinstance(item, dict) else None
+        if not app_id:
+            _fail(f"{file}: id: is required")
+        result = _call(client.request, "PUT", f"/v1/apps/{str(app_id).strip('/')}", json=item)
+        results.append(result)
+        for warning in result.get("warnings", []):
+            err.print(f"[yellow]warning:[/yellow] {result['id']}: {warning}", highlight=False)
+        if not as_json:
+            what = "updated" if result.get("changed") else "unchanged"
+            console.print(f"{result['id']}: {what} (version {result['version']})")
+    if as_json:
+        _print_json(results)
+    if wait:
+        for result in results:
+            _wait_healthy(client, result["id"], timeout, quiet=as_json)
+
+
+def _wait_healthy(client: Client, app_id: str, timeout: float, quiet: bool) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        app = _call(client.get, f"/v1/apps/{app_id.strip('/')}")["app"]
+        want = app["instances"]
+        line = (f"{app_id}: {app['tasksHealthy']}/{want} healthy, "
+                f"{app['tasksRunning']} running — {app['status']}")
+        if line != last and not quiet:
+            err.print(line, highlight=False)
+            last = line
+        current = [t for t in app.get("tasks", [])
+                   if t["version"] == app["version"] and t["desired"] == "run"]
+        if app["status"] == "running" and len(current) >= want:
+            return
+        if app["status"].startswith("waiting") and time.monotonic() > deadline - timeout + 5:
+            _fail(f"{app_id}: {app['status']}")
+        if time.monotonic() > deadline:
+            _fail(f"{app_id}: not healthy after {timeout:.0f}s: {app['status']}")
+        time.sleep(0.3)
+
+
+@app.command()
+def apps(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
+    """List apps: instances running/healthy/wanted, and status."""
+    data = _call(_client(api_addr).get, "/v1/apps")["apps"]
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("ID", "RUNNING", "HEALTHY", "WANTED", "CPUS", "MEM", "VERSION", "STATUS")
+    for a in data:
+        table.add_row(a["id"], str(a["tasksRunning"]), str(a["tasksHealthy"]),
+                      str(a["instances"]), f"{a['cpus']:g}", f"{a['mem']:g}",
+                      a["version"] or "", a["status"])
+    console.print(table)
+
+
+@app.command()
+def tasks(
+    app_id: Annotated[str | None, typer.Argument(help="only this app's tasks")] = None,
+    api_addr: ApiAddr = None,
+    as_json: AsJson = False,
+) -> None:
+    """List tasks: state, health, host:ports, container, started."""
+    data = _call(_client(api_addr).get, "/v1/tasks", app=app_id)["tasks"]
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("TASK", "STATE", "HEALTH", "ENDPOINT", "CONTAINER", "STARTED", "MESSAGE")
+    for t in data:
+        endpoint = f"{t['host']}:{','.join(str(p) for p in t['ports'])}" if t["ports"] else t["host"]
+        table.add_row(t["id"], t["state"].removeprefix("TASK_").lower(), t["health"], endpoint,
+                      (t["containerId"] or "")[:12], t["startedAt"] or "", t["message"] or "")
+    console.print(table)
+
+
+def _app_path(app_id: str) -> str:
+    return "/v1/apps/" + app_id.strip("/")
+
+
+@app.command()
+def scale(app_id: str, instances: int, api_addr: ApiAddr = None) -> None:
+    """Set an app's number of instances."""
+    if instances < 0:
+        _fail("instances: must be >= 0", 2)
+    result = _call(_client(api_addr).post, _app_path(app_id) + "/scale", {"instances": instances})
+    console.print(f"{result['app']['id']}: scaled to {instances} (version {result['version']})")
+
+
+@app.command()
+def restart(app_id: str, api_addr: ApiAddr = None) -> None:
+    """Replace every task of an app with a fresh one."""
+    result = _call(_client(api_addr).post, _app_path(app_id) + "/restart")
+    console.print(f"{result['app']['id']}: restarting (version {result['version']})")
+
+
+@app.command()
+def destroy(app_id: str, api_addr: ApiAddr = None) -> None:
+    """Remove an app and stop its tasks."""
+    _call(_client(api_addr).delete, _app_path(app_id))
+    console.print(f"{app_id}: destroyed")
+
+
+@app.command()
+def show(app_id: str, api_addr: ApiAddr = None) -> None:
+    """Print an app as JSON, with its tasks."""
+    _print_json(_call(_client(api_addr).get, _app_path(app_id))["app"])
+
+
+@app.command()
+def versions(app_id: str, api_addr: ApiAddr = None) -> None:
+    """List an app's stored versions, newest first."""
+    for v in _call(_client(api_addr).get, _app_path(app_id) + "/versions")["versions"]:
+        console.print(v)
+
+
+@app.command()
+def diff(app_id: str, old: str | None = None, new: str | None = None,
+         api_addr: ApiAddr = None) -> None:
+    """Show what changed between two versions (default: the last two)."""
+    text = _call(_client(api_addr).get, _app_path(app_id) + "/diff", **{"from": old, "to": new})
+    sys.stdout.write(text or "(no differences)\n")
+
+
+@app.command()
+def kill(task_id: str, scale: Annotated[bool, typer.Option(help="lower the instance count")]
+         = False, api_addr: ApiAddr = None) -> None:
+    """Stop one task (it is replaced unless --scale)."""
+    _call(_client(api_addr).delete, f"/v1/tasks/{task_id}", scale=str(scale).lower())
+    console.print(f"{task_id}: killing")
+
+
+@app.command()
+def logs(task_id: str, follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+         tail: int | None = None, api_addr: ApiAddr = None) -> None:
+    """Print a task's stdout and stderr."""
+    params: dict[str, Any] = {"follow": str(follow).lower()}
+    if tail is not None:
+        params["tail"] = tail
+    try:
+        for chunk in _client(api_addr).stream(f"/v1/tasks/{task_id}/logs", **params):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    except ClientError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def events(api_addr: ApiAddr = None) -> None:
+    """Follow the event stream (server-sent events)."""
+    try:
+        for chunk in _client(api_addr).stream("/v1/events"):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    except ClientError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
+    """List nodes and their resources."""
+    data = _call(_client(api_addr).get, "/v1/nodes")["nodes"]
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("NODE", "ADDRESS", "CPUS", "MEM", "DRIVERS", "DRAINING")
+    for n in data:
+        table.add_row(n["name"], n["address"], f"{n['cpus']:g}", f"{n['mem']:g}",
+                      ",".join(n["drivers"]), "yes" if n["draining"] else "")
+    console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,161 @@
+"""`kade up`: the composition root. Store, scheduler, agent and API in one process.
+
+Stopping it (Ctrl-C, SIGTERM) leaves the containers running: the data plane outlives the
+control plane, and the next `kade up` adopts them. `kade down --stop-tasks` stops them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from kade.agent.agent import Agent, AgentConfig
+from kade.api import intent
+from kade.api.app import create_app
+from kade.drivers.base import LABEL_NODE, Driver
+from kade.scheduler.loop import Scheduler
+from kade.spec import SpecError, load_document, parse_app
+from kade.store import open_store
+from kade.store.base import Store
+
+log = logging.getLogger("kade")
+
+
+@dataclass
+class UpConfig:
+    data_dir: Path
+    api_addr: str = "127.0.0.1:7400"
+    node: str = field(default_factory=socket.gethostname)
+    advertise: str = "127.0.0.1"
+    driver: str = "auto"  # docker | exec | auto (docker when an engine answers)
+    publish_ip: str = "0.0.0.0"
+    port_range: tuple[int, int] = (31000, 32000)
+    deploy: list[Path] = field(default_factory=list)
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address {addr!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `kade up` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def make_driver(cfg: UpConfig) -> Driver:
+    from kade.drivers.docker import DockerDriver
+    from kade.drivers.exec import ExecDriver
+
+    if cfg.driver in ("docker", "auto"):
+        docker = DockerDriver(publish_ip=cfg.publish_ip)
+        try:
+            await docker.resources()
+            return docker
+        except Exception as e:
+            await docker.close()
+            if cfg.driver == "docker":
+                raise SystemExit(f"kade: no Docker Engine answers: {e}") from None
+            log.warning("no Docker Engine answers (%s): running command apps only", e)
+    return ExecDriver(cfg.data_dir / "sandboxes")
+
+
+async def deploy_files(store: Store, paths: list[Path]) -> None:
+    """Deploy app definitions from files or folders (what `make up` uses for the examples)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
+        else:
+            files.append(path)
+    for file in files:
+        try:
+            data = load_document(file.read_text(), file.name)
+            for item in data if isinstance(data, list) else [data]:
+                parsed = parse_app(item)
+                _, changed = await intent.put_app(store, parsed.app, time.time())
+                log.info("%s %s from %s", "deployed" if changed else "unchanged",
+                         parsed.app.id, file)
+        except (OSError, SpecError) as e:
+            log.error("cannot deploy %s: %s", file, e)
+
+
+async def stop_all(driver: Driver, node: str) -> None:
+    workloads = [w for w in await driver.list() if w.labels.get(LABEL_NODE, node) == node]
+    await asyncio.gather(*(driver.stop(w.id, 10) for w in workloads if w.state == "running"))
+    for w in workloads:
+        await driver.remove(w.id)
+    log.info("stopped %d tasks", len(workloads))
+
+
+async def serve(cfg: UpConfig) -> None:
+    host, port = split_addr(cfg.api_addr)
+    store = await open_store(cfg.data_dir)
+    driver = await make_driver(cfg)
+    stop = asyncio.Event()
+    stop_tasks = False
+
+    admin = APIRouter()
+
+    @admin.post("/v1/admin/shutdown")
+    async def shutdown(stopTasks: bool = False) -> JSONResponse:  # noqa: N803 (API name)
+        nonlocal stop_tasks
+        stop_tasks = stopTasks
+        stop.set()
+        return JSONResponse({"message": "shutting down", "stopTasks": stopTasks})
+
+    scheduler = Scheduler(store, port_range=cfg.port_range)
+    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise))
+    app = create_app(
+        store,
+        logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
+        extra=[admin],
+    )
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                    lifespan="off", access_log=False))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            workers = [
+                tg.create_task(scheduler.run(), name="scheduler"),
+                tg.create_task(agent.run(), name="agent"),
+            ]
+            api = tg.create_task(server.serve(), name="api")
+            await agent.ready.wait()
+            log.info("kade is up: API on http://%s, node %s, driver %s, data in %s",
+                     cfg.api_addr, cfg.node, driver.name, cfg.data_dir)
+            if cfg.deploy:
+                await deploy_files(store, cfg.deploy)
+            stopper = tg.create_task(stop.wait())
+            await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
+            log.info("shutting down%s", " and stopping every task" if stop_tasks else
+                     "; tasks keep running")
+            for task in workers:
+                task.cancel()
+            if stop_tasks:
+                await stop_all(driver, cfg.node)
+            server.should_exit = True
+            stopper.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await driver.close()
+        await store.close()
