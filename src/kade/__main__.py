@@ -1,0 +1,3 @@
+from kade.cli.main import main
+
+main()

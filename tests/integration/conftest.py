@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Kade
+
+
+@pytest.fixture
+def kade(tmp_path: Path) -> Iterator[Kade]:
+    k = Kade(tmp_path / "kade")
+    try:
+        yield k.start()
+    finally:
+        k.cleanup()
