@@ -1,0 +1,238 @@
+"""CatalogView: the catalog kept current from the store, and blocking waits on it.
+
+It watches `apps/`, `tasks/`, `status/` and `nodes/` (no polling), rebuilds the catalog after
+each batch of events, and remembers for every service the store revision at which *its*
+content last changed: Consul's per-service index. A blocking query on a service therefore
+wakes only when that service changed, not when anything in the store did.
+
+Waiters park on one shared future per service (and one for the whole catalog), resolved from
+memory after a rebuild: thousands of blocked clients cost one future each, no store reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from kade import model
+from kade.catalog.build import build_catalog
+from kade.catalog.model import Catalog
+from kade.spec.model import AppSpec
+from kade.store.base import Compacted, Event, Store
+
+log = logging.getLogger(__name__)
+
+PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES)
+
+ChangeCallback = Callable[[Catalog, frozenset[str]], None]
+
+_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    model.APPS: AppSpec.model_validate_json,
+    model.TASKS: model.Task.model_validate_json,
+    model.STATUS: model.TaskStatus.model_validate_json,
+    model.NODES: model.Node.model_validate_json,
+}
+
+_ALL = "\x00all"  # the waiter key of the whole catalog (no service is named like this)
+
+
+class CatalogView:
+    def __init__(self, store: Store, *, datacenter: str = "dc1") -> None:
+        self.store = store
+        self.datacenter = datacenter
+        self._records: dict[str, dict[str, Any]] = {p: {} for p in PREFIXES}
+        self._bad: dict[str, str] = {}  # key → why it could not be read
+        self._catalog = Catalog(datacenter=datacenter)
+        self._index = 0
+        self._service_index: dict[str, int] = {}
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._callbacks: list[ChangeCallback] = []
+        self._ready = asyncio.Event()
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The current snapshot (replaced whole, never changed in place)."""
+        return self._catalog
+
+    @property
+    def index(self) -> int:
+        """The revision at which anything in the catalog last changed (>= 1 once loaded)."""
+        return max(self._index, 1)
+
+    def service_index(self, service: str | None) -> int:
+        """The revision at which `service` last changed; for a service never seen, the
+        catalog's index (so that a blocking query on it waits for it to appear)."""
+        if service is None:
+            return self.index
+        return max(self._service_index.get(service, self._index), 1)
+
+    async def wait(self, service: str | None, index: int, timeout: float) -> int:
+        """Return once `service` (the whole catalog for None) changed past `index`, or at
+        `timeout`; returns its index then."""
+        current = self.service_index(service)
+        if current > index or timeout <= 0:
+            return current
+        key = _ALL if service is None else service
+        fut = self._waiters.get(key)
+        if fut is None or fut.done():
+            fut = self._waiters[key] = asyncio.get_running_loop().create_future()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(fut)  # shielded: one waiter leaving must not cancel it
+        return self.service_index(service)
+
+    def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
+        """Call `callback(catalog, changed_services)` after every change; returns an
+        unsubscribe function. Callbacks run in the view's task: keep them short."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    async def ready(self) -> None:
+        """Wait until the first snapshot is loaded."""
+        await self._ready.wait()
+
+    # -- following the store ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load a snapshot, then follow the store forever (run it under a TaskGroup)."""
+        while True:
+            after = await self._load()
+            try:
+                await self._follow(after)
+            except* Compacted as group:
+                log.warning("catalog watch fell behind (%s); reloading", group.exceptions[0])
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[CatalogView]:
+        """Follow the store for the duration of the block, loaded on entry."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.run(), name="catalog-view")
+        ready = loop.create_task(self.ready(), name="catalog-view-ready")
+        try:
+            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # raises what stopped it
+            yield self
+        finally:
+            for t in (ready, task):
+                t.cancel()
+                with suppress(asyncio.CancelledError):
+                    await t
+
+    async def _load(self) -> dict[str, int]:
+        after: dict[str, int] = {}
+        records: dict[str, dict[str, Any]] = {}
+        revision = 0
+        self._bad.clear()
+        for prefix in PREFIXES:
+            entries, rev = await self.store.range(prefix)
+            after[prefix] = rev
+            revision = max(revision, rev)
+            records[prefix] = {}
+            for e in entries:
+                value = self._parse(prefix, e.key, e.value)
+                if value is not None:
+                    records[prefix][e.key] = value
+        self._records = records
+        self._rebuild(revision)
+        self._ready.set()
+        return after
+
+    async def _follow(self, after: dict[str, int]) -> None:
+        queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+        async def pump(prefix: str) -> None:
+            async for batch in self.store.watch(prefix, after[prefix]):
+                queue.put_nowait(batch)
+
+        async def apply() -> None:
+            while True:
+                batches = [await queue.get()]
+                while not queue.empty():  # coalesce what already arrived: one rebuild
+                    batches.append(queue.get_nowait())
+                revision = 0
+                for batch in batches:
+                    for event in batch:
+                        self._apply(event)
+                        revision = max(revision, event.revision)
+                self._rebuild(revision)
+
+        async with asyncio.TaskGroup() as tg:
+            for prefix in PREFIXES:
+                tg.create_task(pump(prefix), name=f"catalog-watch-{prefix}")
+            tg.create_task(apply(), name="catalog-apply")
+
+    def _apply(self, event: Event) -> None:
+        prefix = next((p for p in PREFIXES if event.key.startswith(p)), None)
+        if prefix is None:
+            return
+        table = self._records[prefix]
+        self._bad.pop(event.key, None)
+        if event.kind == "delete" or event.entry is None:
+            table.pop(event.key, None)
+            return
+        value = self._parse(prefix, event.key, event.entry.value)
+        if value is None:
+            table.pop(event.key, None)
+        else:
+            table[event.key] = value
+
+    def _parse(self, prefix: str, key: str, raw: bytes) -> Any:
+        try:
+            return _PARSERS[prefix](raw)
+        except ValueError as e:
+            self._bad[key] = str(e).splitlines()[0]
+            log.warning("catalog: cannot read %s: %s", key, self._bad[key])
+            return None
+
+    def _rebuild(self, revision: int) -> None:
+        r = self._records
+        new = build_catalog(
+            r[model.APPS].values(),
+            r[model.TASKS].values(),
+            r[model.STATUS].values(),
+            r[model.NODES].values(),
+            datacenter=self.datacenter,
+        )
+        old = self._catalog
+        changed = frozenset(
+            name
+            for name in old.services.keys() | new.services.keys()
+            if old.services.get(name) != new.services.get(name)
+        )
+        first = not self._ready.is_set()
+        if not changed and old.nodes == new.nodes and not first:
+            return
+        self._index = max(revision, self._index)
+        for name in changed:
+            self._service_index[name] = self._index
+        problems = new.problems + tuple(f"{k}: {why}" for k, why in sorted(self._bad.items()))
+        self._catalog = Catalog(
+            datacenter=new.datacenter,
+            services=new.services,
+            nodes=new.nodes,
+            index=self.index,
+            problems=problems,
+        )
+        self._wake(changed)
+        for callback in list(self._callbacks):
+            try:
+                callback(self._catalog, changed)
+            except Exception:
+                log.exception("catalog change callback %r failed", callback)
+
+    def _wake(self, changed: frozenset[str]) -> None:
+        for key in (*changed, _ALL):
+            fut = self._waiters.pop(key, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
