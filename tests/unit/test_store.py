@@ -1,0 +1,490 @@
+"""The embedded store, as the components built on it see it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kade.store import (
+    CasFailed,
+    Compacted,
+    Compare,
+    Delete,
+    Event,
+    Put,
+    SqliteStore,
+    StoreError,
+    open_store,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+WRITER = Path(__file__).with_name("store_writer.py")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "data")
+    yield s
+    await s.close()
+
+
+async def next_batch(watch: AsyncIterator[list[Event]], timeout: float = 10) -> list[Event]:
+    return await asyncio.wait_for(anext(watch), timeout)
+
+
+def summary(events: list[Event]) -> list[tuple[int, str, str, bytes | None]]:
+    return [(e.revision, e.kind, e.key, e.entry.value if e.entry else None) for e in events]
+
+
+# -- reads and writes ------------------------------------------------------------------------
+
+
+async def test_put_get_range_delete(store: SqliteStore) -> None:
+    assert await store.revision() == 0
+    assert await store.get("app/web") is None
+    assert await store.range("") == ([], 0)
+
+    await store.put("app/web", b"spec 1")
+    await store.put("app/api", b"spec 2")
+    await store.put("apple", b"fruit")
+    await store.put("app/ünïcode/☃", b"\x00\xff")
+
+    web = await store.get("app/web")
+    assert web is not None and web.value == b"spec 1"
+    entries, rev = await store.range("app/")
+    assert [e.key for e in entries] == ["app/api", "app/web", "app/ünïcode/☃"]
+    assert rev == 4
+    assert (await store.get("app/ünïcode/☃")) is not None
+
+    assert await store.delete("app/web") == 5
+    assert await store.get("app/web") is None
+    assert [e.key for e in (await store.range("app"))[0]] == ["app/api", "app/ünïcode/☃", "apple"]
+
+
+async def test_revisions_follow_etcd(store: SqliteStore) -> None:
+    assert await store.put("k", b"a") == 1
+    assert await store.put("other", b"x") == 2
+    assert await store.put("k", b"b") == 3
+    k = await store.get("k")
+    assert k is not None
+    assert (k.create_revision, k.mod_revision, k.version) == (1, 3, 2)
+
+    assert await store.delete("k") == 4
+    assert await store.delete("k") == 4  # nothing deleted: no new revision
+    assert await store.delete("nothing/", prefix=True) == 4
+    assert await store.revision() == 4
+
+    assert await store.put("k", b"c") == 5  # re-created: a new life
+    k = await store.get("k")
+    assert k is not None
+    assert (k.create_revision, k.mod_revision, k.version) == (5, 5, 1)
+
+
+async def test_revision_never_goes_back_after_deleting_everything(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+    await s.put("a", b"1")
+    await s.put("b", b"2")
+    await s.delete("", prefix=True)
+    assert await s.revision() == 3
+    await s.close()
+    s = SqliteStore(tmp_path)
+    assert await s.revision() == 3
+    assert await s.put("a", b"again") == 4
+    await s.close()
+
+
+async def test_put_with_expect_is_compare_and_swap(store: SqliteStore) -> None:
+    rev = await store.put("leader", b"node-1", expect=0)  # create only
+    with pytest.raises(CasFailed):
+        await store.put("leader", b"node-2", expect=0)
+    with pytest.raises(CasFailed):
+        await store.put("leader", b"node-2", expect=rev + 10)
+    rev2 = await store.put("leader", b"node-2", expect=rev)
+    entry = await store.get("leader")
+    assert entry is not None and entry.value == b"node-2" and entry.mod_revision == rev2
+    assert await store.revision() == rev2  # failed attempts made no revision
+
+    with pytest.raises(CasFailed):
+        await store.delete("leader", expect=rev)
+    assert await store.delete("leader", expect=rev2) == rev2 + 1
+    assert await store.get("leader") is None
+
+
+async def test_keys_and_values_are_checked(store: SqliteStore) -> None:
+    with pytest.raises(ValueError):
+        await store.put("", b"x")
+    with pytest.raises(TypeError):
+        await store.put("k", "text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await store.put("\ud800", b"x")
+    with pytest.raises(ValueError):
+        await store.delete("k", expect=1, prefix=True)
+    assert await store.revision() == 0
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+
+async def test_txn_success_and_failure_branches(store: SqliteStore) -> None:
+    await store.put("cfg/a", b"1")
+    a = await store.get("cfg/a")
+    assert a is not None
+
+    ok = await store.txn(
+        [Compare("cfg/a", a.mod_revision), Compare("cfg/b", 0)],
+        [Put("cfg/a", b"2"), Put("cfg/b", b"new"), Delete("cfg/c")],
+        [Put("cfg/failed", b"yes")],
+    )
+    assert ok.succeeded and ok.revision == 2  # several ops, one revision
+    assert summary(list(ok.events)) == [(2, "put", "cfg/a", b"2"), (2, "put", "cfg/b", b"new")]
+
+    lost = await store.txn(
+        [Compare("cfg/a", a.mod_revision)],  # stale now
+        [Put("cfg/a", b"3")],
+        [Put("cfg/failed", b"yes")],
+    )
+    assert not lost.succeeded and lost.revision == 3
+    entry = await store.get("cfg/a")
+    assert entry is not None and entry.value == b"2"
+    assert await store.get("cfg/failed") is not None
+
+    nothing = await store.txn([Compare("cfg/a", 1)], [Put("x", b"")])
+    assert not nothing.succeeded and nothing.revision == 3 and nothing.events == ()
+
+
+async def test_txn_replaces_a_subtree_in_one_revision(store: SqliteStore) -> None:
+    await store.put("tree/old", b"1")
+    result = await store.txn([], [Delete("tree/", prefix=True), Put("tree/new", b"2")])
+    assert result.revision == 2
+    entries, _ = await store.range("tree/")
+    assert [(e.key, e.create_revision) for e in entries] == [("tree/new", 2)]
+
+
+async def test_txn_is_atomic_when_an_op_fails_midway(store: SqliteStore) -> None:
+    await store.put("a", b"before")
+    released = memoryview(b"payload")
+    released.release()  # reading it fails, after the first op was applied
+    with pytest.raises(ValueError):
+        await store.txn([], [Put("a", b"after"), Delete("a"), Put("b", released)])  # type: ignore[arg-type]
+    entry = await store.get("a")
+    assert entry is not None and entry.value == b"before"
+    assert await store.get("b") is None
+    assert await store.revision() == 1
+    assert await store.put("b", b"ok") == 2  # the store is still usable
+
+
+# -- prefix delete and prefix revision -------------------------------------------------------
+
+
+async def test_prefix_delete_is_one_revision(store: SqliteStore) -> None:
+    for key in ("svc/web/1", "svc/web/2", "svc/webmail/1", "svc/api/1"):
+        await store.put(key, b"x")
+    watch = store.watch("svc/", 4)
+    rev = await store.delete("svc/web/", prefix=True)
+    assert rev == 5
+    assert [e.key for e in (await store.range("svc/"))[0]] == ["svc/api/1", "svc/webmail/1"]
+    batch = await next_batch(watch)
+    assert [(e.revision, e.kind, e.key) for e in batch] == [
+        (5, "delete", "svc/web/1"),
+        (5, "delete", "svc/web/2"),
+    ]
+    assert batch[0].prev is not None and batch[0].prev.value == b"x"
+    await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_prefix_revision_counts_deletes_and_survives_restart(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+    assert await s.prefix_revision("kv/") == 0
+    await s.put("kv/a", b"1")  # 1
+    await s.put("other", b"1")  # 2
+    assert await s.prefix_revision("kv/") == 1
+    assert await s.prefix_revision("") == 2
+    await s.put("kv/b", b"1")  # 3
+    await s.delete("kv/b")  # 4
+    await s.put("other", b"2")  # 5
+    assert await s.prefix_revision("kv/") == 4
+    assert await s.prefix_revision("kv/a") == 1
+    assert await s.prefix_revision("kv/b") == 4
+    assert await s.prefix_revision("other") == 5
+    assert await s.prefix_revision("nothing") == 0
+    await s.close()
+
+    s = SqliteStore(tmp_path)
+    assert await s.prefix_revision("kv/") == 4
+    assert await s.prefix_revision("kv/b") == 4
+    assert await s.prefix_revision("kv/a") == 1
+    await s.put("kv/b", b"back")
+    assert await s.prefix_revision("kv/") == 6
+    await s.close()
+
+
+async def test_prefix_revision_stays_monotonic_after_compaction(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, history=5)
+    await s.put("jobs/x/1", b"")
+    await s.delete("jobs/x/1")  # 2: a tombstone that compaction will fold away
+    for i in range(20):
+        await s.put(f"noise/{i}", b"")
+    assert await s.prefix_revision("jobs/") == 2
+    assert await s.prefix_revision("jobs/x/1") >= 2
+    await s.close()
+    s = SqliteStore(tmp_path, history=5)
+    assert await s.prefix_revision("jobs/") == 2
+    assert await s.prefix_revision("noise/") == 22
+    await s.close()
+
+
+# -- watches ---------------------------------------------------------------------------------
+
+
+async def test_watch_replays_then_streams_live_in_order(store: SqliteStore) -> None:
+    await store.put("app/a", b"1")  # 1
+    await store.put("node/n1", b"up")  # 2
+    await store.put("app/b", b"2")  # 3
+    watch = store.watch("app/", 0)
+    replay = await next_batch(watch)
+    assert summary(replay) == [(1, "put", "app/a", b"1"), (3, "put", "app/b", b"2")]
+
+    pending = asyncio.ensure_future(next_batch(watch))
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    await store.put("node/n2", b"up")  # 4: not ours
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    await store.put("app/a", b"1b")  # 5
+    assert summary(await pending) == [(5, "put", "app/a", b"1b")]
+
+    seen: list[tuple[int, str, str, bytes | None]] = []
+    for i in range(50):
+        await store.put(f"app/k{i % 7}", str(i).encode())
+    await store.delete("app/", prefix=True)
+    while len(seen) < 57:
+        seen += summary(await next_batch(watch))
+    revisions = [r for r, *_ in seen]
+    assert revisions == sorted(revisions)
+    assert [v for _, kind, _, v in seen[:50]] == [str(i).encode() for i in range(50)]
+    assert {kind for _, kind, _, _ in seen[50:]} == {"delete"}
+    await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_watch_batches_hold_whole_revisions(store: SqliteStore) -> None:
+    watch = store.watch("", 0)
+    pending = asyncio.ensure_future(next_batch(watch))
+    await asyncio.sleep(0.01)
+    await store.txn([], [Put(f"t/{i}", b"") for i in range(100)])
+    batch = await pending
+    assert len(batch) == 100 and {e.revision for e in batch} == {1}
+    await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_watch_from_the_log_matches_memory(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+    await s.put("a/1", b"x")
+    await s.txn([], [Put("a/2", b"y"), Put("b", b"z")])
+    await s.put("a/1", b"x2")
+    await s.delete("a/", prefix=True)
+    from_memory: list[Event] = []
+    watch = s.watch("a/", 0)
+    while len(from_memory) < 5:
+        from_memory += await next_batch(watch)
+    await watch.aclose()  # type: ignore[attr-defined]
+    await s.close()
+
+    s = SqliteStore(tmp_path)  # nothing in memory now: read from the change log
+    from_log: list[Event] = []
+    watch = s.watch("a/", 0)
+    while len(from_log) < 5:
+        from_log += await next_batch(watch)
+    assert from_log == from_memory
+    await watch.aclose()  # type: ignore[attr-defined]
+    await s.close()
+
+
+async def test_slow_watcher_that_falls_behind_memory_misses_nothing(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, ring=3)
+    watch = s.watch("k/", 0)
+    await s.put("k/0", b"0")
+    first = await next_batch(watch)
+    for i in range(1, 40):
+        await s.put(f"k/{i}", str(i).encode())
+    events = list(first)
+    while len(events) < 40:
+        events += await next_batch(watch)
+    assert [e.key for e in events] == [f"k/{i}" for i in range(40)]
+    assert [e.revision for e in events] == list(range(1, 41))
+    await watch.aclose()  # type: ignore[attr-defined]
+    await s.close()
+
+
+async def test_watch_before_compacted_history_raises(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, history=10)
+    for i in range(30):
+        await s.put(f"k/{i}", b"")
+    with pytest.raises(Compacted) as info:
+        await next_batch(s.watch("k/", 0))
+    assert info.value.revision == 0 and info.value.compacted >= 20
+    kept = s.watch("k/", 20)
+    events = await next_batch(kept)
+    assert [e.revision for e in events] == list(range(21, 31))
+    await kept.aclose()  # type: ignore[attr-defined]
+    await s.close()
+    s = SqliteStore(tmp_path, history=10)  # compaction point is durable
+    with pytest.raises(Compacted):
+        await next_batch(s.watch("", 5))
+    await s.close()
+
+
+async def test_watchers_end_when_the_store_closes(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+
+    async def consume() -> int:
+        count = 0
+        async for batch in s.watch("x/", 0):
+            count += len(batch)
+        return count
+
+    tasks = [asyncio.ensure_future(consume()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    await s.put("x/1", b"")
+    await asyncio.sleep(0.01)
+    await s.close()
+    assert await asyncio.wait_for(asyncio.gather(*tasks), 10) == [1, 1, 1]
+    with pytest.raises(StoreError):
+        await s.get("x/1")
+
+
+# -- wait (blocking queries) -----------------------------------------------------------------
+
+
+async def test_wait_wakes_on_change_under_prefix(store: SqliteStore) -> None:
+    await store.put("kv/a", b"1")
+    # Already past `after`: answers at once.
+    assert await store.wait("kv/", 0, 60) == 1
+
+    waiter = asyncio.ensure_future(store.wait("kv/", 1, 60))
+    await asyncio.sleep(0.01)
+    await store.put("other", b"x")
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await store.delete("kv/a")
+    assert await asyncio.wait_for(waiter, 10) == 3
+
+
+async def test_wait_returns_at_timeout(store: SqliteStore) -> None:
+    await store.put("kv/a", b"1")
+    assert await store.wait("kv/", 1, 0.05) == 1
+    assert await store.wait("empty/", 0, 0.05) == 0
+
+
+async def test_a_thousand_waiters_wake_on_one_write(store: SqliteStore) -> None:
+    await store.put("svc/web", b"1")
+    same = [asyncio.ensure_future(store.wait("svc/", 1, 60)) for _ in range(500)]
+    each = [asyncio.ensure_future(store.wait("svc/web"[: 1 + i % 7], 1, 60)) for i in range(250)]
+    root = [asyncio.ensure_future(store.wait("", 1, 60)) for _ in range(250)]
+    untouched = asyncio.ensure_future(store.wait("svc/api", 0, 60))
+    await asyncio.sleep(0.05)
+    assert not any(t.done() for t in same + each + root)
+    rev = await store.put("svc/web", b"2")
+    results = await asyncio.wait_for(asyncio.gather(*same, *each, *root), 10)
+    assert set(results[:500]) == {rev}
+    assert set(results) == {rev}
+    assert not untouched.done()
+    untouched.cancel()
+
+
+async def test_cancelled_waiters_do_not_disturb_others(store: SqliteStore) -> None:
+    a = asyncio.ensure_future(store.wait("p/", 0, 60))
+    b = asyncio.ensure_future(store.wait("p/", 0, 60))
+    await asyncio.sleep(0.01)
+    a.cancel()
+    await asyncio.sleep(0.01)
+    await store.put("p/x", b"")
+    assert await asyncio.wait_for(b, 10) == 1
+
+
+# -- the data directory ----------------------------------------------------------------------
+
+
+async def test_restart_keeps_data_and_revision(tmp_path: Path) -> None:
+    s = await open_store(tmp_path / "new" / "dir")
+    await s.put("a", b"1")
+    await s.put("a", b"2")
+    await s.put("b", b"3")
+    await s.close()
+    assert (tmp_path / "new" / "dir" / "state.db").exists()
+
+    s = await open_store(tmp_path / "new" / "dir")
+    assert await s.revision() == 3
+    a = await s.get("a")
+    assert a is not None and (a.value, a.create_revision, a.mod_revision, a.version) == (
+        b"2",
+        1,
+        2,
+        2,
+    )
+    assert await s.put("c", b"4") == 4
+    await s.close()
+
+
+async def test_one_process_owns_the_data_dir(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path)
+    with pytest.raises(StoreError, match=f"data dir {tmp_path} is in use by another kade process"):
+        SqliteStore(tmp_path)
+    await first.put("k", b"v")
+    await first.close()
+    second = SqliteStore(tmp_path)  # released on close
+    assert await second.revision() == 1
+    await second.close()
+
+
+def _read_acks(proc: subprocess.Popen[str], want: int, deadline: float) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while len(lines) < want and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+    return lines
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    env: dict[str, Any] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), str(tmp_path), "1000000"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = _read_acks(proc, 300, time.monotonic() + 60)
+        assert len(lines) == 300, "the writer did not start writing"
+        os.kill(proc.pid, signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    acked = [line.split() for line in lines + rest.splitlines() if line != "ready"]
+    assert len(acked) < 1_000_000, "the writer finished before it was killed"
+
+    async def check() -> None:
+        s = SqliteStore(tmp_path)  # the lock died with the process
+        for revision, key in acked:
+            entry = await s.get(key)
+            assert entry is not None, f"acknowledged {key} at {revision} was lost"
+            assert entry.mod_revision == int(revision)
+        assert await s.revision() >= int(acked[-1][0])
+        await s.close()
+
+    asyncio.run(check())
