@@ -8,6 +8,7 @@ One writer per kind of fact (DESIGN.md):
 - `nodes/<name>`         a node's resources and address              written by the agent
 - `queue/<id>`           launch delay and why an app waits           written by the scheduler
 - `kv/<key>`             user configuration (Consul KV)              written by the API
+- `routers/<name>`       what a router may still send requests to    written by the API
 
 App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
 """
@@ -27,6 +28,7 @@ STATUS = "status/"
 NODES = "nodes/"
 QUEUE = "queue/"
 KV = "kv/"
+ROUTERS = "routers/"
 
 
 def app_key(app_id: str) -> str:
