@@ -7,6 +7,7 @@ Event ids are store revisions: they only increase, and a client that reconnects 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,18 +31,15 @@ KEEPALIVE_SECONDS = 15.0
 
 
 def event_json(event: Event) -> tuple[str, dict[str, Any]] | None:
-    for prefix, kind in _TYPES.items():
-        if event.key.startswith(prefix):
-            break
-    else:
+    prefix = next((p for p in _TYPES if event.key.startswith(p)), None)
+    if prefix is None:
         return None
+    kind = _TYPES[prefix]
     name = event.key[len(prefix):]
     body: dict[str, Any] = {"type": kind, "op": event.kind, "key": name, "revision": event.revision}
     if event.entry is not None and kind != "kv":
-        try:
+        with contextlib.suppress(ValueError):
             body["value"] = json.loads(event.entry.value)
-        except ValueError:
-            pass
     return f"{kind}_{'deleted' if event.kind == 'delete' else 'updated'}", body
 
 

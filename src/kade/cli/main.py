@@ -24,7 +24,8 @@ console = Console()
 err = Console(stderr=True)
 
 ApiAddr = Annotated[str | None, typer.Option(
-    "--api-addr", envvar="KADE_ADDR", help="API address of a running kade [default: 127.0.0.1:7400]")]
+    "--api-addr", envvar="KADE_ADDR",
+    help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
@@ -137,7 +138,8 @@ def _read_apps(file: Path) -> list[Any]:
 
 @app.command()
 def deploy(
-    file: Annotated[Path, typer.Option("-f", "--file", help="app definition, JSON or YAML (- = stdin)")],
+    file: Annotated[Path, typer.Option("-f", "--file",
+                                       help="app definition, JSON or YAML (- = stdin)")],
     wait: Annotated[bool, typer.Option(help="wait until every task is healthy")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 300,
     api_addr: ApiAddr = None,
@@ -214,7 +216,8 @@ def tasks(
         return
     table = Table("TASK", "STATE", "HEALTH", "ENDPOINT", "CONTAINER", "STARTED", "MESSAGE")
     for t in data:
-        endpoint = f"{t['host']}:{','.join(str(p) for p in t['ports'])}" if t["ports"] else t["host"]
+        ports = ",".join(str(p) for p in t["ports"])
+        endpoint = f"{t['host']}:{ports}" if ports else t["host"]
         table.add_row(t["id"], t["state"].removeprefix("TASK_").lower(), t["health"], endpoint,
                       (t["containerId"] or "")[:12], t["startedAt"] or "", t["message"] or "")
     console.print(table)
