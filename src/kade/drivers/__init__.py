@@ -1,1 +1,24 @@
-"""kade.drivers"""
+"""Runtimes kade runs tasks on: Docker containers, or plain processes for command apps."""
+
+from kade.drivers.base import (
+    LABEL_APP,
+    LABEL_HASH,
+    LABEL_NODE,
+    LABEL_TASK,
+    LABEL_VERSION,
+    Driver,
+    DriverError,
+    ExecResult,
+    LaunchSpec,
+    Mount,
+    Workload,
+    WorkloadEvent,
+    WorkloadState,
+)
+from kade.drivers.docker import SUPPORTED_PARAMETERS, DockerDriver
+
+__all__ = [
+    "LABEL_APP", "LABEL_HASH", "LABEL_NODE", "LABEL_TASK", "LABEL_VERSION",
+    "SUPPORTED_PARAMETERS", "DockerDriver", "Driver", "DriverError",
+    "ExecResult", "LaunchSpec", "Mount", "Workload", "WorkloadEvent", "WorkloadState",
+]
