@@ -89,6 +89,10 @@ class DriverError(Exception):
 class Driver(Protocol):
     name: str
 
+    async def resources(self) -> tuple[float, float]:
+        """The node's cpus and memory (MiB), as the runtime sees them."""
+        ...
+
     async def list(self) -> list[Workload]:
         """Every workload with kade's labels, running or not."""
         ...
