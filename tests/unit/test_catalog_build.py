@@ -160,4 +160,4 @@ def test_lookups_ignore_case() -> None:
 def test_same_input_same_catalog() -> None:
     args = ([app(healthChecks=HEALTH)], [task("t1"), task("t2", ports=[31001])],
             [status("t1", health="healthy"), status("t2")], NODES)
-    assert build_catalog(*args) == build_catalog(*args)  # type: ignore[arg-type]
+    assert build_catalog(*args) == build_catalog(*args)
