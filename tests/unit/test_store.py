@@ -488,3 +488,42 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         await s.close()
 
     asyncio.run(check())
+
+
+# -- edges of key ranges ---------------------------------------------------------------------
+
+
+async def test_prefixes_at_the_edges_of_unicode(store: SqliteStore) -> None:
+    keys = ["a", "a\ud7ff", "a\ud7ffz", "a\ue000", "a\U0010ffff", "a\U0010ffffb", "b", "\U0010ffff"]
+    for key in keys:
+        await store.put(key, b"")
+
+    async def under(prefix: str) -> list[str]:
+        return [e.key for e in (await store.range(prefix))[0]]
+
+    assert await under("a\ud7ff") == ["a\ud7ff", "a\ud7ffz"]
+    assert await under("a\U0010ffff") == ["a\U0010ffff", "a\U0010ffffb"]
+    assert await under("\U0010ffff") == ["\U0010ffff"]
+    assert await under("a") == sorted(keys)[:6]
+    assert await store.prefix_revision("a\ud7ff") == 3
+    assert await store.delete("a\U0010ffff", prefix=True) == 9
+    assert await under("a") == ["a", "a\ud7ff", "a\ud7ffz", "a\ue000"]
+
+
+async def test_big_prefix_delete_wakes_exactly_the_right_waiters(store: SqliteStore) -> None:
+    await store.txn([], [Put(f"tasks/{app}/{i:04d}", b"") for app in "abc" for i in range(500)])
+    rev = await store.revision()
+    hit = ["tasks/b/", "tasks/b/0499", "tasks/", "", "t", "tasks/b/00"]
+    missed = ["tasks/a/", "tasks/c/0000", "tasks/bb", "tasks/b/0500", "x"]
+    for p in hit + missed:  # cache every answer before the write
+        await store.prefix_revision(p)
+    waits = {p: asyncio.ensure_future(store.wait(p, rev, 60)) for p in hit + missed}
+    await asyncio.sleep(0.01)
+    deleted = await store.delete("tasks/b/", prefix=True)
+    done = await asyncio.wait_for(asyncio.gather(*(waits[p] for p in hit)), 10)
+    assert done == [deleted] * len(hit)
+    await asyncio.sleep(0.01)
+    assert not any(waits[p].done() for p in missed)
+    assert await store.prefix_revision("tasks/a/") == rev
+    for p in missed:
+        waits[p].cancel()

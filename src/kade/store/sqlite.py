@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import fcntl
+import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ HISTORY = 100_000  # revisions of change log kept for watches
 RING = 10_000  # revisions of events kept in memory for live watchers
 PREFIX_CACHE = 10_000  # prefix_revision answers kept in memory
 PAGE = 1_000  # revisions read from the log per query when a watch catches up
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,19 +95,18 @@ def _key_range(column: str, prefix: str) -> tuple[str, tuple[str, ...]]:
     return f"{column} >= ? AND {column} < ?", (prefix, upper)
 
 
-def prefixes_hit(prefixes: Iterable[str], count: int, keys: Sequence[str]) -> list[str]:
-    """Which of `prefixes` (`count` of them) start at least one of `keys`.
+def prefixes_hit(prefixes: Mapping[str, object], keys: Sequence[str]) -> list[str]:
+    """Which of `prefixes` start at least one of `keys`.
 
     Picks the cheaper of two ways: look up every leading slice of each key, or bisect the
-    sorted keys for each prefix.
+    sorted keys for each prefix (better for a prefix delete of many keys).
     """
-    if count == 0 or not keys:
+    if not prefixes or not keys:
         return []
     slices = sum(len(k) + 1 for k in keys)
-    if slices <= count * 4:
-        wanted = set(prefixes)
+    if slices <= len(prefixes) * 8:
         found = {k[:i] for k in keys for i in range(len(k) + 1)}
-        return list(wanted & found)
+        return [p for p in found if p in prefixes]
     ordered = sorted(keys)
     hits = []
     for p in prefixes:
@@ -142,7 +144,7 @@ class _Signals:
             fut.cancel()
 
     def notify(self, keys: Sequence[str], revision: int) -> None:
-        for p in prefixes_hit(self._entries, len(self._entries), keys):
+        for p in prefixes_hit(self._entries, keys):
             fut, _ = self._entries.pop(p)
             fut.set_result(revision)
 
@@ -174,15 +176,18 @@ class SqliteStore:
             raise StoreError(
                 f"data dir {self.data_dir} is in use by another kade process"
             ) from None
+        self._db = sqlite3.connect(self.data_dir / "state.db", isolation_level=None)
         try:
-            self._db = sqlite3.connect(self.data_dir / "state.db", isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            (mode,) = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
+            if mode != "wal":
+                raise StoreError(f"{self.data_dir}: SQLite cannot use WAL mode here ({mode})")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             rev, compacted = self._db.execute("SELECT revision, compacted FROM meta").fetchone()
             self._rev: int = rev
             self._compacted: int = compacted
         except BaseException:
+            self._db.close()
             os.close(self._lock_fd)
             raise
         self._history = history
@@ -319,10 +324,13 @@ class SqliteStore:
             del self._ring[self._ring_start]
             self._ring_start += 1
         keys = [e.key for e in events]
-        for p in prefixes_hit(self._prefix_revs, len(self._prefix_revs), keys):
+        for p in prefixes_hit(self._prefix_revs, keys):
             self._prefix_revs[p] = rev
         self._signals.notify(keys, rev)
-        self._maybe_compact()
+        try:
+            self._maybe_compact()
+        except sqlite3.Error:  # the write itself is done; compaction retries on the next one
+            log.warning("store compaction failed", exc_info=True)
 
     # -- compaction ----------------------------------------------------------------------
 
