@@ -343,6 +343,19 @@ async def test_watch_before_compacted_history_raises(tmp_path: Path) -> None:
     await s.close()
 
 
+async def test_watcher_overtaken_by_compaction_is_told(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, history=5)
+    watch = s.watch("k/", 0)
+    await s.put("k/0", b"")
+    assert [e.revision for e in await next_batch(watch)] == [1]
+    for i in range(30):  # the watcher does not read meanwhile
+        await s.put(f"k/{i}", b"")
+    with pytest.raises(Compacted) as info:
+        await next_batch(watch)
+    assert info.value.revision == 1
+    await s.close()
+
+
 async def test_watchers_end_when_the_store_closes(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path)
 
