@@ -9,6 +9,9 @@ One writer per kind of fact (DESIGN.md):
 - `queue/<id>`           launch delay and why an app waits           written by the scheduler
 - `kv/<key>`             user configuration (Consul KV)              written by the API
 - `routers/<name>`       what a router may still send requests to    written by the API
+- `deployments/<id>`     a change of an app being rolled out         created by the API,
+                                                                     followed by the deployer
+- `stable/<id>`          the app's last version that was all healthy  written by the deployer
 
 App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +32,8 @@ NODES = "nodes/"
 QUEUE = "queue/"
 KV = "kv/"
 ROUTERS = "routers/"
+DEPLOYMENTS = "deployments/"
+STABLE = "stable/"
 
 
 def app_key(app_id: str) -> str:
@@ -55,6 +60,14 @@ def node_key(name: str) -> str:
     return NODES + name
 
 
+def deployment_key(deployment_id: str) -> str:
+    return DEPLOYMENTS + deployment_id
+
+
+def stable_key(app_id: str) -> str:
+    return STABLE + app_id.strip("/")
+
+
 def queue_key(app_id: str) -> str:
     return QUEUE + app_id.strip("/")
 
@@ -78,7 +91,7 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def load(cls, raw: bytes) -> Any:
+    def load(cls, raw: bytes) -> Self:
         return cls.model_validate_json(raw)
 
 
@@ -160,6 +173,28 @@ class QueueEntry(Record):
     last_failure: str = ""
     last_failure_at: float | None = None
     waiting: str = ""  # e.g. "insufficient cpus on every node"
+
+
+DeploymentStatus = Literal["running", "succeeded", "failed", "cancelled", "superseded"]
+
+
+class Deployment(Record):
+    """One change of an app being rolled out, and how far it got."""
+
+    id: str
+    app_id: str
+    kind: Literal["deploy", "scale", "restart", "destroy", "rollback"]
+    version: str | None  # the version rolled out (None for destroy)
+    from_version: str | None
+    status: DeploymentStatus = "running"
+    started_at: float
+    deadline: float
+    finished_at: float | None = None
+    message: str = ""
+    instances: int = 0
+    updated: int = 0  # active tasks of the new spec
+    healthy: int = 0  # healthy tasks of the new spec
+    old: int = 0  # tasks of older specs still active or draining
 
 
 def dumps(obj: Any) -> bytes:

@@ -397,7 +397,7 @@ class Agent:
             self._apps[cache_key] = app
         return app
 
-    async def _set_status(self, state: _TaskState, task: Task, **changes: object) -> None:
+    async def _set_status(self, state: _TaskState, task: Task, /, **changes: object) -> None:
         old = state.status
         base = old.model_dump() if old is not None else {
             "task_id": task.id, "app_id": task.app_id, "node": task.node,

@@ -19,6 +19,7 @@ import kade
 from kade import model
 from kade.api import intent
 from kade.api.apps import Logs, apps_router
+from kade.api.deployments import deployments_router
 from kade.api.events import events_router
 from kade.model import Node
 from kade.spec import SpecError
@@ -38,6 +39,7 @@ def create_app(
                   description="Deploy, scale, configure, discover, route to and update containers")
     app.include_router(apps_router(store, logs=logs, clock=clock))
     app.include_router(events_router(store))
+    app.include_router(deployments_router(store, clock))
     app.include_router(_info_router(store))
     for router in extra or []:
         app.include_router(router)

@@ -153,11 +153,16 @@ def apps_router(store: Store, *, logs: Logs | None = None,
             if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
                 raise HTTPException(400, "instances: must be a whole number >= 0")
             stored, _ = await intent.update_app(
-                store, app_id, lambda a: a.model_copy(update={"instances": instances}), now)
+                store, app_id, lambda a: a.model_copy(update={"instances": instances}), now,
+                kind="scale")
+        elif action == "rollback":
+            stored = await intent.roll_back(store, app_id, request.query_params.get("version"),
+                                            now)
         elif action == "restart":
             stamp = f"{now:.6f}"
             stored, _ = await intent.update_app(
-                store, app_id, lambda a: a.model_copy(update={"restarted_at": stamp}), now)
+                store, app_id, lambda a: a.model_copy(update={"restarted_at": stamp}), now,
+                kind="restart")
         else:
             raise HTTPException(404, f"unknown app action {action!r}")
         return JSONResponse({"app": await one_app(stored.id, embed=False),
@@ -168,7 +173,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
         app_id, action, _ = _split(path)
         if action:
             raise HTTPException(405, f"DELETE is not allowed on /{action}")
-        await intent.delete_app(store, app_id)
+        await intent.delete_app(store, app_id, clock())
         return {"deleted": app_id}
 
     @r.get("/v1/tasks")
@@ -200,7 +205,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
     return r
 
 
-_ACTIONS = ("scale", "restart", "versions", "diff", "tasks")
+_ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
 
 
 def _split(path: str) -> tuple[str, str, str]:

@@ -72,8 +72,8 @@ async def _stream(store: Store, since: int) -> AsyncIterator[bytes]:
             try:
                 batch = pending.result()
             except Compacted as e:
-                body = json.dumps({"type": "reset", "message": str(e)})
-                yield f"event: reset\ndata: {body}\n\n".encode()
+                reset = json.dumps({"type": "reset", "message": str(e)})
+                yield f"event: reset\ndata: {reset}\n\n".encode()
                 return
             except StopAsyncIteration:
                 return
@@ -82,8 +82,8 @@ async def _stream(store: Store, since: int) -> AsyncIterator[bytes]:
                 out = event_json(event)
                 if out is None:
                     continue
-                name, body = out
-                data = json.dumps(body, separators=(",", ":"))
+                name, fields = out
+                data = json.dumps(fields, separators=(",", ":"))
                 yield f"id: {event.revision}\nevent: {name}\ndata: {data}\n\n".encode()
     finally:
         if pending is not None:

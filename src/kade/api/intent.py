@@ -8,12 +8,14 @@ retried from a fresh read, never merged blindly.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
+from typing import Literal
 
 from kade import model
 from kade.api.views import iso
-from kade.model import Task
-from kade.spec import AppSpec
+from kade.model import Deployment, Task
+from kade.spec import AppSpec, spec_hash
 from kade.store.base import Compare, Delete, Put, Store
 
 MAX_VERSIONS = 100  # per app; older ones are pruned
@@ -45,11 +47,12 @@ async def get_app(store: Store, app_id: str) -> AppSpec | None:
 
 
 async def put_app(
-    store: Store, app: AppSpec, now: float, *, create_only: bool = False
+    store: Store, app: AppSpec, now: float, *, create_only: bool = False,
+    kind: DeploymentKind = "deploy",
 ) -> tuple[AppSpec, bool]:
     """Store `app` as the app's new version. Returns (stored app, whether anything changed)."""
     return await update_app(store, app.id, lambda _old: app, now, create_only=create_only,
-                            allow_create=True)
+                            allow_create=True, kind=kind)
 
 
 async def update_app(
@@ -60,7 +63,11 @@ async def update_app(
     *,
     create_only: bool = False,
     allow_create: bool = False,
+    kind: DeploymentKind = "deploy",
 ) -> tuple[AppSpec, bool]:
+    """Apply `change` to the app and store the result as a new version, with a deployment
+    when tasks must change (new spec or instance count); running deployments of the app are
+    superseded in the same transaction."""
     key = model.app_key(app_id)
     for _ in range(_RETRIES):
         entry = await store.get(key)
@@ -75,13 +82,17 @@ async def update_app(
         version = _new_version(now, old.version if old else None)
         new = new.model_copy(update={"version": version})
         raw = new.model_dump_json(by_alias=True).encode()
+        compares = [Compare(key, entry.mod_revision if entry else 0)]
         ops: list[Put | Delete] = [
             Put(key, raw),
             Put(model.version_key(app_id, version), raw),
         ]
-        result = await store.txn(
-            [Compare(key, entry.mod_revision if entry else 0)], ops
-        )
+        if old is None or spec_hash(old) != spec_hash(new) or old.instances != new.instances:
+            dep_compares, dep_ops = await _start_deployment(
+                store, app_id, kind, new, old.version if old else None, now)
+            compares += dep_compares
+            ops += dep_ops
+        result = await store.txn(compares, ops)
         if result.succeeded:
             await _prune_versions(store, app_id)
             return new, True
@@ -98,13 +109,50 @@ async def _prune_versions(store: Store, app_id: str) -> None:
         await store.delete(entry.key)
 
 
-async def delete_app(store: Store, app_id: str) -> None:
+DeploymentKind = Literal["deploy", "scale", "restart", "destroy", "rollback"]
+
+
+async def _start_deployment(
+    store: Store, app_id: str, kind: DeploymentKind, new: AppSpec | None,
+    from_version: str | None, now: float,
+) -> tuple[list[Compare], list[Put | Delete]]:
+    """The writes that start a deployment of `new` and supersede the app's running ones."""
+    compares: list[Compare] = []
+    ops: list[Put | Delete] = []
+    entries, _ = await store.range(model.DEPLOYMENTS)
+    for entry in entries:
+        running = Deployment.load(entry.value)
+        if running.app_id == app_id and running.status == "running":
+            ended = running.model_copy(update={
+                "status": "superseded", "finished_at": now,
+                "message": f"superseded by a {kind}" + (f" to {new.version}" if new else ""),
+            })
+            compares.append(Compare(entry.key, entry.mod_revision))
+            ops.append(Put(entry.key, ended.dump()))
+    deadline = new.upgrade_strategy.progress_deadline_seconds if new else 300.0
+    dep = Deployment(
+        id=uuid.uuid4().hex[:12], app_id=app_id, kind=kind,
+        version=new.version if new else None, from_version=from_version,
+        started_at=now, deadline=now + deadline, instances=new.instances if new else 0,
+    )
+    ops.append(Put(model.deployment_key(dep.id), dep.dump()))
+    return compares, ops
+
+
+async def delete_app(store: Store, app_id: str, now: float) -> None:
     """Remove the app; the scheduler stops its tasks. Its versions stay, for history."""
     key = model.app_key(app_id)
-    entry = await store.get(key)
-    if entry is None:
-        raise NotFound(f"app {app_id} does not exist")
-    await store.delete(key, expect=entry.mod_revision)
+    for _ in range(_RETRIES):
+        entry = await store.get(key)
+        if entry is None:
+            raise NotFound(f"app {app_id} does not exist")
+        old = AppSpec.model_validate_json(entry.value)
+        compares, ops = await _start_deployment(store, app_id, "destroy", None, old.version, now)
+        result = await store.txn([Compare(key, entry.mod_revision), *compares],
+                                 [Delete(key), *ops])
+        if result.succeeded:
+            return
+    raise Conflict(f"app {app_id} is changing too fast, try again")
 
 
 async def list_versions(store: Store, app_id: str) -> list[str]:
@@ -145,7 +193,34 @@ async def kill_task(store: Store, task_id: str, now: float, *, scale: bool) -> T
                 compares.append(Compare(app_entry.key, app_entry.mod_revision))
                 ops += [Put(app_entry.key, raw),
                         Put(model.version_key(task.app_id, scaled.version or ""), raw)]
+                dep_compares, dep_ops = await _start_deployment(
+                    store, task.app_id, "scale", scaled, app.version, now)
+                compares += dep_compares
+                ops += dep_ops
         result = await store.txn(compares, ops)
         if result.succeeded:
             return stopped
     raise Conflict(f"task {task_id} is changing too fast, try again")
+
+
+async def roll_back(store: Store, app_id: str, version: str | None, now: float) -> AppSpec:
+    """Make `version` (default: the last version with another spec) the app's new version."""
+    if version is None:
+        current = await get_app(store, app_id)
+        if current is None:
+            raise NotFound(f"app {app_id} does not exist")
+        for candidate in await list_versions(store, app_id):
+            old = await get_version(store, app_id, candidate)
+            if old is not None and spec_hash(old) != spec_hash(current):
+                version = candidate
+                break
+        if version is None:
+            raise NotFound(f"app {app_id} has no earlier version with another spec")
+    target = await get_version(store, app_id, version)
+    if target is None:
+        raise NotFound(f"app {app_id} has no version {version}")
+    stored, _ = await update_app(
+        store, app_id, lambda _old: target.model_copy(update={"version": None}), now,
+        kind="rollback", allow_create=True,
+    )
+    return stored

@@ -98,6 +98,8 @@ class HealthCheck(SpecModel):
 class UpgradeStrategy(SpecModel):
     minimum_health_capacity: float = Field(default=1.0, ge=0, le=1)
     maximum_over_capacity: float = Field(default=1.0, ge=0, le=1)
+    # kade: a deployment that is not done by then fails and rolls back.
+    progress_deadline_seconds: float = Field(default=300, gt=0)
 
 
 ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"]

@@ -1,0 +1,1 @@
+"""Deployments: a change of an app rolled out, followed until healthy, rolled back if not."""

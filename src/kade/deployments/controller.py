@@ -1,0 +1,164 @@
+"""The deployer: follows running deployments, records their outcome, rolls back failures.
+
+It keeps apps, tasks, statuses and deployments in memory from one store watch, judges each
+running deployment with `assess` after every batch (and at the nearest deadline), and writes
+only what changed, guarded by the deployment's mod_revision. A deployment that misses its
+progress deadline fails, and the app goes back to its last version that was all healthy
+(`stable/<app>`), as a new version with a deployment of kind "rollback".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+from kade import model
+from kade.api import intent
+from kade.deployments.assess import assess
+from kade.model import Deployment, Task, TaskStatus
+from kade.spec import AppSpec
+from kade.store.base import Compacted, Event, Store, StoreError
+
+log = logging.getLogger("kade.deployments")
+
+KEEP_FINISHED = 20  # finished deployments kept per app
+_PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.DEPLOYMENTS)
+
+
+class Deployer:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.apps: dict[str, AppSpec] = {}
+        self.tasks: dict[str, Task] = {}
+        self.statuses: dict[str, TaskStatus] = {}
+        self.deployments: dict[str, tuple[Deployment, int]] = {}  # id -> (record, mod rev)
+
+    async def run(self) -> None:
+        while True:
+            revision = await self._load()
+            try:
+                await self._follow(revision)
+            except Compacted as e:
+                log.warning("deployer fell behind (%s); reloading", e)
+
+    async def _load(self) -> int:
+        revision = 0
+        self.apps.clear()
+        self.tasks.clear()
+        self.statuses.clear()
+        self.deployments.clear()
+        for prefix in _PREFIXES:
+            entries, rev = await self.store.range(prefix)
+            revision = max(revision, rev)
+            for entry in entries:
+                self._put(entry.key, entry.value, entry.mod_revision)
+        return revision
+
+    def _put(self, key: str, value: bytes, mod_revision: int) -> None:
+        if key.startswith(model.APPS):
+            app = AppSpec.model_validate_json(value)
+            self.apps[app.id] = app
+        elif key.startswith(model.TASKS):
+            task = Task.load(value)
+            self.tasks[task.id] = task
+        elif key.startswith(model.STATUS):
+            status = TaskStatus.load(value)
+            self.statuses[status.task_id] = status
+        elif key.startswith(model.DEPLOYMENTS):
+            dep = Deployment.load(value)
+            self.deployments[dep.id] = (dep, mod_revision)
+
+    def _delete(self, key: str) -> None:
+        if key.startswith(model.APPS):
+            self.apps.pop(model.app_id_of_key(key), None)
+        elif key.startswith(model.TASKS):
+            self.tasks.pop(key[len(model.TASKS):], None)
+        elif key.startswith(model.STATUS):
+            self.statuses.pop(key[len(model.STATUS):], None)
+        elif key.startswith(model.DEPLOYMENTS):
+            self.deployments.pop(key[len(model.DEPLOYMENTS):], None)
+
+    def _apply(self, event: Event) -> None:
+        if event.kind == "delete":
+            self._delete(event.key)
+        elif event.entry is not None:
+            self._put(event.key, event.entry.value, event.entry.mod_revision)
+
+    async def _follow(self, revision: int) -> None:
+        watch = self.store.watch("", revision).__aiter__()
+        while True:
+            await self._judge()
+            wake = self._next_deadline()
+            timeout = None if wake is None else max(wake - self.clock(), 0) + 0.05
+            try:
+                async with asyncio.timeout(timeout):
+                    batch = await watch.__anext__()
+            except TimeoutError:
+                continue
+            for event in batch:
+                if event.key.startswith(_PREFIXES):
+                    self._apply(event)
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [d.deadline for d, _ in self.deployments.values() if d.status == "running"]
+        return min(deadlines) if deadlines else None
+
+    async def _judge(self) -> None:
+        now = self.clock()
+        for dep, mod_revision in list(self.deployments.values()):
+            if dep.status != "running":
+                continue
+            judged = assess(dep, self.apps.get(dep.app_id), self.tasks.values(),
+                            self.statuses, now)
+            if judged == dep:
+                continue
+            try:
+                await self.store.put(model.deployment_key(dep.id), judged.dump(),
+                                     expect=mod_revision)
+            except StoreError:
+                continue  # changed meanwhile (superseded): the watch brings the new state
+            self.deployments[dep.id] = (judged, mod_revision)  # until the watch updates it
+            if judged.status != "running":
+                log.info("deployment %s of %s %s %s", dep.id, dep.app_id, judged.status,
+                         judged.message)
+            if judged.status == "succeeded" and judged.version is not None:
+                await self.store.put(model.stable_key(dep.app_id), judged.version.encode())
+            elif judged.status == "failed":
+                await self._roll_back(judged, now)
+            if judged.status != "running":
+                await self._prune(dep.app_id)
+
+    async def _roll_back(self, dep: Deployment, now: float) -> None:
+        if dep.kind in ("rollback", "destroy"):
+            return  # a failed rollback is not rolled back again: it needs a person
+        entry = await self.store.get(model.stable_key(dep.app_id))
+        if entry is None:
+            log.warning("deployment %s failed and %s has no healthy version to go back to",
+                        dep.id, dep.app_id)
+            return
+        version = entry.value.decode()
+        if version == dep.version:
+            return
+        target = await intent.get_version(self.store, dep.app_id, version)
+        if target is None:
+            return
+        with suppress(intent.NotFound, intent.Conflict):
+            await intent.update_app(
+                self.store, dep.app_id,
+                lambda _current: target.model_copy(update={"version": None}),
+                now, kind="rollback",
+            )
+            log.warning("rolled %s back to version %s", dep.app_id, version)
+
+    async def _prune(self, app_id: str) -> None:
+        finished = sorted(
+            (d for d, _ in self.deployments.values()
+             if d.app_id == app_id and d.status != "running"),
+            key=lambda d: d.started_at,
+        )
+        for dep in finished[:-KEEP_FINISHED]:
+            await self.store.delete(model.deployment_key(dep.id))
