@@ -1,0 +1,252 @@
+"""The scheduler's pure core: what should change, given everything kade knows right now.
+
+`plan(snapshot, now)` compares the declared apps with the tasks placed and their reported
+statuses, and returns the launches, stops, forgets and queue updates that bring them in line.
+It does no I/O and reads no clock; the same input gives the same plan, and planning again
+after applying a plan gives an empty one. Marathon's behaviour is the reference:
+
+- A task is *active* while it should run and has not ended (status absent or not terminal).
+  One that ended while it should run failed: it is forgotten, the app's failure count grows
+  and its next launch is delayed (backoff.py).
+- Tasks asked to stop are forgotten once their agent reports them ended; on a node that is no
+  longer registered nobody will report, so they are forgotten at once (a returning agent
+  stops containers that have no task).
+- Apps that are gone have all their tasks stopped and their queue entry deleted.
+- Active tasks of an older spec, and active tasks on a draining node, are replaced by a
+  rolling replacement under the app's upgradeStrategy (rollout.py): draining a node is an
+  upgrade of the tasks on it.
+- Otherwise the app scales up to `instances` active tasks, or down in kill order.
+- New tasks are placed on registered, non-draining nodes (placement.py); when some cannot be
+  placed the queue entry's `waiting` says why, node by node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kade.model import TERMINAL, Node, QueueEntry, Task, TaskStatus
+from kade.scheduler.backoff import count_failures, reset_at
+from kade.scheduler.constraints import Constraint
+from kade.scheduler.placement import Cluster, Request
+from kade.scheduler.rollout import capacity, is_healthy, kill_order
+from kade.spec import AppSpec, spec_hash
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner looks at. Keys: app ids (`/shop/web`), task ids, node names."""
+
+    apps: Mapping[str, AppSpec]  # the current spec of each app (version set)
+    tasks: Mapping[str, Task]
+    statuses: Mapping[str, TaskStatus]  # absent: the agent has not reported yet
+    nodes: Mapping[str, Node]
+    queue: Mapping[str, QueueEntry]
+    # spec_hash() of each app, if the caller keeps them (hashing is the costly part of a
+    # steady-state plan); missing ones are computed.
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    # Apps whose record could not be read: their tasks are left exactly as they are, rather
+    # than stopped as if the app were deleted.
+    unreadable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A new task to create; the loop gives it an id and its creation time."""
+
+    app_id: str
+    version: str
+    spec_hash: str
+    node: str
+    host: str
+    host_ports: tuple[int, ...]
+    cpus: float
+    mem: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A task whose `desired` becomes "stop"."""
+
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    launches: tuple[Launch, ...] = ()
+    stops: tuple[Stop, ...] = ()
+    forgets: tuple[str, ...] = ()  # task ids whose task and status records are deleted
+    queue: Mapping[str, QueueEntry | None] = field(default_factory=dict)  # None: delete
+    wake_at: float | None = None  # plan again then, even if nothing else changes
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write (a pending `wake_at` does not count)."""
+        return not (self.launches or self.stops or self.forgets or self.queue)
+
+
+def plan(snap: Snapshot, now: float, port_range: tuple[int, int] = (31000, 32000)) -> Plan:
+    """The changes that bring the placed tasks in line with the declared apps at `now`."""
+    return _Planner(snap, now, port_range).run()
+
+
+class _Planner:
+    def __init__(self, snap: Snapshot, now: float, port_range: tuple[int, int]) -> None:
+        self.snap = snap
+        self.now = now
+        self.launches: list[Launch] = []
+        self.stops: list[Stop] = []
+        self.forgets: list[str] = []
+        self.entries: dict[str, QueueEntry] = {}  # the queue entry each live app should have
+        self.unplaced: list[tuple[str, Request, dict[str, int]]] = []
+        self.wakes: list[float] = []
+        self.by_app: dict[str, list[Task]] = {}
+        holding: list[Task] = []
+        statuses = snap.statuses
+        for task in snap.tasks.values():
+            self.by_app.setdefault(task.app_id, []).append(task)
+            status = statuses.get(task.id)
+            if status is None or status.state not in TERMINAL:
+                holding.append(task)
+        for tasks in self.by_app.values():
+            tasks.sort(key=lambda t: t.id)
+        self.cluster = Cluster(snap.nodes, holding, port_range)
+
+    def run(self) -> Plan:
+        snap = self.snap
+        for app_id in sorted(set(snap.apps) | set(self.by_app) | set(snap.queue)):
+            if app_id in snap.unreadable:
+                continue
+            app = snap.apps.get(app_id)
+            if app is None:
+                self._removed(app_id)
+            else:
+                self._app(app_id, app)
+        self.forgets.extend(tid for tid in snap.statuses if tid not in snap.tasks)
+        waiting = {
+            app_id: self.cluster.explain(req, per_node)
+            for app_id, req, per_node in self.unplaced
+        }
+        queue: dict[str, QueueEntry | None] = {}
+        for app_id, entry in self.entries.items():
+            entry = entry.model_copy(update={"waiting": waiting.get(app_id, "")})
+            wanted = None if entry == QueueEntry(app_id=app_id) else entry
+            if wanted != snap.queue.get(app_id):
+                queue[app_id] = wanted
+        for app_id in sorted(snap.queue):
+            if app_id not in snap.apps and app_id not in snap.unreadable:
+                queue[app_id] = None
+        future = [t for t in self.wakes if t > self.now]
+        return Plan(
+            launches=tuple(self.launches),
+            stops=tuple(self.stops),
+            forgets=tuple(sorted(set(self.forgets))),
+            queue=queue,
+            wake_at=min(future) if future else None,
+        )
+
+    # -- one app -------------------------------------------------------------------------
+
+    def _removed(self, app_id: str) -> None:
+        for task in self.by_app.get(app_id, []):
+            if self._ended(task) or (task.desired == "stop" and task.node not in self.snap.nodes):
+                self.forgets.append(task.id)
+            elif task.desired == "run":
+                self.stops.append(Stop(task.id, "app deleted"))
+
+    def _app(self, app_id: str, app: AppSpec) -> None:
+        snap, now = self.snap, self.now
+        current_hash = snap.hashes.get(app_id) or spec_hash(app)
+        failed: list[tuple[Task, TaskStatus]] = []
+        new: list[Task] = []
+        old: list[Task] = []
+        for task in self.by_app.get(app_id, []):
+            status = snap.statuses.get(task.id)
+            if status is not None and status.state in TERMINAL:
+                self.forgets.append(task.id)
+                if task.desired == "run":
+                    failed.append((task, status))
+            elif task.desired == "stop":
+                if task.node not in snap.nodes:
+                    self.forgets.append(task.id)
+            elif task.spec_hash == current_hash and not self._draining(task.node):
+                new.append(task)
+            else:
+                old.append(task)
+
+        entry = snap.queue.get(app_id) or QueueEntry(app_id=app_id)
+        if failed:
+            entry = count_failures(app, entry, failed, now)
+        else:
+            at = reset_at(app, entry, [(t, snap.statuses.get(t.id)) for t in new])
+            if at is not None and at <= now:
+                entry = entry.model_copy(update={"failures": 0, "delay_until": 0.0})
+            elif at is not None:
+                self.wakes.append(at)
+        self.entries[app_id] = entry
+
+        keep, count = self._reconcile(app, new, old)
+        if count <= 0:
+            return
+        if entry.delay_until > now:
+            self.wakes.append(entry.delay_until)
+            return
+        per_node: dict[str, int] = {}
+        for task in keep:
+            per_node[task.node] = per_node.get(task.node, 0) + 1
+        req = Request(
+            cpus=app.cpus,
+            mem=app.mem,
+            ports=tuple(p.requested_host_port for p in app.ports()),
+            constraints=tuple(Constraint.parse(c) for c in app.constraints),
+        )
+        placed = self.cluster.place(req, per_node, count)
+        for node, ports in placed:
+            self.launches.append(Launch(
+                app_id=app_id, version=app.version or "", spec_hash=current_hash,
+                node=node.name, host=node.address, host_ports=ports,
+                cpus=app.cpus, mem=app.mem,
+            ))
+        if len(placed) < count:
+            self.unplaced.append((app_id, req, per_node))
+
+    def _reconcile(self, app: AppSpec, new: list[Task], old: list[Task]) -> tuple[list[Task], int]:
+        """Stop what must go; return the tasks that stay active and how many to launch."""
+        statuses = self.snap.statuses
+        n = app.instances
+        if len(new) > n:
+            order = kill_order(app, new, statuses)
+            for task in order[: len(new) - n]:
+                self.stops.append(Stop(task.id, "scaled down"))
+            new = order[len(new) - n:]
+        if not old:
+            return new, n - len(new)
+        min_healthy, max_capacity = capacity(n, app.upgrade_strategy)
+        healthy = sum(1 for t in (*new, *old) if is_healthy(app, statuses.get(t.id)))
+        kept: list[Task] = []
+        for task in kill_order(app, old, statuses):
+            if not is_healthy(app, statuses.get(task.id)):
+                self.stops.append(Stop(task.id, self._replace_reason(app, task)))
+            elif healthy - 1 >= min_healthy:
+                self.stops.append(Stop(task.id, self._replace_reason(app, task)))
+                healthy -= 1
+            else:
+                kept.append(task)
+        active = len(new) + len(kept)
+        return [*new, *kept], min(n - len(new), max_capacity - active)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _ended(self, task: Task) -> bool:
+        status = self.snap.statuses.get(task.id)
+        return status is not None and status.state in TERMINAL
+
+    def _draining(self, name: str) -> bool:
+        node = self.snap.nodes.get(name)
+        return node is not None and node.draining
+
+    def _replace_reason(self, app: AppSpec, task: Task) -> str:
+        if self._draining(task.node):
+            return f"node {task.node} is draining"
+        return f"replaced by version {app.version}" if app.version else "replaced by a new spec"
