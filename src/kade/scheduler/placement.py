@@ -167,9 +167,9 @@ class Cluster:
     ) -> tuple[int, ...] | str:
         """The host ports a task would get on this node, or why it does not fit."""
         if state.free_cpus + EPSILON < req.cpus:
-            return f"needs {_num(req.cpus)} cpus, {_num(max(state.free_cpus, 0))} free"
+            return f"needs {_num(req.cpus)} cpus, {_num(max(state.free_cpus, 0.0))} free"
         if state.free_mem + EPSILON < req.mem:
-            return f"needs {_mem(req.mem)} MiB mem, {_mem(max(state.free_mem, 0))} free"
+            return f"needs {_mem(req.mem)} MiB mem, {_mem(max(state.free_mem, 0.0))} free"
         for c in req.constraints:
             why = check(c, state.node, counts.get(c.field, {}))
             if why is not None:
