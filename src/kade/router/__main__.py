@@ -1,0 +1,39 @@
+"""`python -m kade.router`: run the router on its own (as `kade router` does)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvloop
+
+from kade.router.main import run_router
+from kade.router.proxy import ProxyConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m kade.router", description=__doc__)
+    p.add_argument("--http-addr", default="0.0.0.0:8080")
+    p.add_argument("--admin-addr", default="127.0.0.1:8081")
+    p.add_argument("--api", default="http://127.0.0.1:7400", help="the control plane's URL")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--name", default="router")
+    p.add_argument("--access-log", default=None, help="a file, or - for standard output")
+    p.add_argument("--response-header-timeout", type=float, default=60.0)
+    p.add_argument("--header-timeout", type=float, default=10.0)
+    p.add_argument("--idle-timeout", type=float, default=90.0)
+    p.add_argument("--grace", type=float, default=10.0, help="drain time on SIGTERM")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ProxyConfig(response_header_timeout=args.response_header_timeout,
+                         header_timeout=args.header_timeout, idle_timeout=args.idle_timeout)
+    uvloop.run(run_router(http_addr=args.http_addr, admin_addr=args.admin_addr,
+                          api_url=args.api, state_dir=args.state_dir, name=args.name,
+                          config=config, access_log=args.access_log, grace=args.grace))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Following the control plane: blocking queries for the table, acknowledgements, the disk copy.
+
+The router never depends on the control plane to serve: it starts from its last table on disk,
+keeps the table in use when the control plane is away, and retries with backoff. After each
+table it applies it acknowledges the revision with the in-flight counts of the servers that
+table removed, and again whenever one of those counts reaches 0 (the control plane waits for
+that before it stops a task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kade.router.proxy import Proxy
+from kade.router.table import TableError
+
+log = logging.getLogger("kade.router")
+
+TABLE_FILE = "table.json"
+MAX_BACKOFF = 10.0
+
+
+def save_table(state_dir: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader (or a crash) sees the old file or the new, never half."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / TABLE_FILE
+    tmp = state_dir / f".{TABLE_FILE}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def load_table(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / TABLE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        log.warning("ignoring the saved table %s: %s", path, e)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Follower:
+    def __init__(self, proxy: Proxy, api_url: str, state_dir: Path, name: str,
+                 wait: str = "60s") -> None:
+        self.proxy = proxy
+        self.api_url = api_url.rstrip("/")
+        self.state_dir = state_dir
+        self.name = name
+        self.wait = wait
+        self.index = 0  # the revision last seen from the control plane (applied or not)
+        self.connected = False
+        self.last_error = ""
+        self.last_ack: dict[str, Any] | None = None
+        self._watch: set[str] = set()  # removed servers to report until reported at 0
+        self._ack_needed = asyncio.Event()
+        proxy.on_drained = self._ack_needed.set
+
+    def load_saved(self) -> bool:
+        """Serve the table saved by the last run, if there is one."""
+        data = load_table(self.state_dir)
+        if data is None:
+            return False
+        try:
+            table = self.proxy.apply(data)
+        except (TableError, ValueError) as e:
+            log.warning("ignoring the saved table: %s", e)
+            return False
+        self.index = table.revision
+        log.info("serving the saved table, revision %d", table.revision)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"control_plane": {"url": self.api_url, "connected": self.connected,
+                                  "last_error": self.last_error, "last_ack": self.last_ack}}
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tg:
+            tg.create_task(self._follow(client))
+            tg.create_task(self._acks(client))
+
+    async def _follow(self, client: httpx.AsyncClient) -> None:
+        backoff = 0.25
+        wait_s = _seconds(self.wait)
+        while True:
+            try:
+                r = await client.get(
+                    f"{self.api_url}/v1/router/table",
+                    params={"index": str(self.index), "wait": self.wait},
+                    timeout=httpx.Timeout(wait_s * 1.2 + 10, connect=5),
+                )
+                r.raise_for_status()
+                data = r.json()
+            except (httpx.HTTPError, ValueError) as e:
+                self.connected = False
+                self.last_error = f"{type(e).__name__}: {e}"
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if not self.connected:
+                self._ack_needed.set()  # tell a (re)started control plane where we are
+            self.connected = True
+            backoff = 0.25
+            revision = data.get("revision") if isinstance(data, dict) else None
+            if not isinstance(revision, int):
+                self.last_error = "the control plane sent a table without revision"
+                await asyncio.sleep(MAX_BACKOFF)
+                continue
+            if revision != self.proxy.table.revision:
+                await self.apply(data)
+            self.index = revision
+
+    async def apply(self, data: dict[str, Any]) -> None:
+        before = set(self.proxy.table.servers())
+        try:
+            table = self.proxy.apply(data)
+        except (TableError, ValueError) as e:
+            self.last_error = f"table revision {data.get('revision')} rejected: {e}"
+            log.error("%s", self.last_error)
+            return
+        self._watch |= before - set(table.servers())
+        self.last_error = ""
+        for err in table.errors:
+            log.warning("route left out: %s", err)
+        try:
+            await asyncio.to_thread(save_table, self.state_dir, data)
+        except OSError as e:
+            log.error("cannot save the table: %s", e)
+        self._ack_needed.set()
+
+    def _inflight(self) -> dict[str, int]:
+        draining = self.proxy.draining()
+        return {url: draining.get(url, 0) for url in sorted(self._watch | draining.keys())}
+
+    async def _acks(self, client: httpx.AsyncClient) -> None:
+        backoff = 0.25
+        while True:
+            await self._ack_needed.wait()
+            self._ack_needed.clear()
+            inflight = self._inflight()
+            body = {"router": self.name, "revision": self.proxy.table.revision,
+                    "inflight": inflight}
+            try:
+                r = await client.put(f"{self.api_url}/v1/router/ack", json=body,
+                                     timeout=httpx.Timeout(10, connect=5))
+                r.raise_for_status()
+            except httpx.HTTPError as e:
+                self.last_error = f"ack: {type(e).__name__}: {e}"
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._ack_needed.set()
+                continue
+            backoff = 0.25
+            self.last_ack = {**body, "at": time.time()}
+            self._watch = {url for url, n in inflight.items() if n > 0}
+
+
+def _seconds(wait: str) -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if wait.endswith(unit):
+            try:
+                return float(wait[: -len(unit)]) * units[unit]
+            except ValueError:
+                break
+    try:
+        return float(wait)
+    except ValueError:
+        return 60.0

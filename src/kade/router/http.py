@@ -1,0 +1,124 @@
+"""HTTP/1.1 details of the proxy: header classes, head rewriting, short error answers.
+
+Response heads are rewritten as raw bytes (a few C-level regexp and search calls) instead of
+header by header: the data path pays per response, not per header.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+# What the request side does with a header (by lowercase name); others pass unchanged.
+H_HOST, H_CONNECTION, H_DROP, H_LENGTH, H_TE, H_UPGRADE, H_XFF, H_EXPECT = range(1, 9)
+REQUEST_HEADERS: dict[bytes, int] = {
+    b"host": H_HOST,
+    b"connection": H_CONNECTION,
+    b"keep-alive": H_DROP,
+    b"proxy-connection": H_DROP,
+    b"proxy-authenticate": H_DROP,
+    b"proxy-authorization": H_DROP,
+    b"te": H_DROP,
+    b"trailer": H_DROP,
+    b"transfer-encoding": H_TE,
+    b"content-length": H_LENGTH,
+    b"upgrade": H_UPGRADE,
+    b"x-forwarded-for": H_XFF,
+    # set by the proxy itself: a client's own values are not trusted
+    b"x-forwarded-proto": H_DROP,
+    b"x-forwarded-host": H_DROP,
+    b"x-forwarded-port": H_DROP,
+    b"x-real-ip": H_DROP,
+}
+CONNECTION_KEEP = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+_HOP = rb"(?:connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
+       rb"|te|trailer|transfer-encoding|upgrade)"
+_HOP_NO_UPGRADE = rb"(?:keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
+                  rb"|te|trailer|transfer-encoding)"
+_HOP_LINE = re.compile(rb"\r\n" + _HOP + rb"[ \t]*:[^\r\n]*", re.IGNORECASE)
+_HOP_LINE_UPGRADE = re.compile(rb"\r\n" + _HOP_NO_UPGRADE + rb"[ \t]*:[^\r\n]*", re.IGNORECASE)
+_HOP_ANY = re.compile(rb"\r\n" + _HOP + rb"[ \t]*:")
+_CONNECTION_VALUES = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)")
+
+
+def connection_tokens(values: list[bytes]) -> set[bytes]:
+    return {t.strip().lower() for v in values for t in v.split(b",")}
+
+
+def _drop_named(head: bytes, names: set[bytes]) -> bytes:
+    """Remove the headers a Connection header names (rare: a slow path is fine)."""
+    alt = b"|".join(re.escape(n) for n in sorted(names))
+    return re.sub(rb"\r\n(?:" + alt + rb")[ \t]*:[^\r\n]*", b"", head, flags=re.IGNORECASE)
+
+
+def rewrite_response_head(head: bytes, upgrade: bool = False) -> tuple[bytes, bool, bool]:
+    """`head` (status line and headers, no final blank line) without hop-by-hop headers.
+
+    Returns (head, has Content-Length, has Transfer-Encoding). With `upgrade` (a 101 answer)
+    Connection and Upgrade stay.
+    """
+    low = head.lower()
+    has_length = b"\r\ncontent-length:" in low
+    has_te = b"\r\ntransfer-encoding:" in low
+    if _HOP_ANY.search(low) is None:
+        return head, has_length, has_te
+    if b"\r\nconnection" in low:
+        extra = connection_tokens(_CONNECTION_VALUES.findall(low)) - CONNECTION_KEEP
+        if extra:
+            head = _drop_named(head, extra)
+    head = (_HOP_LINE_UPGRADE if upgrade else _HOP_LINE).sub(b"", head)
+    return head, has_length, has_te
+
+
+REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    499: "Client Closed Request",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_BODIES = {404: b"404 page not found\n", 503: b"no available server\n"}
+
+
+@cache
+def error_response(status: int, close: bool, head_only: bool = False) -> bytes:
+    """A short plain-text answer the proxy gives itself (Traefik's wording where it has one)."""
+    reason = REASONS.get(status, "Error")
+    body = _BODIES.get(status, f"{status} {reason}\n".encode())
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: text/plain; charset=utf-8",
+        f"content-length: {len(body)}",
+    ]
+    if close:
+        lines.append("connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head if head_only else head + body
+
+
+def host_of(value: bytes) -> str:
+    """The Host header → lowercase host name without port or trailing dot."""
+    host = value.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    colon = host.rfind(":")
+    if colon >= 0 and host.count(":") == 1:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+def port_of(value: bytes, default: bytes = b"80") -> bytes:
+    """The port of a Host header value, or `default`."""
+    if value.startswith(b"["):
+        end = value.find(b"]:")
+        return value[end + 2:].strip() if end > 0 else default
+    colon = value.rfind(b":")
+    return value[colon + 1:].strip() if colon >= 0 and value.count(b":") == 1 else default

@@ -1,0 +1,70 @@
+"""The router process: the proxy, its admin listener and the control-plane follower."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from kade.router.accesslog import AccessLog
+from kade.router.admin import serve_admin
+from kade.router.follow import Follower
+from kade.router.proxy import Proxy, ProxyConfig
+
+log = logging.getLogger("kade.router")
+
+
+def split_addr(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """`127.0.0.1:8080`, `[::1]:8080` or `:8080` → (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{addr!r}: expected host:port")
+    host = host.strip("[]") or default_host
+    return host, int(port)
+
+
+async def run_router(
+    *,
+    http_addr: str,
+    admin_addr: str,
+    api_url: str,
+    state_dir: Path,
+    name: str,
+    config: ProxyConfig | None = None,
+    access_log: str | None = None,
+    grace: float = 10.0,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Serve until `stop` is set (or SIGTERM/SIGINT), then drain for at most `grace` s."""
+    proxy = Proxy(config, AccessLog(access_log) if access_log else None)
+    follower = Follower(proxy, api_url, state_dir, name)
+    follower.load_saved()
+    host, port = split_addr(http_addr)
+    await proxy.listen(host, port)
+    ahost, aport = split_addr(admin_addr, "127.0.0.1")
+    admin = await serve_admin(proxy, ahost, aport, follower.status)
+    log.info("router %s: http on %s, admin on %s, control plane %s",
+             name, http_addr, admin_addr, api_url)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            maintain = tg.create_task(proxy.maintain())
+            follow = tg.create_task(follower.run())
+            await stop.wait()
+            log.info("router %s: stopping, draining for at most %.0f s", name, grace)
+            admin.close()
+            await proxy.shutdown(grace)
+            maintain.cancel()
+            follow.cancel()
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)

@@ -1,0 +1,207 @@
+"""The proxy: listeners, the table in use, servers and their pools, timeouts, metrics.
+
+The table is swapped whole (`apply`). Servers that leave the table are marked removed: their
+idle connections close at once, their in-flight requests finish, and `on_drained` tells the
+owner when the last one did, so that the control plane can be told the server is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kade.router.accesslog import AccessLog
+from kade.router.balancer import Server, parse_server_url
+from kade.router.client import ClientConnection, Exchange
+from kade.router.metrics import Gauges, Stats, render
+from kade.router.table import Table, compile_table, empty_table
+from kade.router.upstream import UpstreamConnection
+
+monotonic = time.monotonic
+
+
+@dataclass
+class ProxyConfig:
+    response_header_timeout: float = 60.0  # request sent → response head (504 after)
+    header_timeout: float = 10.0  # a request head must arrive within (408 after)
+    idle_timeout: float = 90.0  # an idle keep-alive client connection is closed after
+    upstream_idle_timeout: float = 60.0  # pooled upstream connections are closed after
+    connect_timeout: float = 5.0
+    max_header_bytes: int = 32 * 1024  # 431 above
+    max_url_bytes: int = 8 * 1024  # 414 above
+    max_idle_per_server: int = 256
+    attempts: int = 3  # tries of an idempotent request (other server / fresh connection)
+    tick: float = 1.0  # how often timeouts are checked
+
+
+class Proxy:
+    def __init__(self, config: ProxyConfig | None = None,
+                 access_log: AccessLog | None = None) -> None:
+        self.config = config or ProxyConfig()
+        self.table: Table = empty_table()
+        self.servers: dict[str, Server] = {}  # in the table, or removed and still draining
+        self.stats: dict[tuple[str, str], Stats] = {}
+        self.unrouted = Stats("", "")
+        self.clients: set[ClientConnection] = set()
+        self.log = access_log
+        self.now = monotonic()
+        self.on_drained: Callable[[], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[asyncio.Server] = []
+        self._stopping = False
+        self._all_closed = asyncio.Event()
+
+    # -- the table -----------------------------------------------------------------------------
+
+    def apply(self, data: Any) -> Table:
+        """Compile `data` and swap it in; raises TableError (and changes nothing) if unusable."""
+        fresh: dict[str, Server] = {}
+
+        def server_for(url: str, task: str) -> Server:
+            s = self.servers.get(url) or fresh.get(url)
+            if s is None:
+                host, port = parse_server_url(url)
+                s = fresh[url] = Server(url, host, port, task)
+            s.task = task or s.task
+            return s
+
+        table = compile_table(data, server_for, self._stats_for)
+        in_use = table.servers()
+        for url, s in list(self.servers.items()):
+            if url not in in_use:
+                s.removed = True
+                s.close_idle()
+                if s.inflight <= 0:
+                    del self.servers[url]
+        for url, s in in_use.items():
+            s.removed = False
+            self.servers[url] = s
+        self.table = table
+        return table
+
+    def _stats_for(self, router: str, service: str) -> Stats:
+        st = self.stats.get((router, service))
+        if st is None:
+            st = self.stats[(router, service)] = Stats(router, service)
+        return st
+
+    def draining(self) -> dict[str, int]:
+        """In-flight counts of servers no longer in the table that still serve requests."""
+        return {s.url: s.inflight for s in self.servers.values() if s.removed and s.inflight > 0}
+
+    def drained(self, server: Server) -> None:
+        if self.servers.get(server.url) is server and server.removed:
+            del self.servers[server.url]
+        if self.on_drained is not None:
+            self.on_drained()
+
+    # -- the data path's helpers ---------------------------------------------------------------
+
+    def record(self, x: Exchange, status: int, now: float) -> None:
+        route = x.route
+        (route.stats if route is not None else self.unrouted).record(status, now - x.start)
+        if self.log is not None:
+            self.log.add(x, status, now)
+
+    def connect(self, server: Server, x: Exchange) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect(server, x))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, server: Server, x: Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                _, up = await loop.create_connection(
+                    lambda: UpstreamConnection(server), server.host, server.port)
+        except (OSError, TimeoutError):
+            x.conn.connect_failed(x, server)
+            return
+        x.conn.connected(x, up)
+
+    def give_back(self, up: UpstreamConnection) -> None:
+        """An upstream connection done with its request: pooled if it may serve another."""
+        server = up.server
+        up.x = None
+        if (up.closed or server.removed or self.servers.get(server.url) is not server
+                or len(server.idle) >= self.config.max_idle_per_server):
+            up.close()
+            return
+        up.resume_reading()  # a pooled connection must notice when the server closes it
+        up.idle_since = self.now
+        server.idle.append(up)
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=2048)
+        self._listeners.append(server)
+        return server
+
+    def client_gone(self, conn: ClientConnection) -> None:
+        self.clients.discard(conn)
+        if self._stopping and not self.clients:
+            self._all_closed.set()
+
+    async def maintain(self) -> None:
+        """Once a tick: timeouts, closing of stale pooled connections, the access log."""
+        cfg = self.config
+        while True:
+            await asyncio.sleep(cfg.tick)
+            now = self.now = monotonic()
+            for conn in list(self.clients):
+                conn.check_timeouts(now)
+            for server in list(self.servers.values()):
+                if server.idle:
+                    server.close_idle(older_than=now - cfg.upstream_idle_timeout)
+            if self.log is not None:
+                self.log.flush()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish (at most `grace` s), close the rest."""
+        self._stopping = True
+        for listener in self._listeners:
+            listener.close()
+        for conn in list(self.clients):
+            conn.closing = True
+            if not conn.queue and conn.tunnel is None and conn.parsing is None:
+                conn.transport.close()
+        if self.clients:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+        for conn in list(self.clients):
+            conn.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self.servers.values():
+            server.close_idle()
+        if self.log is not None:
+            self.log.close()
+
+    # -- observing -----------------------------------------------------------------------------
+
+    def gauges(self) -> Gauges:
+        inflight: dict[tuple[str, str], int] = {}
+        for name, svc in self.table.services.items():
+            for s in svc.servers:
+                inflight[(name, s.url)] = s.inflight
+        for url, n in self.draining().items():
+            inflight[("", url)] = n
+        return Gauges(
+            revision=self.table.revision,
+            routers=len(self.table.routes),
+            route_errors=len(self.table.errors),
+            client_connections=len(self.clients),
+            inflight=inflight,
+            idle_upstream=sum(len(s.idle) for s in self.servers.values()),
+            draining=len(self.draining()),
+        )
+
+    def metrics_text(self) -> str:
+        return render([*self.stats.values(), self.unrouted], self.gauges())
