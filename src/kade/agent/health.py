@@ -165,10 +165,6 @@ class SystemClock:
 
 # -- the monitor -----------------------------------------------------------------------------
 
-class _Killed(Exception):
-    """Ends the check loops once the task is to be replaced: nothing is left to learn."""
-
-
 class HealthMonitor:
     """Runs a task's health checks on their cadence and reports what matters to the agent.
 
@@ -202,6 +198,7 @@ class HealthMonitor:
             "unknown", tuple(False for _ in self.checks))
         self._killed = False
         self._lock = asyncio.Lock()
+        self._loops: list[asyncio.Task[None]] = []
 
     @property
     def health(self) -> Health:
@@ -213,14 +210,10 @@ class HealthMonitor:
 
     async def run(self) -> None:
         """Check until cancelled. After a kill was requested the checks stop; it waits."""
-        try:
-            async with asyncio.TaskGroup() as group:
-                if not self.checks:
-                    await self._report()
-                for i in range(len(self.checks)):
-                    group.create_task(self._loop(i))
-        except* _Killed:
-            pass
+        async with asyncio.TaskGroup() as group:
+            if not self.checks:
+                await self._report()
+            self._loops = [group.create_task(self._loop(i)) for i in range(len(self.checks))]
         await asyncio.get_running_loop().create_future()  # until cancelled
 
     async def _loop(self, i: int) -> None:
@@ -236,7 +229,12 @@ class HealthMonitor:
             outcome = await self._probe(check)
             self.states[i] = record(check, self.states[i], outcome,
                                     started_at=self.started_at, now=self.clock.now())
-            await self._report()
+            if await self._report():
+                # The task is to be replaced: nothing is left to learn from any check.
+                for loop in self._loops:
+                    if loop is not asyncio.current_task():
+                        loop.cancel()
+                return
 
     async def _probe(self, check: HealthCheck) -> CheckOutcome:
         """One run of a check, cut off at its timeout as measured by the monitor's clock."""
@@ -256,7 +254,8 @@ class HealthMonitor:
             return failed(str(error) or type(error).__name__)
         return probe.result()
 
-    async def _report(self) -> None:
+    async def _report(self) -> bool:
+        """Tell what changed; True once the kill was requested."""
         async with self._lock:
             health = self.health
             alive = tuple(s.result.alive for s in self.states)
@@ -267,13 +266,14 @@ class HealthMonitor:
                 except Exception:
                     log.exception("reporting health %s failed", health)
             if self._killed:
-                return
+                return True
             for check, state in zip(self.checks, self.states, strict=True):
                 if must_kill(check, state):
                     try:
                         await self.on_kill(kill_reason(check, state))
                     except Exception:
                         log.exception("requesting a kill failed")
-                        return
+                        return False
                     self._killed = True
-                    raise _Killed
+                    return True
+            return False
