@@ -1,0 +1,255 @@
+"""Rendering: a template and plain input values → text, and what it read.
+
+Pure by construction: the engine is Jinja2's immutable sandbox with no loader (no files), no
+host environment, no clock and no randomness; a template reaches only the values passed in
+and the functions of `lookups` and `gofuncs`. The same input always gives the same output.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from kade.templates.gofuncs import PURE
+from kade.templates.gotemplate import GoSyntaxError, translate
+from kade.templates.lookups import Lookups, Reads, ServiceEndpoint
+from kade.templates.values import FunctionError, go_str, go_type
+
+Syntax = Literal["consul-template", "jinja"]
+_FILENAME = "<template>"
+
+
+class TemplateSource(Protocol):
+    """What render needs of a template; `kade.spec.templates.TemplateSpec` is one."""
+
+    @property
+    def destination(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def syntax(self) -> Syntax: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InlineTemplate:
+    """A template that is not part of an app (e.g. `kade render FILE`)."""
+
+    destination: str
+    source: str
+    syntax: Syntax = "consul-template"
+
+
+class TemplateError(Exception):
+    """A template failed to parse or to render: where, and why."""
+
+    def __init__(self, destination: str, line: int | None, message: str) -> None:
+        self.destination = destination
+        self.line = line
+        self.message = message
+        where = f"template {destination}" + (f": line {line}" if line else "")
+        super().__init__(f"{where}: {message}")
+
+
+class MissingKeyError(TemplateError):
+    """Keys the template needs do not exist (yet): the task must wait for them, like
+    consul-template blocks. `reads` says what to watch for them to appear."""
+
+    def __init__(self, destination: str, line: int | None, keys: Sequence[str],
+                 reads: Reads) -> None:
+        self.keys = tuple(keys)
+        self.reads = reads
+        names = ", ".join(repr(k) for k in self.keys)
+        plural = "s" if len(self.keys) > 1 else ""
+        super().__init__(destination, line, f"missing key{plural} {names} (use keyOrDefault "
+                                            "for an optional key)")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    reads: Reads
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+def _filter(fn: Any) -> Any:
+    """Jinja pipes the value in first; consul-template's functions take it last."""
+    def apply(value: Any, *args: Any) -> Any:
+        return fn(*args, value)
+
+    return apply
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,  # config files keep their last newline, as in Go
+        extensions=["jinja2.ext.loopcontrols"],
+        cache_size=0,
+    )
+    env.filters.pop("random", None)  # same input, same output
+    env.globals.pop("lipsum", None)
+    for name, fn in PURE.items():
+        env.globals.setdefault(name, fn)
+        env.filters.setdefault(name, _filter(fn))
+    return env
+
+
+_ENV = _environment()
+
+
+def _get(obj: Any, name: str) -> Any:
+    """Go's `.Field`: a map's key (missing → no value), nothing else."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    if obj is None:
+        raise FunctionError(f"nil pointer evaluating .{name}")
+    raise FunctionError(f"can't evaluate field {name} in type {go_type(obj)}")
+
+
+def _items(value: Any) -> list[tuple[Any, Any]]:
+    """What Go's `range` walks: a map in key order, a list with its indexes, n for an int."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        try:
+            return sorted(value.items())
+        except TypeError:
+            return sorted(value.items(), key=lambda kv: str(kv[0]))
+    if isinstance(value, list | tuple):
+        return list(enumerate(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [(i, i) for i in range(min(value, 100_000))]
+    raise FunctionError(f"range can't iterate over {go_type(value)} {go_str(value)!r}")
+
+
+_GO_HELPERS = {"_out": go_str, "_get": _get, "_items": _items, "_dot0": None,
+               **{f"_f_{name}": fn for name, fn in PURE.items()}}
+
+
+class _ParseError(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(syntax: Syntax, source: str) -> Template:
+    try:
+        text = translate(source) if syntax == "consul-template" else source
+        return _ENV.from_string(text)
+    except GoSyntaxError as e:
+        raise _ParseError(e.line, e.message) from None
+    except TemplateSyntaxError as e:
+        raise _ParseError(e.lineno, e.message or str(e)) from None
+
+
+def _compiled(template: TemplateSource) -> Template:
+    if template.syntax not in ("consul-template", "jinja"):
+        raise TemplateError(template.destination, None,
+                            f"unknown syntax {template.syntax!r} (consul-template or jinja)")
+    try:
+        return _compile(template.syntax, template.source)
+    except _ParseError as e:
+        raise TemplateError(template.destination, e.line, e.message) from None
+
+
+def _error_line(exc: BaseException) -> int | None:
+    """The innermost template line in the traceback (Jinja rewrites frames to show them)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _locator(compiled: Template) -> Callable[[], int | None]:
+    """The template line now rendering, found from the running frames (for missing keys)."""
+    def locate() -> int | None:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == _FILENAME:
+                return compiled.get_corresponding_lineno(frame.f_lineno)
+            frame = frame.f_back  # type: ignore[assignment]
+        return None
+
+    return locate
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, FunctionError | SecurityError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "too deeply nested"
+    text = str(exc)
+    if type(exc).__module__.startswith("jinja2"):
+        return text
+    return f"{text} ({type(exc).__name__})" if text else type(exc).__name__
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+def render(
+    template: TemplateSource,
+    *,
+    kv: Mapping[str, bytes],
+    services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Rendered:
+    """Render `template` from a KV snapshot (user keys → values), the healthy endpoints of
+    services, and the task's environment. Raises TemplateError (MissingKeyError when keys
+    the template needs are absent)."""
+    compiled = _compiled(template)
+    lookups = Lookups(kv, services or {}, env or {}, locate=_locator(compiled))
+    context: dict[str, Any] = lookups.functions()
+    if template.syntax == "consul-template":
+        context.update(_GO_HELPERS)
+        context.update({f"_f_{name}": fn for name, fn in context.items()
+                        if not name.startswith("_")})
+    try:
+        text = compiled.render(context)
+    except Exception as e:
+        if lookups.missing:
+            raise MissingKeyError(template.destination, lookups.missing_line, lookups.missing,
+                                  lookups.reads()) from e
+        raise TemplateError(template.destination, _error_line(e), _message(e)) from e
+    if lookups.missing:
+        raise MissingKeyError(template.destination, lookups.missing_line, lookups.missing,
+                              lookups.reads())
+    return Rendered(text, lookups.reads())
+
+
+def check_template(template: TemplateSource) -> list[str]:
+    """Parse (not render) a template: its syntax errors, each naming destination and line."""
+    try:
+        _compiled(template)
+    except TemplateError as e:
+        return [str(e)]
+    return []
+
+
+def check_templates(templates: Sequence[TemplateSource]) -> list[str]:
+    """`check_template` for each of an app's templates, and no destination twice."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for t in templates:
+        if t.destination in seen:
+            problems.append(f"template {t.destination}: destination is used twice")
+        seen.add(t.destination)
+        problems.extend(check_template(t))
+    return problems
