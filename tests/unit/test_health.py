@@ -419,3 +419,32 @@ async def test_max_consecutive_failures_zero_keeps_checking() -> None:
         exec.up = True
         await clock.advance(1)
         assert reports.healths() == [(0, "unhealthy"), (1001, "healthy")]
+
+
+async def test_a_kill_stops_every_check_of_the_task() -> None:
+    clock, exec, reports = setup()
+    passing = hc(protocol="COMMAND", command={"value": "true"}, intervalSeconds=10)
+    failing = hc(protocol="COMMAND", command={"value": "redis-cli ping"}, gracePeriodSeconds=0,
+                 intervalSeconds=10, maxConsecutiveFailures=1)
+    async with monitoring([passing, failing], clock, exec, reports):
+        await clock.advance(100)
+        assert [(at, cmd) for at, cmd, _ in exec.calls] == [(0, "true"), (0, "redis-cli ping")]
+        assert [at for at, _ in reports.kills] == [0]
+
+
+async def test_a_monitor_cancelled_by_its_kill_callback_ends() -> None:
+    clock, exec, reports = setup()
+    check = hc(protocol="COMMAND", command={"value": "redis-cli ping"}, gracePeriodSeconds=0,
+               maxConsecutiveFailures=1)
+    task: asyncio.Task[None] | None = None
+
+    async def stop_at_once(reason: str) -> None:  # an agent that stops the monitor right away
+        assert task is not None
+        task.cancel()
+
+    monitor = HealthMonitor([check], host="127.0.0.1", ports=[], exec=exec, started_at=T0,
+                            clock=clock, on_change=reports.on_change, on_kill=stop_at_once)
+    task = asyncio.create_task(monitor.run())
+    await clock.advance(0)
+    assert task.done() and task.cancelled()
+    assert clock.sleepers == 0

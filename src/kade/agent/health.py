@@ -8,13 +8,13 @@ The rules (docs/health-checks.md tells users the same):
   is not counted (its time and cause are kept, so the user sees why the task is not healthy).
 - An `ignored` result (an HTTP 1xx with ignoreHttp1xx) changes nothing.
 - Until a check first passes it is probed every `min(intervalSeconds, 1)` s, so a deploy turns
-  healthy as soon as the app answers. Those extra probes must not kill sooner than Marathon
-  would: before the first success a failure counts at most once per `intervalSeconds`.
+  healthy as soon as the app answers. Those extra probes must not make failures count faster:
+  before the first success a failure counts at most once per `intervalSeconds`.
 - A check is *healthy* while alive, *unhealthy* when its last counted result is a failure,
   *unknown* before either. A task is unhealthy when any check is unhealthy, healthy when every
   check is healthy (a task without checks is healthy), unknown otherwise.
 - A task must be killed when a check's consecutive failures reach maxConsecutiveFailures
-  (0 = never).
+  (0 = never); Marathon waits for one failure more ("fails more than").
 
 The pure part takes time as an argument; `HealthMonitor` reads it from a `Clock`, so tests
 drive it with `kade.testing.clock.FakeClock` instead of waiting.
