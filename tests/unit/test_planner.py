@@ -8,14 +8,15 @@ from kade.model import QueueEntry
 from kade.scheduler.backoff import RESET_AFTER, launch_delay
 from kade.scheduler.plan import Plan, Snapshot, Stop, plan
 from kade.scheduler.sim import Simulation, app_spec, node
+from kade.spec import AppSpec
 
 T0 = 1_000_000.0
 
 
-def world(*apps: object, nodes: int = 2) -> Simulation:
+def world(*apps: AppSpec, nodes: int = 2) -> Simulation:
     sim = Simulation()
     for a in apps:
-        sim.add_app(a)  # type: ignore[arg-type]
+        sim.add_app(a)
     for i in range(nodes):
         sim.add_node(node(f"node-{chr(ord('a') + i)}"))
     return sim
