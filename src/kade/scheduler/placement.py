@@ -36,7 +36,7 @@ class Request:
 
 
 class _NodeState:
-    __slots__ = ("free_cpus", "free_mem", "next_port", "node", "ports")
+    __slots__ = ("cpu_key", "free_cpus", "free_mem", "next_port", "node", "ports")
 
     def __init__(self, node: Node, first_port: int) -> None:
         self.node = node
@@ -44,15 +44,18 @@ class _NodeState:
         self.free_mem = node.mem
         self.ports: set[int] = set()
         self.next_port = first_port  # every port below it in the range is taken
+        self.cpu_key = 0.0
+
+    def settle(self) -> None:
+        """After a change: advance the port cursor, recompute the ordering key."""
+        while self.next_port in self.ports:
+            self.next_port += 1
+        # Rounded so that float noise from summing in another order cannot change the choice.
+        self.cpu_key = -round(self.free_cpus, 6)
 
 
 def _num(x: float) -> str:
     return str(round(x, 3))
-
-
-def _cpu_key(state: _NodeState) -> float:
-    # Rounded so that float noise from summing in another order cannot change the choice.
-    return -round(state.free_cpus, 6)
 
 
 def _mem(x: float) -> str:
@@ -75,7 +78,7 @@ class Cluster:
                 state.free_mem -= task.mem
                 state.ports.update(task.host_ports)
         for state in self._states.values():
-            self._advance(state)
+            state.settle()
 
     def usable(self, name: str) -> bool:
         """New tasks may go to `name`: registered and not draining."""
@@ -97,7 +100,7 @@ class Cluster:
         # Without constraints a placement changes only the chosen node, so a heap of the
         # candidates stays valid: pop the best, check it, push it back with its new key.
         heap = [
-            (per_node.get(name, 0), _cpu_key(s), name)
+            (per_node.get(name, 0), s.cpu_key, name)
             for name, s in self._states.items()
             if not s.node.draining
         ]
@@ -112,7 +115,7 @@ class Cluster:
             self._charge(state, req, ports)
             per_node[name] = per_node.get(name, 0) + 1
             out.append((state.node, ports))
-            heapq.heappush(heap, (per_node[name], _cpu_key(state), name))
+            heapq.heappush(heap, (per_node[name], state.cpu_key, name))
         return out
 
     def _place_constrained(
@@ -128,7 +131,7 @@ class Cluster:
                 ports = self._fit(state, req, counts)
                 if isinstance(ports, str):
                     continue
-                key = (per_node.get(name, 0), _cpu_key(state), name)
+                key = (per_node.get(name, 0), state.cpu_key, name)
                 if best is None or key < best[0]:
                     best = (key, state, ports)
             if best is None:
@@ -200,8 +203,4 @@ class Cluster:
         state.free_cpus -= req.cpus
         state.free_mem -= req.mem
         state.ports.update(ports)
-        self._advance(state)
-
-    def _advance(self, state: _NodeState) -> None:
-        while state.next_port in state.ports:
-            state.next_port += 1
+        state.settle()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from kade.model import TERMINAL, Node, QueueEntry, Task, TaskStatus
 from kade.scheduler.backoff import count_failures, reset_at
@@ -98,20 +99,29 @@ class _Planner:
         self.launches: list[Launch] = []
         self.stops: list[Stop] = []
         self.forgets: list[str] = []
-        self.entries: dict[str, QueueEntry] = {}  # the queue entry each live app should have
+        self.entries: dict[str, QueueEntry | None] = {}  # each live app's entry, but `waiting`
         self.unplaced: list[tuple[str, Request, dict[str, int]]] = []
         self.wakes: list[float] = []
+        self.port_range = port_range
         self.by_app: dict[str, list[Task]] = {}
-        holding: list[Task] = []
+        self.draining = {name for name, n in snap.nodes.items() if n.draining}
+        self.holding: list[Task] = []  # tasks that hold resources on their node
         statuses = snap.statuses
         for task in snap.tasks.values():
             self.by_app.setdefault(task.app_id, []).append(task)
             status = statuses.get(task.id)
             if status is None or status.state not in TERMINAL:
-                holding.append(task)
+                self.holding.append(task)
         for tasks in self.by_app.values():
-            tasks.sort(key=lambda t: t.id)
-        self.cluster = Cluster(snap.nodes, holding, port_range)
+            tasks.sort(key=attrgetter("id"))
+        self._cluster: Cluster | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        """Built on first use: a plan with nothing to place need not add up the nodes."""
+        if self._cluster is None:
+            self._cluster = Cluster(self.snap.nodes, self.holding, self.port_range)
+        return self._cluster
 
     def run(self) -> Plan:
         snap = self.snap
@@ -130,8 +140,13 @@ class _Planner:
         }
         queue: dict[str, QueueEntry | None] = {}
         for app_id, entry in self.entries.items():
-            entry = entry.model_copy(update={"waiting": waiting.get(app_id, "")})
-            wanted = None if entry == QueueEntry(app_id=app_id) else entry
+            why = waiting.get(app_id, "")
+            if entry is None:
+                wanted = QueueEntry(app_id=app_id, waiting=why) if why else None
+            else:
+                if entry.waiting != why:
+                    entry = entry.model_copy(update={"waiting": why})
+                wanted = None if _blank(entry) else entry
             if wanted != snap.queue.get(app_id):
                 queue[app_id] = wanted
         for app_id in sorted(snap.queue):
@@ -170,15 +185,15 @@ class _Planner:
             elif task.desired == "stop":
                 if task.node not in snap.nodes:
                     self.forgets.append(task.id)
-            elif task.spec_hash == current_hash and not self._draining(task.node):
+            elif task.spec_hash == current_hash and task.node not in self.draining:
                 new.append(task)
             else:
                 old.append(task)
 
-        entry = snap.queue.get(app_id) or QueueEntry(app_id=app_id)
+        entry = snap.queue.get(app_id)
         if failed:
-            entry = count_failures(app, entry, failed, now)
-        else:
+            entry = count_failures(app, entry or QueueEntry(app_id=app_id), failed, now)
+        elif entry is not None and entry.failures > 0:
             at = reset_at(app, entry, [(t, snap.statuses.get(t.id)) for t in new])
             if at is not None and at <= now:
                 entry = entry.model_copy(update={"failures": 0, "delay_until": 0.0})
@@ -189,7 +204,7 @@ class _Planner:
         keep, count = self._reconcile(app, new, old)
         if count <= 0:
             return
-        if entry.delay_until > now:
+        if entry is not None and entry.delay_until > now:
             self.wakes.append(entry.delay_until)
             return
         per_node: dict[str, int] = {}
@@ -242,11 +257,13 @@ class _Planner:
         status = self.snap.statuses.get(task.id)
         return status is not None and status.state in TERMINAL
 
-    def _draining(self, name: str) -> bool:
-        node = self.snap.nodes.get(name)
-        return node is not None and node.draining
-
     def _replace_reason(self, app: AppSpec, task: Task) -> str:
-        if self._draining(task.node):
+        if task.node in self.draining:
             return f"node {task.node} is draining"
         return f"replaced by version {app.version}" if app.version else "replaced by a new spec"
+
+
+def _blank(entry: QueueEntry) -> bool:
+    """Nothing to say about the app: no failures, delay, remembered failure or reason."""
+    return not (entry.failures or entry.delay_until or entry.last_failure
+                or entry.last_failure_at is not None or entry.waiting)
