@@ -1,0 +1,309 @@
+"""The KV API against the real py-consul client, served by uvicorn over a real SqliteStore."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import consul  # type: ignore[import-untyped]
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from kade.api.consul_kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, kv_router
+from kade.store import SqliteStore
+
+
+def enc(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WatchedStore(SqliteStore):
+    """The real store, telling the test when a blocking query starts to wait."""
+
+    def __init__(self, data_dir: Path, waiting: threading.Event) -> None:
+        super().__init__(data_dir)
+        self.waiting = waiting
+
+    async def wait(self, prefix: str, after: int, timeout: float) -> int:
+        self.waiting.set()
+        return await super().wait(prefix, after, timeout)
+
+
+class KvServer:
+    """A FastAPI app with the KV router and a SqliteStore, on its own thread and event loop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.waiting = threading.Event()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        store = WatchedStore(self.data_dir, self.waiting)
+        try:
+            app = FastAPI()
+            app.include_router(kv_router(store))
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                    lifespan="off", timeout_graceful_shutdown=2)
+            self._server = uvicorn.Server(config)
+            await self._server.serve()
+        finally:
+            await store.close()
+
+    def start(self) -> KvServer:
+        self._thread.start()
+        for _ in range(200):
+            if self._server is not None and self._server.started:
+                return self
+            self._thread.join(0.05)
+        raise AssertionError("KV server did not start")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(15)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[KvServer]:
+    s = KvServer(tmp_path / "data").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def c(server: KvServer) -> consul.Consul:
+    return consul.Consul(host="127.0.0.1", port=server.port)
+
+
+def test_put_and_get_one_key(c: consul.Consul) -> None:
+    assert c.kv.put("config/mijndomein/example", "data") is True
+    index, item = c.kv.get("config/mijndomein/example")
+    assert item["Key"] == "config/mijndomein/example"
+    assert item["Value"] == b"data"
+    assert item["Flags"] == 0 and item["LockIndex"] == 0
+    assert "Session" not in item
+    assert item["CreateIndex"] == item["ModifyIndex"] >= 1
+    assert int(index) >= item["ModifyIndex"]
+
+    c.kv.put("config/mijndomein/example", "more")
+    _, again = c.kv.get("config/mijndomein/example")
+    assert again["Value"] == b"more"
+    assert again["CreateIndex"] == item["CreateIndex"]
+    assert again["ModifyIndex"] > item["ModifyIndex"]
+
+
+def test_binary_and_empty_values(c: consul.Consul) -> None:
+    c.kv.put("bin", b"\x00\x01\xff")
+    c.kv.put("empty", None)
+    assert c.kv.get("bin")[1]["Value"] == b"\x00\x01\xff"
+    assert c.kv.get("empty")[1]["Value"] is None  # Consul answers null for an empty value
+
+
+def test_missing_key_is_404_with_index_headers(c: consul.Consul, server: KvServer) -> None:
+    index, item = c.kv.get("nope")
+    assert item is None
+    assert int(index) >= 1
+    r = httpx.get(f"{server.url}/v1/kv/nope")
+    assert r.status_code == 404
+    assert int(r.headers["X-Consul-Index"]) >= 1
+    assert r.headers["X-Consul-KnownLeader"] == "true"
+
+
+def test_recurse_lists_a_tree_in_key_order(c: consul.Consul) -> None:
+    for key in ("app/b", "app/a/x", "app/a/y", "other"):
+        c.kv.put(key, key.upper())
+    _, items = c.kv.get("app/", recurse=True)
+    assert [i["Key"] for i in items] == ["app/a/x", "app/a/y", "app/b"]
+    assert [i["Value"] for i in items] == [b"APP/A/X", b"APP/A/Y", b"APP/B"]
+    assert c.kv.get("none/", recurse=True)[1] is None
+
+
+def test_keys_with_separator(c: consul.Consul) -> None:
+    for key in ("web/config/port", "web/config/host", "web/name", "webapp"):
+        c.kv.put(key, "v")
+    _, keys = c.kv.get("web/", keys=True, separator="/")
+    assert keys == ["web/config/", "web/name"]
+    _, everything = c.kv.get("", keys=True)
+    assert everything == ["web/config/host", "web/config/port", "web/name", "webapp"]
+
+
+def test_flags_are_kept_with_the_value(c: consul.Consul) -> None:
+    c.kv.put("flagged", "v", flags=42)
+    assert c.kv.get("flagged")[1]["Flags"] == 42
+    c.kv.put("big", "v", flags=2**64 - 1)
+    assert c.kv.get("big")[1]["Flags"] == 2**64 - 1
+    c.kv.put("flagged", "w")  # a put without flags sets them to 0, as Consul does
+    assert c.kv.get("flagged")[1]["Flags"] == 0
+
+
+def test_cas_on_put_and_delete(c: consul.Consul) -> None:
+    assert c.kv.put("lock", "a", cas=0) is True
+    assert c.kv.put("lock", "b", cas=0) is False  # exists already
+    modify = c.kv.get("lock")[1]["ModifyIndex"]
+    assert c.kv.put("lock", "c", cas=modify) is True
+    assert c.kv.put("lock", "d", cas=modify) is False  # stale
+    assert c.kv.get("lock")[1]["Value"] == b"c"
+
+    current = c.kv.get("lock")[1]["ModifyIndex"]
+    assert c.kv.delete("lock", cas=current - 1) is False
+    assert c.kv.get("lock")[1] is not None
+    assert c.kv.delete("lock", cas=current) is True
+    assert c.kv.get("lock")[1] is None
+
+
+def test_delete_recurse(c: consul.Consul) -> None:
+    for key in ("tree/a", "tree/b/c", "treehouse"):
+        c.kv.put(key, "v")
+    assert c.kv.delete("tree/", recurse=True) is True
+    assert c.kv.get("tree/", recurse=True)[1] is None
+    assert c.kv.get("treehouse")[1]["Value"] == b"v"
+    assert c.kv.delete("never-there") is True
+
+
+def test_blocking_get_returns_on_change(c: consul.Consul, server: KvServer) -> None:
+    c.kv.put("watched", "1")
+    index, _ = c.kv.get("watched")
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(c.kv.get, "watched", index=index, wait="60s")
+        assert server.waiting.wait(30), "the query never started to block"
+        c.kv.put("other-key", "x")  # unrelated writes do not wake it
+        c.kv.put("watched", "2")
+        new_index, item = waiting.result(timeout=30)
+    assert int(new_index) > int(index)
+    assert item["Value"] == b"2"
+
+
+def test_blocking_get_returns_after_wait(c: consul.Consul) -> None:
+    c.kv.put("quiet", "1")
+    index, _ = c.kv.get("quiet")
+    same_index, item = c.kv.get("quiet", index=index, wait="200ms")
+    assert same_index == index
+    assert item["Value"] == b"1"
+
+
+def test_blocking_on_a_missing_key_wakes_when_it_appears(c: consul.Consul,
+                                                         server: KvServer) -> None:
+    index, item = c.kv.get("later")
+    assert item is None
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(c.kv.get, "later", index=index, wait="60s")
+        assert server.waiting.wait(30), "the query never started to block"
+        c.kv.put("later", "here")
+        _, item = waiting.result(timeout=30)
+    assert item["Value"] == b"here"
+
+
+def test_txn_applies_all_and_answers_like_consul(c: consul.Consul) -> None:
+    c.kv.put("t/existing", "old")
+    modify = c.kv.get("t/existing")[1]["ModifyIndex"]
+    result = c.txn.put([
+        {"KV": {"Verb": "set", "Key": "t/a", "Value": enc("A"), "Flags": 7}},
+        {"KV": {"Verb": "cas", "Key": "t/existing", "Value": enc("new"), "Index": modify}},
+        {"KV": {"Verb": "get", "Key": "t/a"}},
+        {"KV": {"Verb": "check-not-exists", "Key": "t/absent"}},
+        {"KV": {"Verb": "get-tree", "Key": "t/"}},
+    ])
+    assert result["Errors"] is None
+    kvs = [r["KV"] for r in result["Results"]]
+    assert kvs[0]["Key"] == "t/a" and kvs[0]["Value"] is None and kvs[0]["Flags"] == 7
+    assert kvs[1]["ModifyIndex"] > modify
+    assert kvs[2]["Value"] == enc("A")
+    assert [k["Key"] for k in kvs[3:]] == ["t/a", "t/existing"]
+    # one transaction, one index
+    assert kvs[0]["ModifyIndex"] == kvs[1]["ModifyIndex"] == kvs[2]["ModifyIndex"]
+    assert c.kv.get("t/existing")[1]["Value"] == b"new"
+
+
+def test_failed_txn_changes_nothing_and_is_409(c: consul.Consul, server: KvServer) -> None:
+    c.kv.put("f/keep", "v")
+    ops = [
+        {"KV": {"Verb": "set", "Key": "f/new", "Value": base64.b64encode(b"x").decode()}},
+        {"KV": {"Verb": "delete", "Key": "f/keep"}},
+        {"KV": {"Verb": "check-index", "Key": "f/keep", "Index": 999999}},
+        {"KV": {"Verb": "get", "Key": "f/absent"}},
+    ]
+    with pytest.raises(consul.ConsulException):  # py-consul's error for a 409
+        c.txn.put(ops)
+    r = httpx.put(f"{server.url}/v1/txn", content=json.dumps(ops))
+    assert r.status_code == 409
+    body = r.json()
+    assert body["Results"] is None
+    assert body["Errors"] == [
+        {"OpIndex": 2, "What": "key \"f/keep\" doesn't exist"},  # deleted earlier in the txn
+        {"OpIndex": 3, "What": "key \"f/absent\" doesn't exist"},
+    ]
+    assert c.kv.get("f/new")[1] is None
+    assert c.kv.get("f/keep")[1]["Value"] == b"v"
+
+
+def test_txn_limits_and_bad_bodies(server: KvServer) -> None:
+    ops = [{"KV": {"Verb": "set", "Key": f"k{i}", "Value": ""}} for i in range(65)]
+    r = httpx.put(f"{server.url}/v1/txn", content=json.dumps(ops))
+    assert r.status_code == 413 and "too many operations (65 > 64)" in r.text
+    r = httpx.put(f"{server.url}/v1/txn", content=b"{not json")
+    assert r.status_code == 400 and "Failed to parse body" in r.text
+    r = httpx.put(f"{server.url}/v1/txn", json=[{"KV": {"Verb": "set", "Key": "a",
+                                                        "Value": "***"}}])
+    assert r.status_code == 400 and "Value" in r.text
+    r = httpx.put(f"{server.url}/v1/txn", json=[{"KV": {"Verb": "lock", "Key": "a"}}])
+    assert r.status_code == 409
+    assert "no sessions" in r.json()["Errors"][0]["What"]
+    r = httpx.put(f"{server.url}/v1/txn", json=[{"Node": {"Verb": "get"}}])
+    assert r.status_code == 400 and "only KV" in r.text
+
+
+def test_raw_and_leading_slash(server: KvServer, c: consul.Consul) -> None:
+    c.kv.put("raw/key", "plain text")
+    r = httpx.get(f"{server.url}/v1/kv/raw/key", params={"raw": ""})
+    assert r.status_code == 200 and r.content == b"plain text"
+    assert r.headers["content-type"].startswith("text/plain")
+    # a leading slash is dropped, as the consul CLI does
+    r = httpx.put(f"{server.url}/v1/kv//slashed", content=b"v")
+    assert r.json() is True
+    assert c.kv.get("slashed")[1]["Value"] == b"v"
+
+
+@pytest.mark.parametrize(("method", "path", "params", "status", "names"), [
+    ("GET", "/v1/kv/a", {"index": "x"}, 400, "index"),
+    ("GET", "/v1/kv/a", {"index": "1", "wait": "soon"}, 400, "wait"),
+    ("PUT", "/v1/kv/a", {"cas": "-1"}, 400, "cas"),
+    ("PUT", "/v1/kv/a", {"flags": "abc"}, 400, "flags"),
+    ("PUT", "/v1/kv/a", {"flags": str(2**64)}, 400, "flags"),
+    ("PUT", "/v1/kv/a", {"acquire": "s1"}, 400, "acquire"),
+    ("PUT", "/v1/kv/", {}, 400, "Missing key"),
+    ("DELETE", "/v1/kv/", {}, 400, "Missing key"),
+    ("DELETE", "/v1/kv/a", {"cas": "1", "recurse": ""}, 400, "cas"),
+    ("GET", "/v1/kv/" + "k" * (MAX_KEY_BYTES + 1), {}, 400, "too long"),
+])
+def test_bad_requests_name_the_parameter(server: KvServer, method: str, path: str,
+                                         params: dict[str, str], status: int,
+                                         names: str) -> None:
+    r = httpx.request(method, server.url + path, params=params, content=b"v")
+    assert r.status_code == status
+    assert names in r.text
+
+
+def test_value_size_limit(server: KvServer, c: consul.Consul) -> None:
+    r = httpx.put(f"{server.url}/v1/kv/huge", content=b"x" * (MAX_VALUE_BYTES + 1))
+    assert r.status_code == 413
+    assert c.kv.get("huge")[1] is None
+    assert c.kv.put("fits", b"x" * MAX_VALUE_BYTES) is True
