@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,10 @@ def listen() -> socket.socket:
     return sock
 
 
-@pytest.fixture
-async def discovery(tmp_path: Path) -> AsyncIterator[Discovery]:
-    store = SqliteStore(tmp_path / "data")
+@asynccontextmanager
+async def serve_discovery(data_dir: Path) -> AsyncIterator[Discovery]:
+    """A store, a catalog view and the Consul API on a free port, for the block's duration."""
+    store = SqliteStore(data_dir)
     view = CatalogView(store)
     app = FastAPI()
     app.include_router(catalog_router(view, node_name="n1"))
@@ -94,6 +96,12 @@ async def discovery(tmp_path: Path) -> AsyncIterator[Discovery]:
     finally:
         sock.close()
         await store.close()
+
+
+@pytest.fixture
+async def discovery(tmp_path: Path) -> AsyncIterator[Discovery]:
+    async with serve_discovery(tmp_path / "data") as d:
+        yield d
 
 
 async def seed(d: Discovery) -> None:
