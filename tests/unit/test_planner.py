@@ -87,6 +87,22 @@ def test_scale_down_oldest_first() -> None:
     assert sim.plan(T0 + 10).stops == (Stop(oldest.id, "scaled down"),)
 
 
+def test_new_version_with_the_same_spec_moves_tasks_without_restarting_them() -> None:
+    app = app_spec("/web", "v1", instances=3)
+    sim = world(app)
+    sim.step(T0)
+    ids = sorted(t.id for t in sim.active("/web"))
+    sim.add_app(app.model_copy(update={"version": "v2", "instances": 2, "backoff_seconds": 5}))
+    p = sim.step(T0 + 1)
+    assert len(p.stops) == 1 and p.launches == ()
+    assert sorted(r.task_id for r in p.retags) == sorted(t.id for t in sim.active("/web"))
+    assert {r.version for r in p.retags} == {"v2"}
+    assert {t.version for t in sim.active("/web")} == {"v2"}
+    stopped = sim.tasks[p.stops[0].task_id]
+    assert stopped.version == "v1" and stopped.id in ids  # a stopped task keeps its version
+    assert sim.plan(T0 + 1).empty
+
+
 def test_stopping_task_is_replaced_and_forgotten_once_it_ended() -> None:
     sim = world(app_spec("/web", instances=1))
     sim.step(T0)

@@ -172,6 +172,11 @@ class Scheduler:
             )
             compares.append(Compare(key, self._mod.get(key, 0)))
             ops.append(Put(key, stopped.dump()))
+        for retag in p.retags:
+            key = model.task_key(retag.task_id)
+            moved = self._tasks[retag.task_id].model_copy(update={"version": retag.version})
+            compares.append(Compare(key, self._mod.get(key, 0)))
+            ops.append(Put(key, moved.dump()))
         for task_id in p.forgets:
             key = model.task_key(task_id)
             compares.append(Compare(key, self._mod.get(key, 0)))

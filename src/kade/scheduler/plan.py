@@ -16,6 +16,9 @@ after applying a plan gives an empty one. Marathon's behaviour is the reference:
   rolling replacement under the app's upgradeStrategy (rollout.py): draining a node is an
   upgrade of the tasks on it.
 - Otherwise the app scales up to `instances` active tasks, or down in kill order.
+- Active tasks whose spec is unchanged but whose app got a new version (a scale, a change of
+  backoff or upgrade strategy) are moved to that version without a restart, so that every
+  task points at a stored version and shows as current.
 - New tasks are placed on registered, non-draining nodes (placement.py); when some cannot be
   placed the queue entry's `waiting` says why, node by node.
 """
@@ -73,10 +76,19 @@ class Stop:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Retag:
+    """A task that keeps running but now belongs to another version of its app (same spec)."""
+
+    task_id: str
+    version: str
+
+
 @dataclass(frozen=True)
 class Plan:
     launches: tuple[Launch, ...] = ()
     stops: tuple[Stop, ...] = ()
+    retags: tuple[Retag, ...] = ()
     forgets: tuple[str, ...] = ()  # task ids whose task and status records are deleted
     queue: Mapping[str, QueueEntry | None] = field(default_factory=dict)  # None: delete
     wake_at: float | None = None  # plan again then, even if nothing else changes
@@ -84,7 +96,7 @@ class Plan:
     @property
     def empty(self) -> bool:
         """Nothing to write (a pending `wake_at` does not count)."""
-        return not (self.launches or self.stops or self.forgets or self.queue)
+        return not (self.launches or self.stops or self.retags or self.forgets or self.queue)
 
 
 def plan(snap: Snapshot, now: float, port_range: tuple[int, int] = (31000, 32000)) -> Plan:
@@ -98,6 +110,7 @@ class _Planner:
         self.now = now
         self.launches: list[Launch] = []
         self.stops: list[Stop] = []
+        self.retags: list[Retag] = []
         self.forgets: list[str] = []
         self.entries: dict[str, QueueEntry | None] = {}  # each live app's entry, but `waiting`
         self.unplaced: list[tuple[str, Request, dict[str, int]]] = []
@@ -156,6 +169,7 @@ class _Planner:
         return Plan(
             launches=tuple(self.launches),
             stops=tuple(self.stops),
+            retags=tuple(self.retags),
             forgets=tuple(sorted(set(self.forgets))),
             queue=queue,
             wake_at=min(future) if future else None,
@@ -202,6 +216,11 @@ class _Planner:
         self.entries[app_id] = entry
 
         keep, count = self._reconcile(app, new, old)
+        version = app.version or ""
+        self.retags.extend(
+            Retag(t.id, version) for t in keep
+            if t.spec_hash == current_hash and t.version != version and version
+        )
         if count <= 0:
             return
         if entry is not None and entry.delay_until > now:

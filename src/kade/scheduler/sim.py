@@ -74,6 +74,9 @@ class Simulation:
             self.tasks[stop.task_id] = task.model_copy(
                 update={"desired": "stop", "stop_reason": stop.reason}
             )
+        for retag in p.retags:
+            task = self.tasks[retag.task_id]
+            self.tasks[retag.task_id] = task.model_copy(update={"version": retag.version})
         for task_id in p.forgets:
             self.tasks.pop(task_id, None)
             self.statuses.pop(task_id, None)
