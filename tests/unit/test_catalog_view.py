@@ -13,7 +13,7 @@ from kade import model
 from kade.catalog import Catalog, CatalogView
 from kade.model import Node, Task, TaskStatus
 from kade.spec import parse_app
-from kade.store import SqliteStore
+from kade.store import Put, SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,3 +199,31 @@ async def test_a_restarted_view_never_goes_back_in_index(tmp_path: Path) -> None
             assert view.catalog.instances("web-shop", passing=True)
     finally:
         await store.close()
+
+
+async def test_sync_waits_until_the_view_has_seen_a_write(store: SqliteStore) -> None:
+    await seed(store)
+    async with CatalogView(store).running() as view:
+        rev = await store.put("kv/unrelated", b"x")  # not the catalog's: still counted as seen
+        assert await view.sync(timeout=10)
+        assert view.seen >= rev
+        assert not await view.sync(rev + 100, timeout=0.05)
+
+
+async def test_a_transaction_is_applied_whole(store: SqliteStore) -> None:
+    await seed(store)
+    seen: list[Catalog] = []
+    async with CatalogView(store).running() as view:
+        view.on_change(lambda cat, _: seen.append(cat))
+        task = Task(id="a2", app_id="/shop/api", version="v1", spec_hash="h", node="n1",
+                    host="127.0.0.1", host_ports=[31009], created_at=0)
+        status = TaskStatus(task_id="a2", app_id="/shop/api", node="n1", state="running",
+                            updated_at=0)
+        stop = Task(id="a1", app_id="/shop/api", version="v1", spec_hash="h", node="n1",
+                    host="127.0.0.1", host_ports=[31002], desired="stop", created_at=0)
+        await store.txn([], [Put(model.task_key("a2"), task.dump()),
+                             Put(model.status_key("a2"), status.dump()),
+                             Put(model.task_key("a1"), stop.dump())])
+        assert await view.sync()
+        # One change, from one task to the other: never zero, never both.
+        assert [[i.task_id for i in cat.instances("api-shop")] for cat in seen] == [["a2"]]

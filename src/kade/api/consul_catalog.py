@@ -42,6 +42,10 @@ def catalog_router(view: CatalogView, *, node_name: str | None = None) -> APIRou
         try:
             _check_dc(request, view.datacenter)
             _node_meta(request)  # reject a bad filter before waiting
+            if "consistent" in request.query_params:
+                # Read-your-writes: answer only from a catalog that includes every write
+                # committed before this request (Consul's leader round-trip).
+                await view.sync()
             wanted = parse_index(request.query_params.get("index"))
             if blocking and wanted > 0:
                 wait = parse_wait(request.query_params.get("wait"))

@@ -1,9 +1,9 @@
 """CatalogView: the catalog kept current from the store, and blocking waits on it.
 
-It watches `apps/`, `tasks/`, `status/` and `nodes/` (no polling), rebuilds the catalog after
-each batch of events, and remembers for every service the store revision at which *its*
-content last changed: Consul's per-service index. A blocking query on a service therefore
-wakes only when that service changed, not when anything in the store did.
+It follows `apps/`, `tasks/`, `status/` and `nodes/` with a store watch (no polling),
+rebuilds the catalog after each batch of events, and remembers for every service the store
+revision at which *its* content last changed: Consul's per-service index. A blocking query
+on a service therefore wakes only when that service changed, not when anything else did.
 
 Waiters park on one shared future per service (and one for the whole catalog), resolved from
 memory after a rebuild: thousands of blocked clients cost one future each, no store reads.
@@ -36,7 +36,14 @@ _PARSERS: dict[str, Callable[[bytes], Any]] = {
     model.NODES: model.Node.model_validate_json,
 }
 
-_ALL = "\x00all"  # the waiter key of the whole catalog (no service is named like this)
+_ALL = "\x00all"
+
+
+def _prefix_of(key: str) -> str | None:
+    for prefix in PREFIXES:
+        if key.startswith(prefix):
+            return prefix
+    return None  # the waiter key of the whole catalog (no service is named like this)
 
 
 class CatalogView:
@@ -51,6 +58,8 @@ class CatalogView:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._callbacks: list[ChangeCallback] = []
         self._ready = asyncio.Event()
+        self._seen = 0  # the last store revision applied, whether it changed the catalog or not
+        self._seen_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- reading ----------------------------------------------------------------------
 
@@ -101,6 +110,31 @@ class CatalogView:
         """Wait until the first snapshot is loaded."""
         await self._ready.wait()
 
+    @property
+    def seen(self) -> int:
+        """The last store revision the view has applied."""
+        return self._seen
+
+    async def sync(self, revision: int | None = None, timeout: float = 10.0) -> bool:
+        """Wait until the view has applied `revision` (the store's current one by default):
+        read-your-writes for a caller that just wrote. False if it did not within `timeout`."""
+        if revision is None:
+            revision = await self.store.revision()
+        if self._seen >= revision:
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        entry = (revision, fut)
+        self._seen_waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with suppress(ValueError):
+                self._seen_waiters.remove(entry)
+
     # -- following the store ----------------------------------------------------------
 
     async def run(self) -> None:
@@ -109,8 +143,9 @@ class CatalogView:
             after = await self._load()
             try:
                 await self._follow(after)
-            except* Compacted as group:
-                log.warning("catalog watch fell behind (%s); reloading", group.exceptions[0])
+                return  # the store was closed
+            except Compacted as e:
+                log.warning("catalog watch fell behind (%s); reloading", e)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[CatalogView]:
@@ -146,36 +181,27 @@ class CatalogView:
         self._records = records
         self._rebuild(revision)
         self._ready.set()
+        self._mark_seen(revision)
         return after
 
     async def _follow(self, after: dict[str, int]) -> None:
-        queue: asyncio.Queue[list[Event]] = asyncio.Queue()
-
-        async def pump(prefix: str) -> None:
-            async for batch in self.store.watch(prefix, after[prefix]):
-                queue.put_nowait(batch)
-
-        async def apply() -> None:
-            while True:
-                batches = [await queue.get()]
-                while not queue.empty():  # coalesce what already arrived: one rebuild
-                    batches.append(queue.get_nowait())
-                revision = 0
-                for batch in batches:
-                    for event in batch:
-                        self._apply(event)
-                        revision = max(revision, event.revision)
+        """One ordered watch of the whole keyspace, kept to our prefixes: a transaction that
+        writes a task and its status arrives as one batch, and `seen` is exact. (Four
+        prefix watches would deliver one revision range in any order.)"""
+        async for batch in self.store.watch("", min(after.values())):
+            revision, relevant = 0, False
+            for event in batch:
+                revision = max(revision, event.revision)
+                prefix = _prefix_of(event.key)
+                if prefix is None or event.revision <= after[prefix]:
+                    continue  # not ours, or already in the snapshot
+                self._apply(prefix, event)
+                relevant = True
+            if relevant:
                 self._rebuild(revision)
+            self._mark_seen(revision)
 
-        async with asyncio.TaskGroup() as tg:
-            for prefix in PREFIXES:
-                tg.create_task(pump(prefix), name=f"catalog-watch-{prefix}")
-            tg.create_task(apply(), name="catalog-apply")
-
-    def _apply(self, event: Event) -> None:
-        prefix = next((p for p in PREFIXES if event.key.startswith(p)), None)
-        if prefix is None:
-            return
+    def _apply(self, prefix: str, event: Event) -> None:
         table = self._records[prefix]
         self._bad.pop(event.key, None)
         if event.kind == "delete" or event.entry is None:
@@ -230,6 +256,12 @@ class CatalogView:
                 callback(self._catalog, changed)
             except Exception:
                 log.exception("catalog change callback %r failed", callback)
+
+    def _mark_seen(self, revision: int) -> None:
+        self._seen = max(self._seen, revision)
+        for wanted, fut in self._seen_waiters:
+            if wanted <= self._seen and not fut.done():
+                fut.set_result(None)
 
     def _wake(self, changed: frozenset[str]) -> None:
         for key in (*changed, _ALL):

@@ -13,7 +13,7 @@ import random
 import socket
 import struct
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, cast
 
 from dnslib import RCODE, DNSError, DNSRecord  # type: ignore[import-untyped]
 
@@ -136,8 +136,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         result = self.server.respond(data)
