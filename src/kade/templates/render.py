@@ -49,12 +49,15 @@ class InlineTemplate:
 
 
 class TemplateError(Exception):
-    """A template failed to parse or to render: where, and why."""
+    """A template failed to parse or to render: where, and why. A render error also says what
+    the template had read (`reads`), so a watcher can retry it when that data changes."""
 
-    def __init__(self, destination: str, line: int | None, message: str) -> None:
+    def __init__(self, destination: str, line: int | None, message: str,
+                 reads: Reads | None = None) -> None:
         self.destination = destination
         self.line = line
         self.message = message
+        self.reads = reads
         where = f"template {destination}" + (f": line {line}" if line else "")
         super().__init__(f"{where}: {message}")
 
@@ -66,11 +69,10 @@ class MissingKeyError(TemplateError):
     def __init__(self, destination: str, line: int | None, keys: Sequence[str],
                  reads: Reads) -> None:
         self.keys = tuple(keys)
-        self.reads = reads
         names = ", ".join(repr(k) for k in self.keys)
         plural = "s" if len(self.keys) > 1 else ""
         super().__init__(destination, line, f"missing key{plural} {names} (use keyOrDefault "
-                                            "for an optional key)")
+                                            "for an optional key)", reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,8 @@ def render(
         if lookups.missing:
             raise MissingKeyError(template.destination, lookups.missing_line, lookups.missing,
                                   lookups.reads()) from e
-        raise TemplateError(template.destination, _error_line(e), _message(e)) from e
+        raise TemplateError(template.destination, _error_line(e), _message(e),
+                            lookups.reads()) from e
     if lookups.missing:
         raise MissingKeyError(template.destination, lookups.missing_line, lookups.missing,
                               lookups.reads())
