@@ -259,8 +259,9 @@ def test_txn_limits_and_bad_bodies(server: KvServer) -> None:
     ops = [{"KV": {"Verb": "set", "Key": f"k{i}", "Value": ""}} for i in range(65)]
     r = httpx.put(f"{server.url}/v1/txn", content=json.dumps(ops))
     assert r.status_code == 413 and "too many operations (65 > 64)" in r.text
-    r = httpx.put(f"{server.url}/v1/txn", content=b"{not json")
-    assert r.status_code == 400 and "Failed to parse body" in r.text
+    for body in (b"{not json", b"[" * 100_000):
+        r = httpx.put(f"{server.url}/v1/txn", content=body)
+        assert r.status_code == 400 and "Failed to parse body" in r.text
     r = httpx.put(f"{server.url}/v1/txn", json=[{"KV": {"Verb": "set", "Key": "a",
                                                         "Value": "***"}}])
     assert r.status_code == 400 and "Value" in r.text
@@ -287,6 +288,7 @@ def test_raw_and_leading_slash(server: KvServer, c: consul.Consul) -> None:
     ("GET", "/v1/kv/a", {"index": "1", "wait": "soon"}, 400, "wait"),
     ("PUT", "/v1/kv/a", {"cas": "-1"}, 400, "cas"),
     ("PUT", "/v1/kv/a", {"flags": "abc"}, 400, "flags"),
+    ("PUT", "/v1/kv/a", {"cas": "\u00b2"}, 400, "cas"),
     ("PUT", "/v1/kv/a", {"flags": str(2**64)}, 400, "flags"),
     ("PUT", "/v1/kv/a", {"acquire": "s1"}, 400, "acquire"),
     ("PUT", "/v1/kv/", {}, 400, "Missing key"),

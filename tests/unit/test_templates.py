@@ -147,12 +147,14 @@ def test_env_is_the_tasks_environment_only() -> None:
     ("{{ x", 1, "unclosed action"),
     ("{{ .A", 1, "unclosed action"),
     ("{{ }}", 1, "missing value for command"),
+    ("x\n{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", None, "too deeply nested"),
 ])
-def test_parse_errors_name_destination_line_and_cause(source: str, line: int,
+def test_parse_errors_name_destination_line_and_cause(source: str, line: int | None,
                                                      message: str) -> None:
     problems = check_template(InlineTemplate("/etc/app.conf", source))
     assert len(problems) == 1
-    assert problems[0].startswith(f"template /etc/app.conf: line {line}: ")
+    where = f": line {line}" if line else ""
+    assert problems[0].startswith(f"template /etc/app.conf{where}: ")
     assert message in problems[0]
     with pytest.raises(TemplateError) as e:
         go(source)

@@ -57,7 +57,7 @@ def check_key(raw: str, *, allow_empty: bool = False, what: str = "key") -> str:
 
 
 def parse_uint(name: str, text: str | None, limit: int = MAX_FLAGS) -> int:
-    if text is None or not text.strip().isdigit():
+    if text is None or not (text.strip().isascii() and text.strip().isdigit()):
         raise BadRequest(400, f"{name}: {text!r} is not an unsigned whole number")
     value = int(text)
     if value > limit:
@@ -245,7 +245,7 @@ def parse_txn(body: bytes, max_ops: int = MAX_TXN_OPS) -> list[TxnOp]:
     """Consul's transaction body → operations, all validated before anything runs."""
     try:
         data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise BadRequest(400, f"Failed to parse body: {e}") from None
     if not isinstance(data, list):
         raise BadRequest(400, "Failed to parse body: expected a list of operations")

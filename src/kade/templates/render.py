@@ -66,6 +66,8 @@ class MissingKeyError(TemplateError):
     """Keys the template needs do not exist (yet): the task must wait for them, like
     consul-template blocks. `reads` says what to watch for them to appear."""
 
+    reads: Reads
+
     def __init__(self, destination: str, line: int | None, keys: Sequence[str],
                  reads: Reads) -> None:
         self.keys = tuple(keys)
@@ -156,6 +158,8 @@ def _compile(syntax: Syntax, source: str) -> Template:
         raise _ParseError(e.line, e.message) from None
     except TemplateSyntaxError as e:
         raise _ParseError(e.lineno, e.message or str(e)) from None
+    except RecursionError:
+        raise _ParseError(None, "too deeply nested") from None
 
 
 def _compiled(template: TemplateSource) -> Template:
