@@ -13,7 +13,8 @@ Rules (docs/discovery.md explains the choices):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from kade.catalog.model import Catalog, CatalogNode, Check, Instance, Status
 from kade.model import Node, Task, TaskStatus
@@ -88,47 +89,91 @@ def build_catalog(
     datacenter: str = "dc1",
     index: int = 0,
 ) -> Catalog:
-    apps_by_id = {a.id: a for a in apps}
+    node_map = {n.name: catalog_node(n) for n in nodes}
     status_of = {s.task_id: s for s in statuses}
-    catalog_nodes = {
-        n.name: CatalogNode(n.name, n.address, tuple(sorted(n.attributes.items())))
-        for n in nodes
-    }
-    services: dict[str, list[Instance]] = {}
-    problems: set[str] = set()
-    names: dict[str, tuple[str, list[str]]] = {}  # per app: service name and app-level tags
+    tasks_of: dict[str, list[Task]] = {}
     for task in tasks:
-        app = apps_by_id.get(task.app_id)
+        tasks_of.setdefault(task.app_id, []).append(task)
+    parts = {a.id: app_part(a, tasks_of.get(a.id, ()), status_of, node_map) for a in apps}
+    return assemble(parts, node_map, datacenter=datacenter, index=index)
+
+
+@dataclass(frozen=True, slots=True)
+class AppPart:
+    """What one app contributes to the catalog: the unit of incremental rebuilds."""
+
+    instances: tuple[Instance, ...] = ()
+    extra_nodes: tuple[CatalogNode, ...] = ()  # nodes its tasks run on that are not in nodes/
+    problems: tuple[str, ...] = ()
+
+    def services(self) -> set[str]:
+        return {i.service for i in self.instances}
+
+
+def catalog_node(node: Node) -> CatalogNode:
+    return CatalogNode(node.name, node.address, tuple(sorted(node.attributes.items())))
+
+
+def app_part(
+    app: AppSpec,
+    tasks: Iterable[Task],
+    status_of: Mapping[str, TaskStatus],
+    nodes: Mapping[str, CatalogNode],
+) -> AppPart:
+    name, problem = service_name(app)
+    problems = {problem} if problem else set()
+    tags = app_tags(app)
+    ports = app.ports()
+    instances: list[Instance] = []
+    extra: dict[str, CatalogNode] = {}
+    for task in sorted(tasks, key=lambda t: t.id):  # sorted: the same part for any order
         status = status_of.get(task.id)
-        if app is None or status is None or task.desired != "run":
+        if status is None or task.desired != "run" or status.state not in LISTED_STATES:
             continue
-        if status.state not in LISTED_STATES:
-            continue
-        node = catalog_nodes.get(task.node)
+        node = nodes.get(task.node)
         address = task.host or (node.address if node else "")
         if not address:
             continue  # nowhere to send anyone
-        if node is None:
-            node = catalog_nodes[task.node] = CatalogNode(task.node, address)
-        if app.id not in names:
-            name, problem = service_name(app)
-            if problem:
-                problems.add(problem)
-            names[app.id] = (name, app_tags(app))
-        name, tags = names[app.id]
-        for inst in task_instances(app, task, status, name, tags, address, problems):
+        if node is None and task.node not in extra:
+            extra[task.node] = CatalogNode(task.node, address)
+        instances += task_instances(app, ports, task, status, name, tags, address, problems)
+    return AppPart(tuple(instances), tuple(extra.values()), tuple(sorted(problems)))
+
+
+def assemble(
+    parts: Mapping[str, AppPart],
+    nodes: Mapping[str, CatalogNode],
+    *,
+    datacenter: str = "dc1",
+    index: int = 0,
+) -> Catalog:
+    """Join the apps' parts: instances grouped by service and sorted by id, nodes by name."""
+    services: dict[str, list[Instance]] = {}
+    all_nodes = dict(nodes)
+    problems: set[str] = set()
+    for app_id in sorted(parts):
+        part = parts[app_id]
+        for inst in part.instances:
             services.setdefault(inst.service, []).append(inst)
+        for node in part.extra_nodes:
+            all_nodes.setdefault(node.name, node)
+        problems.update(part.problems)
     return Catalog(
         datacenter=datacenter,
-        services={k: tuple(sorted(v, key=lambda i: i.id)) for k, v in sorted(services.items())},
-        nodes=dict(sorted(catalog_nodes.items())),
+        services={k: sort_instances(v) for k, v in sorted(services.items())},
+        nodes=dict(sorted(all_nodes.items())),
         index=index,
         problems=tuple(sorted(problems)),
     )
 
 
+def sort_instances(instances: Iterable[Instance]) -> tuple[Instance, ...]:
+    return tuple(sorted(instances, key=lambda i: i.id))
+
+
 def task_instances(
     app: AppSpec,
+    app_ports: list[PortSpec],
     task: Task,
     status: TaskStatus,
     name: str,
@@ -140,7 +185,7 @@ def task_instances(
     passing, why = task_passing(app, status)
     ports: list[tuple[PortSpec | None, int]] = [
         (p, task.host_ports[p.index])
-        for p in app.ports()
+        for p in app_ports
         if p.index < len(task.host_ports) and task.host_ports[p.index] > 0
     ]
     if not ports:

@@ -15,10 +15,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 from kade import model
-from kade.catalog.build import build_catalog
+from kade.catalog.index import CatalogIndex, Delta
 from kade.catalog.model import Catalog
 from kade.spec.model import AppSpec
 from kade.store.base import Compacted, Event, Store
@@ -50,7 +51,7 @@ class CatalogView:
     def __init__(self, store: Store, *, datacenter: str = "dc1") -> None:
         self.store = store
         self.datacenter = datacenter
-        self._records: dict[str, dict[str, Any]] = {p: {} for p in PREFIXES}
+        self._records = CatalogIndex(datacenter)
         self._bad: dict[str, str] = {}  # key → why it could not be read
         self._catalog = Catalog(datacenter=datacenter)
         self._index = 0
@@ -166,20 +167,23 @@ class CatalogView:
 
     async def _load(self) -> dict[str, int]:
         after: dict[str, int] = {}
-        records: dict[str, dict[str, Any]] = {}
+        records = CatalogIndex(self.datacenter)
         revision = 0
         self._bad.clear()
         for prefix in PREFIXES:
             entries, rev = await self.store.range(prefix)
             after[prefix] = rev
             revision = max(revision, rev)
-            records[prefix] = {}
             for e in entries:
-                value = self._parse(prefix, e.key, e.value)
-                if value is not None:
-                    records[prefix][e.key] = value
+                records.set(e.key, self._parse(prefix, e.key, e.value))
         self._records = records
-        self._rebuild(revision)
+        delta = records.commit()
+        old = self._catalog.services
+        changed = frozenset(  # against what was served before a reload
+            name for name in old.keys() | delta.services.keys()
+            if old.get(name) != delta.services.get(name)
+        )
+        self._publish(revision, replace(delta, changed=changed), force=True)
         self._ready.set()
         self._mark_seen(revision)
         return after
@@ -198,20 +202,15 @@ class CatalogView:
                 self._apply(prefix, event)
                 relevant = True
             if relevant:
-                self._rebuild(revision)
+                self._publish(revision, self._records.commit())
             self._mark_seen(revision)
 
     def _apply(self, prefix: str, event: Event) -> None:
-        table = self._records[prefix]
         self._bad.pop(event.key, None)
-        if event.kind == "delete" or event.entry is None:
-            table.pop(event.key, None)
-            return
-        value = self._parse(prefix, event.key, event.entry.value)
-        if value is None:
-            table.pop(event.key, None)
-        else:
-            table[event.key] = value
+        value = None
+        if event.kind == "put" and event.entry is not None:
+            value = self._parse(prefix, event.key, event.entry.value)
+        self._records.set(event.key, value)
 
     def _parse(self, prefix: str, key: str, raw: bytes) -> Any:
         try:
@@ -221,34 +220,21 @@ class CatalogView:
             log.warning("catalog: cannot read %s: %s", key, self._bad[key])
             return None
 
-    def _rebuild(self, revision: int) -> None:
-        r = self._records
-        new = build_catalog(
-            r[model.APPS].values(),
-            r[model.TASKS].values(),
-            r[model.STATUS].values(),
-            r[model.NODES].values(),
-            datacenter=self.datacenter,
-        )
+    def _publish(self, revision: int, delta: Delta, *, force: bool = False) -> None:
         old = self._catalog
-        changed = frozenset(
-            name
-            for name in old.services.keys() | new.services.keys()
-            if old.services.get(name) != new.services.get(name)
-        )
-        first = not self._ready.is_set()
-        if not changed and old.nodes == new.nodes and not first:
-            return
+        changed = delta.changed
+        if not changed and old.nodes == delta.nodes and not force:
+            return  # nothing a reader sees changed: indexes stay, nobody is woken
         self._index = max(revision, self._index)
         for name in changed:
             self._service_index[name] = self._index
-        problems = new.problems + tuple(f"{k}: {why}" for k, why in sorted(self._bad.items()))
+        bad = tuple(f"{k}: {why}" for k, why in sorted(self._bad.items()))
         self._catalog = Catalog(
-            datacenter=new.datacenter,
-            services=new.services,
-            nodes=new.nodes,
+            datacenter=self.datacenter,
+            services=delta.services,
+            nodes=delta.nodes,
             index=self.index,
-            problems=problems,
+            problems=delta.problems + bad,
         )
         self._wake(changed)
         for callback in list(self._callbacks):
