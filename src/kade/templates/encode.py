@@ -59,9 +59,13 @@ def by_tag(services: Any) -> dict[str, list[Any]]:
     return out
 
 
+# libyaml's emitter when present: the pure-Python one is most of a render's time.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def to_yaml(value: Any) -> str:
-    text = yaml.safe_dump(plain(value), default_flow_style=False, sort_keys=True,
-                          allow_unicode=True)
+    text = yaml.dump(plain(value), Dumper=_DUMPER, default_flow_style=False, sort_keys=True,
+                     allow_unicode=True)
     return text.removesuffix("\n...\n").removesuffix("\n")
 
 
