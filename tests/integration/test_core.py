@@ -140,8 +140,9 @@ def test_update_rolls_to_the_new_image(kade: Kade) -> None:
     assert all("version 2" in get_page(t) for t in tasks)
     versions = kade.get("/v1/apps/test/web/versions")["versions"]
     assert len(versions) == 2
-    diff = kade.get("/v1/apps/test/web/diff")
-    assert '-        "image": "kade/site:1"' in diff and '+        "image": "kade/site:2"' in diff
+    lines = kade.get("/v1/apps/test/web/diff").splitlines()
+    assert any(line.startswith("-") and '"image": "kade/site:1"' in line for line in lines)
+    assert any(line.startswith("+") and '"image": "kade/site:2"' in line for line in lines)
 
 
 def test_bad_input_is_rejected_and_changes_nothing(kade: Kade) -> None:
@@ -170,6 +171,8 @@ def test_bad_input_is_rejected_and_changes_nothing(kade: Kade) -> None:
 def test_bridge_networking_publishes_the_container_port(kade: Kade) -> None:
     app = {"id": "/test/bridge", "instances": 1, "cpus": 0.01, "mem": 16,
            "networks": [{"mode": "container/bridge"}],
+           # $PORT0 is the host port (as in Marathon): inside, the app listens on 8080.
+           "cmd": "exec httpd -f -p 8080 -h /var/www",
            "container": {"docker": {"image": "kade/site:1"},
                          "portMappings": [{"containerPort": 8080, "hostPort": 0}]},
            "healthChecks": [HEALTH]}
