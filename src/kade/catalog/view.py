@@ -74,6 +74,10 @@ class CatalogView:
         """The revision at which anything in the catalog last changed (>= 1 once loaded)."""
         return max(self._index, 1)
 
+    def apps(self) -> dict[str, AppSpec]:
+        """The apps as last read from the store, by id (the router table builds on them)."""
+        return dict(self._records[model.APPS])
+
     def service_index(self, service: str | None) -> int:
         """The revision at which `service` last changed; for a service never seen, the
         catalog's index (so that a blocking query on it waits for it to appear)."""
