@@ -76,7 +76,7 @@ class CatalogView:
 
     def apps(self) -> dict[str, AppSpec]:
         """The apps as last read from the store, by id (the router table builds on them)."""
-        return dict(self._records[model.APPS])
+        return dict(self._records.apps)
 
     def service_index(self, service: str | None) -> int:
         """The revision at which `service` last changed; for a service never seen, the
