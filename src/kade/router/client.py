@@ -17,6 +17,15 @@ from urllib.parse import parse_qs, unquote_to_bytes
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from kade.router import http as h
+from kade.router.http import (
+    H_CONNECTION,
+    H_HOST,
+    H_LENGTH,
+    H_TE,
+    H_UPGRADE,
+    H_XFF,
+    REQUEST_HEADERS,
+)
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
@@ -38,7 +47,7 @@ class _Reject(Exception):
 class Exchange:
     """One request and its response; also the rule matchers' view of the request."""
 
-    __slots__ = ("conn", "start", "url", "headers", "hsize", "verb", "host", "path",
+    __slots__ = ("conn", "start", "url", "headers", "hsize", "verb", "host", "_path",
                  "client_ip", "route", "server", "upstream", "head", "body_mode", "pending",
                  "pending_size", "replay", "replay_size", "streaming", "req_done",
                  "headers_done", "resp_started", "status", "bytes_out", "keep_alive", "http10",
@@ -53,7 +62,7 @@ class Exchange:
         self.hsize = 0
         self.verb = b""
         self.host = ""
-        self.path = ""
+        self._path: str | None = None
         self.client_ip = conn.client_ip
         self.route: Route | None = None
         self.server: Server | None = None
@@ -82,6 +91,19 @@ class Exchange:
         self.target: Server | None = None  # the last server tried, for the access log
         self._hdict: dict[str, list[str]] | None = None
         self._query: dict[str, list[str]] | None = None
+
+    @property
+    def path(self) -> str:
+        """The decoded path, computed only if a rule looks at it."""
+        p = self._path
+        if p is None:
+            raw = self.url.partition(b"?")[0]
+            if b"%" in raw or not raw.isascii():
+                p = unquote_to_bytes(raw).decode("utf-8", "replace")
+            else:
+                p = raw.decode("latin-1")
+            self._path = p
+        return p
 
     @property
     def method(self) -> str:
@@ -116,8 +138,9 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.client_ip = ""
-        self.forwarded = b""
-        self.listen_port = b"80"
+        self.ip = b""
+        self.forwarded = b""  # the X-Forwarded-* that are the same for every request
+        self.forwarded_ws = b""
         self.idle_since = 0.0
         self.requests = 0
         self.in_head = False
@@ -137,8 +160,9 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
-        ip = self.client_ip.encode()
-        self.forwarded = b"x-real-ip: " + ip + b"\r\nx-forwarded-proto: "
+        ip = self.ip = self.client_ip.encode()
+        self.forwarded = b"x-real-ip: " + ip + b"\r\nx-forwarded-proto: http\r\nx-forwarded-for: "
+        self.forwarded_ws = self.forwarded.replace(b": http\r\n", b": ws\r\n")
         self.idle_since = monotonic()
         self.proxy.clients.add(self)
 
@@ -251,7 +275,7 @@ class ClientConnection(asyncio.Protocol):
         x.http10 = p.get_http_version() == "1.0"
         x.keep_alive = p.should_keep_alive() and not self.closing
         x.is_head = x.verb == b"HEAD"
-        status = self.build_head(x, p.should_upgrade())
+        status = self.build_head(x)
         if status:
             self.reject = status
             raise _Reject
@@ -287,7 +311,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- building the upstream request ---------------------------------------------------------
 
-    def build_head(self, x: Exchange, upgrade: bool) -> int:
+    def build_head(self, x: Exchange) -> int:
         """The request head for the upstream; an error status if the request is refused."""
         if x.verb == b"CONNECT":
             return 405
@@ -297,25 +321,26 @@ class ClientConnection(asyncio.Protocol):
         conn_values: list[bytes] | None = None
         upgrade_value = b""
         lengths = 0
+        kinds = REQUEST_HEADERS
         for name, value in x.headers:
-            kind = h.REQUEST_HEADERS.get(name.lower())
+            kind = kinds.get(name.lower())
             if kind is None:
                 out += (name, b": ", value, b"\r\n")
-            elif kind == h.H_HOST:
+            elif kind == H_HOST:
                 if host is not None:
                     return 400
                 host = value
                 out += (name, b": ", value, b"\r\n")
-            elif kind == h.H_LENGTH:
+            elif kind == H_LENGTH:
                 lengths += 1
                 out += (name, b": ", value, b"\r\n")
-            elif kind == h.H_TE:
+            elif kind == H_TE:
                 x.body_mode = CHUNKED
-            elif kind == h.H_XFF:
+            elif kind == H_XFF:
                 xff = value if xff is None else xff + b", " + value
-            elif kind == h.H_CONNECTION:
+            elif kind == H_CONNECTION:
                 conn_values = [value] if conn_values is None else [*conn_values, value]
-            elif kind == h.H_UPGRADE:
+            elif kind == H_UPGRADE:
                 upgrade_value = value
         if x.body_mode == CHUNKED and lengths:
             return 400  # request smuggling: both framings
@@ -339,28 +364,23 @@ class ClientConnection(asyncio.Protocol):
                 return 400
             host = b""
         x.host_header = host
-        x.host = h.host_of(host) if host else ""
-        raw = x.url.partition(b"?")[0]
-        if b"%" in raw or not raw.isascii():
-            x.path = unquote_to_bytes(raw).decode("utf-8", "replace")
-        else:
-            x.path = raw.decode("latin-1")
+        x.host, port = h.host_and_port(host)
         if conn_values is not None:
             extra = h.connection_tokens(conn_values) - h.CONNECTION_KEEP
             if extra:
                 out = _without(out, extra)
-        ip = self.client_ip.encode()
-        if upgrade and upgrade_value:
+        if upgrade_value and self.parser.should_upgrade():
             x.upgrade = True
             x.keep_alive = False  # the connection becomes a tunnel or closes
-            proto = b"ws" if upgrade_value.lower() == b"websocket" else b"http"
             out += (b"connection: Upgrade\r\nupgrade: ", upgrade_value, b"\r\n")
+            if upgrade_value.lower() == b"websocket":
+                out.append(self.forwarded_ws)
+            else:
+                out.append(self.forwarded)
         else:
-            proto = b"http"
-        out += (self.forwarded, proto, b"\r\nx-forwarded-for: ",
-                ip if xff is None else xff + b", " + ip,
-                b"\r\nx-forwarded-host: ", host,
-                b"\r\nx-forwarded-port: ", h.port_of(host, self.listen_port), b"\r\n")
+            out.append(self.forwarded)
+        out += (self.ip if xff is None else xff + b", " + self.ip,
+                b"\r\nx-forwarded-host: ", host, b"\r\nx-forwarded-port: ", port, b"\r\n")
         if x.body_mode == CHUNKED:
             out.append(b"transfer-encoding: chunked\r\n")
         out.append(b"\r\n")

@@ -33,14 +33,13 @@ REQUEST_HEADERS: dict[bytes, int] = {
 CONNECTION_KEEP = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
-_HOP = rb"(?:connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
-       rb"|te|trailer|transfer-encoding|upgrade)"
-_HOP_NO_UPGRADE = rb"(?:keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
-                  rb"|te|trailer|transfer-encoding)"
-_HOP_LINE = re.compile(rb"\r\n" + _HOP + rb"[ \t]*:[^\r\n]*", re.IGNORECASE)
-_HOP_LINE_UPGRADE = re.compile(rb"\r\n" + _HOP_NO_UPGRADE + rb"[ \t]*:[^\r\n]*", re.IGNORECASE)
-_HOP_ANY = re.compile(rb"\r\n" + _HOP + rb"[ \t]*:")
-_CONNECTION_VALUES = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)")
+_HOP = rb"connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
+       rb"|te|trailer|transfer-encoding|upgrade"
+_HOP_NO_UPGRADE = rb"keep-alive|proxy-connection|proxy-authenticate|proxy-authorization" \
+                  rb"|te|trailer|transfer-encoding"
+# matched against the lowercased head (same offsets as the head): case-sensitive is faster
+_HOP_LINE = re.compile(rb"\r\n(" + _HOP + rb")[ \t]*:([^\r\n]*)")
+_HOP_LINE_UPGRADE = re.compile(rb"\r\n(" + _HOP_NO_UPGRADE + rb")[ \t]*:([^\r\n]*)")
 
 
 def connection_tokens(values: list[bytes]) -> set[bytes]:
@@ -60,16 +59,46 @@ def rewrite_response_head(head: bytes, upgrade: bool = False) -> tuple[bytes, bo
     Connection and Upgrade stay.
     """
     low = head.lower()
-    has_length = b"\r\ncontent-length:" in low
-    has_te = b"\r\ntransfer-encoding:" in low
-    if _HOP_ANY.search(low) is None:
+    has_length = low.find(b"\r\ncontent-length:") >= 0
+    has_te = low.find(b"\r\ntransfer-encoding:") >= 0
+    pattern = _HOP_LINE_UPGRADE if upgrade else _HOP_LINE
+    m = pattern.search(low)
+    if m is None:
         return head, has_length, has_te
-    if b"\r\nconnection" in low:
-        extra = connection_tokens(_CONNECTION_VALUES.findall(low)) - CONNECTION_KEEP
-        if extra:
-            head = _drop_named(head, extra)
-    head = (_HOP_LINE_UPGRADE if upgrade else _HOP_LINE).sub(b"", head)
+    parts: list[bytes] = []
+    named: set[bytes] = set()
+    pos = 0
+    while m is not None:
+        start, end = m.span()
+        if m.group(1) == b"connection" and m.group(2).strip() not in CONNECTION_KEEP:
+            named |= connection_tokens([m.group(2)]) - CONNECTION_KEEP
+        parts.append(head[pos:start])
+        pos = end
+        m = pattern.search(low, end)
+    parts.append(head[pos:])
+    head = b"".join(parts)
+    if named:
+        head = _drop_named(head, named)
     return head, has_length, has_te
+
+
+_REWRITTEN: dict[bytes, tuple[bytes, bool, bool]] = {}
+
+
+def response_head(head: bytes) -> tuple[bytes, bool, bool]:
+    """rewrite_response_head, with HTTP/1.1 as the version, memoized: an app's responses
+    repeat their heads (only Date changes, once a second), and a dict lookup is cheaper."""
+    found = _REWRITTEN.get(head)
+    if found is None:
+        new, has_length, has_te = rewrite_response_head(head)
+        if not new.startswith(b"HTTP/1.1"):
+            new = b"HTTP/1.1" + new[8:]
+        found = (new, has_length, has_te)
+        if len(head) <= 1024:
+            if len(_REWRITTEN) >= 1024:
+                _REWRITTEN.clear()
+            _REWRITTEN[head] = found
+    return found
 
 
 REASONS = {
@@ -101,6 +130,19 @@ def error_response(status: int, close: bool, head_only: bool = False) -> bytes:
         lines.append("connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
     return head if head_only else head + body
+
+
+_HOSTS: dict[bytes, tuple[str, bytes]] = {}
+
+
+def host_and_port(value: bytes) -> tuple[str, bytes]:
+    """Host header → (host for matching, port for X-Forwarded-Port), cached: hosts repeat."""
+    found = _HOSTS.get(value)
+    if found is None:
+        if len(_HOSTS) > 4096:
+            _HOSTS.clear()
+        found = _HOSTS[value] = (host_of(value), port_of(value))
+    return found
 
 
 def host_of(value: bytes) -> str:

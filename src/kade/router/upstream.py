@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from kade.router.http import rewrite_response_head
+from kade.router.http import response_head, rewrite_response_head
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
@@ -201,13 +201,11 @@ class UpstreamConnection(asyncio.Protocol):
         x.status = status
         x.resp_started = True
         self.keep = self.parser.should_keep_alive()
-        head, has_length, has_te = rewrite_response_head(head, status == 101)
-        if not head.startswith(b"HTTP/1.1"):
-            head = b"HTTP/1.1" + head[8:]
-        extra = b""
         if status == 101:
-            self.out.append(head + _END)
+            self.out.append(rewrite_response_head(head, True)[0] + _END)
             return
+        head, has_length, has_te = response_head(head)
+        extra = b""
         no_body = x.is_head or status == 204 or status == 304
         if no_body:
             if has_te and not x.http10:

@@ -1,14 +1,34 @@
-"""kade's first-class routes of an app (the router's input besides Traefik-style labels)."""
+"""kade's first-class routes of an app (the router's input besides Traefik-style labels).
+
+    "routes": [{"rule": "Host(`www.localhost`) && PathPrefix(`/api`)",
+                "name": "shop-api", "priority": 10, "portIndex": 0}]
+
+A rule is checked when the app is submitted, so a typo is an error of the deploy, not a route
+that silently never matches. docs/routing.md has the rule syntax.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kade.spec.base import SpecModel
 
 
 class RouteSpec(SpecModel):
     rule: str = Field(min_length=1)  # Traefik rule syntax: Host(`a`) && PathPrefix(`/api`)
-    name: str | None = None
-    priority: int | None = None  # default: the rule's length, as Traefik does
-    port_index: int = Field(default=0, ge=0)
+    # the router's name; default: the app's service name (`/shop/web` → `web-shop`), then -1...
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                             max_length=200)
+    priority: int | None = Field(default=None, ge=0)  # 0/None: the rule's length, as Traefik
+    port_index: int = Field(default=0, ge=0)  # which of the task's ports receives the requests
+
+    @field_validator("rule")
+    @classmethod
+    def _rule_parses(cls, value: str) -> str:
+        # the parser is pure and has no dependencies: importing it here keeps one grammar
+        from kade.router.rules import check_rule
+
+        problem = check_rule(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
