@@ -16,9 +16,10 @@ from kade.drivers.base import (
     WorkloadState,
 )
 from kade.drivers.docker import SUPPORTED_PARAMETERS, DockerDriver
+from kade.drivers.exec import ExecDriver
 
 __all__ = [
     "LABEL_APP", "LABEL_HASH", "LABEL_NODE", "LABEL_TASK", "LABEL_VERSION",
     "SUPPORTED_PARAMETERS", "DockerDriver", "Driver", "DriverError",
-    "ExecResult", "LaunchSpec", "Mount", "Workload", "WorkloadEvent", "WorkloadState",
+    "ExecDriver", "ExecResult", "LaunchSpec", "Mount", "Workload", "WorkloadEvent", "WorkloadState",
 ]

@@ -397,30 +397,28 @@ class DockerDriver:
                 resp.close()
 
     async def events(self) -> AsyncIterator[WorkloadEvent]:
-        """Docker's event stream; reconnects after a break, resuming from the last event."""
-        last_nano = 0
-        seen_at_last: set[tuple[str, str]] = set()  # `since` is inclusive: skip repeats
-        since: str | None = None
+        """Docker's event stream from now on. After a break it reconnects and resumes from
+        the last event seen (the engine replays what happened meanwhile)."""
+        resume_ns = time.time_ns()
+        seen_at_resume: set[tuple[str, str]] = set()  # `since` is inclusive: skip repeats
         backoff = 0.1
-        first_try_ns = time.time_ns()
         while True:
-            params = {"filters": _EVENT_FILTERS}
-            if since is not None:
-                params["since"] = since
+            since = f"{resume_ns // 1_000_000_000}.{resume_ns % 1_000_000_000:09d}"
             try:
                 async with self._client()._query(
-                        "events", params=params, timeout=aiohttp.ClientTimeout()) as resp:
+                        "events", params={"filters": _EVENT_FILTERS, "since": since},
+                        timeout=aiohttp.ClientTimeout()) as resp:
                     try:
                         backoff = 0.1
                         while line := await resp.content.readline():
                             raw = json.loads(line)
                             nano = int(raw.get("timeNano", 0))
                             key = (str(raw.get("id", "")), str(raw.get("Action", "")))
-                            if nano < last_nano or (nano == last_nano and key in seen_at_last):
+                            if nano < resume_ns or (nano == resume_ns and key in seen_at_resume):
                                 continue
-                            if nano > last_nano:
-                                last_nano, seen_at_last = nano, set()
-                            seen_at_last.add(key)
+                            if nano > resume_ns:
+                                resume_ns, seen_at_resume = nano, set()
+                            seen_at_resume.add(key)
                             event = _event_of(raw)
                             if event is not None:
                                 yield event
@@ -428,8 +426,6 @@ class DockerDriver:
                         resp.close()
             except (DockerError, aiohttp.ClientError, OSError, ValueError):
                 pass
-            resume = last_nano or first_try_ns
-            since = f"{resume // 1_000_000_000}.{resume % 1_000_000_000:09d}"
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
