@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from kade.cli.router_proc import stop_router
 from kade.client import Client
 
 
@@ -54,6 +55,9 @@ class Kade:
         self.node = f"test-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        self.http_port = free_port()
+        self.dns_port = free_port()
+        self.router_admin_port = free_port()
         low = _next_range[0]
         _next_range[0] += 50
         self.port_range = f"{low}-{low + 49}"
@@ -66,7 +70,10 @@ class Kade:
     def start(self) -> Kade:
         cmd = [sys.executable, "-m", "kade", "up", "--data-dir", str(self.data_dir),
                "--api-addr", self.addr, "--node", self.node, "--driver", self.driver,
-               "--ports", self.port_range, "--publish-ip", "127.0.0.1", *self.extra]
+               "--ports", self.port_range, "--publish-ip", "127.0.0.1",
+               "--http-addr", f"127.0.0.1:{self.http_port}",
+               "--router-admin-addr", f"127.0.0.1:{self.router_admin_port}",
+               "--dns-addr", f"127.0.0.1:{self.dns_port}", *self.extra]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -135,6 +142,7 @@ class Kade:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+        stop_router(self.data_dir / "router")
         ids = self.containers(all_=True)
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)

@@ -12,7 +12,7 @@ from kade.client import ClientError
 from tests.integration.harness import Kade, wait_for
 
 HEALTH = {"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 1,
-          "timeoutSeconds": 1, "gracePeriodSeconds": 10, "maxConsecutiveFailures": 2}
+          "timeoutSeconds": 2, "gracePeriodSeconds": 10, "maxConsecutiveFailures": 3}
 
 
 def site(app_id: str = "/test/web", instances: int = 2, image: str = "kade/site:1",

@@ -74,9 +74,20 @@ def up(
     = "31000-32000",
     deploy: Annotated[list[Path] | None, typer.Option(
         help="app definitions (files or folders) to deploy once up")] = None,
+    dns_addr: Annotated[str, typer.Option(envvar="KADE_DNS_ADDR")] = "127.0.0.1:8600",
+    domain: Annotated[str, typer.Option(envvar="KADE_DOMAIN", help="DNS domain")] = "consul",
+    http_addr: Annotated[str, typer.Option(envvar="KADE_HTTP_ADDR",
+                                           help="the router's HTTP listener")]
+    = "127.0.0.1:8080",
+    router_admin_addr: Annotated[str, typer.Option(
+        envvar="KADE_ROUTER_ADMIN_ADDR", help="the router's /metrics, /ping, /table")]
+    = "127.0.0.1:8081",
+    router: Annotated[bool, typer.Option(help="start the router process")] = True,
+    access_log: Annotated[str | None, typer.Option(
+        help="router access log: a file, or - for the router's log")] = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
 ) -> None:
-    """Run the control plane and an agent in the foreground."""
+    """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
 
     import uvloop
@@ -86,7 +97,8 @@ def up(
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
     try:
-        split_addr(api_addr)
+        for addr in (api_addr, dns_addr, http_addr, router_admin_addr):
+            split_addr(addr)
         low, _, high = ports.partition("-")
         port_range = (int(low), int(high))
         if not 0 < port_range[0] <= port_range[1] < 65536:
@@ -95,7 +107,9 @@ def up(
         _fail(str(e), 2)
     cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
                    advertise=advertise, driver=driver, publish_ip=publish_ip,
-                   port_range=port_range, deploy=list(deploy or []))
+                   port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
+                   domain=domain, router=router, http_addr=http_addr,
+                   router_admin_addr=router_admin_addr, access_log=access_log)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -162,30 +176,104 @@ def deploy(
     if as_json:
         _print_json(results)
     if wait:
-        for result in results:
-            _wait_healthy(client, result["id"], timeout, quiet=as_json)
+        failed = [r["id"] for r in results
+                  if not _follow_deployment(client, r["id"], r["version"], timeout, as_json)]
+        if failed:
+            _fail(f"deployment failed: {', '.join(failed)}")
 
 
-def _wait_healthy(client: Client, app_id: str, timeout: float, quiet: bool) -> None:
+def _follow_deployment(client: Client, app_id: str, version: str, timeout: float,
+                       quiet: bool) -> bool:
+    """Show a deployment's progress until it ends; True when it succeeded."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    deps = _call(client.get, "/v1/deployments", app=app_id)["deployments"]
+    dep = next((d for d in deps if d["version"] == version), None)
+    if dep is None:  # nothing to roll out: the app was unchanged
+        return True
     deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        app = _call(client.get, f"/v1/apps/{app_id.strip('/')}")["app"]
-        want = app["instances"]
-        line = (f"{app_id}: {app['tasksHealthy']}/{want} healthy, "
-                f"{app['tasksRunning']} running — {app['status']}")
-        if line != last and not quiet:
-            err.print(line, highlight=False)
-            last = line
-        current = [t for t in app.get("tasks", [])
-                   if t["version"] == app["version"] and t["desired"] == "run"]
-        if app["status"] == "running" and len(current) >= want:
-            return
-        if app["status"].startswith("waiting") and time.monotonic() > deadline - timeout + 5:
-            _fail(f"{app_id}: {app['status']}")
-        if time.monotonic() > deadline:
-            _fail(f"{app_id}: not healthy after {timeout:.0f}s: {app['status']}")
-        time.sleep(0.3)
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} healthy {task.fields[extra]}"),
+                  console=err, disable=quiet, transient=False) as bar:
+        task = bar.add_task(f"{app_id} {dep['kind']}", total=max(dep["progress"]["instances"],
+                                                                  1), extra="")
+        while True:
+            dep = _call(client.get, f"/v1/deployments/{dep['id']}")["deployment"]
+            p = dep["progress"]
+            extra = f"({p['old']} old left)" if p["old"] else ""
+            bar.update(task, completed=p["healthy"], total=max(p["instances"], 1), extra=extra)
+            if dep["status"] != "running":
+                break
+            if time.monotonic() > deadline:
+                err.print(f"{app_id}: still deploying after {timeout:.0f}s (deployment "
+                          f"{dep['id']} goes on; `kade deployments` shows it)")
+                return False
+            time.sleep(0.25)
+    if dep["status"] == "succeeded":
+        if not quiet:
+            console.print(f"{app_id}: version {version} is live")
+        return True
+    err.print(f"[red]{app_id}: deployment {dep['status']}:[/red] {dep['message']}",
+              highlight=False)
+    return False
+
+
+@app.command()
+def deployments(
+    all_: Annotated[bool, typer.Option("--all", help="finished ones too")] = False,
+    api_addr: ApiAddr = None,
+    as_json: AsJson = False,
+) -> None:
+    """List deployments with their progress."""
+    data = _call(_client(api_addr).get, "/v1/deployments", all=str(all_).lower())
+    if as_json:
+        _print_json(data["deployments"])
+        return
+    table = Table("ID", "APP", "KIND", "VERSION", "STATUS", "HEALTHY", "OLD LEFT", "STARTED",
+                  "MESSAGE")
+    for d in data["deployments"]:
+        p = d["progress"]
+        table.add_row(d["id"], d["appId"], d["kind"], d["version"] or "", d["status"],
+                      f"{p['healthy']}/{p['instances']}", str(p["old"]), d["startedAt"],
+                      d["message"])
+    console.print(table)
+
+
+@app.command()
+def cancel(deployment_id: str,
+           force: Annotated[bool, typer.Option(help="stop it without rolling back")] = False,
+           api_addr: ApiAddr = None) -> None:
+    """Cancel a running deployment: the app goes back to the version it came from."""
+    result = _call(_client(api_addr).delete, f"/v1/deployments/{deployment_id}",
+                   force=str(force).lower())
+    if "rolledBackTo" in result:
+        console.print(f"rolling back to {result['rolledBackTo']} (version {result['version']})")
+    else:
+        console.print(f"deployment {deployment_id} cancelled")
+
+
+@app.command()
+def rollback(
+    app_id: str,
+    version: Annotated[str | None, typer.Argument(help="default: the last other spec")] = None,
+    wait: bool = True, timeout: float = 300, api_addr: ApiAddr = None,
+) -> None:
+    """Roll an app back to an earlier version (as a new version, rolled out like any other)."""
+    client = _client(api_addr)
+    params = {"version": version} if version else {}
+    result = _call(client.post, _app_path(app_id) + "/rollback", params=params)
+    console.print(f"{app_id}: rolling back (new version {result['version']})")
+    if wait and not _follow_deployment(client, result["app"]["id"], result["version"], timeout,
+                                       False):
+        _fail("rollback failed")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def router(ctx: typer.Context) -> None:
+    """Run the router in the foreground (`kade up` starts one itself); --help for options."""
+    from kade.router.__main__ import main as router_main
+
+    router_main(list(ctx.args))
 
 
 @app.command()

@@ -23,6 +23,13 @@ from fastapi.responses import JSONResponse
 from kade.agent.agent import Agent, AgentConfig
 from kade.api import intent
 from kade.api.app import create_app
+from kade.api.consul_catalog import catalog_router
+from kade.api.consul_kv import kv_router
+from kade.api.routing import Routing, routing_router
+from kade.catalog.view import CatalogView
+from kade.cli.router_proc import ensure_router, stop_router
+from kade.deployments.controller import Deployer
+from kade.dns.server import DnsServer
 from kade.drivers.base import LABEL_NODE, Driver
 from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document, parse_app
@@ -42,6 +49,12 @@ class UpConfig:
     publish_ip: str = "0.0.0.0"
     port_range: tuple[int, int] = (31000, 32000)
     deploy: list[Path] = field(default_factory=list)
+    dns_addr: str = "127.0.0.1:8600"
+    domain: str = "consul"
+    router: bool = True
+    http_addr: str = "127.0.0.1:8080"
+    router_admin_addr: str = "127.0.0.1:8081"
+    access_log: str | None = None
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -121,11 +134,16 @@ async def serve(cfg: UpConfig) -> None:
         return JSONResponse({"message": "shutting down", "stopTasks": stopTasks})
 
     scheduler = Scheduler(store, port_range=cfg.port_range)
+    deployer = Deployer(store)
     agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise))
+    view = CatalogView(store)
+    routing = Routing(store, view)
+    view.on_change(routing.rebuild)
     app = create_app(
         store,
         logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
-        extra=[admin],
+        extra=[admin, kv_router(store), catalog_router(view, node_name=cfg.node),
+               routing_router(routing)],
     )
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                     lifespan="off", access_log=False))
@@ -133,25 +151,36 @@ async def serve(cfg: UpConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with asyncio.TaskGroup() as tg:
+        async with asyncio.TaskGroup() as tg, DnsServer(view, cfg.dns_addr, cfg.domain):
             workers = [
                 tg.create_task(scheduler.run(), name="scheduler"),
+                tg.create_task(deployer.run(), name="deployer"),
                 tg.create_task(agent.run(), name="agent"),
+                tg.create_task(view.run(), name="catalog"),
             ]
             api = tg.create_task(server.serve(), name="api")
             await agent.ready.wait()
-            log.info("kade is up: API on http://%s, node %s, driver %s, data in %s",
-                     cfg.api_addr, cfg.node, driver.name, cfg.data_dir)
+            await view.ready()
+            routing.rebuild(view.catalog)
+            if cfg.router:
+                pid = ensure_router(
+                    state_dir=cfg.data_dir / "router", http_addr=cfg.http_addr,
+                    admin_addr=cfg.router_admin_addr, api_url=f"http://{cfg.api_addr}",
+                    name=f"{cfg.node}-router", access_log=cfg.access_log)
+                log.info("router (pid %d) on http://%s", pid, cfg.http_addr)
+            log.info("kade is up: API on http://%s, DNS on %s, node %s, driver %s, data in %s",
+                     cfg.api_addr, cfg.dns_addr, cfg.node, driver.name, cfg.data_dir)
             if cfg.deploy:
                 await deploy_files(store, cfg.deploy)
             stopper = tg.create_task(stop.wait())
             await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("shutting down%s", " and stopping every task" if stop_tasks else
-                     "; tasks keep running")
+                     "; tasks and the router keep running")
             for task in workers:
                 task.cancel()
             if stop_tasks:
                 await stop_all(driver, cfg.node)
+                await asyncio.to_thread(stop_router, cfg.data_dir / "router")
             server.should_exit = True
             stopper.cancel()
     finally:
