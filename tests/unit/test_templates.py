@@ -73,7 +73,15 @@ def test_control_structures() -> None:
     assert go('{{ range split "," "a,b,c" }}{{ if eq . "b" }}{{ break }}{{ end }}{{ . }}'
               '{{ end }}') == "a"
     assert go('{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}') == "vv"
-    assert go('{{ range service "web" }}{{ $.x }}{{ end }}'.replace("{{ $.x }}", "")) == ""
+
+def test_variables_are_scoped_as_in_go() -> None:
+    # a declaration inside a block shadows until {{end}}; `=` assigns the declared one
+    assert go('{{ $x := "o" }}{{ if true }}{{ $x := "in" }}{{ $x }}{{ end }}{{ $x }}') == "ino"
+    assert go('{{ $x := "o" }}{{ with "w" }}{{ $x = . }}{{ end }}{{ $x }}') == "w"
+    assert go('{{ $x := "o" }}{{ range $i := 2 }}{{ $x }}{{ $x := $i }}{{ $x }}{{ end }}'
+              "{{ $x }}") == "o0o1o"
+    assert go('{{ range $i := 2 }}{{ range $j := 2 }}{{ $i }}{{ $j }} {{ end }}{{ end }}') == \
+        "00 01 10 11 "
 
 
 def test_pipes_pass_the_value_last_as_go_does() -> None:

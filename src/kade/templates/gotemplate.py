@@ -56,7 +56,7 @@ class _Block:
 
 @dataclass
 class _Scope:
-    names: set[str] = field(default_factory=set)
+    names: dict[str, str] = field(default_factory=dict)  # $name → its Jinja variable
     loop: bool = False
 
 
@@ -335,22 +335,26 @@ class _Translator:
         if name == "":
             raise self.fail(start, "cannot assign to $")
         if op == ":=":
-            self.scopes[-1].names.add(name)
-            return "_v_" + name
+            # A fresh Jinja name per declaration: a Go variable declared inside a block
+            # shadows the outer one only until {{end}}, and Jinja's `if` has no scope.
+            self.counter += 1
+            self.scopes[-1].names[name] = f"_v{self.counter}_{name}"
+            return self.scopes[-1].names[name]
         for i in range(len(self.scopes) - 1, -1, -1):
             if name in self.scopes[i].names:
                 if any(s.loop for s in self.scopes[i + 1:]):
                     raise self.fail(start, f"assigning to ${name} inside {{{{range}}}} when it "
                                            "was declared outside is not supported")
-                return "_v_" + name
+                return self.scopes[i].names[name]
         raise self.fail(start, f"undefined variable ${name}")
 
     def variable(self, tok: Tok) -> str:
         if tok.value == "":
             return "_dot0"
         name = str(tok.value)
-        if any(name in s.names for s in self.scopes):
-            return "_v_" + name
+        for scope in reversed(self.scopes):
+            if name in scope.names:
+                return scope.names[name]
         raise self.fail(tok.pos, f"undefined variable ${tok.value}")
 
 
