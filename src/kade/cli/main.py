@@ -20,7 +20,8 @@ from kade.spec import SpecError, load_document
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="kade: deploy, scale, configure, discover, route to and update containers.")
-console = Console()
+# Piped output is not cut at 80 columns: tables stay whole for grep and less.
+console = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True)
 
 ApiAddr = Annotated[str | None, typer.Option(
