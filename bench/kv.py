@@ -102,15 +102,17 @@ def bench_api(n: int) -> None:
         wakes = []
         with ThreadPoolExecutor(1) as pool, httpx.Client(
                 base_url=f"http://127.0.0.1:{srv.port}", timeout=60) as waiter:
+
+            def held(index: str) -> float:
+                waiter.get("/v1/kv/w", params={"index": index, "wait": "30s"})
+                return time.perf_counter()
+
             for i in range(min(n // 10, 200)):
-                index = c.get("/v1/kv/w").headers["X-Consul-Index"]
-                fut = pool.submit(lambda ix=index: (waiter.get(
-                    "/v1/kv/w", params={"index": ix, "wait": "30s"}), time.perf_counter()))
+                fut = pool.submit(held, c.get("/v1/kv/w").headers["X-Consul-Index"])
                 time.sleep(0.005)  # let the query reach the server and block
                 t = time.perf_counter()
                 c.put("/v1/kv/w", content=str(i).encode())
-                _, answered = fut.result()
-                wakes.append(answered - t)
+                wakes.append(fut.result() - t)
         report("blocking GET: write -> answer", wakes)
 
 
