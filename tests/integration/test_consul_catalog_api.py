@@ -67,7 +67,9 @@ class Discovery:
 
 
 def listen() -> socket.socket:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # proto=IPPROTO_TCP explicitly: asyncio only turns Nagle off (TCP_NODELAY) on such sockets,
+    # and with Nagle on every keep-alive answer waits ~40 ms for a delayed ACK.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections queue until the server accepts: no need to wait for it

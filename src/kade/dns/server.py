@@ -67,7 +67,8 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for attempt in range(20):
-            sock = socket.socket(_family(self.host), socket.SOCK_STREAM)
+            # IPPROTO_TCP given explicitly: asyncio turns Nagle off only on such sockets.
+            sock = socket.socket(_family(self.host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
             port = sock.getsockname()[1]
