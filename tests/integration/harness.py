@@ -137,6 +137,15 @@ class Kade:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         return out.split()
 
+    def containers_of_old_version(self, app_id: str) -> list[str]:
+        """Running containers of `app_id` whose app version is not the current one."""
+        version = self.app(app_id)["version"]
+        out = subprocess.run(
+            ["docker", "ps", "--filter", f"label=kade.node={self.node}", "--filter",
+             f"label=kade.app-id={app_id}", "--format", '{{.ID}} {{.Label "kade.app-version"}}'],
+            capture_output=True, text=True, check=True).stdout
+        return [line.split()[0] for line in out.splitlines() if line.split()[1:] != [version]]
+
     def cleanup(self) -> None:
         if self.proc is not None:
             self.proc.kill()
