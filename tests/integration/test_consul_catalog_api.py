@@ -249,6 +249,7 @@ async def test_every_answer_carries_the_consul_headers_errors_too(discovery: Dis
             ("/v1/catalog/services?index=1&wait=soon", 400),
             ("/v1/catalog/nodes?node-meta=nocolon", 400),
             ("/v1/health/state/sideways", 400),
+            ("/v1/health/service/web-shop?filter=Service.Port%20%3D%3D%2080", 400),
         ]:
             r = await http.get(path)
             assert r.status_code == status, path

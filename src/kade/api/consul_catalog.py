@@ -42,6 +42,10 @@ def catalog_router(view: CatalogView, *, node_name: str | None = None) -> APIRou
         try:
             _check_dc(request, view.datacenter)
             _node_meta(request)  # reject a bad filter before waiting
+            if request.query_params.get("filter"):
+                # Better a clear refusal than an unfiltered answer taken for a filtered one.
+                raise HTTPException(400, "filter expressions are not supported by kade; "
+                                         "use ?tag= and ?node-meta=")
             if "consistent" in request.query_params:
                 # Read-your-writes: answer only from a catalog that includes every write
                 # committed before this request (Consul's leader round-trip).
