@@ -17,7 +17,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, kv_router
+from kade.catalog.view import CatalogView
 from kade.store import SqliteStore
 
 
@@ -44,14 +46,19 @@ class WatchedStore(SqliteStore):
 
 
 class KvServer:
-    """A FastAPI app with the KV router and a SqliteStore, on its own thread and event loop."""
+    """A FastAPI app with the KV router and a SqliteStore, on its own thread and event loop;
+    with `catalog`, also the Consul catalog and health API over a live CatalogView."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, catalog: bool = False) -> None:
         self.data_dir = data_dir
+        self.catalog = catalog
         self.waiting = threading.Event()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
+        self.store: SqliteStore
+        self.loop: asyncio.AbstractEventLoop
+        self.view: CatalogView
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _main(self) -> None:
@@ -62,9 +69,26 @@ class KvServer:
             config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                     lifespan="off", timeout_graceful_shutdown=2)
             self._server = uvicorn.Server(config)
-            await self._server.serve()
+            self.store = store
+            self.loop = asyncio.get_running_loop()
+            if not self.catalog:
+                await self._server.serve()
+                return
+            async with CatalogView(store).running() as view:
+                self.view = view
+                app.include_router(catalog_router(view, node_name="n1"))
+                await self._server.serve()
         finally:
             await store.close()
+
+    def put(self, key: str, value: bytes) -> None:
+        """Write a store record directly (what the scheduler and agents would write)."""
+        asyncio.run_coroutine_threadsafe(self.store.put(key, value), self.loop).result(10)
+
+    def sync_catalog(self) -> None:
+        """Wait until the catalog has applied every write so far."""
+        done = asyncio.run_coroutine_threadsafe(self.view.sync(), self.loop).result(30)
+        assert done, "the catalog did not catch up"
 
     def start(self) -> KvServer:
         self._thread.start()

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from kade.cli.kv import kv_app, render_command
+from kade.model import Node, Task, TaskState, TaskStatus
 from tests.integration.test_consul_kv import KvServer, free_port
 
 runner = CliRunner()
@@ -172,6 +173,32 @@ def test_render_follows_data_that_names_other_data(kv: Run, server: KvServer,
     j2 = tmp_path / "t.j2"
     j2.write_text("{{ key('colors/' ~ key('current') ~ '/port') }}")
     assert render_file(server, j2).stdout == "8081"
+
+
+def test_render_reads_services_from_the_catalog_api(tmp_path: Path) -> None:
+    """`service "web"` through the real /v1/health/service of a catalog built from records."""
+    srv = KvServer(tmp_path / "data", catalog=True).start()
+    try:
+        app = {"id": "/web", "cmd": "true", "portDefinitions": [{"port": 0}],
+               "labels": {"kade.service.tags": "prod"}}
+        srv.put("apps/web", json.dumps(app).encode())
+        srv.put("nodes/n1", Node(name="n1", address="10.0.0.7", cpus=2, mem=1024).dump())
+        states: list[tuple[int, TaskState]] = [(1, "running"), (2, "running"), (3, "staging")]
+        for i, state in states:
+            tid = f"web.{i}"
+            srv.put(f"tasks/{tid}", Task(id=tid, app_id="/web", version="v1", spec_hash="h",
+                                         node="n1", host="10.0.0.7", host_ports=[31000 + i],
+                                         created_at=0).dump())
+            srv.put(f"status/{tid}", TaskStatus(task_id=tid, app_id="/web", node="n1",
+                                                state=state, updated_at=0).dump())
+        srv.sync_catalog()
+        tpl = tmp_path / "upstreams.ctmpl"
+        tpl.write_text('{{ range service "web" }}server {{ .Address }}:{{ .Port }} '
+                       "{{ .Tags }}\n{{ end }}")
+        out = render_file(srv, tpl).stdout  # the staging task is not healthy: left out
+        assert out == "server 10.0.0.7:31001 [prod]\nserver 10.0.0.7:31002 [prod]\n"
+    finally:
+        srv.stop()
 
 
 def test_render_errors_name_line_and_cause(kv: Run, server: KvServer, tmp_path: Path) -> None:
