@@ -1,0 +1,66 @@
+"""Command apps without a container, run by the exec driver as plain processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import Kade, wait_for
+
+
+@pytest.fixture
+def exec_kade(tmp_path: Path) -> Iterator[Kade]:
+    k = Kade(tmp_path / "kade", driver="exec")
+    try:
+        yield k.start()
+    finally:
+        k.cleanup()
+        for pid in _task_pids(k):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _task_pids(k: Kade) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if f"KADE_NODE={k.node}".encode() in environ.split(b"\0"):
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_command_app_is_served_healed_and_adopted(exec_kade: Kade) -> None:
+    k = exec_kade
+    k.deploy({"id": "/test/plain", "instances": 2, "cpus": 0.01, "mem": 16,
+              "cmd": "mkdir -p www && echo plain $KADE_TASK_ID > www/index.html && "
+                     "exec busybox httpd -f -p 127.0.0.1:$PORT0 -h www",
+              "healthChecks": [{"protocol": "HTTP", "intervalSeconds": 1, "timeoutSeconds": 2}]})
+    tasks = k.wait_healthy("/test/plain", 2)
+    for task in tasks:
+        text = httpx.get(f"http://127.0.0.1:{task['ports'][0]}/", timeout=5).text
+        assert text.strip() == f"plain {task['id']}"
+
+    # A process that dies is replaced.
+    victim = tasks[0]
+    pid = int(victim["containerId"].removeprefix("pid:").split(":")[0])
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: victim["id"] not in {t["id"] for t in k.wait_healthy("/test/plain", 2)},
+             60, "a replacement process")
+
+    # The processes outlive the control plane and are adopted, not restarted.
+    before = sorted(t["containerId"] for t in k.wait_healthy("/test/plain", 2))
+    k.kill9()
+    k.start()
+    after = sorted(t["containerId"] for t in k.wait_healthy("/test/plain", 2))
+    assert after == before
+
+    k.client.delete("/v1/apps/test/plain")
+    wait_for(lambda: not _task_pids(k), 30, "every process stopped")
