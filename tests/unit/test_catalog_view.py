@@ -227,3 +227,20 @@ async def test_a_transaction_is_applied_whole(store: SqliteStore) -> None:
         assert await view.sync()
         # One change, from one task to the other: never zero, never both.
         assert [[i.task_id for i in cat.instances("api-shop")] for cat in seen] == [["a2"]]
+
+
+async def test_an_app_edit_no_instance_shows_still_reaches_callbacks(store: SqliteStore) -> None:
+    await seed(store)
+    seen: list[frozenset[str]] = []
+    async with CatalogView(store).running() as view:
+        assert sorted(view.apps()) == ["/shop/api", "/shop/web"]
+        view.on_change(lambda _cat, changed: seen.append(changed))
+        before, api_index = view.index, view.service_index("api-shop")
+        await put_app(store, "/shop/api", routes=[{"rule": "PathPrefix(`/api`)"}])
+        assert await view.sync()
+        assert seen == [frozenset()]  # no service changed, but the app did
+        assert view.index > before and view.service_index("api-shop") == api_index
+        assert view.apps()["/shop/api"].routes[0].rule == "PathPrefix(`/api`)"
+        await put_status(store, "a1", "/shop/api", "running", updated_at=5)  # a heartbeat
+        assert await view.sync()
+        assert seen == [frozenset()]  # nothing visible changed: no callback

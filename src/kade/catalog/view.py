@@ -101,8 +101,10 @@ class CatalogView:
         return self.service_index(service)
 
     def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
-        """Call `callback(catalog, changed_services)` after every change; returns an
-        unsubscribe function. Callbacks run in the view's task: keep them short."""
+        """Call `callback(catalog, changed_services)` after every change of the catalog, and
+        after any app definition changed (then `changed_services` may be empty; `apps()` has
+        the new one). Returns an unsubscribe function. Callbacks run in the view's task: keep
+        them short."""
         self._callbacks.append(callback)
 
         def unsubscribe() -> None:
@@ -197,7 +199,7 @@ class CatalogView:
         writes a task and its status arrives as one batch, and `seen` is exact. (Four
         prefix watches would deliver one revision range in any order.)"""
         async for batch in self.store.watch("", min(after.values())):
-            revision, relevant = 0, False
+            revision, relevant, apps_changed = 0, False, False
             for event in batch:
                 revision = max(revision, event.revision)
                 prefix = _prefix_of(event.key)
@@ -205,8 +207,11 @@ class CatalogView:
                     continue  # not ours, or already in the snapshot
                 self._apply(prefix, event)
                 relevant = True
+                apps_changed |= prefix == model.APPS
             if relevant:
-                self._publish(revision, self._records.commit())
+                # An app edit that no instance shows (routes, templates) still moves the
+                # catalog's index and reaches callbacks: the router reads apps() too.
+                self._publish(revision, self._records.commit(), force=apps_changed)
             self._mark_seen(revision)
 
     def _apply(self, prefix: str, event: Event) -> None:
