@@ -244,3 +244,22 @@ async def test_an_app_edit_no_instance_shows_still_reaches_callbacks(store: Sqli
         await put_status(store, "a1", "/shop/api", "running", updated_at=5)  # a heartbeat
         assert await view.sync()
         assert seen == [frozenset()]  # nothing visible changed: no callback
+
+
+async def test_a_view_that_fell_behind_the_kept_history_reloads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SqliteStore(tmp_path / "small", history=5, ring=1)
+    try:
+        await seed(store)
+        async with CatalogView(store).running() as view:
+            # A burst of writes with no pause for the view: its history is compacted away.
+            for i in range(50):
+                await put_status(store, "a1", "/shop/api", "running", updated_at=i)
+            await put_status(store, "w1", "/shop/web", "running", "healthy")
+            assert await view.sync()
+            assert [i.task_id for i in view.catalog.instances("web-shop", passing=True)] == [
+                "w1"]
+        assert "fell behind" in caplog.text
+    finally:
+        await store.close()
