@@ -301,6 +301,9 @@ def test_raw_and_leading_slash(server: KvServer, c: consul.Consul) -> None:
     r = httpx.get(f"{server.url}/v1/kv/raw/key", params={"raw": ""})
     assert r.status_code == 200 and r.content == b"plain text"
     assert r.headers["content-type"].startswith("text/plain")
+    # UTF-8 keys, percent-encoded or not
+    assert httpx.put(f"{server.url}/v1/kv/caf%C3%A9/%E2%9C%93", content=b"v").json() is True
+    assert c.kv.get("café/✓")[1]["Value"] == b"v"
     # a leading slash is dropped, as the consul CLI does
     r = httpx.put(f"{server.url}/v1/kv//slashed", content=b"v")
     assert r.json() is True
@@ -319,6 +322,8 @@ def test_raw_and_leading_slash(server: KvServer, c: consul.Consul) -> None:
     ("DELETE", "/v1/kv/", {}, 400, "Missing key"),
     ("DELETE", "/v1/kv/a", {"cas": "1", "recurse": ""}, 400, "cas"),
     ("GET", "/v1/kv/" + "k" * (MAX_KEY_BYTES + 1), {}, 400, "too long"),
+    ("PUT", "/v1/kv/bad%FFkey", {}, 400, "not valid UTF-8"),
+    ("PUT", "/v1/kv/nul%00key", {}, 400, "NUL"),
 ])
 def test_bad_requests_name_the_parameter(server: KvServer, method: str, path: str,
                                          params: dict[str, str], status: int,

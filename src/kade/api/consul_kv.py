@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,16 @@ def check_key(raw: str, *, allow_empty: bool = False, what: str = "key") -> str:
     if size > MAX_KEY_BYTES:
         raise BadRequest(400, f"{what}: too long ({size} bytes > {MAX_KEY_BYTES})")
     return key
+
+
+def _check_utf8(request: Request) -> None:
+    """The decoded path has invalid bytes replaced; refuse them instead of storing U+FFFD."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        try:
+            urllib.parse.unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(400, "key: is not valid UTF-8") from None
 
 
 def parse_uint(name: str, text: str | None, limit: int = MAX_FLAGS) -> int:
@@ -113,6 +124,7 @@ def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
     @r.get("/v1/kv/{key:path}")
     async def get_kv(key: str, request: Request) -> Response:
         try:
+            _check_utf8(request)
             return await _get(store, key, request)
         except (BadRequest, HTTPException) as e:
             return _error(e)
@@ -120,6 +132,7 @@ def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
     @r.put("/v1/kv/{key:path}")
     async def put_kv(key: str, request: Request) -> Response:
         try:
+            _check_utf8(request)
             return await _put(store, key, request)
         except (BadRequest, HTTPException) as e:
             return _error(e)
@@ -127,6 +140,7 @@ def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
     @r.delete("/v1/kv/{key:path}")
     async def delete_kv(key: str, request: Request) -> Response:
         try:
+            _check_utf8(request)
             return await _delete(store, key, request)
         except (BadRequest, HTTPException) as e:
             return _error(e)
