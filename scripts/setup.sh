@@ -10,7 +10,6 @@ need_pkgs=()
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 [ -x /bin/busybox ] && /bin/busybox --list | grep -qx httpd || need_pkgs+=(busybox-static)
 command -v wrk >/dev/null || need_pkgs+=(wrk)
-command -v etcd >/dev/null || need_pkgs+=(etcd-server etcd-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -q
