@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT="apt-get -o DPkg::Lock::Timeout=300 -y -q"
 need_pkgs=()
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx httpd || need_pkgs+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # static: it runs FROM scratch
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
