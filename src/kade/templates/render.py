@@ -18,7 +18,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from kade.templates.gofuncs import PURE
-from kade.templates.gotemplate import GoSyntaxError, translate
+from kade.templates.golex import GoSyntaxError
+from kade.templates.gotemplate import translate
 from kade.templates.lookups import Lookups, Reads, ServiceEndpoint
 from kade.templates.values import FunctionError, go_str, go_type
 
