@@ -272,3 +272,18 @@ async def _settled(store: RacingStore) -> bool:
         return False
     tasks = await tasks_of(store, "/web")
     return sum(t.desired == "run" for t in tasks) == 1
+
+
+async def test_an_unreadable_app_record_leaves_its_tasks_alone(store: SqliteStore) -> None:
+    await store.put(model.node_key("n1"), node("n1").dump())
+    await put_app(store, app_spec("/web", instances=2))
+    scheduler, runner = await start(store)
+    try:
+        await until(store, lambda: _at_least(running(store, "/web"), 2))
+        await store.put(model.app_key("/web"), b'{"id": "/web", "instances": "many"}')
+        await put_app(store, app_spec("/other"))
+        await until(store, lambda: _at_least(running(store, "/other"), 1))  # seen both writes
+        assert len(await running(store, "/web")) == 2
+        assert "/web" in scheduler.snapshot().unreadable
+    finally:
+        await stop(runner)

@@ -246,13 +246,18 @@ class Scheduler:
                 app_id = model.app_id_of_key(key, model.QUEUE)
                 self._queue[app_id] = QueueEntry.load(raw)
         except ValidationError as e:
+            # Its revision stays known: a plan may still overwrite or delete the bad record
+            # (a task nobody can read is forgotten with its status; a queue entry rewritten).
             log.error("cannot read %s (revision %d): %s", key, entry.mod_revision, e)
-            self._delete(prefix, key)
+            self._drop(prefix, key)
             if prefix == model.APPS:
                 self._unreadable.add(model.app_id_of_key(key))  # its tasks are left alone
 
     def _delete(self, prefix: str, key: str) -> None:
         self._mod.pop(key, None)
+        self._drop(prefix, key)
+
+    def _drop(self, prefix: str, key: str) -> None:
         name = key[len(prefix):]
         if prefix == model.APPS:
             app_id = model.app_id_of_key(key)
