@@ -19,8 +19,9 @@ from kade import model
 from kade.api import intent
 from kade.api.views import app_json, group_tasks, task_json
 from kade.model import QueueEntry, Task, TaskStatus
-from kade.spec import AppSpec, load_document, normalize_id, parse_app
+from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
 from kade.store.base import Store
+from kade.templates import check_templates
 
 Logs = Callable[[str, bool, int | None], Any]  # (task id, follow, tail) -> async bytes iterator
 
@@ -40,6 +41,9 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     def parse(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
         parsed = parse_app(data, app_id=app_id)
+        problems = check_templates(parsed.app.templates)
+        if problems:
+            raise SpecError(problems)
         return parsed.app, parsed.warnings
 
     async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from kade.cli.kv import kv_app, render_command
 from kade.client import Client, ClientError
 from kade.spec import SpecError, load_document
 
@@ -410,6 +411,10 @@ def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
         table.add_row(n["name"], n["address"], f"{n['cpus']:g}", f"{n['mem']:g}",
                       ",".join(n["drivers"]), "yes" if n["draining"] else "")
     console.print(table)
+
+
+app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).")
+app.command("render")(render_command)
 
 
 def main() -> None:
