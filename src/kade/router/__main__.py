@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per blocking query
     config = ProxyConfig(response_header_timeout=args.response_header_timeout,
                          header_timeout=args.header_timeout, idle_timeout=args.idle_timeout)
     uvloop.run(run_router(http_addr=args.http_addr, admin_addr=args.admin_addr,

@@ -631,8 +631,8 @@ class ClientConnection(asyncio.Protocol):
             x = self.queue[0]
             if x.streaming and x.req_done and not x.resp_started:
                 if not x.sent_at:
-                    x.sent_at = now
-                elif now - x.sent_at > cfg.response_header_timeout:
+                    x.sent_at = x.start if x.body_mode == NO_BODY else now
+                if now - x.sent_at > cfg.response_header_timeout:
                     self.timed_out(x)
             return
         p = self.parsing
