@@ -151,6 +151,8 @@ class TaskStatus(Record):
     updated_at: float
     exit_code: int | None = None
     message: str = ""
+    config_stale: bool = False  # a `restart` template rendered differently: replace the task
+    config_error: str = ""  # the last re-render failed; the task keeps its last good files
 
 
 class Node(Record):

@@ -22,6 +22,7 @@ from pathlib import Path
 from kade import model
 from kade.agent.env import task_env
 from kade.agent.health import HealthMonitor, SystemClock
+from kade.agent.templating import ConfigWaiting, Services, TaskConfig, Templating
 from kade.drivers.base import (
     LABEL_NODE,
     Driver,
@@ -34,6 +35,7 @@ from kade.drivers.base import (
 from kade.model import HealthResult, Node, Task, TaskStatus
 from kade.spec import AppSpec
 from kade.store.base import Event, Store, StoreError
+from kade.templates import TemplateError, apply_kv_events, kv_snapshot
 
 log = logging.getLogger("kade.agent")
 
@@ -49,6 +51,10 @@ class _TaskState:
     monitor: asyncio.Task[None] | None = None
     adopted: bool = False  # running before this agent started: keep its published health
     kill_reason: str = ""  # set by the health monitor; the task's worker does the stop
+    config: TaskConfig | None = None  # its rendered templates
+    env: dict[str, str] = field(default_factory=dict)
+    waiting_config: bool = False  # a template reads a key that does not exist yet
+    timer: asyncio.Task[None] | None = None  # wakes it when a re-render is due
 
 
 @dataclass
@@ -68,11 +74,17 @@ class Agent:
         config: AgentConfig,
         *,
         clock: Callable[[], float] = time.time,
+        data_dir: Path | None = None,
+        services: Services | None = None,
     ) -> None:
         self.store = store
         self.driver = driver
         self.config = config
         self.clock = clock
+        self._kv: dict[str, bytes] = {}
+        self.templating = Templating(
+            (data_dir or Path("/var/lib/kade")) / "tasks", lambda: self._kv,
+            services or (lambda: {}))
         self._tasks: dict[str, _TaskState] = {}
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -88,6 +100,7 @@ class Agent:
             await self._register_node()
             revision = await self._load()
             tg.create_task(self._follow_store(revision))
+            tg.create_task(self._follow_kv(revision))
             tg.create_task(self._follow_driver())
             for task_id in list(self._tasks):
                 self._poke(task_id)
@@ -117,6 +130,8 @@ class Agent:
         await self.store.put(key, node.dump())
 
     async def _load(self) -> int:
+        kv, _ = await self.store.range(model.KV)
+        self._kv = kv_snapshot(kv)
         tasks, revision = await self.store.range(model.TASKS)
         statuses, _ = await self.store.range(model.STATUS)
         for entry in tasks:
@@ -159,6 +174,34 @@ class Agent:
             return
         self._state(task_id).task = task
         self._poke(task_id)
+
+    async def _follow_kv(self, revision: int) -> None:
+        async for batch in self.store.watch(model.KV, revision):
+            changed = apply_kv_events(self._kv, batch)
+            self._config_changed(changed, set())
+
+    def services_changed(self, services: set[str]) -> None:
+        """The catalog changed these services (wired by the composition root)."""
+        self._config_changed(set(), services)
+
+    def _config_changed(self, keys: set[str], services: set[str]) -> None:
+        now = self.clock()
+        for task_id, state in self._tasks.items():
+            if state.waiting_config:
+                self._poke(task_id)
+            elif state.config is not None and state.config.touched(keys, services, now):
+                self._wake_at(task_id, state, state.config.due() or now)
+
+    def _wake_at(self, task_id: str, state: _TaskState, when: float) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+
+        async def wake() -> None:
+            await asyncio.sleep(max(when - self.clock(), 0))
+            state.timer = None
+            self._poke(task_id)
+
+        state.timer = self._spawn(wake())
 
     async def _follow_driver(self) -> None:
         async for event in self.driver.events():
@@ -212,6 +255,9 @@ class Agent:
                     log.info("stopping %s: no task placed for it", task_id)
                     await self.driver.stop(wl.id, 10)
                 await self.driver.remove(wl.id)
+            if state.timer is not None:
+                state.timer.cancel()
+            self.templating.forget(task_id)
             del self._tasks[task_id]
             return
 
@@ -264,10 +310,26 @@ class Agent:
         await self._set_status(state, task, state="staging", message="")
         try:
             app = await self._app(task)
+            env = task_env(app, task)
+            mounts = []
+            if app.templates:
+                try:
+                    state.config = await self.templating.prepare_async(app, task.id, env)
+                except ConfigWaiting as e:
+                    state.waiting_config = True
+                    await self._set_status(state, task, message=f"waiting: {e}")
+                    return
+                except TemplateError as e:
+                    await self._set_status(state, task, state="failed", message=str(e))
+                    return
+                state.waiting_config = False
+                state.env = env
+                env = {**env, **state.config.env}
+                mounts = state.config.mounts
             spec = LaunchSpec(
                 task_id=task.id, app=app, version=task.version, spec_hash=task.spec_hash,
                 node=task.node, host=task.host, host_ports=list(task.host_ports),
-                env=task_env(app, task),
+                env=env, mounts=mounts,
             )
 
             def progress(line: str) -> None:
@@ -297,6 +359,27 @@ class Agent:
             )
         if app.health_checks and state.monitor is None:
             state.monitor = self._spawn(self._monitor(state, task, app, wl, started))
+        if app.templates and state.config is None:
+            state.env = task_env(app, task)
+            state.config = self.templating.adopt(app, task.id, self.clock())
+        if state.config is not None:
+            await self._refresh_config(state, task, wl)
+
+    async def _refresh_config(self, state: _TaskState, task: Task, wl: Workload) -> None:
+        config = state.config
+        assert config is not None
+        due = config.due()
+        if due is None:
+            return
+        if due > self.clock():
+            self._wake_at(task.id, state, due)
+            return
+        change = await self.templating.refresh_async(config, state.env, self.clock())
+        for sig in change.signals:
+            await self.driver.signal(wl.id, sig)
+        stale = state.status is not None and state.status.config_stale
+        await self._set_status(state, task, config_stale=stale or change.restart,
+                               config_error="; ".join(change.errors))
 
     async def _monitor(
         self, state: _TaskState, task: Task, app: AppSpec, wl: Workload, started: float
@@ -366,6 +449,9 @@ class Agent:
 
     async def _cleanup(self, state: _TaskState) -> None:
         await self._stop_monitor(state)
+        if state.config is not None:
+            self.templating.forget(state.config.task_id)
+            state.config = None
         wl = state.workload
         if wl is not None and wl.state != "running":
             await self.driver.remove(wl.id)

@@ -26,6 +26,7 @@ from kade.api.app import create_app
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
+from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
 from kade.deployments.controller import Deployer
@@ -35,6 +36,7 @@ from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document, parse_app
 from kade.store import open_store
 from kade.store.base import Store
+from kade.templates import ServiceEndpoint
 
 log = logging.getLogger("kade")
 
@@ -109,6 +111,16 @@ async def deploy_files(store: Store, paths: list[Path]) -> None:
             log.error("cannot deploy %s: %s", file, e)
 
 
+def endpoints(catalog: Catalog) -> dict[str, list[ServiceEndpoint]]:
+    """Healthy endpoints per service, as templates' `service "name"` sees them."""
+    return {
+        name: [ServiceEndpoint(name=i.service, id=i.id, address=i.address, port=i.port,
+                               node=i.node, tags=i.tags, meta=i.meta)
+               for i in instances if i.passing]
+        for name, instances in catalog.services.items()
+    }
+
+
 async def stop_all(driver: Driver, node: str) -> None:
     workloads = [w for w in await driver.list() if w.labels.get(LABEL_NODE, node) == node]
     await asyncio.gather(*(driver.stop(w.id, 10) for w in workloads if w.state == "running"))
@@ -135,10 +147,12 @@ async def serve(cfg: UpConfig) -> None:
 
     scheduler = Scheduler(store, port_range=cfg.port_range)
     deployer = Deployer(store)
-    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise))
     view = CatalogView(store)
+    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise),
+                  data_dir=cfg.data_dir, services=lambda: endpoints(view.catalog))
     routing = Routing(store, view)
     view.on_change(routing.rebuild)
+    view.on_change(lambda _catalog, changed: agent.services_changed(set(changed)))
     app = create_app(
         store,
         logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),

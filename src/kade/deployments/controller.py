@@ -92,6 +92,7 @@ class Deployer:
         watch = self.store.watch("", revision).__aiter__()
         while True:
             await self._judge()
+            await self._restart_stale()
             wake = self._next_deadline()
             timeout = None if wake is None else max(wake - self.clock(), 0) + 0.05
             try:
@@ -102,6 +103,25 @@ class Deployer:
             for event in batch:
                 if event.key.startswith(_PREFIXES):
                     self._apply(event)
+
+    async def _restart_stale(self) -> None:
+        """Tasks whose `restart` templates rendered differently are replaced by a rolling
+        restart of their app (zero downtime, under its upgradeStrategy), once per change."""
+        busy = {d.app_id for d, _ in self.deployments.values() if d.status == "running"}
+        stale = {
+            t.app_id for t in self.tasks.values()
+            if t.desired == "run" and (s := self.statuses.get(t.id)) is not None
+            and s.config_stale and t.app_id in self.apps and t.app_id not in busy
+        }
+        stamp = f"{self.clock():.6f}"
+        for app_id in sorted(stale):
+            with suppress(intent.NotFound, intent.Conflict):
+                await intent.update_app(
+                    self.store, app_id,
+                    lambda a: a.model_copy(update={"restarted_at": stamp}),
+                    self.clock(), kind="restart",
+                )
+                log.info("configuration of %s changed: rolling restart", app_id)
 
     def _next_deadline(self) -> float | None:
         deadlines = [d.deadline for d, _ in self.deployments.values() if d.status == "running"]

@@ -105,6 +105,10 @@ class Driver(Protocol):
         """SIGTERM, wait up to `grace` seconds, SIGKILL. Returns the exit code if known."""
         ...
 
+    async def signal(self, workload_id: str, signal: str) -> None:
+        """Send a signal (`SIGHUP`…) to the workload's main process (template change_mode)."""
+        ...
+
     async def remove(self, workload_id: str) -> None:
         """Forget a stopped workload (remove the container). Missing is not an error."""
         ...

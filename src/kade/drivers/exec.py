@@ -221,6 +221,7 @@ class ExecDriver:
         if box.exists():  # a leftover of the same task, e.g. from a crashed agent
             await self.remove(spec.task_id)
         box.mkdir(parents=True, mode=0o700)
+        _link_mounts(box, spec)
         env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH),
                "HOME": os.environ.get("HOME", str(box)), **spec.env}
         try:
@@ -252,6 +253,17 @@ class ExecDriver:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rec.pid, signal.SIGKILL)
         return await asyncio.wait_for(asyncio.shield(watch.done), 30)
+
+    async def signal(self, workload_id: str, signal_name: str) -> None:
+        rec = self._load(self._task_of(workload_id))
+        if rec is None or not is_running(rec):
+            return
+        try:
+            sig = signal.Signals[signal_name]
+        except KeyError:
+            raise DriverError(f"unknown signal {signal_name!r}") from None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(rec.pid, sig)
 
     async def remove(self, workload_id: str) -> None:
         task_id = self._task_of(workload_id)
@@ -329,6 +341,18 @@ class ExecDriver:
             os.close(watch.pidfd)
             watch.done.cancel()
         self._watches.clear()
+
+
+def _link_mounts(box: Path, spec: LaunchSpec) -> None:
+    """No container, so a mount's path is taken inside the sandbox: `/etc/app.conf` becomes
+    `<sandbox>/etc/app.conf`, a link to the rendered file."""
+    for m in spec.mounts:
+        rel = Path(m.container_path.lstrip("/"))
+        if ".." in rel.parts or not rel.parts:
+            raise DriverError(f"mount path {m.container_path!r} cannot be placed in a sandbox")
+        link = box / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(m.host_path)
 
 
 def _spawn(cmd: str, box: Path, env: dict[str, str], user: str | None) -> int:
