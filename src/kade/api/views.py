@@ -74,6 +74,7 @@ def task_json(task: Task, status: TaskStatus | None, app: AppSpec | None = None)
         "healthy": is_healthy(app, status) if app is not None else None,
         "message": (status.message if status else "") or task.stop_reason,
         "exitCode": status.exit_code if status else None,
+        "configError": (status.config_error or None) if status else None,
         "desired": task.desired,
         "healthCheckResults": [
             {
@@ -125,6 +126,9 @@ def app_json(
                 "message": queue.last_failure,
                 "timestamp": iso(queue.last_failure_at),
             }
+    errors = sorted({s.config_error for _, s in live if s is not None and s.config_error})
+    if errors:
+        out["configErrors"] = errors
     if embed_tasks:
         out["tasks"] = [task_json(t, s, app) for t, s in (group.tasks if group else [])]
     return out
