@@ -140,3 +140,11 @@ def test_wire_round_trip_is_stable() -> None:
     app = parse_app(SITE).app
     again = parse_app(json.loads(json.dumps(app.wire()))).app
     assert again == app
+
+
+def test_spec_hash_is_the_same_after_a_trip_through_the_store() -> None:
+    from kade.spec import AppSpec
+
+    app = parse_app({"id": "/a", "cmd": "sleep 1"}).app
+    stored = AppSpec.model_validate_json(app.model_dump_json(by_alias=True))
+    assert spec_hash(stored) == spec_hash(app)

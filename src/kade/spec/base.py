@@ -11,7 +11,8 @@ from pydantic.alias_generators import to_camel
 class SpecModel(BaseModel):
     # extra="allow": unknown fields are kept aside and reported as warnings, never silently lost.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True,
+        validate_default=True,  # defaults take the field type: 128 -> 128.0, as after a reload
     )
 
     def wire(self) -> dict[str, Any]:
