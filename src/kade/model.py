@@ -171,6 +171,7 @@ class QueueEntry(Record):
 
     app_id: str
     failures: int = 0  # consecutive failed tasks, drives the backoff
+    spec_hash: str = ""  # the spec those failures belong to: a new spec starts afresh
     delay_until: float = 0.0
     last_failure: str = ""
     last_failure_at: float | None = None

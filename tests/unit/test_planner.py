@@ -176,7 +176,7 @@ def test_failed_task_is_forgotten_counted_and_relaunched_after_the_delay() -> No
     assert p.launches == ()
     assert p.queue == {"/web": QueueEntry(
         app_id="/web", failures=1, delay_until=T0 + 3, last_failure="exited with code 3",
-        last_failure_at=T0 + 1)}
+        last_failure_at=T0 + 1, spec_hash=task.spec_hash)}
     assert p.wake_at == T0 + 3
     sim.apply(p, T0 + 1)
     assert sim.plan(T0 + 2).empty and sim.plan(T0 + 2).wake_at == T0 + 3
@@ -280,3 +280,19 @@ def test_empty_plan_property() -> None:
     assert Plan().empty
     assert Plan(wake_at=5.0).empty
     assert not Plan(forgets=("x",)).empty
+
+
+def test_a_new_spec_clears_the_launch_delay() -> None:
+    from kade import model
+    from kade.spec import parse_app
+
+    app = parse_app({"id": "/a", "cmd": "exit 1", "cpus": 0.1, "mem": 8}).app
+    app = app.model_copy(update={"version": "v2"})
+    node = model.Node(name="n", address="127.0.0.1", cpus=2, mem=1024)
+    delayed = QueueEntry(app_id="/a", failures=5, delay_until=1000.0, spec_hash="old-spec",
+                         last_failure="exited with code 1")
+    result = plan(Snapshot(apps={"/a": app}, tasks={}, statuses={}, nodes={"n": node},
+                           queue={"/a": delayed}), now=10)
+    assert len(result.launches) == 1
+    assert result.queue["/a"] is not None and result.queue["/a"].failures == 0
+    assert result.queue["/a"].last_failure == "exited with code 1"

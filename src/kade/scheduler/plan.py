@@ -205,8 +205,12 @@ class _Planner:
                 old.append(task)
 
         entry = snap.queue.get(app_id)
+        if entry is not None and entry.failures > 0 and entry.spec_hash not in ("", current_hash):
+            # A new version gets a fresh start, as in Marathon (its failures keep showing).
+            entry = entry.model_copy(update={"failures": 0, "delay_until": 0.0})
         if failed:
             entry = count_failures(app, entry or QueueEntry(app_id=app_id), failed, now)
+            entry = entry.model_copy(update={"spec_hash": current_hash})
         elif entry is not None and entry.failures > 0:
             at = reset_at(app, entry, [(t, snap.statuses.get(t.id)) for t in new])
             if at is not None and at <= now:
