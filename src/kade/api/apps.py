@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from kade import model
 from kade.api import intent
 from kade.api.views import app_json, group_tasks, task_json
+from kade.catalog.build import check_app
 from kade.model import QueueEntry, Task, TaskStatus
 from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
 from kade.store.base import Store
@@ -41,7 +42,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     def parse(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
         parsed = parse_app(data, app_id=app_id)
-        problems = check_templates(parsed.app.templates)
+        problems = check_templates(parsed.app.templates) + check_app(parsed.app)
         if problems:
             raise SpecError(problems)
         return parsed.app, parsed.warnings
