@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 up: setup
-	$(VENV)/bin/kade up --examples
+	$(VENV)/bin/kade up --seed-kv examples/config.yaml --deploy examples/apps
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -87,6 +87,8 @@ def up(
     router: Annotated[bool, typer.Option(help="start the router process")] = True,
     access_log: Annotated[str | None, typer.Option(
         help="router access log: a file, or - for the router's log")] = None,
+    seed_kv: Annotated[list[Path] | None, typer.Option(
+        help="JSON/YAML trees of KV keys to create when missing")] = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
@@ -111,7 +113,8 @@ def up(
                    advertise=advertise, driver=driver, publish_ip=publish_ip,
                    port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
                    domain=domain, router=router, http_addr=http_addr,
-                   router_admin_addr=router_admin_addr, access_log=access_log)
+                   router_admin_addr=router_admin_addr, access_log=access_log,
+                   seed_kv=list(seed_kv or []))
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from kade import model
 from kade.agent.agent import Agent, AgentConfig
 from kade.api import intent
 from kade.api.app import create_app
@@ -35,7 +36,7 @@ from kade.drivers.base import LABEL_NODE, Driver
 from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document, parse_app
 from kade.store import open_store
-from kade.store.base import Store
+from kade.store.base import CasFailed, Store
 from kade.templates import ServiceEndpoint
 
 log = logging.getLogger("kade")
@@ -57,6 +58,7 @@ class UpConfig:
     http_addr: str = "127.0.0.1:8080"
     router_admin_addr: str = "127.0.0.1:8081"
     access_log: str | None = None
+    seed_kv: list[Path] = field(default_factory=list)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -119,6 +121,26 @@ def endpoints(catalog: Catalog) -> dict[str, list[ServiceEndpoint]]:
                for i in instances if i.passing]
         for name, instances in catalog.services.items()
     }
+
+
+async def seed_kv(store: Store, paths: list[Path]) -> None:
+    """Create the keys of JSON/YAML trees that do not exist yet; existing keys keep their
+    value, so changes made since survive a restart."""
+    from kade.cli.kv import flatten
+    from kade.templates import encode_kv_value
+
+    for path in paths:
+        try:
+            pairs = list(flatten(load_document(path.read_text(), path.name)))
+        except (OSError, SpecError, ValueError) as e:
+            log.error("cannot seed KV from %s: %s", path, e)
+            continue
+        created = 0
+        for key, value in pairs:
+            with contextlib.suppress(CasFailed):
+                await store.put(model.KV + key, encode_kv_value(value), expect=0)
+                created += 1
+        log.info("seeded %d of %d keys from %s", created, len(pairs), path)
 
 
 async def stop_all(driver: Driver, node: str) -> None:
@@ -184,6 +206,8 @@ async def serve(cfg: UpConfig) -> None:
                 log.info("router (pid %d) on http://%s", pid, cfg.http_addr)
             log.info("kade is up: API on http://%s, DNS on %s, node %s, driver %s, data in %s",
                      cfg.api_addr, cfg.dns_addr, cfg.node, driver.name, cfg.data_dir)
+            if cfg.seed_kv:
+                await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:
                 await deploy_files(store, cfg.deploy)
             stopper = tg.create_task(stop.wait())
