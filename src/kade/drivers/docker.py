@@ -285,8 +285,12 @@ class DockerDriver:
                 if e.status != 409 or not await self._remove_leftover(name, spec.task_id):
                     raise
                 container = await docker.containers.create(config, name=name)
+        except DockerError as e:
+            raise DriverError(f"creating {name}: {e.message}") from e
+        try:
             await container.start()
         except DockerError as e:
+            await self.remove(container.id)  # nothing half-made is left behind
             raise DriverError(f"starting {name}: {e.message}") from e
         info = await self._inspect(container.id)
         if info is None:
@@ -336,6 +340,14 @@ class DockerDriver:
             raise DriverError(f"stop {workload_id}: {e.message}") from e
         info = await self._inspect(workload_id)
         return None if info is None else int(info["State"]["ExitCode"])
+
+    async def signal(self, workload_id: str, signal: str) -> None:
+        try:
+            await self._client().containers.container(workload_id).kill(signal=signal)
+        except DockerError as e:
+            if e.status in (404, 409):  # gone or not running: nothing to tell
+                return
+            raise DriverError(f"signal {signal} to {workload_id}: {e.message}") from e
 
     async def remove(self, workload_id: str) -> None:
         try:
