@@ -243,15 +243,16 @@ class ClientConnection(asyncio.Protocol):
 
     # -- request parser callbacks --------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.parsing = Exchange(self, monotonic())
-        self.in_head = True
-        self.head_bytes = 0
-
     def on_url(self, url: bytes) -> None:
+        # the first callback of every request (on_message_begin would cost one more call)
         x = self.parsing
-        assert x is not None
-        x.url += url
+        if x is None:
+            x = self.parsing = Exchange(self, monotonic())
+            self.in_head = True
+            self.head_bytes = 0
+            x.url = url
+        else:
+            x.url += url
         if len(x.url) > self.cfg.max_url_bytes:
             self.reject = 414
             raise _Reject
@@ -260,7 +261,7 @@ class ClientConnection(asyncio.Protocol):
         x = self.parsing
         assert x is not None
         x.hsize += len(name) + len(value) + 4
-        if x.hsize > self.cfg.max_header_bytes or len(x.headers) >= 200:
+        if x.hsize > self.cfg.max_header_bytes:
             self.reject = 431
             raise _Reject
         x.headers.append((name, value))
@@ -408,7 +409,14 @@ class ClientConnection(asyncio.Protocol):
         server.requests += 1
         x.server = server
         x.target = server
-        up = None if fresh or x.upgrade else server.take_idle()
+        up = None
+        if not fresh and not x.upgrade:
+            idle = server.idle
+            while idle:  # the most recently used idle connection that is still open
+                up = idle.pop()
+                if not up.closed and not up.transport.is_closing():
+                    break
+                up = None
         if up is None:
             x.connecting = True
             self.proxy.connect(server, x)
@@ -418,7 +426,8 @@ class ClientConnection(asyncio.Protocol):
     def attach(self, x: Exchange, up: UpstreamConnection) -> None:
         x.connecting = False
         x.upstream = up
-        up.attach(x)
+        up.x = x
+        up.uses += 1
         t = up.transport
         pending = x.pending
         if pending:
@@ -507,7 +516,12 @@ class ClientConnection(asyncio.Protocol):
 
     def upstream_done(self, x: Exchange, up: UpstreamConnection, keep: bool) -> None:
         x.upstream = None
-        if keep and x.req_done and not up.server.removed and not x.upgrade:
+        server = up.server
+        if (keep and x.req_done and not server.removed and not x.upgrade and not up.read_paused
+                and len(server.idle) < self.cfg.max_idle_per_server):
+            up.idle_since = self.proxy.now
+            server.idle.append(up)
+        elif keep and x.req_done and not x.upgrade:
             self.proxy.give_back(up)
         else:
             up.close()
@@ -574,9 +588,18 @@ class ClientConnection(asyncio.Protocol):
         if x.finished:
             return
         x.finished = True
-        self.release(x)
+        server = x.server
+        if server is not None:
+            x.server = None
+            server.inflight -= 1
+            if server.removed and server.inflight == 0:
+                self.proxy.drained(server)
         now = monotonic()
-        self.proxy.record(x, status, now)
+        route = x.route
+        if route is not None and self.proxy.log is None:
+            route.stats.record(status, now - x.start)
+        else:
+            self.proxy.record(x, status, now)
         self.idle_since = now
         queue = self.queue
         if queue and queue[0] is x:

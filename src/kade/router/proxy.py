@@ -140,7 +140,8 @@ class Proxy:
     async def listen(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=2048)
+            lambda: ClientConnection(self), host, port, reuse_address=True, reuse_port=True,
+            backlog=2048)
         self._listeners.append(server)
         return server
 

@@ -65,16 +65,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def attach(self, x: Exchange) -> None:
-        self.x = x
-        self.uses += 1
-        self.headbuf = b""
-        self.in_head = True
-        self.done = False
-        self.got_bytes = False
-        self.close_delimited = False
-        self.chunk_out = False
-
     def pause_reading(self) -> None:
         if not self.read_paused and not self.closed:
             self.read_paused = True
@@ -123,13 +113,24 @@ class UpstreamConnection(asyncio.Protocol):
                 x.conn.upstream_failed(x, self)
                 return
             self.keep = False  # bytes after the end of the response
-        if self.out:
-            self._flush(x)
+        out = self.out
+        if out:
+            if len(out) < 4:
+                x.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
+                out.clear()
+            else:
+                self._flush(x)
         if self.done:
             if self.reset:
                 self.reset = False
                 self.parser = HttpResponseParser(self)
+            # ready for the next request on this connection
             self.x = None
+            self.in_head = True
+            self.done = False
+            self.got_bytes = False
+            self.close_delimited = False
+            self.chunk_out = False
             x.conn.upstream_done(x, self, self.keep)
 
     def _flush(self, x: Exchange) -> None:
