@@ -18,6 +18,7 @@ App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any, Literal, Self
@@ -198,6 +199,14 @@ class Deployment(Record):
     updated: int = 0  # active tasks of the new spec
     healthy: int = 0  # healthy tasks of the new spec
     old: int = 0  # tasks of older specs still active or draining
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
 
 
 def dumps(obj: Any) -> bytes:

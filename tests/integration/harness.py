@@ -42,7 +42,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         except Exception as e:  # noqa: BLE001 - keep trying until the deadline
             last_error = e
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {last_error}" if last_error else ""))
+    detail = f": {last_error}" if last_error else ""
+    raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
 _next_range = [33000 + (os.getpid() % 40) * 500]

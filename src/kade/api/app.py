@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 
 import kade
 from kade import model
-from kade.api import intent
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
+from kade.deployments import intent
 from kade.model import Node
 from kade.spec import SpecError
 from kade.store.base import CasFailed, Store

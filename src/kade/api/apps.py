@@ -16,9 +16,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from kade import model
-from kade.api import intent
 from kade.api.views import app_json, group_tasks, task_json
 from kade.catalog.build import check_app
+from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus
 from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
 from kade.store.base import Store

@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from kade import model
-from kade.api import intent
-from kade.api.views import iso
-from kade.model import Deployment
+from kade.deployments import intent
+from kade.model import Deployment, iso
 from kade.store.base import Store
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kade import model
-from kade.model import QueueEntry, Task, TaskStatus
+from kade.model import QueueEntry, Task, TaskStatus, iso
 from kade.spec import AppSpec
 
 _MARATHON_STATE = {
@@ -21,14 +20,6 @@ _MARATHON_STATE = {
     "killed": "TASK_KILLED",
     "lost": "TASK_LOST",
 }
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
 
 
 @dataclass

@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 
 from kade import model
 from kade.agent.agent import Agent, AgentConfig
-from kade.api import intent
 from kade.api.app import create_app
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
@@ -30,6 +29,7 @@ from kade.api.routing import Routing, routing_router
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
+from kade.deployments import intent
 from kade.deployments.controller import Deployer
 from kade.dns.server import DnsServer
 from kade.drivers.base import LABEL_NODE, Driver

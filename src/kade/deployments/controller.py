@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from kade import model
-from kade.api import intent
+from kade.deployments import intent
 from kade.deployments.assess import assess
 from kade.model import Deployment, Task, TaskStatus
 from kade.spec import AppSpec

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from kade import model
-from kade.api.views import iso
-from kade.model import Deployment, Task
+from kade.model import Deployment, Task, iso
 from kade.spec import AppSpec, spec_hash
 from kade.store.base import Compare, Delete, Put, Store
 
