@@ -417,6 +417,16 @@ async def test_bad_settings_are_refused_before_anything_runs(driver: DockerDrive
     assert bad.task_id not in names and tiny.task_id not in names
 
 
+async def test_a_container_that_cannot_start_is_not_left_behind(driver: DockerDriver) -> None:
+    with socket.socket() as taken:  # the host port is in use: Docker cannot publish it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        spec = launch(site("bridge"), ports=[taken.getsockname()[1]])
+        with pytest.raises(DriverError, match="starting kade-kadetest_drv"):
+            await driver.start(spec, lambda _: None)
+    assert spec.task_id not in {x.task_id for x in await driver.list()}
+
+
 async def test_missing_containers_are_not_errors(driver: DockerDriver) -> None:
     assert await driver.stop("kadetest-no-such-container", grace=1) is None
     await driver.remove("kadetest-no-such-container")
