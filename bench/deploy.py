@@ -1,6 +1,6 @@
 """Seconds from `kade deploy` of 10 instances to all 10 healthy, against plain `docker run`.
 
-Usage: python bench/deploy.py [--runs 3] [--instances 10]
+Usage: python bench/deploy.py [--runs 3] [--instances 10] [--cpus 0.1]
 
 kade: `kade deploy -f app.json` of `kade/site:1` (busybox httpd, HTTP check on /health every
 second) against a fresh `kade up`. Moments are kade's own clock: the deployment's start (the
@@ -41,10 +41,11 @@ from _kade import (
 KADE_BIN = str(Path(sys.executable).parent / "kade")
 
 
-def kade_once(kade: Kade, events: Follower, app_id: str, instances: int, tmp: Path
-              ) -> dict[str, float]:
+def kade_once(kade: Kade, events: Follower, app_id: str, instances: int, cpus: float,
+              tmp: Path) -> dict[str, float]:
+    """One `kade deploy` of a new app, followed until every instance is healthy."""
     path = tmp / (app_id.strip("/").replace("/", "_") + ".json")
-    path.write_text(json.dumps(site_app(app_id, instances)))
+    path.write_text(json.dumps(site_app(app_id, instances, cpus=cpus)))
     start = time.time()
     out = subprocess.run([KADE_BIN, "deploy", "-f", str(path)], capture_output=True,
                          text=True, timeout=180, env={**os.environ, "KADE_ADDR": kade.addr})
@@ -133,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--instances", type=int, default=10)
+    parser.add_argument("--cpus", type=float, default=0.1,
+                        help="the kade app's cpus (a hard quota; the docker loop has none)")
     args = parser.parse_args()
     n = args.instances
     kade_runs: list[dict[str, float]] = []
@@ -143,7 +146,7 @@ def main() -> None:
         try:
             for i in range(args.runs):
                 app_id = f"/bench/deploy{i}"
-                kade_runs.append(kade_once(kade, events, app_id, n, Path(tmp)))
+                kade_runs.append(kade_once(kade, events, app_id, n, args.cpus, Path(tmp)))
                 remove_app(kade, app_id)
                 docker_runs.append(docker_once(n))
                 print(f"run {i + 1}: kade {kade_runs[-1]['api_to_healthy']:.2f} s, "
@@ -154,7 +157,7 @@ def main() -> None:
     def col(runs: list[dict[str, float]], key: str) -> list[float]:
         return [r[key] for r in runs]
 
-    print(f"\n{n} instances of kade/site:1, {args.runs} runs each")
+    print(f"\n{n} instances of kade/site:1 (kade app: cpus {args.cpus:g}), {args.runs} runs each")
     print(f"kade: API write -> all {n} healthy:        {summary(col(kade_runs, 'api_to_healthy'))}")
     print(f"kade: API write -> all {n} running:        {summary(col(kade_runs, 'api_to_running'))}")
     print(f"kade: API write -> first healthy:        "
