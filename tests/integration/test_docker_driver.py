@@ -309,6 +309,21 @@ async def test_exec_exit_codes_output_and_timeout(driver: DockerDriver) -> None:
     await until(sleeper_gone, "the timed-out command to be killed")
 
 
+async def test_signal_reaches_the_app_through_the_init(driver: DockerDriver) -> None:
+    spec = launch({"cmd": "trap 'echo got-hup' HUP; echo ready; while true; do sleep 0.1; done",
+                   "container": {"docker": {"image": "kade/busybox"}}})
+    w = await driver.start(spec, lambda _: None)
+
+    async def logged(text: bytes) -> bool:
+        return text in b"".join([c async for c in driver.logs(w.id, follow=False, tail=None)])
+    await until(lambda: logged(b"ready"), "the trap to be set")
+    await driver.signal(w.id, "SIGHUP")
+    await until(lambda: logged(b"got-hup"), "the app to get SIGHUP")
+    await driver.stop(w.id, grace=5)
+    await driver.signal(w.id, "SIGHUP")  # stopped or missing: nothing to do, no error
+    await driver.signal("kadetest-no-such-container", "SIGHUP")
+
+
 async def test_exec_in_a_missing_container_is_a_driver_error(driver: DockerDriver) -> None:
     with pytest.raises(DriverError):
         await driver.exec("kadetest-no-such-container", "true", timeout=5)

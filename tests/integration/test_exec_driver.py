@@ -240,6 +240,25 @@ async def test_exec_runs_with_the_task_env_and_cwd(driver: ExecDriver) -> None:
         await driver.exec(w.id, "true", timeout=5)
 
 
+async def test_signal_goes_to_the_process_group(driver: ExecDriver) -> None:
+    w = await driver.start(
+        launch("trap 'echo got-hup' HUP; echo ready; while true; do sleep 0.1; done"),
+        lambda _: None)
+    stdout = driver.work_dir / w.task_id / "stdout"
+
+    async def logged(text: bytes) -> bool:
+        return text in stdout.read_bytes()
+    await until(lambda: logged(b"ready"), "the trap to be set")
+    await driver.signal(w.id, "SIGHUP")
+    await until(lambda: logged(b"got-hup"), "the app to get SIGHUP")
+    [listed] = [x for x in await driver.list() if x.task_id == w.task_id]
+    assert listed.state == "running"
+    with pytest.raises(DriverError, match="unknown signal"):
+        await driver.signal(w.id, "SIGNOPE")
+    await driver.stop(w.id, grace=5)
+    await driver.signal(w.id, "SIGHUP")  # not running: nothing to do, no error
+
+
 async def test_logs_tail_and_follow(driver: ExecDriver) -> None:
     w = await driver.start(launch("echo 1; echo 2; echo 3; echo e >&2; sleep 0.5; echo 4"),
                            lambda _: None)

@@ -74,7 +74,11 @@ async def test_stop_exec_logs_and_failures() -> None:
     assert (await d.exec(w.id, "other", 5)).exit_code == 1
     d.log_data["web.1"] = b"a\nb\nc\n"
     assert b"".join([c async for c in d.logs(w.id, follow=False, tail=2)]) == b"b\nc\n"
+    await d.signal(w.id, "SIGHUP")
+    assert d.signals == [("web.1", "SIGHUP")]
     assert await d.stop(w.id, 5) == 0
+    await d.signal(w.id, "SIGHUP")  # not running any more: nothing is delivered
+    assert d.signals == [("web.1", "SIGHUP")]
     with pytest.raises(DriverError):
         await d.exec(w.id, "ping", 5)
     assert await d.stop("missing", 1) is None

@@ -36,6 +36,7 @@ class FakeDriver:
         self.start_errors: dict[str, str] = {}  # task or app id → DriverError message
         self.exec_result: ExecResult | Callable[[Workload, str], ExecResult] = ExecResult(0, "")
         self.log_data: dict[str, bytes] = {}  # by task id
+        self.signals: list[tuple[str, str]] = []  # (task id, signal) delivered to a running one
         self.now: Callable[[], float] = lambda: 0.0  # for started_at; give it a FakeClock
         self.closed = False
         self._ids = itertools.count(1)
@@ -112,6 +113,12 @@ class FakeDriver:
         if w.state != "running":
             return w.exit_code
         return self._exit(w, self.stop_exit_code).exit_code
+
+    async def signal(self, workload_id: str, signal: str) -> None:
+        self.calls.append(Call("signal", (workload_id, signal)))
+        w = self.workloads.get(workload_id)
+        if w is not None and w.state == "running":
+            self.signals.append((w.task_id, signal))
 
     async def remove(self, workload_id: str) -> None:
         self.calls.append(Call("remove", (workload_id,)))
