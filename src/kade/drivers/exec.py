@@ -252,7 +252,10 @@ class ExecDriver:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rec.pid, signal.SIGKILL)
-        return await asyncio.wait_for(asyncio.shield(watch.done), 30)
+        try:
+            return await asyncio.wait_for(asyncio.shield(watch.done), 30)
+        except TimeoutError:  # stuck in the kernel (uninterruptible I/O): say so
+            raise DriverError(f"pid {rec.pid} did not die of SIGKILL within 30 s") from None
 
     async def signal(self, workload_id: str, signal_name: str) -> None:
         rec = self._load(self._task_of(workload_id))
