@@ -1,11 +1,13 @@
 """Requests/s and latency of kade's router against Traefik, on the same upstreams and load.
 
 Usage: python bench/router.py [--duration 10] [--connections 64] [--threads 2] [--rounds 1]
+                              [--workers 1,2]
 
 Starts two upstreams (nginx, 13-byte body, on 127.0.0.1 high ports, its own temp prefix),
 then runs wrk against: one upstream directly, kade's router (`python -m kade.router`, from a
-saved table, its control plane absent) and Traefik (file provider, same route). Prints req/s,
-p50 and p99 for each and the kade/Traefik ratios. Everything started here is stopped here.
+saved table, its control plane absent; once per --workers value) and Traefik (file provider,
+same route). Prints req/s, p50 and p99 for each and the kade/Traefik ratios. Everything
+started here is stopped here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,40 +167,49 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--workers", default="1,2", help="kade router processes, one run each")
     args = ap.parse_args()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     traefik = str(VENV_BIN / "traefik")
-    with tempfile.TemporaryDirectory(prefix="kade-bench-router-") as tmp:
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory(prefix="kade-bench-router-") as tmp, ExitStack() as stack:
         prefix = Path(tmp)
         upstreams = [free_port(), free_port()]
-        kade_port, traefik_port = free_port(), free_port()
+        traefik_port = free_port()
         conf = nginx_conf(prefix, upstreams)
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        with process([nginx, "-p", str(prefix), "-c", str(conf)]), \
-                process([sys.executable, "-m", "kade.router",
-                         "--http-addr", f"127.0.0.1:{kade_port}",
-                         "--admin-addr", f"127.0.0.1:{free_port()}",
-                         "--api", f"http://127.0.0.1:{free_port()}",
-                         "--state-dir", str(kade_state(prefix, upstreams)),
-                         "--log-level", "ERROR"], env=env), \
-                process([traefik, f"--configFile={traefik_conf(prefix, traefik_port, upstreams)}"]):
-            for port in (upstreams[0], kade_port, traefik_port):
-                wait_http(port)
-            print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
-                  f"{len(BODY)}-byte body, 2 nginx upstreams", flush=True)
-            results: dict[str, list[dict[str, float]]] = {"direct": [], "kade": [], "traefik": []}
-            for _ in range(args.rounds):
-                for name, port in (("direct", upstreams[0]), ("kade", kade_port),
-                                   ("traefik", traefik_port)):
-                    wrk(port, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up
-                    r = wrk(port, args)
-                    results[name].append(r)
-                    show(f"{name} (nginx)" if name == "direct" else name, r)
-            kade = results["kade"]
-            traefik_r = results["traefik"]
-            rps_ratio = sum(r["rps"] for r in kade) / sum(r["rps"] for r in traefik_r)
-            p99_ratio = sum(r["p99"] for r in kade) / sum(r["p99"] for r in traefik_r)
-            print(f"kade/traefik: {rps_ratio:.2f}x req/s, p99 {p99_ratio:.2f}x "
+        stack.enter_context(process([nginx, "-p", str(prefix), "-c", str(conf)]))
+        targets: list[tuple[str, int]] = [("direct (nginx)", upstreams[0])]
+        state = kade_state(prefix, upstreams)
+        for workers in worker_counts:
+            port = free_port()
+            stack.enter_context(process(
+                [sys.executable, "-m", "kade.router", "--http-addr", f"127.0.0.1:{port}",
+                 "--admin-addr", f"127.0.0.1:{free_port()}",
+                 "--api", f"http://127.0.0.1:{free_port()}", "--state-dir", str(state),
+                 "--log-level", "ERROR", "--workers", str(workers)], env=env))
+            targets.append((f"kade {workers} worker{'s' if workers > 1 else ''}", port))
+        stack.enter_context(process(
+            [traefik, f"--configFile={traefik_conf(prefix, traefik_port, upstreams)}"]))
+        targets.append(("traefik", traefik_port))
+        for _, port in targets:
+            wait_http(port)
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
+              f"{len(BODY)}-byte body, 2 nginx upstreams", flush=True)
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in targets}
+        for _ in range(args.rounds):
+            for name, port in targets:
+                wrk(port, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up
+                r = wrk(port, args)
+                results[name].append(r)
+                show(name, r)
+        base = results["traefik"]
+        for name, runs in results.items():
+            if not name.startswith("kade"):
+                continue
+            rps_ratio = sum(r["rps"] for r in runs) / sum(r["rps"] for r in base)
+            p99_ratio = sum(r["p99"] for r in runs) / sum(r["p99"] for r in base)
+            print(f"{name} / traefik: {rps_ratio:.2f}x req/s, p99 {p99_ratio:.2f}x "
                   f"(lower is better)")
 
 

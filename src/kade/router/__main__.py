@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import uvloop
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--header-timeout", type=float, default=10.0)
     p.add_argument("--idle-timeout", type=float, default=90.0)
     p.add_argument("--grace", type=float, default=10.0, help="drain time on SIGTERM")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the HTTP address (0: one per CPU)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
                          header_timeout=args.header_timeout, idle_timeout=args.idle_timeout)
     uvloop.run(run_router(http_addr=args.http_addr, admin_addr=args.admin_addr,
                           api_url=args.api, state_dir=args.state_dir, name=args.name,
-                          config=config, access_log=args.access_log, grace=args.grace))
+                          config=config, access_log=args.access_log, grace=args.grace,
+                          workers=args.workers or os.cpu_count() or 1))
 
 
 if __name__ == "__main__":

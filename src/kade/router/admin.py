@@ -36,9 +36,11 @@ async def _answer(writer: asyncio.StreamWriter, status: str, ctype: str, body: b
 
 
 async def serve_admin(
-    proxy: Proxy, host: str, port: int, extra: Callable[[], dict[str, Any]] | None = None
+    proxy: Proxy, host: str, port: int, extra: Callable[[], dict[str, Any]] | None = None,
+    metrics: Callable[[], str] | None = None,
 ) -> asyncio.Server:
-    """Start the admin listener; `extra` adds fields to /table (e.g. the follower's state)."""
+    """Start the admin listener; `extra` adds fields to /table (e.g. the follower's state),
+    `metrics` replaces the proxy's own metrics text (e.g. to add other workers' figures)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -52,8 +54,8 @@ async def serve_admin(
             elif path == "/ping":
                 await _answer(writer, "200 OK", "text/plain", b"OK")
             elif path == "/metrics":
-                await _answer(writer, "200 OK", "text/plain; version=0.0.4",
-                              proxy.metrics_text().encode())
+                text = metrics() if metrics is not None else proxy.metrics_text()
+                await _answer(writer, "200 OK", "text/plain; version=0.0.4", text.encode())
             elif path == "/table":
                 body = json.dumps(table_view(proxy, extra), indent=2).encode() + b"\n"
                 await _answer(writer, "200 OK", "application/json", body)

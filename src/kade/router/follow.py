@@ -15,12 +15,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from kade.router.proxy import Proxy
 from kade.router.table import TableError
+
+if TYPE_CHECKING:
+    from kade.router.workers import WorkerPool
 
 log = logging.getLogger("kade.router")
 
@@ -66,7 +69,11 @@ class Follower:
         self.last_ack: dict[str, Any] | None = None
         self._watch: set[str] = set()  # removed servers to report until reported at 0
         self._ack_needed = asyncio.Event()
+        self.peers: WorkerPool | None = None  # other worker processes, fed and counted too
         proxy.on_drained = self._ack_needed.set
+
+    def request_ack(self) -> None:
+        self._ack_needed.set()
 
     def load_saved(self) -> bool:
         """Serve the table saved by the last run, if there is one."""
@@ -132,6 +139,8 @@ class Follower:
             return
         self._watch |= before - set(table.servers())
         self.last_error = ""
+        if self.peers is not None:
+            self.peers.broadcast(data)
         for err in table.errors:
             log.warning("route left out: %s", err)
         try:
@@ -142,6 +151,9 @@ class Follower:
 
     def _inflight(self) -> dict[str, int]:
         draining = self.proxy.draining()
+        if self.peers is not None:
+            for url, n in self.peers.draining().items():
+                draining[url] = draining.get(url, 0) + n
         return {url: draining.get(url, 0) for url in sorted(self._watch | draining.keys())}
 
     async def _acks(self, client: httpx.AsyncClient) -> None:
@@ -149,6 +161,9 @@ class Follower:
         while True:
             await self._ack_needed.wait()
             self._ack_needed.clear()
+            if self.peers is not None:
+                # "applied" must hold for every process before the control plane hears it
+                await self.peers.wait_applied(self.proxy.table.revision)
             inflight = self._inflight()
             body = {"router": self.name, "revision": self.proxy.table.revision,
                     "inflight": inflight}

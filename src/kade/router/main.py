@@ -7,11 +7,13 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from kade.router.accesslog import AccessLog
 from kade.router.admin import serve_admin
 from kade.router.follow import Follower
 from kade.router.proxy import Proxy, ProxyConfig
+from kade.router.workers import WorkerPool
 
 log = logging.getLogger("kade.router")
 
@@ -37,15 +39,34 @@ async def run_router(
     grace: float = 10.0,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
+    workers: int = 1,
 ) -> None:
-    """Serve until `stop` is set (or SIGTERM/SIGINT), then drain for at most `grace` s."""
+    """Serve until `stop` is set (or SIGTERM/SIGINT), then drain for at most `grace` s.
+
+    With `workers` > 1, that many processes share the HTTP address (see kade.router.workers).
+    """
+    config = config or ProxyConfig()
     proxy = Proxy(config, AccessLog(access_log) if access_log else None)
     follower = Follower(proxy, api_url, state_dir, name)
     follower.load_saved()
+    pool: WorkerPool | None = None
+    if workers > 1:
+        pool = WorkerPool(workers, http_addr, config, access_log, grace, follower.request_ack)
+        pool.table = proxy.table.data
+        follower.peers = pool
     host, port = split_addr(http_addr)
     await proxy.listen(host, port)
     ahost, aport = split_addr(admin_addr, "127.0.0.1")
-    admin = await serve_admin(proxy, ahost, aport, follower.status)
+
+    def status() -> dict[str, Any]:
+        return {**follower.status(), "workers": workers}
+
+    def metrics() -> str:
+        if pool is None:
+            return proxy.metrics_text()
+        return proxy.metrics_text(pool.stats(), pool.gauges())
+
+    admin = await serve_admin(proxy, ahost, aport, status, metrics)
     log.info("router %s: http on %s, admin on %s, control plane %s",
              name, http_addr, admin_addr, api_url)
     stop = stop or asyncio.Event()
@@ -55,14 +76,18 @@ async def run_router(
             loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            maintain = tg.create_task(proxy.maintain())
-            follow = tg.create_task(follower.run())
+            tasks = [tg.create_task(proxy.maintain()), tg.create_task(follower.run())]
+            if pool is not None:
+                tasks.append(tg.create_task(pool.run()))
             await stop.wait()
             log.info("router %s: stopping, draining for at most %.0f s", name, grace)
             admin.close()
-            await proxy.shutdown(grace)
-            maintain.cancel()
-            follow.cancel()
+            if pool is not None:
+                await asyncio.gather(proxy.shutdown(grace), pool.stop(grace))
+            else:
+                await proxy.shutdown(grace)
+            for task in tasks:
+                task.cancel()
     finally:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kade.router.accesslog import AccessLog
@@ -204,5 +204,22 @@ class Proxy:
             draining=len(self.draining()),
         )
 
-    def metrics_text(self) -> str:
-        return render([*self.stats.values(), self.unrouted], self.gauges())
+    def metrics_text(self, more_stats: Iterable[Stats] = (),
+                     more_gauges: Iterable[dict[str, Any]] = ()) -> str:
+        """Prometheus text; `more_*` are other worker processes' figures, added in."""
+        merged: dict[tuple[str, str], Stats] = {}
+        for st in (*self.stats.values(), self.unrouted, *more_stats):
+            key = (st.router, st.service)
+            if key not in merged:
+                merged[key] = Stats(*key)
+            merged[key].add(st)
+        g = self.gauges()
+        inflight = dict(g.inflight)
+        connections, idle = g.client_connections, g.idle_upstream
+        for other in more_gauges:
+            connections += int(other.get("client_connections", 0))
+            idle += int(other.get("idle_upstream", 0))
+            for service, url, n in other.get("inflight", []):
+                inflight[(service, url)] = inflight.get((service, url), 0) + int(n)
+        g = replace(g, client_connections=connections, idle_upstream=idle, inflight=inflight)
+        return render(merged.values(), g)
