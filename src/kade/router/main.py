@@ -55,7 +55,7 @@ async def run_router(
         pool.table = proxy.table.data
         follower.peers = pool
     host, port = split_addr(http_addr)
-    await proxy.listen(host, port)
+    await proxy.listen(host, port, shared=pool is not None)
     ahost, aport = split_addr(admin_addr, "127.0.0.1")
 
     def status() -> dict[str, Any]:

@@ -137,10 +137,12 @@ class Proxy:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def listen(self, host: str, port: int) -> asyncio.Server:
+    async def listen(self, host: str, port: int, shared: bool = False) -> asyncio.Server:
+        """Accept clients on host:port; `shared`: with other worker processes (SO_REUSEPORT).
+        Not shared, a port already in use is an error rather than silently split."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: ClientConnection(self), host, port, reuse_address=True, reuse_port=True,
+            lambda: ClientConnection(self), host, port, reuse_address=True, reuse_port=shared,
             backlog=2048)
         self._listeners.append(server)
         return server

@@ -223,7 +223,7 @@ async def run_worker(http_addr: str, control_fd: int, config: ProxyConfig,
                 send({"applied": table.revision, "draining": proxy.draining()})
                 if not listening:  # serve only once there is a table
                     host, port = split_addr(http_addr)
-                    await proxy.listen(host, port)
+                    await proxy.listen(host, port, shared=True)
                     listening = True
         stop.set()  # the parent is gone
 
