@@ -145,6 +145,34 @@ async def test_chunked_request_and_response(env: Env, upstream: MakeUpstream) ->
         assert r.text == "".join(f"chunk {i}\n" for i in range(7))
 
 
+async def test_a_body_that_ends_with_the_connection_is_rechunked(
+        env: Env, upstream: MakeUpstream) -> None:
+    up = await upstream("web")
+    await env.route_one("Host(`www.localhost`)", up)
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as c:
+        r = await c.get(f"{env.router.url}/until-close", headers={"Host": "www.localhost"})
+        assert r.headers["transfer-encoding"] == "chunked"
+        assert r.text == "all of it, then EOF"
+        # the client connection stays usable: the end was framed for it
+        r = await c.get(f"{env.router.url}/", headers={"Host": "www.localhost"})
+        assert r.status_code == 200
+
+
+async def test_expect_100_continue(env: Env, upstream: MakeUpstream) -> None:
+    up = await upstream("web")
+    await env.route_one("Host(`www.localhost`)", up)
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.router.port)
+    writer.write(b"PUT /sink HTTP/1.1\r\nHost: www.localhost\r\nContent-Length: 5\r\n"
+                 b"Expect: 100-continue\r\n\r\n")
+    async with asyncio.timeout(10):
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"hello")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
 async def test_twenty_megabytes_stream_both_ways(env: Env, upstream: MakeUpstream) -> None:
     up = await upstream("web")
     await env.route_one("Host(`www.localhost`)", up)

@@ -105,7 +105,8 @@ async def body_pieces(reader: asyncio.StreamReader, headers: list[tuple[str, str
 
 class Upstream:
     """An upstream app. Paths: / (echo as JSON), /chunked, /big, /echo-body, /sink, /slow,
-    /drop-second, /cut, /status. Every answer says which upstream and connection served it."""
+    /drop-second, /cut, /status, /until-close, /close. Every answer says which upstream and
+    connection served it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -183,6 +184,8 @@ class Upstream:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
+        if (header(headers, "expect") or "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         digest = hashlib.sha256()
         size = 0
         async for piece in body_pieces(reader, headers):
@@ -221,6 +224,9 @@ class Upstream:
             reason = {204: "No Content", 304: "Not Modified"}.get(code, "Whatever")
             await send(f"{code} {reason}", [("X-Status", str(code))])
             return True
+        if path == "/until-close":  # no length, no chunks: the body ends when the connection does
+            await send("200 OK", [("Content-Type", "text/plain")], b"all of it, then EOF")
+            return False
         if path == "/close":
             await send("200 OK", [("Connection", "close"), ("Content-Length", "2")], b"ok")
             return False
