@@ -1,0 +1,123 @@
+"""Configuration figures with a real container: from a KV write to the new file in the task.
+
+Usage: python bench/config_propagation.py [--changes 50] [--instances 1] [--poll-ms 1]
+
+Against a fresh `kade up`, an app of `kade/site:1` runs busybox httpd on /www, where a
+template (`{{ key "bench/config/value" }}`, changeMode noop, no wait) is rendered to
+/www/value.txt. Each change `PUT`s a new value to `/v1/kv/bench/config/value`, then every
+instance's /value.txt is fetched over HTTP without pause (plus `--poll-ms`) until it serves
+the new value: the figure is the time from just before the PUT until then (the PUT itself,
+one durable store write, included). Any answer that is neither the old value nor the new one
+(an empty or half-written file) is counted as torn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from typing import Any
+
+import httpx
+from _kade import Kade, running_kade
+
+APP = "/bench/cfg"
+KEY = "bench/config/value"
+
+
+def cfg_app(instances: int) -> dict[str, Any]:
+    return {
+        "id": APP, "instances": instances, "cpus": 0.1, "mem": 16,
+        "container": {"docker": {"image": "kade/site:1"}},
+        "cmd": "exec httpd -f -p $PORT0 -h /www",
+        "healthChecks": [{"protocol": "TCP", "intervalSeconds": 1}],
+        "templates": [{"destination": "/www/value.txt", "source": f'{{{{ key "{KEY}" }}}}',
+                       "changeMode": "noop"}],
+    }
+
+
+def put(api: httpx.Client, kade: Kade, value: str) -> None:
+    r = api.put(f"http://{kade.addr}/v1/kv/{KEY}", content=value.encode())
+    if r.status_code != 200 or r.json() is not True:
+        raise RuntimeError(f"PUT {KEY}: {r.status_code} {r.text}")
+
+
+def one_change(api: httpx.Client, kade: Kade, urls: list[str], old: str, new: str,
+               poll: float, torn: list[str]) -> tuple[float, list[float]]:
+    """PUT `new`; the PUT's duration, and per instance the time until it served `new`."""
+    start = time.time()
+    put(api, kade, new)
+    put_done = time.time()
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < len(urls):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{new!r} did not arrive in 30 s at {set(urls) - set(seen)}")
+        for url in urls:
+            if url in seen:
+                continue
+            body = api.get(url).text
+            if body == new:
+                seen[url] = time.time()
+            elif body != old:
+                torn.append(body)
+        if poll:
+            time.sleep(poll)
+    return put_done - start, [at - start for at in seen.values()]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def line(name: str, seconds: list[float]) -> str:
+    ms = [v * 1e3 for v in seconds]
+    return (f"  {name:34s} p50 {statistics.median(ms):6.1f} ms  p99 {pct(ms, 0.99):6.1f} ms"
+            f"  min {min(ms):5.1f}  max {max(ms):6.1f}  (n={len(ms)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--poll-ms", type=float, default=1.0, help="pause between polls")
+    parser.add_argument("--pause-ms", type=float, default=100.0, help="pause between changes")
+    args = parser.parse_args()
+    puts: list[float] = []
+    first: list[float] = []
+    last: list[float] = []
+    torn: list[str] = []
+    with running_kade("config") as kade, httpx.Client(timeout=5) as api:
+        old = "initial"
+        put(api, kade, old)
+        kade.deploy(cfg_app(args.instances))
+        tasks = kade.wait_healthy(APP, args.instances)
+        urls = [f"http://127.0.0.1:{t['ports'][0]}/value.txt" for t in tasks]
+        for url in urls:
+            if api.get(url).text != old:
+                raise RuntimeError(f"{url} does not serve the initial value")
+        for i in range(args.changes):
+            new = f"{i}-{uuid.uuid4().hex}"
+            put_s, arrived = one_change(api, kade, urls, old, new, args.poll_ms / 1e3, torn)
+            puts.append(put_s)
+            first.append(min(arrived))
+            last.append(max(arrived))
+            old = new
+            time.sleep(args.pause_ms / 1e3)
+        containers = {t["containerId"] for t in kade.wait_healthy(APP, args.instances)}
+        restarted = containers != {t["containerId"] for t in tasks}
+    print(f"{args.changes} changes of one key, {args.instances} instance(s), "
+          f"polled every {args.poll_ms:g} ms:")
+    print(line("PUT /v1/kv (durable write)", puts))
+    print(line("PUT start -> file served (first)", first))
+    if args.instances > 1:
+        print(line("PUT start -> file served (all)", last))
+    print(f"  torn reads (neither old nor new): {len(torn)} "
+          f"(empty: {sum(1 for b in torn if not b)}, e.g. {sorted(set(torn))[:3]}); "
+          f"containers restarted: {restarted}")
+
+
+if __name__ == "__main__":
+    main()
