@@ -145,6 +145,28 @@ async def test_chunked_request_and_response(env: Env, upstream: MakeUpstream) ->
         assert r.text == "".join(f"chunk {i}\n" for i in range(7))
 
 
+async def test_a_repeated_answer_reads_the_same(env: Env, upstream: MakeUpstream) -> None:
+    # the second answer with a head seen before takes a shorter path: same bytes out
+    up = await upstream("web")
+    await env.route_one("Host(`www.localhost`)", up)
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.router.port)
+    answers = []
+    async with asyncio.timeout(10):
+        for _ in range(3):
+            writer.write(b"GET /fixed HTTP/1.1\r\nHost: www.localhost\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            answers.append(head + await reader.readexactly(6))
+        writer.write(b"GET /fixed HTTP/1.0\r\nHost: www.localhost\r\nConnection: keep-alive"
+                     b"\r\n\r\n")
+        http10 = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0] == (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Upstream: web\r\n"
+                          b"X-Conn: 1\r\n\r\nfixed\n")
+    assert http10.endswith(b"X-Conn: 1\r\nconnection: keep-alive\r\n\r\n")
+    assert up.connections == 1
+
+
 async def test_a_body_that_ends_with_the_connection_is_rechunked(
         env: Env, upstream: MakeUpstream) -> None:
     up = await upstream("web")

@@ -105,7 +105,7 @@ async def body_pieces(reader: asyncio.StreamReader, headers: list[tuple[str, str
 
 class Upstream:
     """An upstream app. Paths: / (echo as JSON), /chunked, /big, /echo-body, /sink, /slow,
-    /drop-second, /cut, /status, /until-close, /close. Every answer says which upstream and
+    /drop-second, /cut, /status, /until-close, /close, /fixed. Every answer says which upstream and
     connection served it."""
 
     def __init__(self, name: str) -> None:
@@ -223,6 +223,10 @@ class Upstream:
             code = int(q.get("code", "200"))
             reason = {204: "No Content", 304: "Not Modified"}.get(code, "Whatever")
             await send(f"{code} {reason}", [("X-Status", str(code))])
+            return True
+        if path == "/fixed":  # the same answer every time
+            await send("200 OK", [("Content-Length", "6"), ("Connection", "keep-alive")],
+                       b"fixed\n")
             return True
         if path == "/until-close":  # no length, no chunks: the body ends when the connection does
             await send("200 OK", [("Content-Type", "text/plain")], b"all of it, then EOF")

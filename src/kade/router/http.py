@@ -101,6 +101,35 @@ def response_head(head: bytes) -> tuple[bytes, bool, bool]:
     return found
 
 
+# head → (client head with its blank line, status, content length, upstream keep-alive)
+FastHead = tuple[bytes, int, int, bool]
+_FAST: dict[bytes, FastHead] = {}
+
+
+def fast_head(head: bytes) -> FastHead | None:
+    """What to send for a response head seen before, and how long its body is: such a
+    response need not go through the parser again. Responses of an app repeat their heads
+    (only Date changes, once a second)."""
+    return _FAST.get(head)
+
+
+def remember_head(head: bytes, client_head: bytes, status: int, keep_alive: bool) -> None:
+    """Called once the parser accepted `head`: a plain sized answer is remembered."""
+    if len(head) > 2048 or not head.startswith(b"HTTP/1.1 "):
+        return
+    low = head.lower()
+    at = low.find(b"\r\ncontent-length:")
+    if at < 0:
+        return
+    end = low.find(b"\r\n", at + 17)
+    value = low[at + 17:] if end < 0 else low[at + 17:end]
+    if not value.strip().isdigit():
+        return
+    if len(_FAST) >= 1024:
+        _FAST.clear()
+    _FAST[head] = (client_head + b"\r\n\r\n", status, int(value), keep_alive)
+
+
 REASONS = {
     400: "Bad Request",
     404: "Not Found",

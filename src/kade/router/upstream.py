@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from kade.router.http import response_head, rewrite_response_head
+from kade.router.http import fast_head, remember_head, response_head, rewrite_response_head
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
@@ -89,6 +89,22 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if self.in_head and not self.headbuf and not self.interim:
+            # fast path: a whole sized response in one read, with a head seen before
+            end = data.find(b"\r\n\r\n")
+            if end > 0:
+                fast = fast_head(data[:end])
+                if (fast is not None and len(data) - end - 4 == fast[2] and x.keep_alive
+                        and not x.is_head and not x.http10 and not x.upgrade
+                        and not x.conn.closing):
+                    x.status = fast[1]
+                    x.resp_started = True
+                    x.bytes_out += fast[2]
+                    x.conn.transport.write(fast[0] + data[end + 4:] if fast[2] else fast[0])
+                    self.x = None
+                    self.got_bytes = False
+                    x.conn.upstream_done(x, self, fast[3])
+                    return
         if self.in_head:
             buf = self.headbuf + data if self.headbuf else data
             if len(buf) > MAX_RESPONSE_HEAD and b"\r\n\r\n" not in buf:
@@ -205,9 +221,12 @@ class UpstreamConnection(asyncio.Protocol):
         if status == 101:
             self.out.append(rewrite_response_head(head, True)[0] + _END)
             return
+        original = head
         head, has_length, has_te = response_head(head)
         extra = b""
         no_body = x.is_head or status == 204 or status == 304
+        if has_length and not has_te and not no_body:
+            remember_head(original, head, status, self.keep)
         if no_body:
             if has_te and not x.http10:
                 extra = _CHUNKED
