@@ -119,7 +119,7 @@ class Kade:
         return [t for t in self.app(app_id)["tasks"]
                 if t["state"] == "TASK_RUNNING" and t["desired"] == "run"]
 
-    def wait_healthy(self, app_id: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+    def wait_healthy(self, app_id: str, count: int, timeout: float = 90) -> list[dict[str, Any]]:
         def ready() -> list[dict[str, Any]] | None:
             app = self.app(app_id)
             tasks = [t for t in app["tasks"] if t["desired"] == "run"

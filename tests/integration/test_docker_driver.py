@@ -155,7 +155,7 @@ async def test_host_mode_site_serves_and_carries_labels_and_limits(
     assert labels["kade.spec-hash"] == "h1" and labels["kade.node"] == "testnode"
     host = info["HostConfig"]
     assert host["NetworkMode"] == "host"
-    assert host["NanoCpus"] == 200_000_000 and host["Memory"] == 32 * 1024 * 1024
+    assert host["CpuShares"] == 204 and host["Memory"] == 32 * 1024 * 1024
     assert host["Init"] is True and host["RestartPolicy"]["Name"] == "no"
     assert info["Config"]["StopTimeout"] == 10
 
@@ -457,7 +457,7 @@ def test_container_config_publishes_both_protocols_and_keeps_zero_limits_unset()
     config = container_config(spec, publish_ip="10.0.0.5")
     binding = [{"HostIp": "10.0.0.5", "HostPort": "31000"}]
     assert config["HostConfig"]["PortBindings"] == {"53/udp": binding, "53/tcp": binding}
-    assert "NanoCpus" not in config["HostConfig"] and "Memory" not in config["HostConfig"]
+    assert "CpuShares" not in config["HostConfig"] and "Memory" not in config["HostConfig"]
 
 
 def test_pull_progress_reports_overall_percent() -> None:

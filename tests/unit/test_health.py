@@ -220,10 +220,21 @@ def test_every_second_until_the_first_success_then_every_interval() -> None:
     assert next_check_at(check, down, started_at=T0, last_check_at=T0 + 68) == T0 + 128
 
 
+def test_probes_back_off_from_a_tenth_of_a_second_until_the_first_success() -> None:
+    check = hc(intervalSeconds=60)
+    at, times = T0, [T0]
+    state = initial_state(0)
+    for _ in range(7):
+        at = next_check_at(check, state, started_at=T0, last_check_at=at)
+        times.append(at)
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    assert gaps == [0.1, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
 def test_an_interval_under_a_second_is_kept() -> None:
     check = hc(intervalSeconds=0.25)
     assert next_check_at(check, initial_state(0), started_at=T0,
-                         last_check_at=T0) == T0 + 0.25
+                         last_check_at=T0 + 2) == T0 + 2.25
 
 
 # -- the monitor -------------------------------------------------------------------------------
@@ -292,19 +303,21 @@ async def test_the_talks_check_turns_healthy_as_soon_as_redis_answers() -> None:
     clock, exec, reports = setup()
     async with monitoring([talk_check()], clock, exec, reports):
         await clock.advance(4.5)
-        assert [at for at, _, _ in exec.calls] == [0, 1, 2, 3, 4]
+        assert [at for at, _, _ in exec.calls] == pytest.approx(
+            [0, 0.1, 0.2, 0.4, 0.8, 1.6, 2.6, 3.6])  # soon, then backing off to every second
         assert exec.calls[0][1:] == ("redis-cli ping", 20)
         assert reports.changes == []  # failures in the grace period: still unknown
         exec.up = True
         await clock.advance(0.5)
-        assert reports.healths() == [(5, "healthy")]
+        assert [(round(at, 3), h) for at, h in reports.healths()] == [(4.6, "healthy")]
         result = reports.changes[0][2][0]
-        assert result.alive and result.first_success == T0 + 5
+        assert result.alive and result.first_success == pytest.approx(T0 + 4.6)
         assert result.last_failure_cause == REDIS_DOWN
         # From now on once a minute, and no report while nothing changes.
         await clock.advance(600)
-        assert [at for at, _, _ in exec.calls][6:] == [65 + 60 * i for i in range(10)]
-        assert reports.healths() == [(5, "healthy")] and reports.kills == []
+        assert [at for at, _, _ in exec.calls][9:] == pytest.approx(
+            [64.6 + 60 * i for i in range(10)])
+        assert len(reports.healths()) == 1 and reports.kills == []
 
 
 async def test_the_talks_check_kills_redis_after_three_failed_minutes() -> None:
@@ -329,13 +342,13 @@ async def test_the_talks_check_kills_redis_that_never_comes_up() -> None:
     clock, exec, reports = setup()
     async with monitoring([talk_check()], clock, exec, reports):
         await clock.advance(299.5)
-        assert len(exec.calls) == 300 and reports.changes == []  # probed every second
-        await clock.advance(0.5)
-        assert reports.healths() == [(300, "unhealthy")]
+        assert len(exec.calls) == 303 and reports.changes == []  # probed every second
+        await clock.advance(1.5)  # the first probe past the grace period counts
+        assert [(round(at, 3), h) for at, h in reports.healths()] == [(300.6, "unhealthy")]
         await clock.advance(119)
         assert reports.kills == []
         await clock.advance(1)
-        assert [at for at, _ in reports.kills] == [420]
+        assert [round(at, 3) for at, _ in reports.kills] == [420.6]
 
 
 async def test_a_check_that_hangs_fails_at_its_timeout() -> None:
@@ -365,7 +378,7 @@ async def test_a_task_is_healthy_when_every_check_passed() -> None:
         assert reports.healths() == [(0, "unknown")]
         exec.up = True
         await clock.advance(1)
-        assert reports.healths() == [(0, "unknown"), (1, "healthy")]
+        assert reports.healths() == [(0, "unknown"), (pytest.approx(0.1), "healthy")]
         assert [r.index for r in reports.changes[-1][2]] == [0, 1]
         assert monitor.health == "healthy"
 
@@ -415,10 +428,11 @@ async def test_max_consecutive_failures_zero_keeps_checking() -> None:
     async with monitoring([check], clock, exec, reports) as monitor:
         await clock.advance(1000)
         assert reports.kills == []
-        assert monitor.states[0].result.consecutive_failures == 101
+        assert monitor.states[0].result.consecutive_failures == 100
         exec.up = True
-        await clock.advance(1)
-        assert reports.healths() == [(0, "unhealthy"), (1001, "healthy")]
+        await clock.advance(10)
+        assert [(round(at, 3), h) for at, h in reports.healths()] == [
+            (0, "unhealthy"), (1000.6, "healthy")]
 
 
 async def test_a_kill_stops_every_check_of_the_task() -> None:

@@ -41,7 +41,8 @@ __all__ = [
 
 log = logging.getLogger("kade.agent.health")
 
-FAST_INTERVAL = 1.0  # seconds between probes until a check first passes
+FAST_INTERVAL = 1.0  # longest gap between probes until a check first passes
+FIRST_GAP = 0.1  # the gap after the first probe; it doubles up to FAST_INTERVAL
 
 
 # -- the pure state machine ------------------------------------------------------------------
@@ -141,7 +142,11 @@ def next_check_at(
     if last_check_at is None:
         return started_at + check.delay_seconds
     if state.result.first_success is None:
-        return last_check_at + min(check.interval_seconds, FAST_INTERVAL)
+        # An app is often a moment from listening when first probed: retry soon, then back
+        # off (0.1, 0.2, 0.4, 0.8, 1 s) so a slow starter is not probed in a tight loop.
+        since_first = last_check_at - (started_at + check.delay_seconds)
+        gap = min(max(FIRST_GAP, since_first), FAST_INTERVAL, check.interval_seconds)
+        return last_check_at + gap
     return last_check_at + check.interval_seconds
 
 

@@ -25,6 +25,8 @@ _TYPES = {
     model.STATUS: "task_status",
     model.NODES: "node",
     model.QUEUE: "queue",
+    model.DEPLOYMENTS: "deployment",
+    model.ROUTERS: "router",
     model.KV: "kv",
 }
 KEEPALIVE_SECONDS = 15.0

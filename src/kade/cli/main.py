@@ -213,7 +213,7 @@ def _follow_deployment(client: Client, app_id: str, version: str, timeout: float
                 err.print(f"{app_id}: still deploying after {timeout:.0f}s (deployment "
                           f"{dep['id']} goes on; `kade deployments` shows it)")
                 return False
-            time.sleep(0.25)
+            time.sleep(0.1)
     if dep["status"] == "succeeded":
         if not quiet:
             console.print(f"{app_id}: version {version} is live")

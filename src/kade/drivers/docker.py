@@ -81,7 +81,9 @@ def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[s
     }
     config["HostConfig"] = host
     if app.cpus > 0:
-        host["NanoCpus"] = int(app.cpus * 1e9)
+        # A relative share, as Marathon gives Docker (--cpu-shares = cpus * 1024): a hard
+        # quota would also throttle the container's start-up and idle-time bursts.
+        host["CpuShares"] = max(int(app.cpus * 1024), 2)
     if app.mem > 0:
         if app.mem < MIN_MEMORY_MIB:
             raise DriverError(f"mem {app.mem:g} MiB is below Docker's minimum of "
