@@ -167,6 +167,33 @@ async def test_a_repeated_answer_reads_the_same(env: Env, upstream: MakeUpstream
     assert up.connections == 1
 
 
+async def test_a_repeated_request_is_forwarded_the_same(env: Env,
+                                                         upstream: MakeUpstream) -> None:
+    # from the third time on, a request seen before skips the request parser: same result
+    up = await upstream("web")
+    await env.route_one("Host(`www.localhost`) && Path(`/same`)", up)
+    request = (b"GET /same?q=1 HTTP/1.1\r\nHost: www.localhost\r\nX-Forwarded-For: 203.0.113.9"
+               b"\r\nX-Real-IP: 6.6.6.6\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.router.port)
+    async with asyncio.timeout(10):
+        for _ in range(4):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.write(b"HEAD /same?q=1 HTTP/1.1\r\nHost: www.localhost\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 200")
+    writer.close()
+    assert [s["target"] for s in up.seen] == ["/same?q=1"] * 4 + ["/same?q=1"]
+    first = up.seen[0]["headers"]
+    assert all(s["headers"] == first for s in up.seen[1:4])
+    seen = {k.lower(): v for k, v in first}
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["x-real-ip"] == "127.0.0.1"
+    assert "x-secret" not in seen and "connection" not in seen
+    assert up.seen[4]["method"] == "HEAD"
+
+
 async def test_a_body_that_ends_with_the_connection_is_rechunked(
         env: Env, upstream: MakeUpstream) -> None:
     up = await upstream("web")
