@@ -90,19 +90,27 @@ class Deployer:
 
     async def _follow(self, revision: int) -> None:
         watch = self.store.watch("", revision).__aiter__()
-        while True:
-            await self._judge()
-            await self._restart_stale()
-            wake = self._next_deadline()
-            timeout = None if wake is None else max(wake - self.clock(), 0) + 0.05
-            try:
-                async with asyncio.timeout(timeout):
-                    batch = await watch.__anext__()
-            except TimeoutError:
-                continue
-            for event in batch:
-                if event.key.startswith(_PREFIXES):
-                    self._apply(event)
+        # The next batch is awaited across deadline wake-ups: cancelling a watch's __anext__
+        # would end the watch.
+        pending: asyncio.Task[list[Event]] | None = None
+        try:
+            while True:
+                await self._judge()
+                await self._restart_stale()
+                wake = self._next_deadline()
+                timeout = None if wake is None else max(wake - self.clock(), 0) + 0.05
+                if pending is None:
+                    pending = asyncio.ensure_future(watch.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
+                if not done:
+                    continue
+                batch, pending = pending.result(), None
+                for event in batch:
+                    if event.key.startswith(_PREFIXES):
+                        self._apply(event)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _restart_stale(self) -> None:
         """Tasks whose `restart` templates rendered differently are replaced by a rolling
