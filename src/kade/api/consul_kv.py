@@ -24,11 +24,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from kade.api.consul_common import block, set_headers
 from kade.model import KV
 from kade.store.base import CasFailed, Compare, Delete, Entry, Op, Put, Store
-from kade.templates.kvdata import MAX_FLAGS, decode_kv_value, encode_kv_value
+from kade.templates.kvdata import (
+    MAX_FLAGS,
+    MAX_KEY_BYTES,
+    MAX_TXN_OPS,
+    MAX_VALUE_BYTES,
+    decode_kv_value,
+    encode_kv_value,
+)
 
-MAX_KEY_BYTES = 512
-MAX_VALUE_BYTES = 512 * 1024  # Consul's kv_max_value_size
-MAX_TXN_OPS = 64  # Consul's limit of operations in one transaction
 MAX_TXN_BYTES = 4 * 1024 * 1024
 TXN_RETRIES = 8
 _PENDING = -1  # an index not known until the transaction commits

@@ -17,7 +17,6 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kade.api.consul_kv import MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES
 from kade.client.http import api_url
 from kade.templates import (
     InlineTemplate,
@@ -27,6 +26,7 @@ from kade.templates import (
     render,
 )
 from kade.templates.encode import explode
+from kade.templates.kvdata import MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES
 from kade.templates.values import FunctionError
 
 kv_app = typer.Typer(no_args_is_help=True, add_completion=False,

@@ -17,6 +17,9 @@ from kade.model import KV
 from kade.store.base import Entry, Event
 
 MAX_FLAGS = 2**64 - 1
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 512 * 1024  # Consul's kv_max_value_size
+MAX_TXN_OPS = 64  # Consul's limit of operations in one transaction
 _PLAIN = b"\x00"
 _FLAGGED = b"\x01"
 
