@@ -51,7 +51,7 @@ class _Reject(Exception):
 Template = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bytes, bool, bool, bytes, bytes,
                  bytes]
 _TEMPLATES: dict[bytes, Template] = {}
-MAX_TEMPLATE = 4096
+MAX_TEMPLATE = 1024  # longer requests (cookies...) rarely repeat: not worth hashing
 
 
 class Exchange:
@@ -206,7 +206,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.reject:
             return
-        if self.boundary and not self.queue:
+        if self.boundary and not self.queue and len(data) <= MAX_TEMPLATE and _TEMPLATES:
             template = _TEMPLATES.get(data)
             if template is not None:
                 self.repeat(template)
