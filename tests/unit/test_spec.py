@@ -148,3 +148,10 @@ def test_spec_hash_is_the_same_after_a_trip_through_the_store() -> None:
     app = parse_app({"id": "/a", "cmd": "sleep 1"}).app
     stored = AppSpec.model_validate_json(app.model_dump_json(by_alias=True))
     assert spec_hash(stored) == spec_hash(app)
+
+
+def test_unsupported_docker_parameters_are_rejected() -> None:
+    problems = errors_of({**SITE, "container": {"docker": {
+        "image": "i", "parameters": [{"key": "hostname", "value": "a"},
+                                     {"key": "device", "value": "/dev/sda"}]}}})
+    assert any("parameters.1.key: 'device' is not supported" in p for p in problems)

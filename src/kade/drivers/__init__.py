@@ -15,8 +15,9 @@ from kade.drivers.base import (
     WorkloadEvent,
     WorkloadState,
 )
-from kade.drivers.docker import SUPPORTED_PARAMETERS, DockerDriver
+from kade.drivers.docker import DockerDriver
 from kade.drivers.exec import ExecDriver
+from kade.spec.model import SUPPORTED_PARAMETERS
 
 __all__ = [
     "LABEL_APP", "LABEL_HASH", "LABEL_NODE", "LABEL_TASK", "LABEL_VERSION",

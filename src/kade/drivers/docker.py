@@ -34,13 +34,8 @@ from kade.drivers.base import (
     WorkloadEvent,
     WorkloadState,
 )
+from kade.spec.model import SUPPORTED_PARAMETERS
 
-# `container.docker.parameters` keys kade understands (`docker run --<key>`).
-SUPPORTED_PARAMETERS: frozenset[str] = frozenset({
-    "label", "env", "hostname", "user", "workdir", "add-host", "cap-add", "cap-drop",
-    "ulimit", "log-driver", "log-opt", "dns", "dns-search", "security-opt", "sysctl",
-    "read-only", "tmpfs", "pids-limit", "stop-signal",
-})
 MIN_MEMORY_MIB = 6  # Docker refuses less
 EXEC_OUTPUT_LIMIT = 4096  # bytes of exec output kept (the tail: errors come last)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_.-]")

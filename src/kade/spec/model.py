@@ -34,6 +34,14 @@ class PortMapping(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+# `container.docker.parameters` keys the Docker driver understands (`docker run --<key>`).
+SUPPORTED_PARAMETERS: frozenset[str] = frozenset({
+    "label", "env", "hostname", "user", "workdir", "add-host", "cap-add", "cap-drop",
+    "ulimit", "log-driver", "log-opt", "dns", "dns-search", "security-opt", "sysctl",
+    "read-only", "tmpfs", "pids-limit", "stop-signal",
+})
+
+
 class DockerParameter(SpecModel):
     key: str
     value: str

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from kade.spec.model import AppSpec
+from kade.spec.model import SUPPORTED_PARAMETERS, AppSpec
 
 # Marathon fields that kade accepts but does not act on (yet).
 UNSUPPORTED = {
@@ -149,6 +149,11 @@ def _check(app: AppSpec) -> list[str]:
         problems.append("networks: a command app without a container runs on the host network")
     if app.network_mode == "container" and not app.docker_network_name:
         problems.append("networks.0.name: a `container` network needs the Docker network name")
+    docker = app.container.docker if app.container else None
+    for i, param in enumerate(docker.parameters if docker else []):
+        if param.key not in SUPPORTED_PARAMETERS:
+            problems.append(f"container.docker.parameters.{i}.key: {param.key!r} is not "
+                            f"supported (supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
