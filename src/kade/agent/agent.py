@@ -332,8 +332,14 @@ class Agent:
                 env=env, mounts=mounts,
             )
 
+            shown = [0.0]
+
             def progress(line: str) -> None:
+                # e.g. an image pull: shown on the task (at most once a second) and logged
                 log.info("task %s: %s", task.id, line)
+                if self.clock() - shown[0] >= 1.0:
+                    shown[0] = self.clock()
+                    self._spawn(self._staging_message(state, task, line))
 
             wl = await self.driver.start(spec, progress)
         except DriverError as e:
@@ -342,6 +348,10 @@ class Agent:
         # The task may have been stopped or forgotten while we were starting it.
         state.workload = wl
         self._poke(task.id)
+
+    async def _staging_message(self, state: _TaskState, task: Task, line: str) -> None:
+        if state.status is not None and state.status.state == "staging":
+            await self._set_status(state, task, message=line)
 
     async def _running(self, state: _TaskState, task: Task, wl: Workload) -> None:
         app = await self._app(task)
