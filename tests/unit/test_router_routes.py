@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from kade.router.routes import Backend, RouteError, build_table, default_service_name
+from kade.catalog.build import default_service_name
+from kade.router.routes import Backend, RouteError, build_table
 from kade.spec import AppSpec, SpecError, parse_app
 
 TWO_TASKS = [Backend("shop_web.a", "127.0.0.1", [31001]),

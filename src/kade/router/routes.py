@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kade.catalog.build import service_name
 from kade.router.rules import RuleError, parse_rule
 from kade.spec.model import AppSpec
 
@@ -50,11 +51,6 @@ class RouteError:
 
     def to_dict(self) -> dict[str, str]:
         return {"app": self.app, "router": self.router, "message": self.message}
-
-
-def default_service_name(app_id: str) -> str:
-    """`/shop/web` → `web-shop`: the most specific segment first, as a host name reads."""
-    return "-".join(reversed([s for s in app_id.strip("/").split("/") if s]))
 
 
 @dataclass
@@ -103,7 +99,7 @@ def _add_app(
     services_out: dict[str, dict[str, Any]],
     errors: list[RouteError],
 ) -> None:
-    default = default_service_name(app.id)
+    default = service_name(app)[0]  # the name discovery uses too (kade.service.name)
     label_routers_on = app.labels.get("traefik.enable", "true").strip().lower() != "false"
     services = _label_services(app) if label_routers_on else {}
     _strategy_labels(app, services, default)
