@@ -12,7 +12,6 @@ keep running untouched; workloads of unknown tasks are stopped (orphans).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kade import model
+from kade.agent.drain import wait_drained
 from kade.agent.env import task_env
 from kade.agent.health import HealthMonitor, SystemClock
 from kade.agent.templating import ConfigWaiting, Services, TaskConfig, Templating
@@ -38,9 +38,6 @@ from kade.store.base import Event, Store, StoreError
 from kade.templates import TemplateError, apply_kv_events, kv_snapshot
 
 log = logging.getLogger("kade.agent")
-
-DRAIN_TIMEOUT = 30.0  # longest wait for routers to stop sending a task requests
-ROUTER_STALE = 150.0  # a router silent this long is gone (live ones report every minute)
 
 
 @dataclass
@@ -423,39 +420,11 @@ class Agent:
         exit_code = None
         if wl is not None and wl.state == "running":
             await self._set_status(state, task, state="killing", message=reason)
-            await self._drain(task.id)
+            await wait_drained(self.store, task.id, self.clock)
             app = await self._app(task)
             exit_code = await self.driver.stop(wl.id, app.task_kill_grace_period_seconds)
         await self._set_status(state, task, state=final, message=reason, exit_code=exit_code,
                                health="unknown" if final != "failed" else "unhealthy")
-
-    async def _drain(self, task_id: str) -> None:
-        """Wait until no live router may still send this task a request, or DRAIN_TIMEOUT.
-
-        A task being stopped has already left the catalog, so routers get a table without
-        it; each acknowledges, and again once its in-flight requests to it have finished.
-        """
-        deadline = self.clock() + DRAIN_TIMEOUT
-        while True:
-            entries, revision = await self.store.range(model.ROUTERS)
-            now = self.clock()
-            waiting_for = []
-            for entry in entries:
-                try:
-                    router = json.loads(entry.value)
-                except ValueError:
-                    continue
-                if task_id in router.get("tasks", ()) and now - router.get("seen_at", 0) < (
-                    ROUTER_STALE
-                ):
-                    waiting_for.append(router.get("name", entry.key))
-            if not waiting_for:
-                return
-            if now >= deadline:
-                log.warning("task %s: routers %s did not drain it in %.0fs; stopping anyway",
-                            task_id, ", ".join(waiting_for), DRAIN_TIMEOUT)
-                return
-            await self.store.wait(model.ROUTERS, revision, deadline - now)
 
     async def _cleanup(self, state: _TaskState) -> None:
         await self._stop_monitor(state)
