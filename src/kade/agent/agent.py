@@ -236,6 +236,10 @@ class Agent:
                     await self._sync(task_id)
                 except (StoreError, DriverError) as e:
                     log.warning("task %s: %s", task_id, e)
+                except Exception:
+                    # One task's trouble must not take the agent (and every task) down; the
+                    # next event about it looks again.
+                    log.exception("task %s: unexpected error", task_id)
         finally:
             del self._workers[task_id]
 
