@@ -39,6 +39,8 @@ from kade.templates import TemplateError, apply_kv_events, kv_snapshot
 
 log = logging.getLogger("kade.agent")
 
+RETRY_AFTER = 2.0  # seconds before a task whose step failed is looked at again
+
 
 @dataclass
 class _TaskState:
@@ -235,13 +237,19 @@ class Agent:
                 try:
                     await self._sync(task_id)
                 except (StoreError, DriverError) as e:
-                    log.warning("task %s: %s", task_id, e)
+                    log.warning("task %s: %s (trying again in %.0fs)", task_id, e, RETRY_AFTER)
+                    self._retry(task_id)
                 except Exception:
-                    # One task's trouble must not take the agent (and every task) down; the
-                    # next event about it looks again.
+                    # One task's trouble must not take the agent (and every task) down.
                     log.exception("task %s: unexpected error", task_id)
+                    self._retry(task_id)
         finally:
             del self._workers[task_id]
+
+    def _retry(self, task_id: str) -> None:
+        state = self._tasks.get(task_id)
+        if state is not None:
+            self._wake_at(task_id, state, self.clock() + RETRY_AFTER)
 
     async def _sync(self, task_id: str) -> None:
         state = self._tasks.get(task_id)
