@@ -94,7 +94,10 @@ async def make_driver(cfg: UpConfig) -> Driver:
 
 
 async def deploy_files(store: Store, paths: list[Path]) -> None:
-    """Deploy app definitions from files or folders (what `make up` uses for the examples)."""
+    """Deploy app definitions from files or folders (what `make up` uses for the examples).
+
+    Apps that exist already are left as they are: a restart must not undo a `kade scale` or
+    a later deploy. `kade deploy -f` updates them."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -106,9 +109,12 @@ async def deploy_files(store: Store, paths: list[Path]) -> None:
             data = load_document(file.read_text(), file.name)
             for item in data if isinstance(data, list) else [data]:
                 parsed = parse_app(item)
-                _, changed = await intent.put_app(store, parsed.app, time.time())
-                log.info("%s %s from %s", "deployed" if changed else "unchanged",
-                         parsed.app.id, file)
+                try:
+                    await intent.put_app(store, parsed.app, time.time(), create_only=True)
+                    log.info("deployed %s from %s", parsed.app.id, file)
+                except intent.Conflict:
+                    log.info("%s exists: left as it is (kade deploy -f %s updates it)",
+                             parsed.app.id, file)
         except (OSError, SpecError) as e:
             log.error("cannot deploy %s: %s", file, e)
 
