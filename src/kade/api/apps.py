@@ -27,6 +27,16 @@ from kade.templates import check_templates
 Logs = Callable[[str, bool, int | None], Any]  # (task id, follow, tail) -> async bytes iterator
 
 
+def parse_definition(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
+    """Everything checked before an app is accepted: the spec, its templates' syntax, its
+    service name. Raises SpecError listing every problem."""
+    parsed = parse_app(data, app_id=app_id)
+    problems = check_templates(parsed.app.templates) + check_app(parsed.app)
+    if problems:
+        raise SpecError(problems)
+    return parsed.app, parsed.warnings
+
+
 def apps_router(store: Store, *, logs: Logs | None = None,
                 clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter()
@@ -39,13 +49,6 @@ def apps_router(store: Store, *, logs: Logs | None = None,
             return load_document(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise HTTPException(400, "request body is not UTF-8 text") from None
-
-    def parse(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
-        parsed = parse_app(data, app_id=app_id)
-        problems = check_templates(parsed.app.templates) + check_app(parsed.app)
-        if problems:
-            raise SpecError(problems)
-        return parsed.app, parsed.warnings
 
     async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
                                   dict[str, QueueEntry]]:
@@ -91,7 +94,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.post("/v1/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
-        app, warnings = parse(await read_body(request))
+        app, warnings = parse_definition(await read_body(request))
         stored, _ = await intent.put_app(store, app, clock(), create_only=True)
         body = await one_app(stored.id, embed=False)
         body["warnings"] = warnings
@@ -141,7 +144,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
         app_id, action, _ = _split(path)
         if action:
             raise HTTPException(405, f"PUT is not allowed on /{action}")
-        app, warnings = parse(await read_body(request), app_id=app_id)
+        app, warnings = parse_definition(await read_body(request), app_id=app_id)
         stored, changed = await intent.put_app(store, app, clock())
         body = await one_app(stored.id, embed=False)
         body["warnings"] = warnings

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from kade import model
 from kade.agent.agent import Agent, AgentConfig
 from kade.api.app import create_app
+from kade.api.apps import parse_definition
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
@@ -34,7 +35,7 @@ from kade.deployments.controller import Deployer
 from kade.dns.server import DnsServer
 from kade.drivers.base import LABEL_NODE, Driver
 from kade.scheduler.loop import Scheduler
-from kade.spec import SpecError, load_document, parse_app
+from kade.spec import SpecError, load_document
 from kade.store import open_store
 from kade.store.base import CasFailed, Store
 from kade.templates import ServiceEndpoint
@@ -108,13 +109,13 @@ async def deploy_files(store: Store, paths: list[Path]) -> None:
         try:
             data = load_document(file.read_text(), file.name)
             for item in data if isinstance(data, list) else [data]:
-                parsed = parse_app(item)
+                app, _ = parse_definition(item)
                 try:
-                    await intent.put_app(store, parsed.app, time.time(), create_only=True)
-                    log.info("deployed %s from %s", parsed.app.id, file)
+                    await intent.put_app(store, app, time.time(), create_only=True)
+                    log.info("deployed %s from %s", app.id, file)
                 except intent.Conflict:
                     log.info("%s exists: left as it is (kade deploy -f %s updates it)",
-                             parsed.app.id, file)
+                             app.id, file)
         except (OSError, SpecError) as e:
             log.error("cannot deploy %s: %s", file, e)
 
