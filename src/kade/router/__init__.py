@@ -2,8 +2,9 @@
 
 Pure parts: `rules` (Traefik rule syntax), `routes` (the table built from apps, called by the
 control plane), `table` (the compiled table), `balancer`, `metrics`, `http`.
-The process: `proxy`, `client` and `upstream` (the data path), `follow` (the control plane),
-`admin`, `accesslog`, `workers`, `main` (`run_router`), `__main__` (`python -m kade.router`).
+The process: `proxy`, `client`, `exchange`, `forwarding` and `upstream` (the data path),
+`follow` (the control plane), `admin`, `accesslog`, `workers`, `main` (`run_router`),
+`__main__` (`python -m kade.router`).
 
 Nothing is imported here: the spec imports `kade.router.rules` to check rules, and must not
 pull in the data path with it.

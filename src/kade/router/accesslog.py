@@ -12,7 +12,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kade.router.client import Exchange
+    from kade.router.exchange import Exchange
 
 FLUSH_LINES = 512
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from kade.router.accesslog import AccessLog
 from kade.router.balancer import Server, parse_server_url
-from kade.router.client import ClientConnection, Exchange
+from kade.router.client import ClientConnection
+from kade.router.exchange import Exchange
 from kade.router.metrics import Gauges, Stats, render
 from kade.router.table import Table, compile_table, empty_table
 from kade.router.upstream import UpstreamConnection

@@ -16,7 +16,8 @@ from kade.router.http import fast_head, remember_head, response_head, rewrite_re
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
-    from kade.router.client import ClientConnection, Exchange
+    from kade.router.exchange import Exchange
+    from kade.router.forwarding import Forwarding
 
 MAX_RESPONSE_HEAD = 64 * 1024
 _CHUNKED = b"\r\ntransfer-encoding: chunked"
@@ -48,7 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.idle_since = 0.0
         self.closed = False
-        self.tunnel: ClientConnection | None = None
+        self.tunnel: Forwarding | None = None
         self.got_bytes = False
         self.out: list[bytes] = []
         self.close_delimited = False
