@@ -8,7 +8,8 @@ template (`{{ key "bench/config/value" }}`, changeMode noop, no wait) is rendere
 instance's /value.txt is fetched over HTTP without pause (plus `--poll-ms`) until it serves
 the new value: the figure is the time from just before the PUT until then (the PUT itself,
 one durable store write, included). Any answer that is neither the old value nor the new one
-(an empty or half-written file) is counted as torn.
+(an empty or half-written file, or a response cut short because the file shrank while httpd
+sent it) is counted as torn.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import uuid
 from typing import Any
 
 import httpx
-from _kade import Kade, running_kade
+from _kade import Kade
+from e2e_propagation import kade_up
 
 APP = "/bench/cfg"
 KEY = "bench/config/value"
@@ -57,7 +59,12 @@ def one_change(api: httpx.Client, kade: Kade, urls: list[str], old: str, new: st
         for url in urls:
             if url in seen:
                 continue
-            body = api.get(url).text
+            try:
+                body = api.get(url).text
+            except httpx.RemoteProtocolError:
+                # httpd sent the length it saw, then read a file truncated meanwhile.
+                torn.append("<response cut short>")
+                continue
             if body == new:
                 seen[url] = time.time()
             elif body != old:
@@ -89,7 +96,7 @@ def main() -> None:
     first: list[float] = []
     last: list[float] = []
     torn: list[str] = []
-    with running_kade("config") as kade, httpx.Client(timeout=5) as api:
+    with kade_up("config") as kade, httpx.Client(timeout=5) as api:
         old = "initial"
         put(api, kade, old)
         kade.deploy(cfg_app(args.instances))

@@ -8,10 +8,10 @@ port at `/id`, so a request through the router tells which task answered.
 (a) Found: the app is scaled up by one, `--tasks` times. From the moment the agent wrote the
     task's healthy status (`updated_at` of its `task_status_updated` event), until its
     endpoint is first seen: in the event stream itself, in DNS (SRV of
-    `web-e2e.service.consul` over UDP), in the Consul health API (`?passing`, polled, and a
-    blocking query held with `?index=`), in the router's table (admin `/table`), and in the
-    answer to a request through the router (each poll sends one request per server, so
-    round-robin reaches every server once).
+    `web-bench.service.consul` over UDP with EDNS0), in the Consul health API (`?passing`,
+    polled, and a blocking query held with `?index=`), in the router's table (admin
+    `/table`), and in the answer to a request through the router (each poll sends one
+    request per server at once, so round-robin reaches every server).
 (b) Forgotten: a running container is `docker kill`ed, `--kills` times. From the container's
     death (Docker's `die` event, the engine's clock), until its endpoint is gone from DNS,
     the Consul API and the router's table; meanwhile requests go through the router without
@@ -26,24 +26,50 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import shutil
 import statistics
 import subprocess
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.rdatatype
 import httpx
-from _kade import Follower, Kade, Stamped, docker_events, kade_events, running_kade, wait_for
+from _kade import Follower, Kade, Stamped, docker_events, kade_events, wait_for
 
 APP = "/bench/web"
 SERVICE = "web-bench"
 HOST = "e2e.localhost"
 FOUND = ("event", "dns", "consul", "consul-blocking", "router-table", "routed")
 GONE = ("dns", "consul", "consul-blocking", "router-table")
+
+
+@contextlib.contextmanager
+def kade_up(name: str) -> Iterator[Kade]:
+    """A `kade up` in a temporary data dir, removed afterwards with all it started.
+
+    Its host ports are taken below Linux's ephemeral range (32768-60999), as kade's default
+    range is: tasks on the host network bind them, and a port that some client connection
+    (the load, the router's upstream connections) holds as its local port makes the task's
+    bind fail ("exited with code 1"), the task is replaced, and the figures measure that.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f"kade-bench-{name}-"))
+    kade = Kade(tmp / "kade")
+    low = 20000 + (os.getpid() % 120) * 100
+    kade.port_range = f"{low}-{low + 99}"
+    try:
+        yield kade.start()
+    finally:
+        kade.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def web_app(instances: int) -> dict[str, Any]:
@@ -73,9 +99,13 @@ class Surfaces:
         self.servers = 1  # requests per `routed` poll: one per server, to reach them all
 
     async def dns(self) -> set[int]:
-        query = dns.message.make_query(f"{SERVICE}.service.consul", "SRV")
+        # EDNS0 with room for every endpoint: a plain 512-byte UDP answer is cut short.
+        query = dns.message.make_query(f"{SERVICE}.service.consul", "SRV", use_edns=0,
+                                       payload=4096)
         answer = await dns.asyncquery.udp(query, "127.0.0.1", port=self.kade.dns_port,
                                           timeout=0.5)
+        if answer.flags & dns.flags.TC:
+            raise ValueError("truncated DNS answer")
         return {rr.port for rrset in answer.answer if rrset.rdtype == dns.rdatatype.SRV
                 for rr in rrset}
 
@@ -309,7 +339,7 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=2.0, help="pause between polls")
     args = parser.parse_args()
     poll = args.poll_ms / 1e3
-    with running_kade("e2e") as kade:
+    with kade_up("e2e") as kade:
         events = kade_events(kade)
         try:
             kade.deploy(web_app(1))
