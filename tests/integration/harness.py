@@ -46,7 +46,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
     raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
-_next_range = [33000 + (os.getpid() % 40) * 500]
+# Task ports below Linux's ephemeral range (32768-60999), where free_port() and every client
+# socket on the machine take theirs: a task given a port something else holds crash-loops.
+_next_range = [20000 + (os.getpid() % 20) * 600]
 
 
 class Kade:
@@ -60,7 +62,7 @@ class Kade:
         self.dns_port = free_port()
         self.router_admin_port = free_port()
         low = _next_range[0]
-        _next_range[0] += 50
+        _next_range[0] = low + 50 if low + 100 < 32000 else 20000
         self.port_range = f"{low}-{low + 49}"
         self.driver = driver
         self.extra = extra or []

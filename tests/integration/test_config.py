@@ -64,8 +64,9 @@ def test_restart_mode_rolls_the_app_and_only_the_app_that_read_the_key(kade: Kad
                        not a_before & {t["containerId"] for t in ts} and ts, 60,
                        "app a restarted with the new colour")
     assert all(fetch(t, "/colour.txt") == "green" for t in a_after)
-    deps = kade.get("/v1/deployments", app="/cfg/a")["deployments"]
-    assert any(d["kind"] == "restart" and d["status"] == "succeeded" for d in deps)
+    wait_for(lambda: any(d["kind"] == "restart" and d["status"] == "succeeded"
+                         for d in kade.get("/v1/deployments", app="/cfg/a")["deployments"]),
+             30, "the restart deployment to succeed")
     assert {t["containerId"] for t in kade.wait_healthy("/cfg/b", 2)} == b_before
 
 

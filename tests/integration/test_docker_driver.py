@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from kade.drivers import (
     WorkloadEvent,
 )
 from kade.drivers.docker import PullProgress, container_config
-from kade.spec import parse_app
+from kade.spec import AppSpec, parse_app
 
 pytestmark = pytest.mark.timeout(120)
 DOCKER_SOCK = "/var/run/docker.sock"
@@ -420,8 +421,11 @@ async def test_parameters_volumes_and_privileged(
 
 
 async def test_bad_settings_are_refused_before_anything_runs(driver: DockerDriver) -> None:
-    bad = launch({"container": {"docker": {"image": "kade/busybox", "parameters": [
-        {"key": "volume-driver", "value": "x"}]}}})
+    good = launch({"container": {"docker": {"image": "kade/busybox"}}})
+    # The app API rejects this key already; an app stored before must still not run half-set.
+    unchecked = AppSpec.model_validate({**good.app.wire(), "container": {"docker": {
+        "image": "kade/busybox", "parameters": [{"key": "volume-driver", "value": "x"}]}}})
+    bad = replace(good, app=unchecked)
     with pytest.raises(DriverError, match="'volume-driver' is not supported"):
         await driver.start(bad, lambda _: None)
     tiny = launch({"mem": 4, "container": {"docker": {"image": "kade/busybox"}}})
