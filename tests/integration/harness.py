@@ -155,7 +155,10 @@ class Kade:
             self.proc.wait(10)
             self.proc = None
         stop_router(self.data_dir / "router")
-        ids = self.containers(all_=True)
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        # Twice: a create kade sent just before it was killed may still be finishing.
+        for pause in (0.0, 1.0):
+            time.sleep(pause)
+            ids = self.containers(all_=True)
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
         self.client.close()
