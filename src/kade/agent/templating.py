@@ -100,11 +100,17 @@ def _digest(text: str) -> str:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    """Write in place: a bind mount pins the inode, so a rename would not be seen."""
+    """Write in place: a bind mount pins the inode, so a rename would not be seen. The new
+    bytes go over the old ones before the file is cut to length, so a reader never finds it
+    empty (an app that must never see a half-written file uses changeMode signal or restart:
+    the signal comes after the write)."""
+    data = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, text.encode())
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], done)
+        os.ftruncate(fd, len(data))
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
