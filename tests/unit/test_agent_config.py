@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def inode(path: str) -> int:
     return Path(path).stat().st_ino
 
 
-def templated_app(change_mode: str = "restart") -> dict[str, object]:
+def templated_app(change_mode: str = "restart") -> dict[str, Any]:
     return {"templates": [
         {"destination": "/etc/app.conf", "source": 'greeting={{ key "cfg/greeting" }}',
          "changeMode": change_mode},
