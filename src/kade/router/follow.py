@@ -128,6 +128,9 @@ class Follower:
             if revision != self.proxy.table.revision:
                 await self.apply(data)
             self.index = revision
+            # Also after a wait that brought nothing new: the acknowledgement is the router's
+            # heartbeat, and the agent ignores a router it has not heard from for a while.
+            self._ack_needed.set()
 
     async def apply(self, data: dict[str, Any]) -> None:
         before = set(self.proxy.table.servers())
