@@ -16,6 +16,7 @@ from kade.drivers.base import (
     LABEL_NODE,
     LABEL_TASK,
     LABEL_VERSION,
+    DriverError,
     LaunchSpec,
     Workload,
 )
@@ -30,6 +31,7 @@ from tests.unit.test_agent_support import (
     make_task,
     place,
     running_agent,
+    settle,
     states_seen,
     status_of,
     store_app,
@@ -199,6 +201,62 @@ async def test_a_task_whose_app_version_is_not_stored_fails(
         status = await until_status(store, task.id, "failed")
         assert status.message == "app /shop/web version v9 is not stored"
         assert driver.called("start") == []
+
+
+async def test_a_task_moved_to_a_new_version_of_the_same_spec_keeps_running(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app()
+    scaled = app.model_copy(update={"version": "v2", "instances": 3})  # same spec hash
+    await store_app(store, app)
+    await store_app(store, scaled)
+    task = make_task(app, "shop_web.1")
+    async with running_agent(store, driver, tmp_path):
+        await place(store, task)
+        await until_status(store, task.id, "running")
+        before = await store.get(model.status_key(task.id))
+        await place(store, task.model_copy(update={"version": "v2"}))
+        await settle(store, driver, app)
+        assert driver.started() == [task.id, "marker.settle"]
+        assert driver.called("stop") == []
+        assert await store.get(model.status_key(task.id)) == before
+
+
+class FlakyDriver(Driver):
+    """Its first start raises an unexpected error and its first stop a DriverError."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.start_fails = self.stop_fails = 1
+
+    async def start(self, spec: LaunchSpec, progress: Callable[[str], None]) -> Workload:
+        if self.start_fails:
+            self.start_fails -= 1
+            raise RuntimeError("a bug in the runtime's client")
+        return await super().start(spec, progress)
+
+    async def stop(self, workload_id: str, grace: float) -> int | None:
+        if self.stop_fails:
+            self.stop_fails -= 1
+            raise DriverError("the runtime did not answer")
+        return await super().stop(workload_id, grace)
+
+
+async def test_a_step_that_failed_is_tried_again(store: Store, tmp_path: Path) -> None:
+    driver = FlakyDriver(store)
+    app = make_app()
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    async with running_agent(store, driver, tmp_path):
+        await place(store, task)
+        running = await until_status(store, task.id, "running")
+        assert driver.start_fails == 0
+        await place(store, task.model_copy(update={"desired": "stop"}))
+        await until_status(store, task.id, "killed")
+        assert driver.stop_fails == 0
+        assert await states_seen(store, task.id) == ["staging", "running", "killing", "killed"]
+        await until_true(store, lambda: not driver.workloads)
+        assert driver.removed() == [running.container_id]
 
 
 class GatedDriver(Driver):

@@ -19,6 +19,7 @@ from tests.unit.test_agent_support import (
     place,
     router_record,
     running_agent,
+    settle,
     status_of,
     store_app,
     until,
@@ -91,6 +92,30 @@ async def test_a_task_waits_for_a_missing_key_then_starts_with_it(
         assert mount.container_path == "/etc/app.conf" and mount.read_only
         assert read(mount.host_path) == "greeting=hello"
         assert Path(mount.host_path).is_relative_to(tmp_path / "node")
+
+
+async def test_a_task_stopped_while_it_waits_for_a_key_is_killed_unstarted(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app(**templated_app())
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    async with running_agent(store, driver, tmp_path / "node"):
+        await place(store, task)
+
+        async def waiting() -> bool:
+            status = await status_of(store, task.id)
+            return status is not None and "cfg/greeting" in status.message
+
+        await until(store, waiting)
+        await place(store, task.model_copy(update={"desired": "stop",
+                                                   "stop_reason": "scaled down"}))
+        killed = await until_status(store, task.id, "killed")
+        assert killed.message == "scaled down"
+        await put_kv(store, "cfg/greeting", b"hello")  # too late: nothing starts
+        await settle(store, driver, app)
+        assert driver.started() == ["marker.settle"]
+        assert driver.called("stop") == []
 
 
 async def test_a_signal_template_is_rewritten_and_the_task_signalled(
