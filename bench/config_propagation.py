@@ -18,6 +18,7 @@ import argparse
 import statistics
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -45,13 +46,24 @@ def put(api: httpx.Client, kade: Kade, value: str) -> None:
         raise RuntimeError(f"PUT {KEY}: {r.status_code} {r.text}")
 
 
+@dataclass
+class Tally:
+    """What the readers saw over all changes."""
+
+    reads: int = 0
+    read_seconds: float = 0.0
+    first_read_new: int = 0  # instances that served the new value on the first read
+    torn: list[str] = field(default_factory=list)
+
+
 def one_change(api: httpx.Client, kade: Kade, urls: list[str], old: str, new: str,
-               poll: float, torn: list[str]) -> tuple[float, list[float]]:
+               poll: float, tally: Tally) -> tuple[float, list[float]]:
     """PUT `new`; the PUT's duration, and per instance the time until it served `new`."""
     start = time.time()
     put(api, kade, new)
     put_done = time.time()
     seen: dict[str, float] = {}
+    first = True
     deadline = time.monotonic() + 30
     while len(seen) < len(urls):
         if time.monotonic() > deadline:
@@ -59,16 +71,22 @@ def one_change(api: httpx.Client, kade: Kade, urls: list[str], old: str, new: st
         for url in urls:
             if url in seen:
                 continue
+            tally.reads += 1
+            t0 = time.perf_counter()
             try:
                 body = api.get(url).text
             except httpx.RemoteProtocolError:
                 # httpd sent the length it saw, then read a file truncated meanwhile.
-                torn.append("<response cut short>")
+                tally.torn.append("<response cut short>")
                 continue
+            finally:
+                tally.read_seconds += time.perf_counter() - t0
             if body == new:
                 seen[url] = time.time()
+                tally.first_read_new += first
             elif body != old:
-                torn.append(body)
+                tally.torn.append(body)
+        first = False
         if poll:
             time.sleep(poll)
     return put_done - start, [at - start for at in seen.values()]
@@ -95,7 +113,7 @@ def main() -> None:
     puts: list[float] = []
     first: list[float] = []
     last: list[float] = []
-    torn: list[str] = []
+    tally = Tally()
     with kade_up("config") as kade, httpx.Client(timeout=5) as api:
         old = "initial"
         put(api, kade, old)
@@ -107,7 +125,7 @@ def main() -> None:
                 raise RuntimeError(f"{url} does not serve the initial value")
         for i in range(args.changes):
             new = f"{i}-{uuid.uuid4().hex}"
-            put_s, arrived = one_change(api, kade, urls, old, new, args.poll_ms / 1e3, torn)
+            put_s, arrived = one_change(api, kade, urls, old, new, args.poll_ms / 1e3, tally)
             puts.append(put_s)
             first.append(min(arrived))
             last.append(max(arrived))
@@ -121,10 +139,14 @@ def main() -> None:
     print(line("PUT start -> file served (first)", first))
     if args.instances > 1:
         print(line("PUT start -> file served (all)", last))
-    print(f"  torn reads (neither old nor new): {len(torn)} "
-          f"(empty: {sum(1 for b in torn if not b)}, e.g. {sorted(set(torn))[:3]}); "
+    torn = tally.torn
+    print(f"  reads: {tally.reads}, {tally.read_seconds / tally.reads * 1e3:.1f} ms each; the "
+          f"new value on the first read after the PUT returned: {tally.first_read_new} of "
+          f"{args.changes * args.instances}")
+    print(f"  torn reads (neither old nor new): {len(torn)} (empty: "
+          f"{sum(1 for b in torn if not b)}, cut short: {torn.count('<response cut short>')}, "
+          f"other: {sorted({b for b in torn if b and b[0] != '<'})[:3]}); "
           f"containers restarted: {restarted}")
-
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,8 @@ port at `/id`, so a request through the router tells which task answered.
     endpoint is first seen: in the event stream itself, in DNS (SRV of
     `web-bench.service.consul` over UDP with EDNS0), in the Consul health API (`?passing`,
     polled, and a blocking query held with `?index=`), in the router's table (admin
-    `/table`), and in the answer to a request through the router (each poll sends one
-    request per server at once, so round-robin reaches every server).
+    `/table`), and in the answer to a request through the router (once the table shows
+    it, one request per server at once, again until one is answered by the new task).
 (b) Forgotten: a running container is `docker kill`ed, `--kills` times. From the container's
     death (Docker's `die` event, the engine's clock), until its endpoint is gone from DNS,
     the Consul API and the router's table; meanwhile requests go through the router without
@@ -138,8 +138,9 @@ class Surfaces:
         return int(r.text) if r.status_code == 200 and r.text.isdigit() else None
 
     def by_name(self) -> dict[str, Fetch]:
+        """The surfaces that are polled."""
         return {"dns": self.dns, "consul": self.consul, "consul-blocking": self.consul_blocking,
-                "router-table": self.router_table, "routed": self.routed}
+                "router-table": self.router_table}
 
 
 async def first_time(fetch: Fetch, holds: Callable[[set[int]], bool], deadline: float,
@@ -196,8 +197,16 @@ async def _one_more(kade: Kade, http: httpx.AsyncClient, known: set[int], instan
             return bool(new)
 
         at = await first_time(fetch, holds, deadline, 0 if name == "consul-blocking" else poll)
-        if at is not None:
-            seen[name] = (min(new), at)
+        if at is None:
+            return
+        port = min(new)
+        seen[name] = (port, at)
+        if name == "router-table":
+            # The router routes by the table it shows; requests confirm it, sent only now
+            # because polling with one request per server would load the machine.
+            at = await first_time(surfaces.routed, lambda ports: port in ports, deadline, 0)
+            if at is not None:
+                seen["routed"] = (port, at)
 
     async with asyncio.TaskGroup() as tg:
         for name, fetch in surfaces.by_name().items():
