@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kade import model
+from kade.drivers.base import WorkloadEvent
 from kade.store import SqliteStore, Store
 from tests.unit.test_agent_support import (
     Driver,
@@ -179,3 +180,49 @@ async def test_a_stopped_task_whose_container_still_runs_is_stopped_again(
         assert driver.removed() == ["old-1"]
         status = await status_of(store, task.id)
         assert status is not None and status.state == "killed"
+
+
+async def test_removal_of_another_workload_of_the_task_does_not_lose_it(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app()
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    async with running_agent(store, driver, tmp_path):
+        await place(store, task)
+        running = await until_status(store, task.id, "running")
+        driver.emit(WorkloadEvent("leftover-1", task.id, "removed"))
+        await settle(store, driver, app)
+        status = await status_of(store, task.id)
+        assert status is not None
+        assert (status.state, status.container_id) == ("running", running.container_id)
+
+
+async def test_an_orphan_that_appears_while_the_agent_runs_is_stopped(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app()
+    await store_app(store, app)
+    ghost = make_task(app, "shop_web.ghost")  # never placed
+    async with running_agent(store, driver, tmp_path):
+        w = workload_of(app, ghost, "ghost-1")
+        driver.add(w)
+        driver.emit(WorkloadEvent(w.id, ghost.id, "started"))
+        await until_true(store, lambda: not driver.workloads)
+        assert driver.stopped() == ["ghost-1"]
+
+
+async def test_a_task_whose_app_version_was_pruned_can_still_be_stopped(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app()
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    async with running_agent(store, driver, tmp_path):
+        await place(store, task)
+        running = await until_status(store, task.id, "running")
+    await store.delete(model.version_key(app.id, "v1"))  # pruned, then the agent restarts
+    async with running_agent(store, driver, tmp_path):
+        await place(store, task.model_copy(update={"desired": "stop"}))
+        await until_status(store, task.id, "killed")
+        assert driver.stopped() == [running.container_id]

@@ -40,6 +40,7 @@ from kade.templates import TemplateError, apply_kv_events, kv_snapshot
 log = logging.getLogger("kade.agent")
 
 RETRY_AFTER = 2.0  # seconds before a task whose step failed is looked at again
+DEFAULT_GRACE = 10.0  # SIGTERM → SIGKILL when the task's app version is not known
 
 
 @dataclass
@@ -209,12 +210,13 @@ class Agent:
     def _on_workload_event(self, event: WorkloadEvent) -> None:
         state = self._tasks.get(event.task_id)
         if state is None:
-            if event.kind == "started":
-                self._poke(event.task_id)  # a workload we did not start: look at it
+            if event.kind == "started":  # a workload we did not start: is it ours to stop?
+                self._spawn(self._look_at_unknown(event))
             return
         wl = state.workload
         if event.kind == "removed":
-            state.workload = None
+            if wl is not None and wl.id == event.id:  # not an older leftover of the task
+                state.workload = None
         elif event.kind == "exited" and wl is not None and wl.id == event.id:
             state.workload = Workload(
                 id=wl.id, task_id=wl.task_id, app_id=wl.app_id, spec_hash=wl.spec_hash,
@@ -222,6 +224,15 @@ class Agent:
                 labels=wl.labels,
             )
         self._poke(event.task_id)
+
+    async def _look_at_unknown(self, event: WorkloadEvent) -> None:
+        """A workload of a task this agent does not know started: an orphan of this node is
+        stopped like the ones found at start (another node's workloads are left alone)."""
+        for wl in await self.driver.list():
+            if (wl.id == event.id and wl.task_id not in self._tasks
+                    and wl.labels.get(LABEL_NODE, self.config.node) == self.config.node):
+                self._state(wl.task_id).workload = wl
+                self._poke(wl.task_id)
 
     # -- per-task reconcile ------------------------------------------------------------------
 
@@ -262,7 +273,7 @@ class Agent:
             if wl is not None:
                 if wl.state == "running":
                     log.info("stopping %s: no task placed for it", task_id)
-                    await self.driver.stop(wl.id, 10)
+                    await self.driver.stop(wl.id, DEFAULT_GRACE)
                 await self.driver.remove(wl.id)
             if state.timer is not None:
                 state.timer.cancel()
@@ -433,8 +444,11 @@ class Agent:
         if wl is not None and wl.state == "running":
             await self._set_status(state, task, state="killing", message=reason)
             await wait_drained(self.store, task.id, self.clock)
-            app = await self._app(task)
-            exit_code = await self.driver.stop(wl.id, app.task_kill_grace_period_seconds)
+            try:
+                grace = (await self._app(task)).task_kill_grace_period_seconds
+            except DriverError:  # its app version is gone: stop it all the same
+                grace = DEFAULT_GRACE
+            exit_code = await self.driver.stop(wl.id, grace)
         await self._set_status(state, task, state=final, message=reason, exit_code=exit_code,
                                health="unknown" if final != "failed" else "unhealthy")
 

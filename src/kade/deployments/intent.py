@@ -103,9 +103,15 @@ def _same(a: AppSpec, b: AppSpec) -> bool:
 
 
 async def _prune_versions(store: Store, app_id: str) -> None:
+    """Keep the newest MAX_VERSIONS versions, and any version a task still runs."""
     entries, _ = await store.range(model.versions_prefix(app_id))
+    if len(entries) <= MAX_VERSIONS:
+        return
+    tasks, _ = await store.range(model.TASKS)
+    in_use = {t.version for t in (Task.load(e.value) for e in tasks) if t.app_id == app_id}
     for entry in entries[:-MAX_VERSIONS]:
-        await store.delete(entry.key)
+        if entry.key.rsplit("/", 1)[1] not in in_use:
+            await store.delete(entry.key)
 
 
 DeploymentKind = Literal["deploy", "scale", "restart", "destroy", "rollback"]
