@@ -316,6 +316,17 @@ async def test_retry_when_a_pooled_connection_was_closed(env: Env,
         assert r.status_code == 502
 
 
+async def test_a_get_whose_server_died_with_it_is_retried_on_another(
+        env: Env, upstream: MakeUpstream) -> None:
+    dying, healthy = await upstream("dying"), await upstream("healthy")
+    dying.dying = True
+    await env.route_one("Host(`www.localhost`)", dying, healthy)
+    for _ in range(4):  # fresh connections closed before any answer: retried elsewhere
+        r = await get(env, "/")
+        assert r.status_code == 200 and r.json()["server"] == "healthy"
+    assert dying.requests >= 1
+
+
 async def test_connect_failure_tries_another_server(env: Env, upstream: MakeUpstream) -> None:
     up = await upstream("web")
     dead = f"http://127.0.0.1:{free_port()}"

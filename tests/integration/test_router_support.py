@@ -114,6 +114,7 @@ class Upstream:
         self.requests = 0
         self.seen: list[dict[str, Any]] = []
         self.port = 0
+        self.dying = False  # when set, every request is read and the connection dropped
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -173,6 +174,9 @@ class Upstream:
             writer.write(head.encode() + b"\r\n" + (b"" if method == "HEAD" else body))
             await writer.drain()
 
+        if self.dying:
+            writer.transport.abort()  # the server died with the request: no answer at all
+            return False
         if path == "/drop-second" and served > 1:
             writer.transport.abort()  # the server gave up on this keep-alive connection
             return False

@@ -150,13 +150,20 @@ class Forwarding:
         x.streaming = False
         server = up.server
         self.release(x)
-        if (not up.got_bytes and up.uses > 1 and x.retryable() and x.route is not None
+        if (not up.got_bytes and x.retryable() and x.route is not None
                 and len(x.tried) < self.cfg.attempts):
-            # a pooled connection the server had closed: try again on a fresh one
+            # Closed before a single response byte: a pooled connection the server had
+            # closed, or a server that died with the request (nothing was answered, so an
+            # idempotent request is safe to send again, as nginx does).
+            if up.uses <= 1:
+                server.failures += 1
             x.tried += (server,)
             x.pending = (x.replay or []) + (x.pending or [])
             x.replay, x.replay_size = [], 0
-            nxt = x.route.service.pick() or server
+            # the server of a pooled connection only closed an idle one: it may be picked again;
+            # a server that died with the request is not
+            nxt = (x.route.service.pick() if up.uses > 1
+                   else x.route.service.pick(exclude=x.tried)) or server
             self.send_to(x, nxt, True)
             return
         server.failures += 1
