@@ -1,6 +1,6 @@
 """KV API and template rendering figures.
 
-    .venv/bin/python bench/kv.py [--requests 2000] [--renders 2000]
+    .venv/bin/python bench/kv.py [--requests 2000] [--renders 2000] [--watchers 1000]
 
 Serves the Consul KV API (FastAPI + uvicorn, SqliteStore in a temp dir) on 127.0.0.1 in a
 thread and drives it from this process with one keep-alive httpx client, so the figures are
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import multiprocessing
 import socket
 import statistics
 import tempfile
@@ -116,6 +117,60 @@ def bench_api(n: int) -> None:
         report("blocking GET: write -> answer", wakes)
 
 
+def _serve_in_child(ports: multiprocessing.Queue[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(Path(tmp))
+        ports.put(srv.port)
+        asyncio.run(srv.main())
+
+
+def bench_watchers(count: int) -> None:
+    """`count` blocking GETs held on one key, woken by one PUT: the time until all answered.
+
+    The server runs in a process of its own and the watchers are plain sockets, so the figure
+    is the server's, not a Python HTTP client's in the same process."""
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_serve_in_child, args=(ports,), daemon=True)
+    child.start()
+    try:
+        port = ports.get(timeout=30)
+        asyncio.run(_watchers(port, count))
+    finally:
+        child.terminate()
+        child.join(10)
+
+
+async def _held_get(port: int, path: str) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    answered = time.perf_counter()
+    writer.close()
+    return answered
+
+
+async def _watchers(port: int, count: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        for _ in range(100):  # the child is still starting
+            try:
+                await c.put("/v1/kv/watched", content=b"0")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.1)
+        index = (await c.get("/v1/kv/watched")).headers["X-Consul-Index"]
+        path = f"/v1/kv/watched?index={index}&wait=60s"
+        watchers = [asyncio.create_task(_held_get(port, path)) for _ in range(count)]
+        await asyncio.sleep(3 + count / 250)  # every query reaches the server and blocks
+        early = sum(1 for w in watchers if w.done())
+        start = time.perf_counter()
+        await c.put("/v1/kv/watched", content=b"1")
+        answered = await asyncio.gather(*watchers)
+        waits = sorted((t - start) * 1000 for t in answered)
+        print(f"{count} blocked GETs woken by one PUT: all answered after {waits[-1]:.0f} ms "
+              f"(p50 {waits[len(waits) // 2]:.0f} ms; {early} answered before the PUT)")
+
+
 def bench_render(n: int) -> None:
     talk = InlineTemplate("/p.yml", '---\n{{ tree "config/mijndomein" | explode | toYAML }}\n')
     kv = {f"config/mijndomein/s{i}/k{j}": f"value {i}.{j}".encode()
@@ -142,8 +197,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--renders", type=int, default=2000)
+    p.add_argument("--watchers", type=int, default=1000)
     args = p.parse_args()
     bench_api(args.requests)
+    bench_watchers(args.watchers)
     bench_render(args.renders)
 
 
