@@ -85,3 +85,16 @@ def test_destroy_succeeds_when_no_task_is_left() -> None:
 def test_finished_deployments_are_left_alone() -> None:
     done = dep(status="failed")
     assert assess(done, app(), [], {}, now=1000) == done
+
+
+def test_the_api_shows_marathons_steps_with_the_current_one() -> None:
+    from kade.api.deployments import deployment_json
+
+    halfway = dep(instances=2, updated=2, healthy=1, old=1)
+    shown = deployment_json(halfway)
+    assert shown["totalSteps"] == 3 and shown["currentStep"] == 2
+    assert [s["done"] for s in shown["steps"]] == [True, False, False]
+    assert shown["steps"][0]["actions"] == [{"action": "RestartApplication", "app": "/a"}]
+    finished = deployment_json(dep(instances=2, updated=2, healthy=2, old=0,
+                                   status="succeeded"))
+    assert finished["currentStep"] == 3 and all(s["done"] for s in finished["steps"])

@@ -28,6 +28,35 @@ def deployment_json(dep: Deployment) -> dict[str, Any]:
         "finishedAt": iso(dep.finished_at),
         "progress": {"instances": dep.instances, "updated": dep.updated,
                      "healthy": dep.healthy, "old": dep.old},
+        **_steps(dep),
+    }
+
+
+_ACTION = {"deploy": "RestartApplication", "restart": "RestartApplication",
+           "rollback": "RestartApplication", "scale": "ScaleApplication",
+           "destroy": "StopApplication"}
+
+
+def _steps(dep: Deployment) -> dict[str, Any]:
+    """Marathon's steps of a deployment, as far as kade's rollout has them: tasks of the new
+    version started, those healthy, the old ones drained and stopped."""
+    if dep.kind == "destroy":
+        steps = [("stop every task", dep.old == 0)]
+    else:
+        steps = [
+            (f"start {dep.instances} task(s) of version {dep.version}",
+             dep.updated >= dep.instances),
+            (f"{dep.instances} task(s) healthy", dep.healthy >= dep.instances),
+            ("old tasks drained and stopped", dep.old == 0 and dep.updated >= dep.instances),
+        ]
+    done = dep.status == "succeeded"
+    current = next((i for i, (_, ok) in enumerate(steps) if not ok), len(steps) - 1)
+    return {
+        "steps": [{"step": i + 1, "description": text, "done": done or ok,
+                   "actions": [{"action": _ACTION[dep.kind], "app": dep.app_id}]}
+                  for i, (text, ok) in enumerate(steps)],
+        "currentStep": len(steps) if done else current + 1,
+        "totalSteps": len(steps),
     }
 
 
