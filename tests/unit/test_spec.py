@@ -155,3 +155,15 @@ def test_unsupported_docker_parameters_are_rejected() -> None:
         "image": "i", "parameters": [{"key": "hostname", "value": "a"},
                                      {"key": "device", "value": "/dev/sda"}]}}})
     assert any("parameters.1.key: 'device' is not supported" in p for p in problems)
+
+
+def test_deploys_reject_a_bad_rule_in_routes_or_traefik_labels() -> None:
+    from kade.api.apps import parse_definition
+
+    with pytest.raises(SpecError) as info:
+        parse_definition({**SITE, "labels": {
+            "traefik.http.routers.web.rule": "Host(`a`) && Foo(`b`)"}})
+    assert "labels.traefik.http.routers.web.rule" in str(info.value)
+    assert "unknown matcher Foo" in str(info.value)
+    with pytest.raises(SpecError, match="routes.0.rule"):
+        parse_definition({**SITE, "routes": [{"rule": "Host(`a`"}]})

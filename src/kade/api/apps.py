@@ -20,6 +20,7 @@ from kade.api.views import app_json, group_tasks, task_json
 from kade.catalog.build import check_app
 from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus
+from kade.router.rules import check_rule
 from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
 from kade.store.base import Store
 from kade.templates import check_templates
@@ -32,6 +33,11 @@ def parse_definition(data: Any, app_id: str | None = None) -> tuple[AppSpec, lis
     service name. Raises SpecError listing every problem."""
     parsed = parse_app(data, app_id=app_id)
     problems = check_templates(parsed.app.templates) + check_app(parsed.app)
+    for label, value in sorted(parsed.app.labels.items()):
+        if label.startswith("traefik.http.routers.") and label.endswith(".rule"):
+            why = check_rule(value)
+            if why:
+                problems.append(f"labels.{label}: {why}")
     if problems:
         raise SpecError(problems)
     return parsed.app, parsed.warnings
