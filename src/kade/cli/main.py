@@ -379,21 +379,19 @@ def logs(task_id: str, follow: Annotated[bool, typer.Option("-f", "--follow")] =
     params: dict[str, Any] = {"follow": str(follow).lower()}
     if tail is not None:
         params["tail"] = tail
-    try:
-        for chunk in _client(api_addr).stream(f"/v1/tasks/{task_id}/logs", **params):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-    except ClientError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        pass
+    _copy_stream(api_addr, f"/v1/tasks/{task_id}/logs", **params)
 
 
 @app.command()
 def events(api_addr: ApiAddr = None) -> None:
     """Follow the event stream (server-sent events)."""
+    _copy_stream(api_addr, "/v1/events")
+
+
+def _copy_stream(api_addr: str | None, path: str, **params: Any) -> None:
+    """Copy a streamed answer to stdout as it comes, until it ends or Ctrl-C."""
     try:
-        for chunk in _client(api_addr).stream("/v1/events"):
+        for chunk in _client(api_addr).stream(path, **params):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
     except ClientError as e:
