@@ -31,13 +31,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
+quiet() {  # pip, without the notes about package index locations this machine lacks
+    "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }
+}
 if ! cmp -s requirements.lock .venv/.installed-lock 2>/dev/null; then
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -r requirements.lock
+    quiet .venv/bin/pip install -q --upgrade pip
+    quiet .venv/bin/pip install -q -r requirements.lock
     cp requirements.lock .venv/.installed-lock
 fi
-.venv/bin/pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
-    || .venv/bin/pip install -q --no-deps -e .
+quiet .venv/bin/pip install -q --no-deps -e .
 
 # Example and test images, FROM scratch with busybox.
 bash examples/build-images.sh
