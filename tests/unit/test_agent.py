@@ -4,7 +4,7 @@ and stops, and the status records it writes as a task goes through its life."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from kade.drivers.base import (
     Workload,
 )
 from kade.model import Node
-from kade.store import Delete, SqliteStore, Store
+from kade.store import Delete, Store
 from kade.testing.fake_driver import FakeDriver
 from tests.unit.test_agent_support import (
     HOST,
@@ -43,16 +43,6 @@ from tests.unit.test_agent_support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def driver(store: Store) -> Driver:
-    return Driver(store)
 
 
 async def forget(store: Store, task_id: str) -> None:

@@ -3,14 +3,13 @@ tasks nobody wants, statuses of containers that are gone. It adopts, it does not
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from kade import model
 from kade.drivers.base import WorkloadEvent
-from kade.store import SqliteStore, Store
+from kade.store import Store
 from tests.unit.test_agent_support import (
     Driver,
     make_app,
@@ -30,16 +29,6 @@ from tests.unit.test_agent_support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def driver(store: Store) -> Driver:
-    return Driver(store)
 
 
 async def test_a_running_workload_of_a_placed_task_is_kept_as_it_is(

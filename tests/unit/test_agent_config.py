@@ -3,14 +3,13 @@ comes before a stop, against the real SQLite store and the fake driver."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kade import model
-from kade.store import SqliteStore, Store
+from kade.store import Store
 from kade.templates import encode_kv_value
 from tests.unit.test_agent_support import (
     Driver,
@@ -31,16 +30,6 @@ from tests.unit.test_agent_support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def driver(store: Store) -> Driver:
-    return Driver(store)
 
 
 async def put_kv(store: Store, key: str, value: bytes) -> None:

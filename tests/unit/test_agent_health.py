@@ -3,14 +3,13 @@ publishes the task's health, and kills a task whose checks keep failing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kade.drivers.base import ExecResult
-from kade.store import SqliteStore, Store
+from kade.store import Store
 from tests.unit.test_agent_support import (
     Driver,
     make_app,
@@ -27,16 +26,6 @@ from tests.unit.test_agent_support import (
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def driver(store: Store) -> Driver:
-    return Driver(store)
 
 
 def command_check(command: str, **fields: Any) -> dict[str, Any]:
