@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,32 +122,30 @@ async def _read_body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+KvHandler = Callable[[Store, str, Request], Awaitable[Response]]
+
+
 def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
     r = APIRouter(tags=["consul"])
 
-    @r.get("/v1/kv/{key:path}")
-    async def get_kv(key: str, request: Request) -> Response:
+    async def answer(handler: KvHandler, key: str, request: Request) -> Response:
         try:
             _check_utf8(request)
-            return await _get(store, key, request)
+            return await handler(store, key, request)
         except (BadRequest, HTTPException) as e:
             return _error(e)
+
+    @r.get("/v1/kv/{key:path}")
+    async def get_kv(key: str, request: Request) -> Response:
+        return await answer(_get, key, request)
 
     @r.put("/v1/kv/{key:path}")
     async def put_kv(key: str, request: Request) -> Response:
-        try:
-            _check_utf8(request)
-            return await _put(store, key, request)
-        except (BadRequest, HTTPException) as e:
-            return _error(e)
+        return await answer(_put, key, request)
 
     @r.delete("/v1/kv/{key:path}")
     async def delete_kv(key: str, request: Request) -> Response:
-        try:
-            _check_utf8(request)
-            return await _delete(store, key, request)
-        except (BadRequest, HTTPException) as e:
-            return _error(e)
+        return await answer(_delete, key, request)
 
     @r.put("/v1/txn")
     @r.post("/v1/txn")
