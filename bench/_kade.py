@@ -137,7 +137,8 @@ def _parse_docker(lines: Iterator[str]) -> Iterator[Stamped]:
 
 def kade_events(kade: Kade) -> Follower:
     """Follow kade's `/v1/events` from now on; returns once the stream is open."""
-    proc = subprocess.Popen(["curl", "-sN", f"http://{kade.addr}/v1/events"],
+    proc = subprocess.Popen(["curl", "-sN", "-H", f"Authorization: Bearer {kade.token}",
+                             f"http://{kade.addr}/v1/events"],
                             stdout=subprocess.PIPE, text=True, bufsize=1)
     follower = Follower(proc, _parse_sse).start()
     if not follower.connected.wait(10):

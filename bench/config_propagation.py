@@ -114,7 +114,7 @@ def main() -> None:
     first: list[float] = []
     last: list[float] = []
     tally = Tally()
-    with kade_up("config") as kade, httpx.Client(timeout=5) as api:
+    with kade_up("config") as kade, httpx.Client(timeout=5, headers=kade.auth) as api:
         old = "initial"
         put(api, kade, old)
         kade.deploy(cfg_app(args.instances))

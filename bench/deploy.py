@@ -48,7 +48,7 @@ def kade_once(kade: Kade, events: Follower, app_id: str, instances: int, cpus: f
     path.write_text(json.dumps(site_app(app_id, instances, cpus=cpus)))
     start = time.time()
     out = subprocess.run([KADE_BIN, "deploy", "-f", str(path)], capture_output=True,
-                         text=True, timeout=180, env={**os.environ, "KADE_ADDR": kade.addr})
+                         text=True, timeout=180, env={**os.environ, **kade.cli_env})
     cli_end = time.time()
     if out.returncode != 0:
         raise RuntimeError(f"kade deploy failed: {out.stdout}{out.stderr}")

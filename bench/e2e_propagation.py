@@ -177,7 +177,7 @@ def port_to_task(kade: Kade) -> dict[int, str]:
 async def one_more(kade: Kade, known: set[int], instances: int, poll: float
                    ) -> dict[str, tuple[int, float]]:
     """Scale to `instances`; per surface, the new port and when it was first seen."""
-    async with httpx.AsyncClient(timeout=2) as http:
+    async with httpx.AsyncClient(timeout=2, headers=kade.auth) as http:
         return await _one_more(kade, http, known, instances, poll)
 
 
@@ -251,7 +251,7 @@ Killed = tuple[float, dict[str, float], dict[str, int]]
 
 async def one_kill(kade: Kade, port: int, container: str, poll: float) -> Killed:
     """Kill `container`; when each surface stopped listing `port`, and the load's outcomes."""
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with httpx.AsyncClient(timeout=5, headers=kade.auth) as http:
         return await _one_kill(kade, http, port, container, poll)
 
 

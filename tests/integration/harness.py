@@ -68,7 +68,8 @@ class Kade:
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "kade.log"
-        self.client = Client(self.addr, timeout=10)
+        self.token = ""  # the management token, read once kade has written it
+        self.client = Client(self.addr, timeout=10, token="none")
 
     def start(self) -> Kade:
         cmd = [sys.executable, "-m", "kade", "up", "--data-dir", str(self.data_dir),
@@ -81,6 +82,9 @@ class Kade:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         wait_for(self._answers, 30, f"kade API on {self.addr} (log: {self.log})")
+        self.token = (self.data_dir / "management.token").read_text().strip()
+        self.client.close()
+        self.client = Client(self.addr, timeout=10, token=self.token)
         wait_for(lambda: self.get("/v1/nodes")["nodes"], 30, "the agent's node")
         return self
 
@@ -94,6 +98,16 @@ class Kade:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")[-5000:]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers a test's own HTTP client sends to the API."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """What a `kade` command run by a test needs to reach this kade."""
+        return {"KADE_ADDR": self.addr, "KADE_TOKEN": self.token, "PATH": "/usr/bin:/bin"}
 
     def kill9(self) -> None:
         assert self.proc is not None

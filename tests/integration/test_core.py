@@ -156,7 +156,8 @@ def test_bad_input_is_rejected_and_changes_nothing(kade: Kade) -> None:
         kade.client.post("/v1/apps/test/web/scale", {"instances": "many"})
     assert info.value.status == 400 and "instances" in str(info.value)
     with pytest.raises(ClientError) as info:
-        kade.client.request("POST", "/v1/apps", content=b"{not json")
+        kade.client.request("POST", "/v1/apps", content=b"{not json",
+                            headers={"Content-Type": "application/json"})
     assert info.value.status == 422 and "invalid JSON" in str(info.value)
     with pytest.raises(ClientError) as info:
         kade.client.post("/v1/apps", site(instances=1))
@@ -211,7 +212,7 @@ def test_event_stream_ids_increase(kade: Kade) -> None:
     ids: list[int] = []
     types: set[str] = set()
     with httpx.stream("GET", f"http://{kade.addr}/v1/events", params={"since": 0},
-                      timeout=10) as response:
+                      headers=kade.auth, timeout=10) as response:
         for line in response.iter_lines():
             if line.startswith("id: "):
                 ids.append(int(line[4:]))
@@ -223,7 +224,8 @@ def test_event_stream_ids_increase(kade: Kade) -> None:
     kade.deploy(site(instances=1))
     seen: set[str] = set()
     with httpx.stream("GET", f"http://{kade.addr}/v1/events",
-                      headers={"Last-Event-ID": str(ids[-1])}, timeout=30) as response:
+                      headers={"Last-Event-ID": str(ids[-1]), **kade.auth},
+                      timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith("event: "):
                 seen.add(line[7:])

@@ -76,7 +76,7 @@ def test_cli_deploy_exits_non_zero_when_the_deployment_fails(kade: Kade, tmp_pat
     spec.write_text(json.dumps(web("kade/site:2", health_path="/missing", deadline=6)))
     result = subprocess.run(
         [sys.executable, "-m", "kade", "deploy", "-f", str(spec), "--timeout", "120"],
-        env={"KADE_ADDR": kade.addr, "PATH": "/usr/bin:/bin"},
+        env=kade.cli_env,
         capture_output=True, text=True, timeout=180)
     assert result.returncode != 0
     assert "deployment failed" in result.stderr and "progress deadline" in result.stderr

@@ -68,7 +68,7 @@ def test_dns_and_consul_api_follow_the_running_containers(kade_dns: tuple[Kade, 
     assert [x.address for x in a] == ["127.0.0.1"]
 
     # Consul API: the same two, passing; a blocking query wakes when the app scales down.
-    c = consul.Consul(host="127.0.0.1", port=kade.port)
+    c = consul.Consul(host="127.0.0.1", port=kade.port, token=kade.token)
     index, entries = c.health.service("site-e2e", passing=True)
     assert sorted(e["Service"]["Port"] for e in entries) == ports
     result: dict[str, Any] = {}

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 import kade
 from kade import model
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
+from kade.api.security import SecurityConfig, SecurityMiddleware
+from kade.api.tokens import tokens_router
 from kade.deployments import intent
 from kade.model import Node
 from kade.spec import SpecError
@@ -34,16 +38,22 @@ def create_app(
     logs: Logs | None = None,
     extra: list[APIRouter] | None = None,
     clock: Callable[[], float] = time.time,
+    security: SecurityConfig | None = None,
 ) -> FastAPI:
+    """The API with its front door (kade.api.security): no request reaches a handler without
+    a valid token whose role allows it."""
     app = FastAPI(title="kade", version=kade.__version__,
                   description="Deploy, scale, configure, discover, route to and update containers")
     app.include_router(apps_router(store, logs=logs, clock=clock))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
     app.include_router(_info_router(store))
+    app.include_router(tokens_router(store, clock))
     for router in extra or []:
         app.include_router(router)
     _errors(app)
+    app.add_middleware(SecurityMiddleware, store=store, config=security or SecurityConfig(),
+                       clock=clock)
     return app
 
 
@@ -67,8 +77,9 @@ def _info_router(store: Store) -> APIRouter:
     return r
 
 
-def _message(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"message": message, **extra}, status_code=status)
+def _message(status: int, message: str, headers: Mapping[str, str] | None = None,
+             **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
 
 
 def _errors(app: FastAPI) -> None:
@@ -90,7 +101,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, e: HTTPException) -> JSONResponse:
-        return _message(e.status_code, str(e.detail), )
+        return _message(e.status_code, str(e.detail), headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -100,7 +111,15 @@ def _errors(app: FastAPI) -> None:
         ]
         return _message(400, "; ".join(problems), details=problems)
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(_: Request, e: RecursionError) -> JSONResponse:
+        return _message(400, "the request is nested too deeply")
+
     @app.exception_handler(Exception)
-    async def crash(_: Request, e: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return _message(500, f"internal error: {type(e).__name__}: {e}")
+    async def crash(request: Request, e: Exception) -> JSONResponse:
+        # The answer names an id, never the exception: its text may show internals.
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s", error_id, request.method, request.url.path,
+                  exc_info=e)
+        return _message(500, f"internal error {error_id}: the details are in kade's log",
+                        errorId=error_id)

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kade import model
+from kade.api.security import principal_of
+from kade.auth import Principal, redact_env
 from kade.store.base import Compacted, Event, Store
 
 # Store prefix → event type, for the facts users care about.
@@ -32,7 +34,8 @@ _TYPES = {
 KEEPALIVE_SECONDS = 15.0
 
 
-def event_json(event: Event) -> tuple[str, dict[str, Any]] | None:
+def event_json(event: Event, principal: Principal | None = None
+               ) -> tuple[str, dict[str, Any]] | None:
     prefix = next((p for p in _TYPES if event.key.startswith(p)), None)
     if prefix is None:
         return None
@@ -42,6 +45,8 @@ def event_json(event: Event) -> tuple[str, dict[str, Any]] | None:
     if event.entry is not None and kind != "kv":
         with contextlib.suppress(ValueError):
             body["value"] = json.loads(event.entry.value)
+        if kind == "app" and isinstance(body.get("value"), dict):
+            body["value"] = redact_env(body["value"], principal)
     return f"{kind}_{'deleted' if event.kind == 'delete' else 'updated'}", body
 
 
@@ -53,13 +58,15 @@ def events_router(store: Store) -> APIRouter:
         last = request.headers.get("last-event-id")
         if since is None:
             since = int(last) if last and last.isdigit() else await store.revision()
-        return StreamingResponse(_stream(store, since), media_type="text/event-stream",
+        return StreamingResponse(_stream(store, since, principal_of(request)),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     return r
 
 
-async def _stream(store: Store, since: int) -> AsyncIterator[bytes]:
+async def _stream(store: Store, since: int, principal: Principal | None
+                  ) -> AsyncIterator[bytes]:
     yield b": kade event stream\n\n"
     watch = store.watch("", since).__aiter__()
     pending: asyncio.Task[list[Event]] | None = None
@@ -81,7 +88,7 @@ async def _stream(store: Store, since: int) -> AsyncIterator[bytes]:
                 return
             pending = None
             for event in batch:
-                out = event_json(event)
+                out = event_json(event, principal)
                 if out is None:
                     continue
                 name, fields = out

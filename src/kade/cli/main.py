@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,9 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from kade.cli.kv import kv_app, render_command
+from kade.cli.token import token_app
 from kade.client import Client, ClientError
+from kade.client.http import default_data_dir
 from kade.spec import SpecError, load_document
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -29,12 +30,6 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
-
-
-def default_data_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/kade")
-    return Path.home() / ".local/share/kade"
 
 
 def _client(addr: str | None) -> Client:
@@ -90,13 +85,25 @@ def up(
     seed_kv: Annotated[list[Path] | None, typer.Option(
         help="JSON/YAML trees of KV keys to create when missing")] = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
+    tls_cert: Annotated[Path | None, typer.Option(
+        envvar="KADE_TLS_CERT", help="serve the API over HTTPS with this certificate (PEM)")]
+    = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        envvar="KADE_TLS_KEY", help="the certificate's private key (PEM)")] = None,
+    api_host: Annotated[list[str] | None, typer.Option(
+        help="a DNS name the API is reached by (IP addresses and localhost always are)")]
+    = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="a browser origin (https://host[:port]) allowed to call the API")] = None,
+    insecure_i_know: Annotated[bool, typer.Option(
+        "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
 
     import uvloop
 
-    from kade.cli.up import UpConfig, serve, split_addr
+    from kade.cli.up import UpConfig, check_api_exposure, serve, split_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
@@ -107,6 +114,7 @@ def up(
         port_range = (int(low), int(high))
         if not 0 < port_range[0] <= port_range[1] < 65536:
             raise ValueError(f"port range {ports!r} is not within 1-65535")
+        check_api_exposure(api_addr, tls_cert, tls_key, insecure_i_know)
     except ValueError as e:
         _fail(str(e), 2)
     cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
@@ -114,7 +122,8 @@ def up(
                    port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
                    domain=domain, router=router, http_addr=http_addr,
                    router_admin_addr=router_admin_addr, access_log=access_log,
-                   seed_kv=list(seed_kv or []))
+                   seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
+                   api_hosts=list(api_host or []), cors_origins=list(cors_origin or []))
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -415,6 +424,7 @@ def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
 
 
 app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).")
+app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
 app.command("render")(render_command)
 
 

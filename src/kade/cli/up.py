@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -27,6 +28,8 @@ from kade.api.apps import parse_definition
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
+from kade.api.security import SecurityConfig
+from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
@@ -41,6 +44,9 @@ from kade.store.base import CasFailed, Store
 from kade.templates import ServiceEndpoint
 
 log = logging.getLogger("kade")
+
+SHUTDOWN_GRACE = 2.0  # seconds open streams and blocking queries get when kade stops
+ROUTER_TOKEN_FILE = "token"  # in the router's state dir
 
 
 @dataclass
@@ -60,6 +66,10 @@ class UpConfig:
     router_admin_addr: str = "127.0.0.1:8081"
     access_log: str | None = None
     seed_kv: list[Path] = field(default_factory=list)
+    tls_cert: Path | None = None  # the API's certificate and key (HTTPS)
+    tls_key: Path | None = None
+    api_hosts: list[str] = field(default_factory=list)  # names the API is reached by
+    cors_origins: list[str] = field(default_factory=list)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -67,6 +77,27 @@ def split_addr(addr: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"address {addr!r} must be host:port")
     return host.strip("[]"), int(port)
+
+
+def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
+                       insecure: bool) -> None:
+    """The API listens beyond this machine only over TLS (tokens would cross the network in
+    clear text otherwise), unless the operator says they know."""
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file")
+    host, _ = split_addr(api_addr)
+    if cert is not None or insecure or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"--api-addr {api_addr} is reachable from other machines: serve it "
+                         "with --tls-cert/--tls-key, or pass --insecure-i-know")
 
 
 class _Server(uvicorn.Server):
@@ -161,6 +192,12 @@ async def stop_all(driver: Driver, node: str) -> None:
 async def serve(cfg: UpConfig) -> None:
     host, port = split_addr(cfg.api_addr)
     store = await open_store(cfg.data_dir)
+    await ensure_token_file(store, cfg.data_dir / MANAGEMENT_TOKEN_FILE, role="admin",
+                            description="management token of kade up", now=time.time())
+    router_dir = cfg.data_dir / "router"
+    router_dir.mkdir(mode=0o700, exist_ok=True)
+    await ensure_token_file(store, router_dir / ROUTER_TOKEN_FILE, role="node",
+                            description=f"router {cfg.node}-router", now=time.time())
     driver = await make_driver(cfg)
     stop = asyncio.Event()
     stop_tasks = False
@@ -187,9 +224,19 @@ async def serve(cfg: UpConfig) -> None:
         logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
         extra=[admin, kv_router(store), catalog_router(view, node_name=cfg.node),
                routing_router(routing)],
+        security=SecurityConfig(hosts=tuple(cfg.api_hosts),
+                                cors_origins=tuple(cfg.cors_origins)),
     )
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                    lifespan="off", access_log=False))
+    if cfg.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "X-Kade-Token"])
+    server = _Server(uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+        ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -211,8 +258,9 @@ async def serve(cfg: UpConfig) -> None:
                     admin_addr=cfg.router_admin_addr, api_url=f"http://{cfg.api_addr}",
                     name=f"{cfg.node}-router", access_log=cfg.access_log)
                 log.info("router (pid %d) on http://%s", pid, cfg.http_addr)
-            log.info("kade is up: API on http://%s, DNS on %s, node %s, driver %s, data in %s",
-                     cfg.api_addr, cfg.dns_addr, cfg.node, driver.name, cfg.data_dir)
+            log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",
+                     "https" if cfg.tls_cert else "http", cfg.api_addr, cfg.dns_addr, cfg.node,
+                     driver.name, cfg.data_dir)
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:

@@ -1,14 +1,58 @@
-"""Synchronous HTTP client of the API. Errors carry the API's own message."""
+"""Synchronous HTTP client of the API. Errors carry the API's own message.
+
+The token comes from `--token`/`KADE_TOKEN`, a file named by `KADE_TOKEN_FILE`, or — for an
+API on this machine only — the management token `kade up` wrote in its data dir, so the CLI
+next to a `kade up` needs no set-up. A local token is never sent to another machine.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 DEFAULT_ADDR = "127.0.0.1:7400"
+MANAGEMENT_TOKEN_FILE = "management.token"
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/kade")
+    return Path.home() / ".local/share/kade"
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def find_token(url: str) -> str | None:
+    if token := os.environ.get("KADE_TOKEN"):
+        return token.strip()
+    files = []
+    if named := os.environ.get("KADE_TOKEN_FILE"):
+        files.append(Path(named))
+    elif _is_local(url):
+        data_dir = os.environ.get("KADE_DATA_DIR")
+        files.append((Path(data_dir) if data_dir else default_data_dir()) / MANAGEMENT_TOKEN_FILE)
+    for file in files:
+        try:
+            text = file.read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
 
 
 def api_url(addr: str | None = None) -> str:
@@ -23,9 +67,14 @@ class ClientError(Exception):
 
 
 class Client:
-    def __init__(self, addr: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, addr: str | None = None, timeout: float = 30.0,
+                 token: str | None = None) -> None:
         self.base = api_url(addr)
-        self._http = httpx.Client(base_url=self.base, timeout=timeout)
+        token = token or find_token(self.base)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: str | bool = os.environ.get("KADE_CACERT") or True
+        self._http = httpx.Client(base_url=self.base, timeout=timeout, headers=headers,
+                                  verify=verify)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -42,6 +91,9 @@ class Client:
                 message = response.json().get("message") or response.text
             except ValueError:
                 message = response.text
+            if response.status_code == 401:
+                message += (" (the CLI reads a token from KADE_TOKEN, KADE_TOKEN_FILE, or the "
+                            f"data dir's {MANAGEMENT_TOKEN_FILE} for a local kade)")
             raise ClientError(message, response.status_code)
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()

@@ -1,0 +1,234 @@
+"""The API's front door: every request passes here before any handler runs.
+
+In order: the `Host` must be one of this server's names (DNS rebinding), a browser's
+`Origin` must be this server or a configured one (no page elsewhere may drive the API),
+the token must be valid and its role allow the endpoint (kade.auth.policy's table), a scoped
+token must be within its scope, bodies of JSON endpoints must say they are JSON/YAML, and
+no body may exceed the cap. A refused request reaches no handler, so it changes nothing.
+
+Written as plain ASGI (not a BaseHTTPMiddleware) so streamed answers — events, logs,
+blocking queries — pass through untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kade import model
+from kade.auth import Principal, authenticate, can_deploy_app, can_write_kv
+from kade.auth.policy import decide, needed_permission
+from kade.store.base import Store
+
+MAX_BODY = 1024 * 1024  # bytes: app definitions (1 MiB) are the largest bodies
+_CONSUL_PATHS = ("/v1/kv/", "/v1/txn", "/v1/catalog/", "/v1/health/", "/v1/status/",
+                 "/v1/agent/")
+_JSON_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml",
+               "text/x-yaml")
+_APP_ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    hosts: tuple[str, ...] = ()  # names the API is reached by, besides IPs and localhost
+    cors_origins: tuple[str, ...] = ()  # origins (scheme://host[:port]) browsers may use
+    max_body: int = MAX_BODY
+
+
+@dataclass
+class _Refusal:
+    status: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def host_allowed(host_header: str | None, config: SecurityConfig) -> bool:
+    """IP literals cannot be rebound; `localhost` and configured names are ours."""
+    if host_header is None:
+        return True  # HTTP/1.0 without Host: not a browser
+    host = urlsplit(f"//{host_header}").hostname
+    if host is None:
+        return False
+    if host == "localhost" or host in config.hosts:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def origin_allowed(origin: str, host_header: str | None, config: SecurityConfig) -> bool:
+    if origin in config.cors_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and bool(host_header) and (
+        parts.netloc == host_header)
+
+
+def presented_token(headers: Headers, path: str, query: bytes) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    if token := headers.get("x-kade-token"):
+        return token
+    if path.startswith(_CONSUL_PATHS):
+        if token := headers.get("x-consul-token"):
+            return token
+        values = parse_qs(query.decode("latin-1")).get("token")
+        if values:
+            return values[0]
+    return None
+
+
+def app_of_path(path: str) -> str | None:
+    """`/v1/apps/shop/web/scale` → `/shop/web`."""
+    parts = [p for p in path.removeprefix("/v1/apps").split("/") if p]
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in _APP_ACTIONS:
+            parts = parts[:i]
+            break
+    return "/" + "/".join(parts) if parts else None
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, store: Store, config: SecurityConfig,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        principal, refusal = await self._check(scope)
+        if refusal is not None:
+            await _answer(send, refusal)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, self._capped(receive), send)
+
+    async def _check(self, scope: Scope) -> tuple[Principal | None, _Refusal | None]:
+        headers = Headers(scope=scope)
+        method: str = scope["method"]
+        path: str = scope["path"]
+        host = headers.get("host")
+        if not host_allowed(host, self.config):
+            return None, _Refusal(403, f"Host {host!r} is not a name of this server: "
+                                       "add it with `kade up --api-host NAME`")
+        origin = headers.get("origin")
+        if origin is not None and not origin_allowed(origin, host, self.config):
+            return None, _Refusal(403, f"cross-origin requests are refused (Origin {origin!r});"
+                                       " allow an origin with `kade up --cors-origin URL`")
+        principal = None
+        token = presented_token(headers, path, scope.get("query_string", b""))
+        if token is not None:
+            principal = await authenticate(self.store, token, self.clock())
+            if principal is None and needed_permission(method, path) != "public":
+                return None, _Refusal(401, "the token is not valid (unknown, revoked or "
+                                           "expired)", {"WWW-Authenticate": 'Bearer realm="kade"'})
+        decision = decide(principal, method, path)
+        if not decision.allowed:
+            extra = {"WWW-Authenticate": 'Bearer realm="kade"'} if decision.status == 401 else {}
+            return principal, _Refusal(decision.status, decision.message, extra)
+        if principal is not None and needed_permission(method, path) == "deploy":
+            why = await self._out_of_scope(principal, method, path)
+            if why:
+                return principal, _Refusal(403, why)
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            refusal = self._body_refusal(headers, path)
+            if refusal is not None:
+                return principal, refusal
+        return principal, None
+
+    async def _out_of_scope(self, principal: Principal, method: str, path: str) -> str | None:
+        """Scoped tokens: the app or key a write touches must be in the token's scope."""
+        who = principal.describe()
+        if path.startswith("/v1/kv/"):
+            key = path.removeprefix("/v1/kv/")
+            return None if can_write_kv(principal, key) else f"{who} may not write KV key {key!r}"
+        if path == "/v1/txn":
+            if principal.apps is None and principal.kv is None:
+                return None
+            return f"{who} is scoped: use /v1/kv/<key>, not /v1/txn"
+        if principal.apps is None:
+            return None
+        app_id = await self._app_of(path)
+        if app_id is None:
+            return None  # a new app's id is in its body: the handler checks it
+        if can_deploy_app(principal, app_id):
+            return None
+        return f"{who} may not change app {app_id}"
+
+    async def _app_of(self, path: str) -> str | None:
+        if path.startswith("/v1/apps/"):
+            return app_of_path(path)
+        for prefix, key_of in (("/v1/tasks/", model.task_key),
+                               ("/v1/deployments/", model.deployment_key)):
+            if path.startswith(prefix):
+                entry = await self.store.get(key_of(path.removeprefix(prefix).split("/")[0]))
+                if entry is None:
+                    return None
+                try:
+                    return str(json.loads(entry.value)["app_id"])
+                except (ValueError, KeyError, TypeError):
+                    return None
+        return None
+
+    def _body_refusal(self, headers: Headers, path: str) -> _Refusal | None:
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _Refusal(400, "Content-Length must be a whole number")
+            if int(length) > self.config.max_body:
+                return _Refusal(413, f"request body of {int(length)} bytes is over the limit "
+                                     f"of {self.config.max_body} bytes")
+        has_body = (length is not None and int(length) > 0) or (
+            "chunked" in headers.get("transfer-encoding", "").lower())
+        if not has_body or path.startswith("/v1/kv/"):
+            return None  # Consul's KV takes raw values of any type
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype in _JSON_TYPES or (ctype.startswith("application/") and ctype.endswith("+json")):
+            return None
+        return _Refusal(415, f"Content-Type {ctype or '(none)'!r} is not accepted here: "
+                             "send application/json or application/yaml")
+
+    def _capped(self, receive: Receive) -> Receive:
+        received = 0
+        limit = self.config.max_body
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+            return message
+
+        return capped
+
+
+async def _answer(send: Send, refusal: _Refusal) -> None:
+    body = json.dumps({"message": refusal.message}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def principal_of(request: Any) -> Principal | None:
+    """The principal the front door found for this request (None: no token, public path)."""
+    return getattr(request.state, "principal", None)

@@ -1,0 +1,130 @@
+"""Which permission each endpoint needs, and what each role grants. Pure: plain values in,
+a decision out, so the whole table is unit-tested without a server.
+
+Roles, from least to most:
+- `read`: everything that only looks (apps, tasks, logs, events, KV reads, Consul's catalog);
+  environment values of apps are hidden from it.
+- `deploy`: `read`, plus changing apps, tasks, deployments and KV — within the token's scope
+  (`apps` globs such as `/shop/*`, `kv` key prefixes) when it has one.
+- `node`: `read`, plus what a router or agent reports (routing acknowledgements) and the
+  routing table with its certificates. Made by kade for its own processes.
+- `admin`: everything, including tokens and shutting kade down.
+
+An endpoint missing from the table needs `admin`: a new endpoint is closed until someone
+decides who may use it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Role = Literal["read", "deploy", "node", "admin"]
+Permission = Literal["public", "read", "deploy", "node", "admin"]
+ROLES: tuple[Role, ...] = ("read", "deploy", "node", "admin")
+
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    "read": frozenset({"public", "read"}),
+    "deploy": frozenset({"public", "read", "deploy"}),
+    "node": frozenset({"public", "read", "node"}),
+    "admin": frozenset({"public", "read", "deploy", "node", "admin"}),
+}
+
+REDACTED = "<hidden: needs a deploy token>"
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# (methods, path pattern, permission): the first match wins.
+_TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
+    (_READ_METHODS, re.compile(r"/ping"), "public"),
+    # tokens and shutting down: admin only, reads included (token list shows who has access)
+    (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/tokens(/.*)?"), "admin"),
+    (_WRITE_METHODS, re.compile(r"/v1/admin/.*"), "admin"),
+    # what routers and agents report, and the table with its certificates
+    (frozenset({"PUT"}), re.compile(r"/v1/router/ack"), "node"),
+    (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
+    # changes of apps, tasks, deployments and KV
+    (_WRITE_METHODS, re.compile(r"/v1/(apps|tasks|deployments)(/.*)?"), "deploy"),
+    (frozenset({"PUT", "DELETE"}), re.compile(r"/v1/kv/.*"), "deploy"),
+    (frozenset({"PUT", "POST"}), re.compile(r"/v1/txn"), "deploy"),
+    # everything else that only reads: kade's own API, Consul's, the OpenAPI description
+    (_READ_METHODS, re.compile(r"/v1/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
+]
+
+
+def needed_permission(method: str, path: str) -> Permission:
+    for methods, pattern, permission in _TABLE:
+        if method in methods and pattern.fullmatch(path):
+            return permission
+    return "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who sent a request: a token's id, role and scope."""
+
+    token_id: str
+    role: Role
+    apps: tuple[str, ...] | None = None  # app id globs; None = every app
+    kv: tuple[str, ...] | None = None  # KV key prefixes it may write; None = see can_write_kv
+
+    def has(self, permission: Permission) -> bool:
+        return permission in PERMISSIONS[self.role]
+
+    def describe(self) -> str:
+        scope = f", apps {', '.join(self.apps)}" if self.apps is not None else ""
+        return f"token {self.token_id} (role {self.role}{scope})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    status: int = 200
+    message: str = ""
+
+
+def decide(principal: Principal | None, method: str, path: str) -> Decision:
+    needed = needed_permission(method, path)
+    if needed == "public":
+        return Decision(True)
+    if principal is None:
+        return Decision(False, 401, "authentication required: send a token as "
+                        "`Authorization: Bearer <token>` (`kade token create` makes one)")
+    if not principal.has(needed):
+        return Decision(False, 403, f"{principal.describe()} may not {method} {path}: "
+                        f"that needs a {needed} token")
+    return Decision(True)
+
+
+def can_deploy_app(principal: Principal | None, app_id: str) -> bool:
+    """May this principal change (and see the environment of) the app `app_id`?"""
+    if principal is None or not principal.has("deploy"):
+        return False
+    if principal.apps is None:
+        return True
+    app_id = "/" + app_id.strip("/")
+    return any(fnmatch.fnmatchcase(app_id, "/" + glob.strip("/")) for glob in principal.apps)
+
+
+def can_write_kv(principal: Principal | None, key: str) -> bool:
+    """KV writes: an unscoped deploy token writes every key; a token scoped to apps writes
+    only under its `kv` prefixes (none given: no key)."""
+    if principal is None or not principal.has("deploy"):
+        return False
+    if principal.kv is not None:
+        return any(key.startswith(prefix) for prefix in principal.kv)
+    return principal.apps is None
+
+
+def redact_env(app: dict[str, Any], principal: Principal | None) -> dict[str, Any]:
+    """An app in Marathon's shape with its `env` values hidden unless the principal may
+    deploy it: environment variables are where secrets live."""
+    env = app.get("env")
+    if not isinstance(env, dict) or not env:
+        return app
+    if can_deploy_app(principal, str(app.get("id", ""))):
+        return app
+    return {**app, "env": {name: REDACTED for name in env}}
