@@ -204,6 +204,21 @@ async def test_an_app_that_cannot_be_read_is_a_problem_until_it_is_replaced(
         assert sorted(view.catalog.services) == ["api-shop"]
 
 
+async def test_a_served_app_rewritten_unreadable_stays_served_with_the_problem_shown(
+    store: SqliteStore,
+) -> None:
+    await seed(store)
+    async with CatalogView(store).running() as view:
+        before = view.catalog.services["web-shop"]
+        await store.put(model.app_key("/shop/web"), b'{"id": "/shop/web", "mem": null}')
+        await until(view, lambda: any(p.startswith("apps/shop/web:") for p in
+                                      view.catalog.problems))
+        assert view.catalog.services["web-shop"] == before
+        await store.delete(model.app_key("/shop/web"))
+        await until(view, lambda: "web-shop" not in view.catalog.services)
+        assert not view.catalog.problems
+
+
 async def test_a_restarted_view_never_goes_back_in_index(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "data")
     await seed(store)

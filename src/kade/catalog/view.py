@@ -219,6 +219,13 @@ class CatalogView:
         value = None
         if event.kind == "put" and event.entry is not None:
             value = self._parse(prefix, event.entry)
+            if value is None and prefix == model.APPS and (
+                model.app_id_of_key(event.key) in self._records.apps
+            ):
+                # Rewritten with a record that cannot be read: served as it was, since its
+                # tasks run on untouched (the scheduler leaves them alone), until the app is
+                # replaced or deleted. The problem is shown meanwhile.
+                return
         self._records.set(event.key, value)
 
     def _parse(self, prefix: str, entry: Entry) -> Any:
