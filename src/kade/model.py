@@ -14,16 +14,26 @@ One writer per kind of fact (DESIGN.md):
 - `stable/<id>`          the app's last version that was all healthy  written by the deployer
 
 App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
+
+Every reader decodes stored records with `decode` (or `decode_all`): one bad-record policy.
+A record that cannot load (an older format, a hand-edited database, a bug) is *quarantined*:
+the reader skips it, it is logged once per key and revision, and the reader gets an
+`Unreadable` to report; every other record is read and acted upon as usual. No reader may
+stop, or crash-loop, on a record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
-from typing import Any, Literal, Self
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 APPS = "apps/"
 VERSIONS = "versions/"
@@ -199,6 +209,98 @@ class Deployment(Record):
     updated: int = 0  # active tasks of the new spec
     healthy: int = 0  # healthy tasks of the new spec
     old: int = 0  # tasks of older specs still active or draining
+
+
+class Stored(Protocol):
+    """What `decode` needs of a store entry (kade.store.base.Entry has it)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def mod_revision(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A stored record that cannot be decoded: skipped by its readers, shown to users until
+    it is replaced by a valid one or deleted."""
+
+    key: str
+    revision: int  # its mod_revision: a rewrite of the key is a new case
+    reason: str  # e.g. "mem: Input should be a valid number"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_REASON_MAX = 500  # characters: a reason is shown in listings, not a dump of the record
+_ERRORS_SHOWN = 3
+_LOGGED_MAX = 4096  # (key, revision) pairs remembered for logging once
+_logged: OrderedDict[tuple[str, int], None] = OrderedDict()
+_qlog = logging.getLogger("kade.quarantine")
+
+
+def decode(entry: Stored, cls: type[M]) -> M | Unreadable:
+    """`entry`'s record as `cls`, or an `Unreadable` saying why it is not one.
+
+    Every exception is caught, not only validation errors: a validator's bug or a record
+    nested too deeply must cost that one record, never the reader (and with it kade)."""
+    try:
+        return cls.model_validate_json(entry.value)
+    except Exception as e:  # noqa: BLE001 - the one bad-record policy (see the module doc)
+        bad = Unreadable(entry.key, entry.mod_revision, describe(e))
+        _log_once(bad)
+        return bad
+
+
+def decode_all(entries: Iterable[Stored], cls: type[M]) -> tuple[list[M], list[Unreadable]]:
+    """The records of `entries` that load, and those that do not (in the same order)."""
+    good: list[M] = []
+    bad: list[Unreadable] = []
+    for entry in entries:
+        record = decode(entry, cls)
+        if isinstance(record, Unreadable):
+            bad.append(record)
+        else:
+            good.append(record)
+    return good, bad
+
+
+def describe(error: Exception) -> str:
+    """A one-line reason naming the field and the problem: `mem: Input should be a valid
+    number`; never the record's content (it may hold secrets from `env`)."""
+    if isinstance(error, ValidationError):
+        errors = error.errors(include_url=False, include_input=False, include_context=False)
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in errors[:_ERRORS_SHOWN]
+        ]
+        if len(errors) > _ERRORS_SHOWN:
+            parts.append(f"and {len(errors) - _ERRORS_SHOWN} more problem(s)")
+        reason = "; ".join(parts)
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= _REASON_MAX else reason[: _REASON_MAX - 1] + "…"
+
+
+def _log_once(bad: Unreadable) -> None:
+    """Log a quarantined record once per key and revision, whichever reader meets it first
+    and however often it is met again (readers reload, the API lists on every request)."""
+    mark = (bad.key, bad.revision)
+    if mark in _logged:
+        return
+    _logged[mark] = None
+    if len(_logged) > _LOGGED_MAX:
+        _logged.popitem(last=False)
+    _qlog.error("quarantined %s (revision %d): %s; it is skipped until it is replaced or "
+                "deleted", bad.key, bad.revision, bad.reason)
 
 
 def iso(ts: float | None) -> str | None:

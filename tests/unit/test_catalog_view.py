@@ -184,6 +184,41 @@ async def test_an_unreadable_record_is_reported_and_the_rest_still_served(
         assert any(p.startswith("tasks/broken:") for p in view.catalog.problems)
 
 
+async def test_an_app_that_cannot_be_read_is_a_problem_until_it_is_replaced(
+    store: SqliteStore,
+) -> None:
+    await seed(store)
+    await store.put(model.app_key("/shop/api"), b'{"id": "/shop/api", "cmd": "x", "mem": null}')
+    await store.put(model.node_key("n2"), b'{"name": "n2"}')
+    async with CatalogView(store).running() as view:
+        assert sorted(view.catalog.services) == ["web-shop"]
+        assert "apps/shop/api: mem: Input should be a valid number" in view.catalog.problems
+        assert any(p.startswith("nodes/n2: address: Field required") for p in
+                   view.catalog.problems)
+        await put_app(store, "/shop/api")
+        await until(view, lambda: "api-shop" in view.catalog.services)
+        assert not any(p.startswith("apps/") for p in view.catalog.problems)
+        await store.put(model.task_key("w1"), b"[]")  # followed, not only loaded
+        await until(view, lambda: "web-shop" not in view.catalog.services)
+        assert "tasks/w1: Input should be an object" in view.catalog.problems
+        assert sorted(view.catalog.services) == ["api-shop"]
+
+
+async def test_a_served_app_rewritten_unreadable_stays_served_with_the_problem_shown(
+    store: SqliteStore,
+) -> None:
+    await seed(store)
+    async with CatalogView(store).running() as view:
+        before = view.catalog.services["web-shop"]
+        await store.put(model.app_key("/shop/web"), b'{"id": "/shop/web", "mem": null}')
+        await until(view, lambda: any(p.startswith("apps/shop/web:") for p in
+                                      view.catalog.problems))
+        assert view.catalog.services["web-shop"] == before
+        await store.delete(model.app_key("/shop/web"))
+        await until(view, lambda: "web-shop" not in view.catalog.services)
+        assert not view.catalog.problems
+
+
 async def test_a_restarted_view_never_goes_back_in_index(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "data")
     await seed(store)

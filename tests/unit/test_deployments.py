@@ -1,10 +1,20 @@
-"""Judging deployments: a pure function of the app, its tasks and the time."""
+"""Judging deployments: a pure function of the app, its tasks and the time; and the deployer
+that judges them, past records that cannot be read."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from kade import model
+from kade.deployments import intent
 from kade.deployments.assess import assess
-from kade.model import Deployment, Task, TaskStatus
+from kade.deployments.controller import Deployer
+from kade.model import Deployment, Task, TaskStatus, decode_all
 from kade.spec import AppSpec, parse_app, spec_hash
+from kade.store import SqliteStore, Store
+from tests.unit.test_agent_support import until
 
 V1 = "2026-01-01T00:00:00.000Z"
 V2 = "2026-01-02T00:00:00.000Z"
@@ -98,3 +108,63 @@ def test_the_api_shows_marathons_steps_with_the_current_one() -> None:
     finished = deployment_json(dep(instances=2, updated=2, healthy=2, old=0,
                                    status="succeeded"))
     assert finished["currentStep"] == 3 and all(s["done"] for s in finished["steps"])
+
+
+# -- the deployer past records that cannot be read (real SQLite store) --------------------------
+
+BROKEN_APP = b'{"id": "/bad", "cmd": "x", "mem": null}'
+
+
+async def deployments_of(store: Store, app_id: str) -> list[Deployment]:
+    entries, _ = await store.range(model.DEPLOYMENTS)
+    found = [d for d in decode_all(entries, Deployment)[0] if d.app_id == app_id]
+    return sorted(found, key=lambda d: d.started_at)
+
+
+async def place_running(store: Store, spec: AppSpec, task_id: str) -> None:
+    t = Task(id=task_id, app_id=spec.id, version=spec.version or "", spec_hash=spec_hash(spec),
+             node="n", host="127.0.0.1", created_at=1)
+    await store.put(model.task_key(t.id), t.dump())
+    await store.put(model.status_key(t.id), status(t).model_copy(update={"app_id": spec.id})
+                    .dump())
+
+
+async def test_the_deployer_judges_the_rest_and_holds_an_unreadable_apps_deployment(
+    store: SqliteStore,
+) -> None:
+    now = [100.0]
+    good, _ = await intent.put_app(store, parse_app({"id": "/good", "cmd": "x"}).app, now[0])
+    await place_running(store, good, "good.1")
+    await intent.put_app(store, parse_app({"id": "/bad", "cmd": "x"}).app, now[0])
+    await store.put(model.app_key("/bad"), BROKEN_APP)
+    await store.put(model.deployment_key("zzz"), b'{"id": "zzz"}')
+    await store.put(model.task_key("x.1"), b"{")
+    await store.put(model.status_key("x.1"), b"[]")
+    now[0] = 1000.0  # past every deadline: /bad's deployment would fail and roll back
+    deployer = Deployer(store, clock=lambda: now[0])
+    runner = asyncio.create_task(deployer.run())
+    try:
+        async def judged() -> list[Deployment] | None:
+            deps = await deployments_of(store, "/good")
+            return deps if deps[-1].status == "succeeded" else None
+
+        await until(store, judged)
+        [held] = await deployments_of(store, "/bad")
+        assert (held.status, held.message) == ("running", "")  # not "destroyed", not failed
+        assert sorted(deployer.quarantined) == ["apps/bad", "deployments/zzz", "status/x.1",
+                                                "tasks/x.1"]
+        await intent.delete_app(store, "/bad", now[0])  # what the user can do about it
+
+        async def destroyed() -> list[Deployment] | None:
+            deps = await deployments_of(store, "/bad")
+            return deps if deps[-1].status == "succeeded" else None
+
+        deps = await until(store, destroyed)
+        assert [(d.kind, d.status) for d in deps] == [("deploy", "superseded"),
+                                                      ("destroy", "succeeded")]
+        assert "apps/bad" not in deployer.quarantined
+        assert not runner.done()
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner

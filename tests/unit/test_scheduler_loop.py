@@ -6,6 +6,7 @@ The tests play the API (apps), and the agent (nodes and statuses), by writing to
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ async def put_app(store: Store, app: AppSpec) -> None:
 
 async def tasks_of(store: Store, app_id: str) -> list[Task]:
     entries, _ = await store.range(model.TASKS)
-    return [t for t in (Task.load(e.value) for e in entries) if t.app_id == app_id]
+    return [t for t in model.decode_all(entries, Task)[0] if t.app_id == app_id]
 
 
 async def running(store: Store, app_id: str) -> list[Task]:
@@ -285,5 +286,51 @@ async def test_an_unreadable_app_record_leaves_its_tasks_alone(store: SqliteStor
         await until(store, lambda: _at_least(running(store, "/other"), 1))  # seen both writes
         assert len(await running(store, "/web")) == 2
         assert "/web" in scheduler.snapshot().unreadable
+    finally:
+        await stop(runner)
+
+
+async def test_unreadable_records_at_start_are_skipped_logged_once_and_the_rest_planned(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await store.put(model.node_key("n1"), node("n1").dump())
+    await store.put(model.node_key("n2"), b'{"name": "n2"}')
+    await store.put(model.app_key("/broken"), b'{"id": "/broken", "cmd": "x", "mem": null}')
+    await store.put(model.task_key("broken.1"), b"{")
+    await store.put(model.status_key("broken.1"), b"[]")
+    await store.put(model.queue_key("/web"), b'{"app_id": "/web", "failures": "many"}')
+    await put_app(store, app_spec("/web", instances=2))
+    with caplog.at_level(logging.ERROR, logger="kade.quarantine"):
+        scheduler, runner = await start(store)
+        try:
+            await until(store, lambda: _at_least(running(store, "/web"), 2))
+            for i in range(3):  # more plans: each bad record is logged once
+                await put_app(store, app_spec(f"/more{i}"))
+                await until(store, lambda i=i: _at_least(running(store, f"/more{i}"), 1))
+        finally:
+            await stop(runner)
+        scheduler, runner = await start(store)  # a reload reads them all again
+        try:
+            await put_app(store, app_spec("/last"))
+            await until(store, lambda: _at_least(running(store, "/last"), 1))
+            assert scheduler.snapshot().unreadable == {"/broken"}
+            assert set(scheduler.snapshot().nodes) == {"n1"}
+        finally:
+            await stop(runner)
+    quarantined = sorted(r.getMessage().split()[1] for r in caplog.records)
+    assert quarantined == ["apps/broken", "nodes/n2", "queue/web", "status/broken.1",
+                           "tasks/broken.1"]
+    assert "mem: Input should be a valid number" in caplog.text
+
+
+async def test_an_unreadable_app_made_valid_again_is_planned(store: SqliteStore) -> None:
+    await store.put(model.node_key("n1"), node("n1").dump())
+    await store.put(model.app_key("/web"), b'{"id": "/web", "cmd": "x", "mem": null}')
+    scheduler, runner = await start(store)
+    try:
+        assert scheduler.snapshot().unreadable == {"/web"}
+        await put_app(store, app_spec("/web", instances=1))
+        await until(store, lambda: _at_least(running(store, "/web"), 1))
+        assert scheduler.snapshot().unreadable == frozenset()
     finally:
         await stop(runner)

@@ -32,7 +32,7 @@ from kade.drivers.base import (
     Workload,
     WorkloadEvent,
 )
-from kade.model import HealthResult, Node, Task, TaskStatus
+from kade.model import HealthResult, Node, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec
 from kade.store.base import Event, Store, StoreError
 from kade.templates import TemplateError, apply_kv_events, kv_snapshot
@@ -124,8 +124,8 @@ class Agent:
         )
         key = model.node_key(node.name)
         old = await self.store.get(key)
-        if old is not None:
-            previous = Node.load(old.value)
+        previous = decode(old, Node) if old is not None else None
+        if isinstance(previous, Node):  # an unreadable one is replaced (and was logged)
             node = node.model_copy(update={"draining": previous.draining})
         await self.store.put(key, node.dump())
 
@@ -134,12 +134,12 @@ class Agent:
         self._kv = kv_snapshot(kv)
         tasks, revision = await self.store.range(model.TASKS)
         statuses, _ = await self.store.range(model.STATUS)
-        for entry in tasks:
-            task = Task.load(entry.value)
+        # Unreadable records are skipped (quarantined): the scheduler forgets such a task,
+        # and a workload of it is then an orphan like any other.
+        for task in decode_all(tasks, Task)[0]:
             if task.node == self.config.node:
                 self._state(task.id).task = task
-        for entry in statuses:
-            status = TaskStatus.load(entry.value)
+        for status in decode_all(statuses, TaskStatus)[0]:
             if status.node == self.config.node:
                 self._state(status.task_id).status = status
         for workload in await self.driver.list():
@@ -169,7 +169,9 @@ class Agent:
                 self._poke(task_id)
             return
         assert event.entry is not None
-        task = Task.load(event.entry.value)
+        task = decode(event.entry, Task)
+        if isinstance(task, Unreadable):
+            return  # quarantined: what runs is left as it is until it is replaced or deleted
         if task.node != self.config.node:
             return
         self._state(task_id).task = task
@@ -484,8 +486,11 @@ class Agent:
             entry = await self.store.get(model.version_key(task.app_id, task.version))
             if entry is None:
                 raise DriverError(f"app {task.app_id} version {task.version} is not stored")
-            app = AppSpec.model_validate_json(entry.value)
-            self._apps[cache_key] = app
+            read = decode(entry, AppSpec)
+            if isinstance(read, Unreadable):
+                raise DriverError(f"app {task.app_id} version {task.version} cannot be read: "
+                                  f"{read.reason}")
+            app = self._apps[cache_key] = read
         return app
 
     async def _set_status(self, state: _TaskState, task: Task, /, **changes: object) -> None:

@@ -32,11 +32,12 @@ async def wait_drained(store: Store, task_id: str, clock: Callable[[], float],
         for entry in entries:
             try:
                 router = json.loads(entry.value)
-            except ValueError:
-                continue
-            fresh = now - router.get("seen_at", 0) < ROUTER_STALE
-            if fresh and task_id in router.get("tasks", ()):
-                waiting_for.append(router.get("name", entry.key))
+                fresh = now - float(router.get("seen_at", 0)) < ROUTER_STALE
+                listed = task_id in router.get("tasks", ())
+            except (ValueError, TypeError, AttributeError):
+                continue  # cannot be read (`GET /v1/quarantine` shows it): no router to wait for
+            if fresh and listed:
+                waiting_for.append(str(router.get("name", entry.key)))
         if not waiting_for:
             return
         if now >= deadline:

@@ -22,10 +22,11 @@ from kade import model
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
+from kade.api.quarantine import quarantine_router
 from kade.api.security import SecurityConfig, SecurityMiddleware
 from kade.api.tokens import tokens_router
 from kade.deployments import intent
-from kade.model import Node
+from kade.model import Node, decode_all
 from kade.spec import SpecError
 from kade.store.base import CasFailed, Store
 
@@ -47,6 +48,7 @@ def create_app(
     app.include_router(apps_router(store, logs=logs, clock=clock))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
+    app.include_router(quarantine_router(store))
     app.include_router(_info_router(store))
     app.include_router(tokens_router(store, clock))
     for router in extra or []:
@@ -72,7 +74,7 @@ def _info_router(store: Store) -> APIRouter:
     @r.get("/v1/nodes")
     async def nodes() -> dict[str, Any]:
         entries, _ = await store.range(model.NODES)
-        return {"nodes": [Node.load(e.value).model_dump() for e in entries]}
+        return {"nodes": [n.model_dump() for n in decode_all(entries, Node)[0]]}
 
     return r
 

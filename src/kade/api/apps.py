@@ -16,10 +16,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from kade import model
-from kade.api.views import app_json, group_tasks, task_json
+from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
 from kade.catalog.build import check_app
 from kade.deployments import intent
-from kade.model import QueueEntry, Task, TaskStatus
+from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.router.rules import check_rule
 from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
 from kade.store.base import Store
@@ -57,45 +57,55 @@ def apps_router(store: Store, *, logs: Logs | None = None,
             raise HTTPException(400, "request body is not UTF-8 text") from None
 
     async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
-                                  dict[str, QueueEntry]]:
+                                  dict[str, QueueEntry], dict[str, Unreadable]]:
+        """Every record, decoded under the one bad-record policy: unreadable apps are
+        returned apart (listed as quarantined), other unreadable records left out."""
         apps_e, _ = await store.range(model.APPS)
         tasks_e, _ = await store.range(model.TASKS)
         status_e, _ = await store.range(model.STATUS)
         queue_e, _ = await store.range(model.QUEUE)
-        apps = {}
-        for e in apps_e:
-            app = AppSpec.model_validate_json(e.value)
-            apps[app.id] = app
-        tasks = [Task.load(e.value) for e in tasks_e]
-        statuses = {s.task_id: s for s in (TaskStatus.load(e.value) for e in status_e)}
-        queue = {q.app_id: q for q in (QueueEntry.load(e.value) for e in queue_e)}
-        return apps, tasks, statuses, queue
+        good, bad = decode_all(apps_e, AppSpec)
+        apps = {app.id: app for app in good}
+        quarantined = {model.app_id_of_key(b.key): b for b in bad}
+        tasks = decode_all(tasks_e, Task)[0]
+        statuses = {s.task_id: s for s in decode_all(status_e, TaskStatus)[0]}
+        queue = {q.app_id: q for q in decode_all(queue_e, QueueEntry)[0]}
+        return apps, tasks, statuses, queue, quarantined
 
     async def one_app(app_id: str, embed: bool = True) -> dict[str, Any]:
-        app = await intent.get_app(store, app_id)
+        try:
+            app: AppSpec | Unreadable | None = await intent.get_app(store, app_id)
+        except intent.Quarantined as e:
+            app = e.bad
         if app is None:
             raise HTTPException(404, f"app {app_id} does not exist")
         tasks_e, _ = await store.range(model.TASKS)
-        tasks = [t for t in (Task.load(e.value) for e in tasks_e) if t.app_id == app.id]
+        tasks = [t for t in decode_all(tasks_e, Task)[0] if t.app_id == app_id]
         statuses = {}
         for t in tasks:
             entry = await store.get(model.status_key(t.id))
-            if entry is not None:
-                statuses[t.id] = TaskStatus.load(entry.value)
+            status = decode(entry, TaskStatus) if entry is not None else None
+            if isinstance(status, TaskStatus):
+                statuses[t.id] = status
+        group = group_tasks(tasks, statuses).get(app_id)
+        if isinstance(app, Unreadable):
+            return quarantined_app_json(app, group, embed_tasks=embed)
         queue_entry = await store.get(model.queue_key(app.id))
-        queue = QueueEntry.load(queue_entry.value) if queue_entry else None
-        group = group_tasks(tasks, statuses).get(app.id)
-        return app_json(app, group, queue, clock(), embed_tasks=embed)
+        queue = decode(queue_entry, QueueEntry) if queue_entry else None
+        return app_json(app, group, queue if isinstance(queue, QueueEntry) else None, clock(),
+                        embed_tasks=embed)
 
     @r.get("/v1/apps")
     async def list_apps(embed: str | None = None) -> dict[str, Any]:
-        apps, tasks, statuses, queue = await snapshot()
+        apps, tasks, statuses, queue, quarantined = await snapshot()
         groups = group_tasks(tasks, statuses)
         now = clock()
         embed_tasks = embed in ("apps.tasks", "tasks")
         return {"apps": [
             app_json(apps[i], groups.get(i), queue.get(i), now, embed_tasks=embed_tasks)
-            for i in sorted(apps)
+            if i in apps else
+            quarantined_app_json(quarantined[i], groups.get(i), embed_tasks=embed_tasks)
+            for i in sorted(apps.keys() | quarantined.keys())
         ]}
 
     @r.post("/v1/apps", status_code=201)
@@ -192,7 +202,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.get("/v1/tasks")
     async def list_tasks(app: str | None = None) -> dict[str, Any]:
-        apps, tasks, statuses, _ = await snapshot()
+        apps, tasks, statuses, _, _ = await snapshot()
         if app is not None:
             wanted = normalize_id(app)
             tasks = [t for t in tasks if t.app_id == wanted]

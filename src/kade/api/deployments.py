@@ -1,4 +1,8 @@
-"""`/v1/deployments`: changes being rolled out, their progress, cancel (= roll back)."""
+"""`/v1/deployments`: changes being rolled out, their progress, cancel (= roll back).
+
+A deployment record that cannot be read is left out of the list (`/v1/quarantine` shows it)
+and answers 409 with the reason when asked for by id.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 
 from kade import model
 from kade.deployments import intent
-from kade.model import Deployment, iso
+from kade.model import Deployment, Unreadable, decode, decode_all, iso
 from kade.store.base import Store
 
 
@@ -67,12 +71,15 @@ def deployments_router(store: Store, clock: Callable[[], float] = time.time) -> 
         entry = await store.get(model.deployment_key(deployment_id))
         if entry is None:
             raise HTTPException(404, f"deployment {deployment_id} does not exist")
-        return Deployment.load(entry.value), entry.mod_revision
+        dep = decode(entry, Deployment)
+        if isinstance(dep, Unreadable):
+            raise HTTPException(409, f"deployment {deployment_id} cannot be read ({dep})")
+        return dep, entry.mod_revision
 
     @r.get("/v1/deployments")
     async def list_deployments(app: str | None = None, all: bool = False) -> dict[str, Any]:
         entries, _ = await store.range(model.DEPLOYMENTS)
-        deps = [Deployment.load(e.value) for e in entries]
+        deps = decode_all(entries, Deployment)[0]
         if app is not None:
             deps = [d for d in deps if d.app_id == "/" + app.strip("/")]
         if not all and app is None:

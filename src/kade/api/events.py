@@ -2,6 +2,7 @@
 
 Event ids are store revisions: they only increase, and a client that reconnects with
 `Last-Event-ID` resumes right after the last event it saw (while the history is kept).
+A write of a record that cannot be read is followed by a `quarantine` event with the reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kade import model
+from kade.api.quarantine import quarantine_event
 from kade.api.security import principal_of
 from kade.auth import Principal, redact_env
 from kade.store.base import Compacted, Event, Store
@@ -88,12 +90,12 @@ async def _stream(store: Store, since: int, principal: Principal | None
                 return
             pending = None
             for event in batch:
-                out = event_json(event, principal)
-                if out is None:
-                    continue
-                name, fields = out
-                data = json.dumps(fields, separators=(",", ":"))
-                yield f"id: {event.revision}\nevent: {name}\ndata: {data}\n\n".encode()
+                for out in (event_json(event, principal), quarantine_event(event)):
+                    if out is None:
+                        continue
+                    name, fields = out
+                    data = json.dumps(fields, separators=(",", ":"))
+                    yield f"id: {event.revision}\nevent: {name}\ndata: {data}\n\n".encode()
     finally:
         if pending is not None:
             pending.cancel()

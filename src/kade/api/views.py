@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kade import model
-from kade.model import QueueEntry, Task, TaskStatus, iso
+from kade.model import QueueEntry, Task, TaskStatus, Unreadable, iso
 from kade.spec import AppSpec
 
 _MARATHON_STATE = {
@@ -41,6 +41,7 @@ def group_tasks(
 
 
 def is_healthy(app: AppSpec | None, status: TaskStatus | None) -> bool:
+    """Running and passing its checks (or it has none); without the app, by health alone."""
     if status is None or status.state != "running":
         return False
     return status.health == "healthy" or (app is not None and not app.health_checks)
@@ -123,6 +124,33 @@ def app_json(
     if embed_tasks:
         out["tasks"] = [task_json(t, s, app) for t, s in (group.tasks if group else [])]
     return out
+
+
+def quarantined_app_json(
+    bad: Unreadable, group: AppTasks | None, *, embed_tasks: bool = False
+) -> dict[str, Any]:
+    """An app whose stored record cannot be read, as `kade apps` lists it: status
+    `quarantined` and why. What its definition said is unknown (null); its tasks keep
+    running untouched and are counted, until the app is replaced (PUT) or deleted."""
+    pairs = [(t, s) for t, s in (group.tasks if group else []) if t.desired == "run"]
+    live = [(t, s) for t, s in pairs if s is None or s.state not in model.TERMINAL]
+    out: dict[str, Any] = {
+        "id": model.app_id_of_key(bad.key),
+        "instances": None, "cpus": None, "mem": None, "version": None,
+        "tasksStaged": sum(1 for _, s in live if s is None or s.state in ("staging", "starting")),
+        "tasksRunning": sum(1 for _, s in live if s is not None and s.state == "running"),
+        "tasksHealthy": sum(1 for _, s in live if is_healthy(None, s)),
+        "tasksUnhealthy": sum(1 for _, s in live if s is not None and s.health == "unhealthy"),
+        "status": "quarantined",
+        "quarantine": quarantine_json(bad),
+    }
+    if embed_tasks:
+        out["tasks"] = [task_json(t, s) for t, s in (group.tasks if group else [])]
+    return out
+
+
+def quarantine_json(bad: Unreadable) -> dict[str, Any]:
+    return {"key": bad.key, "revision": bad.revision, "reason": bad.reason, "message": str(bad)}
 
 
 def app_status(

@@ -18,11 +18,13 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
+from pydantic import BaseModel
+
 from kade import model
 from kade.catalog.index import CatalogIndex, Delta
 from kade.catalog.model import Catalog
 from kade.spec.model import AppSpec
-from kade.store.base import Compacted, Event, Store
+from kade.store.base import Compacted, Entry, Event, Store
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,9 @@ PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES)
 
 ChangeCallback = Callable[[Catalog, frozenset[str]], None]
 
-_PARSERS: dict[str, Callable[[bytes], Any]] = {
-    model.APPS: AppSpec.model_validate_json,
-    model.TASKS: model.Task.model_validate_json,
-    model.STATUS: model.TaskStatus.model_validate_json,
-    model.NODES: model.Node.model_validate_json,
+_RECORDS: dict[str, type[BaseModel]] = {
+    model.APPS: AppSpec, model.TASKS: model.Task, model.STATUS: model.TaskStatus,
+    model.NODES: model.Node,
 }
 
 _ALL = "\x00all"
@@ -52,7 +52,7 @@ class CatalogView:
         self.store = store
         self.datacenter = datacenter
         self._records = CatalogIndex(datacenter)
-        self._bad: dict[str, str] = {}  # key → why it could not be read
+        self._bad: dict[str, model.Unreadable] = {}  # quarantined records, by key
         self._catalog = Catalog(datacenter=datacenter)
         self._index = 0
         self._service_index: dict[str, int] = {}
@@ -181,7 +181,7 @@ class CatalogView:
             after[prefix] = rev
             revision = max(revision, rev)
             for e in entries:
-                records.set(e.key, self._parse(prefix, e.key, e.value))
+                records.set(e.key, self._parse(prefix, e))
         self._records = records
         delta = records.commit()
         old = self._catalog.services
@@ -218,16 +218,24 @@ class CatalogView:
         self._bad.pop(event.key, None)
         value = None
         if event.kind == "put" and event.entry is not None:
-            value = self._parse(prefix, event.key, event.entry.value)
+            value = self._parse(prefix, event.entry)
+            if value is None and prefix == model.APPS and (
+                model.app_id_of_key(event.key) in self._records.apps
+            ):
+                # Rewritten with a record that cannot be read: served as it was, since its
+                # tasks run on untouched (the scheduler leaves them alone), until the app is
+                # replaced or deleted. The problem is shown meanwhile.
+                return
         self._records.set(event.key, value)
 
-    def _parse(self, prefix: str, key: str, raw: bytes) -> Any:
-        try:
-            return _PARSERS[prefix](raw)
-        except ValueError as e:
-            self._bad[key] = str(e).splitlines()[0]
-            log.warning("catalog: cannot read %s: %s", key, self._bad[key])
+    def _parse(self, prefix: str, entry: Entry) -> Any:
+        """The record, or None (as if absent) for one that cannot be read: it is kept in
+        `_bad` and shown among the catalog's problems (`decode` logs it once)."""
+        record = model.decode(entry, _RECORDS[prefix])
+        if isinstance(record, model.Unreadable):
+            self._bad[entry.key] = record
             return None
+        return record
 
     def _publish(self, revision: int, delta: Delta, *, force: bool = False) -> None:
         old = self._catalog
@@ -237,7 +245,7 @@ class CatalogView:
         self._index = max(revision, self._index)
         for name in changed:
             self._service_index[name] = self._index
-        bad = tuple(f"{k}: {why}" for k, why in sorted(self._bad.items()))
+        bad = tuple(str(why) for _, why in sorted(self._bad.items()))
         self._catalog = Catalog(
             datacenter=self.datacenter,
             services=delta.services,

@@ -299,6 +299,10 @@ def apps(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
         return
     table = Table("ID", "RUNNING", "HEALTHY", "WANTED", "CPUS", "MEM", "VERSION", "STATUS")
     for a in data:
+        if a["status"] == "quarantined":  # its definition cannot be read: show why
+            table.add_row(a["id"], str(a["tasksRunning"]), str(a["tasksHealthy"]), "-", "-",
+                          "-", "", f"quarantined: {a['quarantine']['reason']}")
+            continue
         table.add_row(a["id"], str(a["tasksRunning"]), str(a["tasksHealthy"]),
                       str(a["instances"]), f"{a['cpus']:g}", f"{a['mem']:g}",
                       a["version"] or "", a["status"])

@@ -5,6 +5,10 @@ running deployment with `assess` after every batch (and at the nearest deadline)
 only what changed, guarded by the deployment's mod_revision. A deployment that misses its
 progress deadline fails, and the app goes back to its last version that was all healthy
 (`stable/<app>`), as a new version with a deployment of kind "rollback".
+
+A record that cannot be read is quarantined (`kade.model.decode`) and left out; a deployment
+of an app whose record cannot be read is not judged (it would look destroyed) until the app
+is replaced or deleted.
 """
 
 from __future__ import annotations
@@ -15,17 +19,23 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 
+from pydantic import BaseModel
+
 from kade import model
 from kade.deployments import intent
 from kade.deployments.assess import assess
-from kade.model import Deployment, Task, TaskStatus
+from kade.model import Deployment, Task, TaskStatus, Unreadable, decode
 from kade.spec import AppSpec
-from kade.store.base import Compacted, Event, Store, StoreError
+from kade.store.base import Compacted, Entry, Event, Store, StoreError
 
 log = logging.getLogger("kade.deployments")
 
 KEEP_FINISHED = 20  # finished deployments kept per app
 _PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.DEPLOYMENTS)
+_RECORDS: dict[str, type[BaseModel]] = {
+    model.APPS: AppSpec, model.TASKS: Task, model.STATUS: TaskStatus,
+    model.DEPLOYMENTS: Deployment,
+}
 
 
 class Deployer:
@@ -36,6 +46,7 @@ class Deployer:
         self.tasks: dict[str, Task] = {}
         self.statuses: dict[str, TaskStatus] = {}
         self.deployments: dict[str, tuple[Deployment, int]] = {}  # id -> (record, mod rev)
+        self.quarantined: dict[str, Unreadable] = {}  # key -> why it cannot be read
 
     async def run(self) -> None:
         while True:
@@ -51,28 +62,39 @@ class Deployer:
         self.tasks.clear()
         self.statuses.clear()
         self.deployments.clear()
+        self.quarantined.clear()
         for prefix in _PREFIXES:
             entries, rev = await self.store.range(prefix)
             revision = max(revision, rev)
             for entry in entries:
-                self._put(entry.key, entry.value, entry.mod_revision)
+                self._put(entry)
         return revision
 
-    def _put(self, key: str, value: bytes, mod_revision: int) -> None:
-        if key.startswith(model.APPS):
-            app = AppSpec.model_validate_json(value)
-            self.apps[app.id] = app
-        elif key.startswith(model.TASKS):
-            task = Task.load(value)
-            self.tasks[task.id] = task
-        elif key.startswith(model.STATUS):
-            status = TaskStatus.load(value)
-            self.statuses[status.task_id] = status
-        elif key.startswith(model.DEPLOYMENTS):
-            dep = Deployment.load(value)
-            self.deployments[dep.id] = (dep, mod_revision)
+    def _put(self, entry: Entry) -> None:
+        key = entry.key
+        prefix = next((p for p in _PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            return
+        record = decode(entry, _RECORDS[prefix])
+        if isinstance(record, Unreadable):
+            self._delete(key)  # what was read before is no longer the truth
+            self.quarantined[key] = record
+            return
+        self.quarantined.pop(key, None)
+        if isinstance(record, AppSpec):
+            self.apps[model.app_id_of_key(key)] = record
+        elif isinstance(record, Task):
+            self.tasks[record.id] = record
+        elif isinstance(record, TaskStatus):
+            self.statuses[record.task_id] = record
+        elif isinstance(record, Deployment):
+            self.deployments[record.id] = (record, entry.mod_revision)
+
+    def _unreadable_apps(self) -> set[str]:
+        return {model.app_id_of_key(k) for k in self.quarantined if k.startswith(model.APPS)}
 
     def _delete(self, key: str) -> None:
+        self.quarantined.pop(key, None)
         if key.startswith(model.APPS):
             self.apps.pop(model.app_id_of_key(key), None)
         elif key.startswith(model.TASKS):
@@ -86,7 +108,7 @@ class Deployer:
         if event.kind == "delete":
             self._delete(event.key)
         elif event.entry is not None:
-            self._put(event.key, event.entry.value, event.entry.mod_revision)
+            self._put(event.entry)
 
     async def _follow(self, revision: int) -> None:
         watch = self.store.watch("", revision).__aiter__()
@@ -132,13 +154,16 @@ class Deployer:
                 log.info("configuration of %s changed: rolling restart", app_id)
 
     def _next_deadline(self) -> float | None:
-        deadlines = [d.deadline for d, _ in self.deployments.values() if d.status == "running"]
+        held = self._unreadable_apps()
+        deadlines = [d.deadline for d, _ in self.deployments.values()
+                     if d.status == "running" and d.app_id not in held]
         return min(deadlines) if deadlines else None
 
     async def _judge(self) -> None:
         now = self.clock()
+        held = self._unreadable_apps()
         for dep, mod_revision in list(self.deployments.values()):
-            if dep.status != "running":
+            if dep.status != "running" or dep.app_id in held:
                 continue
             judged = assess(dep, self.apps.get(dep.app_id), self.tasks.values(),
                             self.statuses, now)
@@ -168,10 +193,14 @@ class Deployer:
             log.warning("deployment %s failed and %s has no healthy version to go back to",
                         dep.id, dep.app_id)
             return
-        version = entry.value.decode()
+        version = entry.value.decode(errors="replace")
         if version == dep.version:
             return
-        target = await intent.get_version(self.store, dep.app_id, version)
+        try:
+            target = await intent.get_version(self.store, dep.app_id, version)
+        except intent.Quarantined as e:
+            log.error("deployment %s failed and %s cannot go back: %s", dep.id, dep.app_id, e)
+            return
         if target is None:
             return
         with suppress(intent.NotFound, intent.Conflict):

@@ -3,6 +3,10 @@
 Every accepted change is a new version (`versions/<id>/<version>`), written in the same
 transaction as the app itself, guarded by the app's mod_revision: a write that lost a race is
 retried from a fresh read, never merged blindly.
+
+A stored app that cannot be read (quarantined, see `kade.model.decode`) can be replaced by a
+valid definition or deleted; changes that need the old definition (scale, restart, kill with
+scale) are refused with the reason, as `Quarantined`.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from kade import model
-from kade.model import Deployment, Task, iso
+from kade.model import Deployment, Task, Unreadable, decode, decode_all, iso
 from kade.spec import AppSpec, spec_hash
-from kade.store.base import Compare, Delete, Put, Store
+from kade.store.base import Compare, Delete, Entry, Put, Store
 
 MAX_VERSIONS = 100  # per app; older ones are pruned
 _RETRIES = 20
@@ -27,6 +31,19 @@ class NotFound(LookupError):
 
 class Conflict(Exception):
     pass
+
+
+class Quarantined(Conflict):
+    """A stored record this change needs cannot be read."""
+
+    def __init__(self, what: str, bad: Unreadable) -> None:
+        super().__init__(f"{what} cannot be read ({bad}): replace it with a valid definition "
+                         "(PUT) or delete it")
+        self.bad = bad
+
+
+def _read_app(entry: Entry | None) -> AppSpec | Unreadable | None:
+    return decode(entry, AppSpec) if entry is not None else None
 
 
 def _new_version(now: float, previous: str | None) -> str:
@@ -41,8 +58,11 @@ def _new_version(now: float, previous: str | None) -> str:
 
 
 async def get_app(store: Store, app_id: str) -> AppSpec | None:
-    entry = await store.get(model.app_key(app_id))
-    return AppSpec.model_validate_json(entry.value) if entry else None
+    """The app, None if there is none; raises Quarantined if it cannot be read."""
+    app = _read_app(await store.get(model.app_key(app_id)))
+    if isinstance(app, Unreadable):
+        raise Quarantined(f"app {app_id}", app)
+    return app
 
 
 async def put_app(
@@ -70,7 +90,11 @@ async def update_app(
     key = model.app_key(app_id)
     for _ in range(_RETRIES):
         entry = await store.get(key)
-        old = AppSpec.model_validate_json(entry.value) if entry else None
+        old = _read_app(entry)
+        if isinstance(old, Unreadable):
+            if create_only or not allow_create:
+                raise Quarantined(f"app {app_id}", old)
+            old = None  # replaced whole by a valid definition; the guard below still holds
         if old is not None and create_only:
             raise Conflict(f"app {app_id} already exists (use PUT or `kade deploy` to replace it)")
         if old is None and not allow_create:
@@ -108,7 +132,7 @@ async def _prune_versions(store: Store, app_id: str) -> None:
     if len(entries) <= MAX_VERSIONS:
         return
     tasks, _ = await store.range(model.TASKS)
-    in_use = {t.version for t in (Task.load(e.value) for e in tasks) if t.app_id == app_id}
+    in_use = {t.version for t in decode_all(tasks, Task)[0] if t.app_id == app_id}
     for entry in entries[:-MAX_VERSIONS]:
         if entry.key.rsplit("/", 1)[1] not in in_use:
             await store.delete(entry.key)
@@ -126,7 +150,9 @@ async def _start_deployment(
     ops: list[Put | Delete] = []
     entries, _ = await store.range(model.DEPLOYMENTS)
     for entry in entries:
-        running = Deployment.load(entry.value)
+        running = decode(entry, Deployment)
+        if isinstance(running, Unreadable):
+            continue  # quarantined: not ours to supersede
         if running.app_id == app_id and running.status == "running":
             ended = running.model_copy(update={
                 "status": "superseded", "finished_at": now,
@@ -151,8 +177,10 @@ async def delete_app(store: Store, app_id: str, now: float) -> None:
         entry = await store.get(key)
         if entry is None:
             raise NotFound(f"app {app_id} does not exist")
-        old = AppSpec.model_validate_json(entry.value)
-        compares, ops = await _start_deployment(store, app_id, "destroy", None, old.version, now)
+        old = _read_app(entry)
+        from_version = old.version if isinstance(old, AppSpec) else None
+        compares, ops = await _start_deployment(store, app_id, "destroy", None, from_version,
+                                                now)
         result = await store.txn([Compare(key, entry.mod_revision), *compares],
                                  [Delete(key), *ops])
         if result.succeeded:
@@ -166,8 +194,12 @@ async def list_versions(store: Store, app_id: str) -> list[str]:
 
 
 async def get_version(store: Store, app_id: str, version: str) -> AppSpec | None:
-    entry = await store.get(model.version_key(app_id, version))
-    return AppSpec.model_validate_json(entry.value) if entry else None
+    """That version of the app, None if there is none; raises Quarantined if it cannot be
+    read."""
+    app = _read_app(await store.get(model.version_key(app_id, version)))
+    if isinstance(app, Unreadable):
+        raise Quarantined(f"version {version} of app {app_id}", app)
+    return app
 
 
 async def kill_task(store: Store, task_id: str, now: float, *, scale: bool) -> Task:
@@ -180,7 +212,9 @@ async def kill_task(store: Store, task_id: str, now: float, *, scale: bool) -> T
         entry = await store.get(model.task_key(task_id))
         if entry is None:
             raise NotFound(f"task {task_id} does not exist")
-        task = Task.load(entry.value)
+        task = decode(entry, Task)
+        if isinstance(task, Unreadable):
+            raise Quarantined(f"task {task_id}", task)
         if task.desired == "stop":
             return task  # already being stopped
         stopped = task.model_copy(update={"desired": "stop", "stop_reason": "killed on request"})
@@ -189,7 +223,9 @@ async def kill_task(store: Store, task_id: str, now: float, *, scale: bool) -> T
         if scale:
             app_entry = await store.get(model.app_key(task.app_id))
             if app_entry is not None:
-                app = AppSpec.model_validate_json(app_entry.value)
+                app = decode(app_entry, AppSpec)
+                if isinstance(app, Unreadable):
+                    raise Quarantined(f"app {task.app_id}", app)
                 scaled = app.model_copy(
                     update={"instances": max(app.instances - 1, 0),
                             "version": _new_version(now, app.version)}
@@ -215,7 +251,10 @@ async def roll_back(store: Store, app_id: str, version: str | None, now: float) 
         if current is None:
             raise NotFound(f"app {app_id} does not exist")
         for candidate in await list_versions(store, app_id):
-            old = await get_version(store, app_id, candidate)
+            try:
+                old = await get_version(store, app_id, candidate)
+            except Quarantined:
+                continue  # an unreadable version is no rollback target
             if old is not None and spec_hash(old) != spec_hash(current):
                 version = candidate
                 break

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from types import MappingProxyType
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from kade import model
 from kade.model import Node, QueueEntry, Task, TaskStatus
@@ -32,6 +32,10 @@ log = logging.getLogger("kade.scheduler")
 PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES, model.QUEUE)
 _GUARDED = (model.TASKS, model.QUEUE)  # the keys this loop writes: their revisions are kept
 _MAX_RETRY_PAUSE = 1.0
+_RECORDS: dict[str, type[BaseModel]] = {
+    model.APPS: AppSpec, model.TASKS: Task, model.STATUS: TaskStatus, model.NODES: Node,
+    model.QUEUE: QueueEntry,
+}
 
 
 class Scheduler:
@@ -222,36 +226,35 @@ class Scheduler:
             self._put(event.entry)
 
     def _put(self, entry: Entry) -> None:
-        key, raw = entry.key, entry.value
+        key = entry.key
         prefix = _prefix_of(key)
         if prefix is None:
             return
         if prefix in _GUARDED:
             self._mod[key] = entry.mod_revision
         name = key[len(prefix):]
-        try:
-            if prefix == model.APPS:
-                app_id = model.app_id_of_key(key)
-                app = AppSpec.model_validate_json(raw)
-                self._apps[app_id] = app
-                self._hashes[app_id] = spec_hash(app)
-                self._unreadable.discard(app_id)
-            elif prefix == model.TASKS:
-                self._tasks[name] = Task.load(raw)
-            elif prefix == model.STATUS:
-                self._statuses[name] = TaskStatus.load(raw)
-            elif prefix == model.NODES:
-                self._nodes[name] = Node.load(raw)
-            else:
-                app_id = model.app_id_of_key(key, model.QUEUE)
-                self._queue[app_id] = QueueEntry.load(raw)
-        except ValidationError as e:
-            # Its revision stays known: a plan may still overwrite or delete the bad record
-            # (a task nobody can read is forgotten with its status; a queue entry rewritten).
-            log.error("cannot read %s (revision %d): %s", key, entry.mod_revision, e)
+        record = model.decode(entry, _RECORDS[prefix])
+        if isinstance(record, model.Unreadable):
+            # Quarantined (logged once by decode). Its revision stays known: a plan may still
+            # overwrite or delete the bad record (a task nobody can read is forgotten with its
+            # status; a queue entry rewritten). An unreadable app's tasks are left alone.
             self._drop(prefix, key)
             if prefix == model.APPS:
-                self._unreadable.add(model.app_id_of_key(key))  # its tasks are left alone
+                self._unreadable.add(model.app_id_of_key(key))
+            return
+        if isinstance(record, AppSpec):
+            app_id = model.app_id_of_key(key)
+            self._apps[app_id] = record
+            self._hashes[app_id] = spec_hash(record)
+            self._unreadable.discard(app_id)
+        elif isinstance(record, Task):
+            self._tasks[name] = record
+        elif isinstance(record, TaskStatus):
+            self._statuses[name] = record
+        elif isinstance(record, Node):
+            self._nodes[name] = record
+        elif isinstance(record, QueueEntry):
+            self._queue[model.app_id_of_key(key, model.QUEUE)] = record
 
     def _delete(self, prefix: str, key: str) -> None:
         self._mod.pop(key, None)
