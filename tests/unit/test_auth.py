@@ -167,6 +167,9 @@ async def test_scoped_deploy_token(api: httpx.AsyncClient, store: SqliteStore) -
     assert r.status_code == 200
     assert (await api.put("/v1/kv/config/shop/x", content=b"1", headers=shop)).status_code == 200
     assert (await api.put("/v1/kv/config/other", content=b"1", headers=shop)).status_code == 403
+    r = await api.post("/v1/apps", json={**SITE, "id": "/billing/new"}, headers=shop)
+    assert r.status_code == 403 and "/billing/new" in r.json()["message"]
+    assert (await api.get("/v1/apps/billing/new", headers=admin)).status_code == 404
     r = await api.put("/v1/txn", json=[], headers=shop)
     assert r.status_code == 403 and "scoped" in r.json()["message"]
 

@@ -18,9 +18,9 @@ from pydantic import BaseModel, field_validator
 from kade import model
 from kade.agent.drain import wait_drained
 from kade.api.app import create_app
-from kade.auth import create_token
 from kade.api.quarantine import quarantine_event
 from kade.api.views import AppTasks, quarantined_app_json
+from kade.auth import create_token
 from kade.deployments import intent
 from kade.model import (
     Deployment,

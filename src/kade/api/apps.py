@@ -16,7 +16,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from kade import model
+from kade.api.security import principal_of
 from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
+from kade.auth import can_deploy_app, redact_env
 from kade.catalog.build import check_app
 from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_all
@@ -96,13 +98,15 @@ def apps_router(store: Store, *, logs: Logs | None = None,
                         embed_tasks=embed)
 
     @r.get("/v1/apps")
-    async def list_apps(embed: str | None = None) -> dict[str, Any]:
+    async def list_apps(request: Request, embed: str | None = None) -> dict[str, Any]:
         apps, tasks, statuses, queue, quarantined = await snapshot()
         groups = group_tasks(tasks, statuses)
         now = clock()
         embed_tasks = embed in ("apps.tasks", "tasks")
+        who = principal_of(request)
         return {"apps": [
-            app_json(apps[i], groups.get(i), queue.get(i), now, embed_tasks=embed_tasks)
+            redact_env(app_json(apps[i], groups.get(i), queue.get(i), now,
+                                embed_tasks=embed_tasks), who)
             if i in apps else
             quarantined_app_json(quarantined[i], groups.get(i), embed_tasks=embed_tasks)
             for i in sorted(apps.keys() | quarantined.keys())
@@ -111,6 +115,8 @@ def apps_router(store: Store, *, logs: Logs | None = None,
     @r.post("/v1/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
         app, warnings = parse_definition(await read_body(request))
+        if not can_deploy_app(principal_of(request), app.id):
+            raise HTTPException(403, f"{describe(request)} may not change app {app.id}")
         stored, _ = await intent.put_app(store, app, clock(), create_only=True)
         body = await one_app(stored.id, embed=False)
         body["warnings"] = warnings
@@ -119,14 +125,15 @@ def apps_router(store: Store, *, logs: Logs | None = None,
     @r.get("/v1/apps/{path:path}")
     async def get_app_path(path: str, request: Request) -> Response:
         app_id, action, arg = _split(path)
+        who = principal_of(request)
         if action == "":
-            return JSONResponse({"app": await one_app(app_id)})
+            return JSONResponse({"app": redact_env(await one_app(app_id), who)})
         if action == "versions":
             if arg:
                 app = await intent.get_version(store, app_id, arg)
                 if app is None:
                     raise HTTPException(404, f"app {app_id} has no version {arg}")
-                return JSONResponse(app.model_dump(mode="json", by_alias=True))
+                return JSONResponse(redact_env(app.model_dump(mode="json", by_alias=True), who))
             versions = await intent.list_versions(store, app_id)
             if not versions:
                 raise HTTPException(404, f"app {app_id} does not exist")
@@ -149,7 +156,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
             app = await intent.get_version(store, app_id, v)
             if app is None:
                 raise HTTPException(404, f"app {app_id} has no version {v}")
-            wire = app.wire()
+            wire = redact_env(app.wire(), principal_of(request))
             wire.pop("version", None)
             texts.append(json.dumps(wire, indent=2, sort_keys=True).splitlines(keepends=True))
         out = "".join(difflib.unified_diff(texts[0], texts[1], fromfile=frm, tofile=to))
@@ -239,3 +246,8 @@ def _split(path: str) -> tuple[str, str, str]:
         if parts[i] in _ACTIONS:
             return normalize_id("/".join(parts[:i])), parts[i], "/".join(parts[i + 1:])
     return normalize_id("/".join(parts)), "", ""
+
+
+def describe(request: Request) -> str:
+    who = principal_of(request)
+    return who.describe() if who else "this request"
