@@ -31,9 +31,10 @@ def running_pid(state_dir: Path) -> int | None:
 
 
 def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: str,
-                  name: str, access_log: str | None = None) -> int:
+                  name: str, access_log: str | None = None, token_file: Path | None = None,
+                  api_cacert: Path | None = None) -> int:
     """Start the router unless one runs for this data dir; returns its pid."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pid = running_pid(state_dir)
     if pid is not None:
         return pid
@@ -42,8 +43,13 @@ def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: 
            "--name", name]
     if access_log:
         cmd += ["--access-log", access_log]
+    if token_file is not None:  # a file, never the token itself: argv is public
+        cmd += ["--token-file", str(token_file)]
+    env = dict(os.environ)
+    if api_cacert is not None:
+        env["SSL_CERT_FILE"] = str(api_cacert)  # the API's own certificate
     with open(state_dir / "router.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file(state_dir).write_text(str(proc.pid))
     return proc.pid

@@ -33,6 +33,7 @@ from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
+from kade.cli.supervise import RouterSupervisor, StartFailed
 from kade.deployments import intent
 from kade.deployments.controller import Deployer
 from kade.dns.server import DnsServer
@@ -189,8 +190,23 @@ async def stop_all(driver: Driver, node: str) -> None:
     log.info("stopped %d tasks", len(workloads))
 
 
+def listen(addr: str, what: str) -> socket.socket:
+    """Bind `addr` before anything starts: a port in use fails `kade up` at once, saying so."""
+    host, port = split_addr(addr)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SystemExit(f"kade: cannot listen on {addr} for the {what}: {e.strerror} "
+                         "(is another kade running? choose another address)") from None
+    sock.listen(2048)
+    return sock
+
+
 async def serve(cfg: UpConfig) -> None:
-    host, port = split_addr(cfg.api_addr)
+    api_sock = listen(cfg.api_addr, "API")
     store = await open_store(cfg.data_dir)
     await ensure_token_file(store, cfg.data_dir / MANAGEMENT_TOKEN_FILE, role="admin",
                             description="management token of kade up", now=time.time())
@@ -203,6 +219,11 @@ async def serve(cfg: UpConfig) -> None:
     stop_tasks = False
 
     admin = APIRouter()
+
+    @admin.get("/v1/processes")
+    async def processes() -> dict[str, object]:
+        """The processes kade up looks after, and how they fared."""
+        return {"router": supervisor.state.json() if cfg.router else None}
 
     @admin.post("/v1/admin/shutdown")
     async def shutdown(stopTasks: bool = False) -> JSONResponse:  # noqa: N803 (API name)
@@ -234,30 +255,45 @@ async def serve(cfg: UpConfig) -> None:
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Kade-Token"])
     server = _Server(uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+        app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    dns = DnsServer(view, cfg.dns_addr, cfg.domain)
+    supervisor = RouterSupervisor(
+        lambda: ensure_router(
+            state_dir=router_dir, http_addr=cfg.http_addr, admin_addr=cfg.router_admin_addr,
+            api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
+            name=f"{cfg.node}-router", access_log=cfg.access_log,
+            token_file=router_dir / ROUTER_TOKEN_FILE, api_cacert=cfg.tls_cert),
+        ping_url=f"http://{cfg.router_admin_addr}/ping", log_file=router_dir / "router.log")
     try:
-        async with asyncio.TaskGroup() as tg, DnsServer(view, cfg.dns_addr, cfg.domain):
+        try:
+            await dns.start()
+        except OSError as e:
+            raise SystemExit(f"kade: cannot listen on {cfg.dns_addr} for DNS: {e.strerror} "
+                             "(choose another with --dns-addr)") from None
+        async with asyncio.TaskGroup() as tg:
             workers = [
                 tg.create_task(scheduler.run(), name="scheduler"),
                 tg.create_task(deployer.run(), name="deployer"),
                 tg.create_task(agent.run(), name="agent"),
                 tg.create_task(view.run(), name="catalog"),
             ]
-            api = tg.create_task(server.serve(), name="api")
+            api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
             await agent.ready.wait()
             await view.ready()
             routing.rebuild(view.catalog)
+            watch_router = None
             if cfg.router:
-                pid = ensure_router(
-                    state_dir=cfg.data_dir / "router", http_addr=cfg.http_addr,
-                    admin_addr=cfg.router_admin_addr, api_url=f"http://{cfg.api_addr}",
-                    name=f"{cfg.node}-router", access_log=cfg.access_log)
+                try:
+                    pid = await supervisor.start()
+                except StartFailed as e:
+                    raise SystemExit(f"kade: {e}") from None
                 log.info("router (pid %d) on http://%s", pid, cfg.http_addr)
+                watch_router = tg.create_task(supervisor.run(), name="router supervisor")
             log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",
                      "https" if cfg.tls_cert else "http", cfg.api_addr, cfg.dns_addr, cfg.node,
                      driver.name, cfg.data_dir)
@@ -271,6 +307,8 @@ async def serve(cfg: UpConfig) -> None:
                      "; tasks and the router keep running")
             for task in workers:
                 task.cancel()
+            if watch_router is not None:
+                watch_router.cancel()
             if stop_tasks:
                 await stop_all(driver, cfg.node)
                 await asyncio.to_thread(stop_router, cfg.data_dir / "router")
@@ -279,5 +317,6 @@ async def serve(cfg: UpConfig) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await dns.close()
         await driver.close()
         await store.close()
