@@ -10,7 +10,7 @@ from pathlib import Path
 import uvloop
 
 from kade.router.main import run_router
-from kade.router.proxy import ProxyConfig
+from kade.router.proxy import ProxyConfig, parse_networks
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,17 +23,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--access-log", default=None, help="a file, or - for standard output")
     p.add_argument("--response-header-timeout", type=float, default=60.0)
     p.add_argument("--header-timeout", type=float, default=10.0)
+    p.add_argument("--body-timeout", type=float, default=60.0,
+                   help="408 when a request body sends nothing for this many seconds")
     p.add_argument("--idle-timeout", type=float, default=90.0)
     p.add_argument("--grace", type=float, default=10.0, help="drain time on SIGTERM")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the HTTP address (0: one per CPU)")
+    p.add_argument("--trusted-proxies", action="append", default=[], metavar="CIDR,...",
+                   help="clients whose X-Forwarded-For/X-Real-IP/X-Forwarded-* are kept "
+                        "(default: none, they are replaced)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per blocking query
+    try:
+        parse_networks(args.trusted_proxies)
+    except ValueError as e:
+        p.error(str(e))
     config = ProxyConfig(response_header_timeout=args.response_header_timeout,
-                         header_timeout=args.header_timeout, idle_timeout=args.idle_timeout)
+                         header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                         body_timeout=args.body_timeout, trusted_proxies=args.trusted_proxies)
     uvloop.run(run_router(http_addr=args.http_addr, admin_addr=args.admin_addr,
                           api_url=args.api, state_dir=args.state_dir, name=args.name,
                           config=config, access_log=args.access_log, grace=args.grace,

@@ -104,9 +104,6 @@ class Forwarding:
         x.streaming = True
         if x.req_done and x.body_mode == CHUNKED:
             t.write(b"0\r\n\r\n")
-        if self.early:
-            t.writelines(self.early)
-            self.early = []
         if self.write_paused:
             up.pause_reading()
 
@@ -204,6 +201,20 @@ class Forwarding:
             up.close()
         self.release(x)
         self.respond(x, 504)
+
+    def body_timed_out(self, x: Exchange) -> None:
+        """The request body stalled: 408, and the upstream connection it was going to is
+        closed (it holds half a request)."""
+        up = x.upstream
+        if up is not None:
+            x.upstream = None
+            up.x = None
+            up.close()
+        self.release(x)
+        if x.resp_started:
+            self.abort(x)
+        else:
+            self.respond(x, 408)
 
     def start_tunnel(self, x: Exchange, up: UpstreamConnection) -> None:
         self.tunnel = up
