@@ -251,6 +251,7 @@ class ControlPlane:
     def __init__(self) -> None:
         self.table: dict[str, Any] = {"revision": 0, "routers": [], "services": {}}
         self.acks: list[dict[str, Any]] = []
+        self.authorization: list[str | None] = []  # the Authorization header of each request
         self.port = 0
         self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -294,6 +295,7 @@ class ControlPlane:
             while True:
                 method, target, headers = await read_head(reader)
                 body = b"".join([p async for p in body_pieces(reader, headers)])
+                self.authorization.append(header(headers, "authorization"))
                 url = urlsplit(target)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if method == "GET" and url.path == "/v1/router/table":

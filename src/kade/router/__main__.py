@@ -9,14 +9,20 @@ from pathlib import Path
 
 import uvloop
 
-from kade.router.main import run_router
+from kade.router.main import check_admin_addr, read_token, run_router
 from kade.router.proxy import ProxyConfig, parse_networks
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m kade.router", description=__doc__)
     p.add_argument("--http-addr", default="0.0.0.0:8080")
-    p.add_argument("--admin-addr", default="127.0.0.1:8081")
+    p.add_argument("--admin-addr", default="127.0.0.1:8081",
+                   help="loopback only unless --admin-public")
+    p.add_argument("--admin-public", action="store_true",
+                   help="allow a non-loopback --admin-addr (the table and metrics are shown "
+                        "to whoever reaches it)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="the control plane's token (file mode 0600); else env KADE_TOKEN")
     p.add_argument("--api", default="http://127.0.0.1:7400", help="the control plane's URL")
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--name", default="router")
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per blocking query
     try:
         parse_networks(args.trusted_proxies)
+        check_admin_addr(args.admin_addr, args.admin_public)
+        token = read_token(args.token_file)
     except ValueError as e:
         p.error(str(e))
     config = ProxyConfig(response_header_timeout=args.response_header_timeout,
@@ -47,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     uvloop.run(run_router(http_addr=args.http_addr, admin_addr=args.admin_addr,
                           api_url=args.api, state_dir=args.state_dir, name=args.name,
                           config=config, access_log=args.access_log, grace=args.grace,
-                          workers=args.workers or os.cpu_count() or 1))
+                          workers=args.workers or os.cpu_count() or 1, token=token,
+                          admin_public=args.admin_public))
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def load_table(state_dir: Path) -> dict[str, Any] | None:
 
 class Follower:
     def __init__(self, proxy: Proxy, api_url: str, state_dir: Path, name: str,
-                 wait: str = "60s") -> None:
+                 wait: str = "60s", token: str | None = None) -> None:
         self.proxy = proxy
+        # sent on every call; kept out of reprs, logs and status (only the header carries it)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.api_url = api_url.rstrip("/")
         self.state_dir = state_dir
         self.name = name
@@ -94,7 +96,8 @@ class Follower:
                                   "last_error": self.last_error, "last_ack": self.last_ack}}
 
     async def run(self) -> None:
-        async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tg:
+        async with httpx.AsyncClient(headers=self._headers) as client, \
+                asyncio.TaskGroup() as tg:
             tg.create_task(self._follow(client))
             tg.create_task(self._acks(client))
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
 import signal
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,43 @@ def split_addr(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
     return host, int(port)
 
 
+def check_admin_addr(addr: str, public: bool) -> None:
+    """The admin endpoint shows the whole table (every app's servers) and the metrics: it is
+    served on a loopback address only, unless `public` says otherwise. ValueError if not."""
+    host, _ = split_addr(addr, "127.0.0.1")
+    if public or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"--admin-addr {addr}: not a loopback address; the admin endpoint "
+                         f"shows the routing table and metrics to whoever reaches it: give "
+                         f"--admin-public to serve it there anyway")
+
+
+def read_token(path: Path | None, environ: dict[str, str] | None = None) -> str | None:
+    """The control plane's token: from `path` (which only its owner may read), else from the
+    environment's KADE_TOKEN, else None (no Authorization header is sent). Never from the
+    command line, where every local user sees it. ValueError naming the problem."""
+    if path is None:
+        token = (os.environ if environ is None else environ).get("KADE_TOKEN", "").strip()
+        return token or None
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--token-file {path}: cannot be read: "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    if st.st_mode & 0o077:
+        raise ValueError(f"--token-file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets "
+                         f"others read it; it must be 0600 (chmod 600 {path})")
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"--token-file {path}: must hold one token (no spaces)")
+    return text
+
+
 async def run_router(
     *,
     http_addr: str,
@@ -40,14 +80,18 @@ async def run_router(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     workers: int = 1,
+    token: str | None = None,
+    admin_public: bool = False,
 ) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT), then drain for at most `grace` s.
 
     With `workers` > 1, that many processes share the HTTP address (see kade.router.workers).
+    `token` is sent to the control plane as `Authorization: Bearer`.
     """
+    check_admin_addr(admin_addr, admin_public)
     config = config or ProxyConfig()
     proxy = Proxy(config, AccessLog(access_log) if access_log else None)
-    follower = Follower(proxy, api_url, state_dir, name)
+    follower = Follower(proxy, api_url, state_dir, name, token=token)
     follower.load_saved()
     pool: WorkerPool | None = None
     if workers > 1:
