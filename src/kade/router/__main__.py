@@ -11,11 +11,20 @@ import uvloop
 
 from kade.router.main import check_admin_addr, read_token, run_router
 from kade.router.proxy import ProxyConfig, parse_networks
+from kade.router.tls import CertStore, load_dir, load_files
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m kade.router", description=__doc__)
     p.add_argument("--http-addr", default="0.0.0.0:8080")
+    p.add_argument("--https-addr", default=None,
+                   help="an HTTPS entrypoint (off unless given), e.g. 0.0.0.0:8443")
+    p.add_argument("--tls-cert", action="append", default=[], type=Path,
+                   help="a PEM certificate (chain) for --https-addr; repeatable, each with "
+                        "its --tls-key in the same order")
+    p.add_argument("--tls-key", action="append", default=[], type=Path)
+    p.add_argument("--tls-dir", action="append", default=[], type=Path,
+                   help="a directory of NAME.crt + NAME.key pairs; repeatable")
     p.add_argument("--admin-addr", default="127.0.0.1:8081",
                    help="loopback only unless --admin-public")
     p.add_argument("--admin-public", action="store_true",
@@ -47,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         parse_networks(args.trusted_proxies)
         check_admin_addr(args.admin_addr, args.admin_public)
         token = read_token(args.token_file)
+        certs = load_certificates(args.tls_cert, args.tls_key, args.tls_dir)
+        if (args.tls_cert or args.tls_dir) and args.https_addr is None:
+            raise ValueError("--tls-cert/--tls-dir need --https-addr")
     except ValueError as e:
         p.error(str(e))
     config = ProxyConfig(response_header_timeout=args.response_header_timeout,
@@ -56,7 +68,19 @@ def main(argv: list[str] | None = None) -> None:
                           api_url=args.api, state_dir=args.state_dir, name=args.name,
                           config=config, access_log=args.access_log, grace=args.grace,
                           workers=args.workers or os.cpu_count() or 1, token=token,
-                          admin_public=args.admin_public))
+                          admin_public=args.admin_public, https_addr=args.https_addr,
+                          certs=certs))
+
+
+def load_certificates(certs: list[Path], keys: list[Path], dirs: list[Path]) -> CertStore:
+    """The certificates of the command line; ValueError (a CertError) naming the bad one."""
+    if len(certs) != len(keys):
+        raise ValueError(f"--tls-cert given {len(certs)} time(s) and --tls-key {len(keys)}: "
+                         f"each certificate needs its key")
+    loaded = [load_files(c, k) for c, k in zip(certs, keys, strict=True)]
+    for d in dirs:
+        loaded += load_dir(d)
+    return CertStore(loaded)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class Forwarding:
     early: list[bytes] | None
     dead: bool
     idle_since: float
+    tls: bool
 
     def pause(self, reason: int) -> None:
         if not self.paused and not self.dead and not self.transport.is_closing():
@@ -60,6 +61,9 @@ class Forwarding:
             self.respond(x, 404)
             return
         x.route = route
+        if route.tls and not self.tls and self.proxy.https_port:
+            self.redirect(x)
+            return
         server = route.service.pick()
         if server is None:
             self.respond(x, 503)
@@ -257,6 +261,20 @@ class Forwarding:
         x.resp_started = True
         self.transport.write(h.error_response(status, close, x.is_head))
         self.finish(x, status)
+
+    def redirect(self, x: Exchange) -> None:
+        """A route that says `tls`, asked over plain HTTP: 308 to the same URL over HTTPS."""
+        host = x.host.encode("latin-1")  # as it came
+        if b":" in host:
+            host = b"[" + host + b"]"
+        port = self.proxy.https_port
+        location = b"https://" + host + (b"" if port == 443 else b":%d" % port) + x.url
+        close = not x.req_done or not x.keep_alive or self.closing
+        x.keep_alive = x.keep_alive and not close
+        x.status = 308
+        x.resp_started = True
+        self.transport.write(h.redirect_response(location, close, x.is_head))
+        self.finish(x, 308)
 
     def abort(self, x: Exchange) -> None:
         """The response broke half-way: the client can only learn it from a reset."""

@@ -169,6 +169,15 @@ def error_response(status: int, close: bool, head_only: bool = False) -> bytes:
     return head if head_only else head + body
 
 
+def redirect_response(location: bytes, close: bool, head_only: bool = False) -> bytes:
+    """308 to `location` (the method and body are kept, unlike 301/302)."""
+    body = b"Permanent Redirect\n"
+    head = (b"HTTP/1.1 308 Permanent Redirect\r\nlocation: " + location
+            + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            % len(body) + (b"connection: close\r\n" if close else b"") + b"\r\n")
+    return head if head_only else head + body
+
+
 _HOSTS: dict[bytes, tuple[str, bytes]] = {}
 
 

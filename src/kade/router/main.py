@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from kade.router.accesslog import AccessLog
 from kade.router.admin import serve_admin
 from kade.router.follow import Follower
 from kade.router.proxy import Proxy, ProxyConfig
+from kade.router.tls import CertStore
 from kade.router.workers import WorkerPool
 
 log = logging.getLogger("kade.router")
@@ -82,17 +84,26 @@ async def run_router(
     workers: int = 1,
     token: str | None = None,
     admin_public: bool = False,
+    https_addr: str | None = None,
+    certs: CertStore | None = None,
 ) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT), then drain for at most `grace` s.
 
     With `workers` > 1, that many processes share the HTTP address (see kade.router.workers).
-    `token` is sent to the control plane as `Authorization: Bearer`.
+    `token` is sent to the control plane as `Authorization: Bearer`. With `https_addr`, an
+    HTTPS entrypoint serves `certs` (plus the control plane's certificates) chosen by SNI.
     """
     check_admin_addr(admin_addr, admin_public)
     config = config or ProxyConfig()
+    if https_addr is not None:  # other worker processes redirect to it too
+        config = replace(config, https_port=split_addr(https_addr)[1])
     proxy = Proxy(config, AccessLog(access_log) if access_log else None)
-    follower = Follower(proxy, api_url, state_dir, name, token=token)
+    if https_addr is not None and certs is None:
+        certs = CertStore()
+    follower = Follower(proxy, api_url, state_dir, name, token=token,
+                        certs=certs if https_addr is not None else None)
     follower.load_saved()
+    follower.load_saved_tls()
     pool: WorkerPool | None = None
     if workers > 1:
         pool = WorkerPool(workers, http_addr, config, access_log, grace, follower.request_ack)
@@ -100,6 +111,13 @@ async def run_router(
         follower.peers = pool
     host, port = split_addr(http_addr)
     await proxy.listen(host, port, shared=pool is not None)
+    if https_addr is not None and certs is not None:
+        shost, sport = split_addr(https_addr)
+        await proxy.listen(shost, sport, tls=certs.server_context())
+        if not len(certs):
+            log.warning("https on %s has no certificate yet: handshakes fail until the "
+                        "control plane sends one (kade/tls/<name>/cert and key in KV)",
+                        https_addr)
     ahost, aport = split_addr(admin_addr, "127.0.0.1")
 
     def status() -> dict[str, Any]:
@@ -111,8 +129,8 @@ async def run_router(
         return proxy.metrics_text(pool.stats(), pool.gauges())
 
     admin = await serve_admin(proxy, ahost, aport, status, metrics)
-    log.info("router %s: http on %s, admin on %s, control plane %s",
-             name, http_addr, admin_addr, api_url)
+    log.info("router %s: http on %s%s, admin on %s, control plane %s", name, http_addr,
+             f", https on {https_addr}" if https_addr else "", admin_addr, api_url)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:

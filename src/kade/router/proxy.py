@@ -43,6 +43,7 @@ class ProxyConfig:
     # clients whose X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/Host/Port... are kept
     # (CIDR ranges); from anyone else they are dropped and set from the connection
     trusted_proxies: list[str] = field(default_factory=list)
+    https_port: int = 0  # where routes marked `tls` redirect plain HTTP requests (0: nowhere)
 
 
 def parse_networks(values: Iterable[str], what: str = "--trusted-proxies"
@@ -79,6 +80,7 @@ class Proxy:
         self._all_closed = asyncio.Event()
         self._trusted_nets = parse_networks(self.config.trusted_proxies)
         self._trusted: dict[str, bool] = {}
+        self.https_port = self.config.https_port  # the HTTPS entrypoint's, for redirects
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -193,6 +195,8 @@ class Proxy:
             lambda: ClientConnection(self, secure), host, port, reuse_address=True,
             reuse_port=shared, backlog=2048, **extra)
         self._listeners.append(server)
+        if tls is not None:
+            self.https_port = server.sockets[0].getsockname()[1]
         return server
 
     def client_gone(self, conn: ClientConnection) -> None:
