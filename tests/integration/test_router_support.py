@@ -252,6 +252,7 @@ class ControlPlane:
         self.table: dict[str, Any] = {"revision": 0, "routers": [], "services": {}}
         self.acks: list[dict[str, Any]] = []
         self.authorization: list[str | None] = []  # the Authorization header of each request
+        self.tls: dict[str, Any] | None = None  # certificates, sent to routers that ask
         self.port = 0
         self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -305,7 +306,10 @@ class ControlPlane:
                         changed = self._changed
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(changed.wait(), wait)
-                    answer = json.dumps(self.table).encode()
+                    table = self.table
+                    if self.tls is not None and "tlsIndex" in q:
+                        table = {**table, "tls": self.tls}
+                    answer = json.dumps(table).encode()
                 elif method == "PUT" and url.path == "/v1/router/ack":
                     self.acks.append(json.loads(body))
                     answer = b"{}"
