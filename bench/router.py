@@ -1,13 +1,15 @@
 """Requests/s and latency of kade's router against Traefik, on the same upstreams and load.
 
 Usage: python bench/router.py [--duration 10] [--connections 64] [--threads 2] [--rounds 1]
-                              [--workers 1,2]
+                              [--workers 1,2] [--baseline-src OTHER/src]
 
 Starts two upstreams (nginx, 13-byte body, on 127.0.0.1 high ports, its own temp prefix),
 then runs wrk against: one upstream directly, kade's router (`python -m kade.router`, from a
 saved table, its control plane absent; once per --workers value) and Traefik (file provider,
-same route). Prints req/s, p50 and p99 for each and the kade/Traefik ratios. Everything
-started here is stopped here.
+same route). With --baseline-src, kade from that source tree (e.g. an earlier commit's
+checkout) runs too, in the same rounds, to compare versions under the same load. Prints
+req/s, p50 and p99 for each and the kade/Traefik ratios. Everything started here is stopped
+here.
 """
 
 from __future__ import annotations
@@ -168,6 +170,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workers", default="1,2", help="kade router processes, one run each")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="another kade source tree (its src/) to measure alongside")
     args = ap.parse_args()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     traefik = str(VENV_BIN / "traefik")
@@ -177,18 +181,22 @@ def main() -> None:
         upstreams = [free_port(), free_port()]
         traefik_port = free_port()
         conf = nginx_conf(prefix, upstreams)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         stack.enter_context(process([nginx, "-p", str(prefix), "-c", str(conf)]))
         targets: list[tuple[str, int]] = [("direct (nginx)", upstreams[0])]
         state = kade_state(prefix, upstreams)
-        for workers in worker_counts:
-            port = free_port()
-            stack.enter_context(process(
-                [sys.executable, "-m", "kade.router", "--http-addr", f"127.0.0.1:{port}",
-                 "--admin-addr", f"127.0.0.1:{free_port()}",
-                 "--api", f"http://127.0.0.1:{free_port()}", "--state-dir", str(state),
-                 "--log-level", "ERROR", "--workers", str(workers)], env=env))
-            targets.append((f"kade {workers} worker{'s' if workers > 1 else ''}", port))
+        trees = [("kade", ROOT / "src")]
+        if args.baseline_src is not None:
+            trees.append(("baseline", args.baseline_src.resolve()))
+        for label, src in trees:
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            for workers in worker_counts:
+                port = free_port()
+                stack.enter_context(process(
+                    [sys.executable, "-m", "kade.router", "--http-addr", f"127.0.0.1:{port}",
+                     "--admin-addr", f"127.0.0.1:{free_port()}",
+                     "--api", f"http://127.0.0.1:{free_port()}", "--state-dir", str(state),
+                     "--log-level", "ERROR", "--workers", str(workers)], env=env))
+                targets.append((f"{label} {workers} worker{'s' if workers > 1 else ''}", port))
         stack.enter_context(process(
             [traefik, f"--configFile={traefik_conf(prefix, traefik_port, upstreams)}"]))
         targets.append(("traefik", traefik_port))
@@ -205,7 +213,7 @@ def main() -> None:
                 show(name, r)
         base = results["traefik"]
         for name, runs in results.items():
-            if not name.startswith("kade"):
+            if not name.startswith(("kade", "baseline")):
                 continue
             rps_ratio = sum(r["rps"] for r in runs) / sum(r["rps"] for r in base)
             p99_ratio = sum(r["p99"] for r in runs) / sum(r["p99"] for r in base)

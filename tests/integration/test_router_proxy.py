@@ -111,7 +111,7 @@ async def test_hop_by_hop_and_forwarded_headers(env: Env, upstream: MakeUpstream
         "X-Custom": "kept",
     })
     seen = {k.lower(): v for k, v in r.json()["headers"]}
-    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["x-forwarded-for"] == "127.0.0.1"  # the client is no trusted proxy
     assert seen["x-real-ip"] == "127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-host"] == "www.localhost:8000"
@@ -188,7 +188,7 @@ async def test_a_repeated_request_is_forwarded_the_same(env: Env,
     first = up.seen[0]["headers"]
     assert all(s["headers"] == first for s in up.seen[1:4])
     seen = {k.lower(): v for k, v in first}
-    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
     assert seen["x-real-ip"] == "127.0.0.1"
     assert "x-secret" not in seen and "connection" not in seen
     assert up.seen[4]["method"] == "HEAD"

@@ -251,6 +251,8 @@ class ControlPlane:
     def __init__(self) -> None:
         self.table: dict[str, Any] = {"revision": 0, "routers": [], "services": {}}
         self.acks: list[dict[str, Any]] = []
+        self.authorization: list[str | None] = []  # the Authorization header of each request
+        self.tls: dict[str, Any] | None = None  # certificates, sent to routers that ask
         self.port = 0
         self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -294,6 +296,7 @@ class ControlPlane:
             while True:
                 method, target, headers = await read_head(reader)
                 body = b"".join([p async for p in body_pieces(reader, headers)])
+                self.authorization.append(header(headers, "authorization"))
                 url = urlsplit(target)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if method == "GET" and url.path == "/v1/router/table":
@@ -303,7 +306,10 @@ class ControlPlane:
                         changed = self._changed
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(changed.wait(), wait)
-                    answer = json.dumps(self.table).encode()
+                    table = self.table
+                    if self.tls is not None and "tlsIndex" in q:
+                        table = {**table, "tls": self.tls}
+                    answer = json.dumps(table).encode()
                 elif method == "PUT" and url.path == "/v1/router/ack":
                     self.acks.append(json.loads(body))
                     answer = b"{}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from kade.router.client import absolute_form
 from kade.router.http import error_response, host_and_port, response_head, rewrite_response_head
 from kade.router.metrics import Gauges, Stats, render
+from kade.router.proxy import parse_networks
 
 HEAD = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
         b"Content-Length: 13\r\nConnection: keep-alive")
@@ -85,3 +87,25 @@ def test_metrics_text() -> None:
     assert 'kade_server_inflight_requests{service="web-shop",url="u"} 2' in lines
     assert "kade_router_table_revision 7" in lines
     assert text.endswith("\n")
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (b"http://api.localhost/x?y=1", (b"api.localhost", b"/x?y=1")),
+    (b"HTTP://api.localhost:8080", (b"api.localhost:8080", b"/")),
+    (b"https://[::1]:8443/a", (b"[::1]:8443", b"/a")),
+    (b"http://a.localhost?q=1", (b"a.localhost", b"/?q=1")),
+    (b"http://a.localhost/p#frag", (b"a.localhost", b"/p")),
+    (b"http:///x", (None, b"")),  # empty authority
+    (b"http://user:pw@a.localhost/", (None, b"")),  # user info
+    (b"ftp://a.localhost/", (None, b"")),
+    (b"a.localhost/x", (None, b"")),
+])
+def test_absolute_form(url: bytes, expected: tuple[bytes | None, bytes]) -> None:
+    assert absolute_form(url) == expected
+
+
+def test_trusted_proxies_are_checked() -> None:
+    nets = parse_networks(["10.0.0.0/8,::1", " 192.168.1.1 "])
+    assert [str(n) for n in nets] == ["10.0.0.0/8", "::1/128", "192.168.1.1/32"]
+    with pytest.raises(ValueError, match="--trusted-proxies: 'nope' is not an IP address"):
+        parse_networks(["10.0.0.0/8,nope"])

@@ -227,3 +227,10 @@ def test_a_bad_route_is_an_error_of_the_app_definition(route: dict[str, Any], me
         parse_app({"id": "/web", "cmd": "true", "routes": [route]})
     assert any(p.startswith("routes.0.") and message in p for p in info.value.problems), \
         info.value.problems
+
+
+def test_a_route_re2_cannot_compile_is_refused_at_deploy() -> None:
+    with pytest.raises(SpecError) as info:
+        app({"id": "/web", "routes": [{"rule": "PathRegexp(`^/(a)\\1$`)"}]})
+    assert "invalid regular expression" in str(info.value)
+    assert "no backreferences or lookaround" in str(info.value)

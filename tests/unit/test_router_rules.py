@@ -149,3 +149,39 @@ def test_rest_checks_what_the_host_does_not() -> None:
     assert parsed.rest(Req(host="a", path="/api/x"))
     assert not parsed.rest(Req(host="a", path="/api/x", method="POST"))
     assert not parsed.rest(Req(host="a", path="/web"))
+
+
+@pytest.mark.parametrize("rule", [
+    "PathRegexp(`^/(a+)+$`)", "HostRegexp(`^(a|aa)+$`)", "HeaderRegexp(`X-A`, `^(a*)*b$`)",
+    "QueryRegexp(`q`, `^(a|a?)+$`)",
+])
+@pytest.mark.timeout(10)
+def test_catastrophic_patterns_match_in_linear_time(rule: str) -> None:
+    # each of these backtracks for ages in Python's `re` on this input; RE2 answers at once
+    evil = "a" * 20_000 + "!"
+    req = Req(host=evil, path="/" + evil, headers={"x-a": [evil]}, params={"q": [evil]})
+    matcher = parse_rule(rule).match
+    for _ in range(100):
+        assert matcher(req) is False
+
+
+@pytest.mark.parametrize(("rule", "reason"), [
+    ("PathRegexp(`^/(a)\\1$`)", "invalid escape sequence"),  # a backreference
+    ("HostRegexp(`^(?=api)`)", "invalid perl operator"),  # lookahead
+    ("HeaderRegexp(`X-A`, `(?<!x)y`)", "invalid perl operator"),  # lookbehind
+    ("QueryRegexp(`q`, `(?P<n>a)(?P=n)`)", "invalid"),  # a named backreference
+])
+def test_patterns_re2_cannot_compile_are_refused(rule: str, reason: str) -> None:
+    problem = check_rule(rule)
+    assert problem is not None
+    assert "invalid regular expression" in problem
+    assert reason in problem
+    assert "no backreferences or lookaround" in problem
+
+
+def test_re2_patterns_keep_go_syntax() -> None:
+    # what Go (and so Traefik) users write: named groups, classes, flags
+    assert parse_rule("PathRegexp(`^/(?P<id>[0-9]+)$`)").match(Req(path="/42"))
+    assert parse_rule("PathRegexp(`(?i)^/API`)").match(Req(path="/api/x"))
+    assert parse_rule("HostRegexp(`^[[:alpha:]]+\\.localhost$`)").match(Req())
+    assert parse_rule("PathRegexp(`^/café$`)").match(Req(path="/café"))

@@ -7,6 +7,10 @@ servers that left it. From those acknowledgements this module writes one fact pe
 `routers/<name>`: the tasks that router may still send to (in its table, or draining). The
 agent stops a task only once no live router lists it: that is how a task leaves every router
 before it is told to stop.
+
+A router with an HTTPS entrypoint asks for certificates too (`tlsIndex=`): the PEM pairs under
+`kade/tls/<name>/cert` and `kade/tls/<name>/key` in KV are added to its answer, and its
+blocking query also ends when they change. Routers that do not ask never receive keys.
 """
 
 from __future__ import annotations
@@ -29,8 +33,30 @@ from kade.catalog.view import CatalogView
 from kade.router.routes import Backend, RouteError, build_table
 from kade.spec import AppSpec
 from kade.store.base import Store
+from kade.templates.kvdata import decode_kv_value
 
 HISTORY = 64  # table revisions remembered, to map an acknowledged revision to its tasks
+TLS_PREFIX = model.KV + "kade/tls/"  # kade/tls/<name>/cert and .../key, PEM
+
+
+async def tls_material(store: Store) -> dict[str, Any]:
+    """{"index": revision of the prefix, "certificates": [{"name", "cert", "key"}]}: the
+    pairs whose both halves are there and are text."""
+    entries, _ = await store.range(TLS_PREFIX)
+    index = await store.prefix_revision(TLS_PREFIX)
+    pairs: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        name, _, part = entry.key[len(TLS_PREFIX):].partition("/")
+        if not name or part not in ("cert", "key"):
+            continue
+        value, _flags = decode_kv_value(entry.value)
+        try:
+            pairs.setdefault(name, {})[part] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    certificates = [{"name": name, "cert": pair["cert"], "key": pair["key"]}
+                    for name, pair in sorted(pairs.items()) if len(pair) == 2]
+    return {"index": index, "certificates": certificates}
 
 
 def backends_of(catalog: Catalog) -> dict[str, list[Backend]]:
@@ -111,6 +137,17 @@ class Routing:
                     await changed.wait()
         return self.table
 
+    async def wait_with_tls(self, index: int, tls_index: int, timeout: float) -> None:
+        """Until the table passes `index` or the certificates pass `tls_index` (or timeout)."""
+        waits = {asyncio.ensure_future(self.wait(index, timeout)),
+                 asyncio.ensure_future(self.store.wait(TLS_PREFIX, tls_index, timeout))}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
     async def acknowledge(self, ack: Ack) -> RouterState:
         applied = self._history.get(ack.revision)
         if applied is None:
@@ -148,8 +185,15 @@ def routing_router(routing: Routing) -> APIRouter:
     async def table(request: Request) -> JSONResponse:
         index = parse_index(request.query_params.get("index"))
         wait = min(parse_wait(request.query_params.get("wait") or "60s"), 300)
-        body = await routing.wait(index, wait) if index else routing.table
-        return JSONResponse(body, headers={"X-Kade-Index": str(body["revision"])})
+        tls_index = request.query_params.get("tlsIndex")
+        if tls_index is None:
+            body = await routing.wait(index, wait) if index else routing.table
+            return JSONResponse(body, headers={"X-Kade-Index": str(body["revision"])})
+        if index:
+            await routing.wait_with_tls(index, parse_index(tls_index), wait)
+        body = {**routing.table, "tls": await tls_material(routing.store)}
+        return JSONResponse(body, headers={"X-Kade-Index": str(body["revision"]),
+                                           "Cache-Control": "no-store"})
 
     @r.put("/v1/router/ack")
     async def ack(body: Ack) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from kade.router.exchange import (
 from kade.router.forwarding import Forwarding
 from kade.router.http import (
     H_CONNECTION,
+    H_FWD,
     H_HOST,
     H_LENGTH,
     H_TE,
@@ -53,14 +54,19 @@ class _Reject(Exception):
 # forwarded headers, the client's X-Forwarded-For + ", " or b"", head after X-Forwarded-For).
 Template = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bytes, bool, bool, bytes, bytes,
                  bytes]
-_TEMPLATES: dict[bytes, Template] = {}
+# One memo per kind of connection (index: 2 × trusted + TLS): the same bytes make a different
+# head from a trusted proxy (its X-Forwarded-For is kept) or over TLS (https, port 443).
+_TEMPLATES: tuple[dict[bytes, Template], ...] = ({}, {}, {}, {})
 MAX_TEMPLATE = 1024  # longer requests (cookies...) rarely repeat: not worth hashing
 
 
 class ClientConnection(Forwarding, asyncio.Protocol):
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Proxy, tls: bool = False) -> None:
         self.proxy = proxy
         self.cfg = proxy.config
+        self.tls = tls
+        self.trusted = False  # the client is a proxy whose X-Forwarded-* headers are kept
+        self.templates = _TEMPLATES[0]
         self.transport: Any = None
         self.parser = HttpRequestParser(self)
         self.queue: deque[Exchange] = deque()
@@ -92,8 +98,12 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
         ip = self.ip = self.client_ip.encode()
-        self.forwarded = b"x-real-ip: " + ip + b"\r\nx-forwarded-proto: http\r\nx-forwarded-for: "
-        self.forwarded_ws = self.forwarded.replace(b": http\r\n", b": ws\r\n")
+        self.trusted = self.proxy.is_trusted(self.client_ip)
+        self.templates = _TEMPLATES[2 * self.trusted + self.tls]
+        proto = b"https" if self.tls else b"http"
+        self.forwarded = b"x-real-ip: " + ip + b"\r\nx-forwarded-proto: " + proto \
+            + b"\r\nx-forwarded-for: "
+        self.forwarded_ws = self.forwarded.replace(b": http", b": ws")
         self.idle_since = monotonic()
         self.proxy.clients.add(self)
 
@@ -124,8 +134,8 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             return
         if self.reject:
             return
-        if self.boundary and not self.queue and len(data) <= MAX_TEMPLATE and _TEMPLATES:
-            template = _TEMPLATES.get(data)
+        if self.boundary and not self.queue and len(data) <= MAX_TEMPLATE and self.templates:
+            template = self.templates.get(data)
             if template is not None:
                 self.repeat(template)
                 return
@@ -143,21 +153,19 @@ class ClientConnection(Forwarding, asyncio.Protocol):
                 self.remember(data)
             self.last_data = data
         except HttpParserUpgrade as e:
+            # Bytes after an Upgrade request belong to the new protocol: they are held until
+            # the upstream answers 101 (start_tunnel), and dropped with the connection if it
+            # answers anything else, so that they can never pass as a request of their own.
             rest = data[e.args[0]:]
             self.early = [rest] if rest else []
             self.pause(P_UPGRADE)
-            x = self.queue[-1] if self.queue else None
-            if x is not None and x.upstream is not None and rest:
-                x.upstream.transport.write(rest)
-                self.early = []
         except HttpParserError:
             self.fail_parse(self.reject or 400)
 
     def eof_received(self) -> bool | None:
-        if self.queue and not self.closing:
-            # the client is done sending; answer what it asked, then close (half-close)
-            self.closing = True
-            return True
+        """The client closed: what it asked for is abandoned (499) and the upstream
+        connections serving it are closed at once, as nginx and Go's server do, rather than
+        held half-closed until the upstream answers or times out."""
         return None
 
     def pause_writing(self) -> None:
@@ -225,6 +233,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         x = self.parsing
         if x is None or x.finished:
             return
+        x.body_at = monotonic()
         if x.streaming:
             self.send_body(x, body)
             return
@@ -251,9 +260,18 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         """The request head for the upstream; an error status if the request is refused."""
         if x.verb == b"CONNECT":
             return 405
+        authority = None
+        if x.url[:1] != b"/" and not (x.url == b"*" and x.verb == b"OPTIONS"):
+            # absolute form (RFC 9112 §3.2.2): the URL's authority is the host, for routing and
+            # for the upstream's Host header; the upstream gets the origin form
+            authority, path = absolute_form(x.url)
+            if authority is None:
+                return 400
+            x.url = path
         out = [x.verb, b" ", x.url, b" HTTP/1.1\r\n"]
         host = None
         xff = None
+        fwd: list[bytes] | None = None
         conn_values: list[bytes] | None = None
         upgrade_value = b""
         lengths = 0
@@ -266,14 +284,20 @@ class ClientConnection(Forwarding, asyncio.Protocol):
                 if host is not None:
                     return 400
                 host = value
-                out += (name, b": ", value, b"\r\n")
+                if authority is None:
+                    out += (name, b": ", value, b"\r\n")
             elif kind == H_LENGTH:
                 lengths += 1
                 out += (name, b": ", value, b"\r\n")
             elif kind == H_TE:
                 x.body_mode = CHUNKED
             elif kind == H_XFF:
-                xff = value if xff is None else xff + b", " + value
+                if self.trusted:
+                    xff = value if xff is None else xff + b", " + value
+            elif kind == H_FWD:
+                if self.trusted:
+                    fwd = [name.lower()] if fwd is None else [*fwd, name.lower()]
+                    out += (name, b": ", value, b"\r\n")
             elif kind == H_CONNECTION:
                 conn_values = [value] if conn_values is None else [*conn_values, value]
             elif kind == H_UPGRADE:
@@ -282,41 +306,33 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             return 400  # request smuggling: both framings
         if lengths:
             x.body_mode = LENGTH
-        if x.url[:1] != b"/":
-            if x.url == b"*" and x.verb == b"OPTIONS":
-                pass
-            elif x.url.startswith((b"http://", b"https://")):
-                # absolute form: the URL names the host; the upstream gets the origin form
-                rest = x.url.split(b"//", 1)[1]
-                slash = rest.find(b"/")
-                authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
-                host = authority
-                x.url = path
-                out[2] = path
-            else:
-                return 400
+        if authority is not None:
+            host = authority
+            out += (b"host", b": ", authority, b"\r\n")
         if host is None:
             if not x.http10:
                 return 400
             host = b""
         x.host_header = host
         x.host, port = h.host_and_port(host)
+        if self.tls:
+            port = h.port_of(host, b"443")
         if conn_values is not None:
             extra = h.connection_tokens(conn_values) - h.CONNECTION_KEEP
             if extra:
                 out = _without(out, extra)
+        forwarded = self.forwarded
         if upgrade_value and self.parser.should_upgrade():
             x.upgrade = True
             x.keep_alive = False  # the connection becomes a tunnel or closes
             out += (b"connection: Upgrade\r\nupgrade: ", upgrade_value, b"\r\n")
             if upgrade_value.lower() == b"websocket":
-                out.append(self.forwarded_ws)
-            else:
-                out.append(self.forwarded)
+                forwarded = self.forwarded_ws
+        if fwd is None:
+            out += (forwarded, self.ip if xff is None else xff + b", " + self.ip,
+                    b"\r\nx-forwarded-host: ", host, b"\r\nx-forwarded-port: ", port, b"\r\n")
         else:
-            out.append(self.forwarded)
-        out += (self.ip if xff is None else xff + b", " + self.ip,
-                b"\r\nx-forwarded-host: ", host, b"\r\nx-forwarded-port: ", port, b"\r\n")
+            out.append(self.trusted_forwarded(set(fwd), forwarded, xff, host, port))
         if x.body_mode == CHUNKED:
             out.append(b"transfer-encoding: chunked\r\n")
         out.append(b"\r\n")
@@ -325,20 +341,42 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             x.req_done = True
         return 0
 
+    def trusted_forwarded(self, given: set[bytes], forwarded: bytes, xff: bytes | None,
+                          host: bytes, port: bytes) -> bytes:
+        """The X-Forwarded-* lines for a trusted proxy's request: its own values stay, the
+        missing ones are set as for any client, and X-Forwarded-For gets the proxy appended."""
+        ip = self.ip
+        proto = forwarded.split(b"x-forwarded-proto: ", 1)[1].split(b"\r\n", 1)[0]
+        out = []
+        if b"x-real-ip" not in given:
+            out.append(b"x-real-ip: " + ip + b"\r\n")
+        if b"x-forwarded-proto" not in given:
+            out.append(b"x-forwarded-proto: " + proto + b"\r\n")
+        out.append(b"x-forwarded-for: " + (ip if xff is None else xff + b", " + ip) + b"\r\n")
+        if b"x-forwarded-host" not in given:
+            out.append(b"x-forwarded-host: " + host + b"\r\n")
+        if b"x-forwarded-port" not in given:
+            out.append(b"x-forwarded-port: " + port + b"\r\n")
+        return b"".join(out)
+
     def remember(self, data: bytes) -> None:
         """`data` was one whole request without body, the same as the one before it."""
         x = self.queue[-1] if self.queue else None
         if (x is None or x.body_mode != NO_BODY or x.upgrade or self.closing or self.reject
                 or x.url[:1] != b"/"):
             return
+        if self.trusted and any(REQUEST_HEADERS.get(k.lower()) == H_FWD for k, _ in x.headers):
+            return  # a proxy's own X-Forwarded-* values: a head laid out differently
         cut = x.head.find(self.forwarded)
         after_xff = x.head.find(b"\r\nx-forwarded-host: ", cut)
         if cut < 0 or after_xff < 0:
             return
-        xffs = [v for k, v in x.headers if k.lower() == b"x-forwarded-for"]
-        if len(_TEMPLATES) >= 512:
-            _TEMPLATES.clear()
-        _TEMPLATES[data] = (x.verb, x.url, x.headers, x.host, x.host_header, x.keep_alive,
+        xffs = [v for k, v in x.headers if k.lower() == b"x-forwarded-for"] if self.trusted \
+            else []
+        templates = self.templates
+        if len(templates) >= 512:
+            templates.clear()
+        templates[data] = (x.verb, x.url, x.headers, x.host, x.host_header, x.keep_alive,
                             x.http10, x.head[:cut], b", ".join(xffs) + b", " if xffs else b"",
                             x.head[after_xff:])
 
@@ -390,6 +428,15 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         cfg = self.cfg
         if self.queue:
             x = self.queue[0]
+            if not x.req_done:
+                # the body is arriving: the client must keep sending; not its fault while
+                # reading is paused (the upstream is not taking the body, or not connected)
+                if self.paused:
+                    x.body_at = now
+                elif now - x.body_at > cfg.body_timeout:
+                    self.reject = 408
+                    self.body_timed_out(x)
+                return
             if x.streaming and x.req_done and not x.resp_started:
                 if not x.sent_at:
                     x.sent_at = x.start if x.body_mode == NO_BODY else now
@@ -406,6 +453,25 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         limit = cfg.header_timeout if self.requests == 0 else cfg.idle_timeout
         if now - self.idle_since > limit:
             self.transport.close()
+
+
+def absolute_form(url: bytes) -> tuple[bytes | None, bytes]:
+    """`http://host:port/path?q` → (b"host:port", b"/path?q"); (None, b"") when the URL is not
+    an absolute http(s) URL with a non-empty authority without user info."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None, b""
+    end = len(rest)
+    for delim in (b"/", b"?", b"#"):
+        at = rest.find(delim)
+        if 0 <= at < end:
+            end = at
+    authority, path = rest[:end], rest[end:].partition(b"#")[0]
+    if not authority or b"@" in authority:
+        return None, b""
+    if path[:1] != b"/":
+        path = b"/" + path
+    return authority, path
 
 
 def _without(out: list[bytes], names: set[bytes]) -> list[bytes]:

@@ -29,7 +29,7 @@ class Exchange:
                  "pending_size", "replay", "replay_size", "streaming", "req_done",
                  "headers_done", "resp_started", "status", "bytes_out", "keep_alive", "http10",
                  "is_head", "upgrade", "tried", "sent_at", "connecting", "finished",
-                 "host_header", "target", "_hdict", "_query")
+                 "host_header", "target", "_hdict", "_query", "body_at")
 
     def __init__(self, conn: ClientConnection, start: float) -> None:
         self.conn = conn
@@ -68,6 +68,7 @@ class Exchange:
         self.target: Server | None = None  # the last server tried, for the access log
         self._hdict: dict[str, list[str]] | None = None
         self._query: dict[str, list[str]] | None = None
+        self.body_at = start  # when the last piece of the request body arrived
 
     @property
     def path(self) -> str:

@@ -21,30 +21,36 @@ import httpx
 
 from kade.router.proxy import Proxy
 from kade.router.table import TableError
+from kade.router.tls import Certificate, CertStore, remote_certificates
 
 if TYPE_CHECKING:
     from kade.router.workers import WorkerPool
 
 log = logging.getLogger("kade.router")
 
+Loaded = tuple[list[Certificate], Certificate | None, list[str]]
 TABLE_FILE = "table.json"
+TLS_FILE = "tls.json"  # the control plane's certificates and keys: mode 0600
 MAX_BACKOFF = 10.0
 
 
-def save_table(state_dir: Path, data: dict[str, Any]) -> None:
-    """Write atomically: a reader (or a crash) sees the old file or the new, never half."""
+def save_table(state_dir: Path, data: dict[str, Any], name: str = TABLE_FILE) -> None:
+    """Write atomically: a reader (or a crash) sees the old file or the new, never half.
+    Only the router's user may read it (0600)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    target = state_dir / TABLE_FILE
-    tmp = state_dir / f".{TABLE_FILE}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    target = state_dir / name
+    tmp = state_dir / f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)  # a stale temporary file keeps its old mode
         json.dump(data, f, separators=(",", ":"))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
 
 
-def load_table(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / TABLE_FILE
+def load_table(state_dir: Path, name: str = TABLE_FILE) -> dict[str, Any] | None:
+    path = state_dir / name
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -57,8 +63,15 @@ def load_table(state_dir: Path) -> dict[str, Any] | None:
 
 class Follower:
     def __init__(self, proxy: Proxy, api_url: str, state_dir: Path, name: str,
-                 wait: str = "60s") -> None:
+                 wait: str = "60s", token: str | None = None,
+                 certs: CertStore | None = None) -> None:
         self.proxy = proxy
+        # With an HTTPS entrypoint: the control plane's certificates (`kade/tls/` in KV) are
+        # asked for with the table and put in `certs`; without, they are never fetched.
+        self.certs = certs
+        self.tls_index = 0
+        # sent on every call; kept out of reprs, logs and status (only the header carries it)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.api_url = api_url.rstrip("/")
         self.state_dir = state_dir
         self.name = name
@@ -89,12 +102,42 @@ class Follower:
         log.info("serving the saved table, revision %d", table.revision)
         return True
 
+    def load_saved_tls(self) -> None:
+        """The control plane's certificates as last received (when it is away at start)."""
+        if self.certs is None:
+            return
+        data = load_table(self.state_dir, TLS_FILE)
+        if data is not None:
+            self._use_tls(data, remote_certificates(data.get("certificates")))
+
+    def _use_tls(self, tls: dict[str, Any], loaded: Loaded) -> None:
+        assert self.certs is not None
+        certs, default, problems = loaded
+        for problem in problems:
+            log.error("certificate left out: %s", problem)
+        self.certs.replace_remote(certs, default)
+        index = tls.get("index")
+        self.tls_index = index if isinstance(index, int) else 0
+        log.info("%d certificate(s) from the control plane", len(certs))
+
+    async def apply_tls(self, tls: Any) -> None:
+        if self.certs is None or not isinstance(tls, dict) or tls.get("index") == self.tls_index:
+            return
+        # PEM parsing and key files off the loop; the swap on it (handshakes read the store)
+        loaded = await asyncio.to_thread(remote_certificates, tls.get("certificates"))
+        self._use_tls(tls, loaded)
+        try:
+            await asyncio.to_thread(save_table, self.state_dir, tls, TLS_FILE)
+        except OSError as e:
+            log.error("cannot save the certificates: %s", e.strerror)
+
     def status(self) -> dict[str, Any]:
         return {"control_plane": {"url": self.api_url, "connected": self.connected,
                                   "last_error": self.last_error, "last_ack": self.last_ack}}
 
     async def run(self) -> None:
-        async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tg:
+        async with httpx.AsyncClient(headers=self._headers) as client, \
+                asyncio.TaskGroup() as tg:
             tg.create_task(self._follow(client))
             tg.create_task(self._acks(client))
 
@@ -103,9 +146,12 @@ class Follower:
         wait_s = _seconds(self.wait)
         while True:
             try:
+                params = {"index": str(self.index), "wait": self.wait}
+                if self.certs is not None:
+                    params["tlsIndex"] = str(self.tls_index)
                 r = await client.get(
                     f"{self.api_url}/v1/router/table",
-                    params={"index": str(self.index), "wait": self.wait},
+                    params=params,
                     timeout=httpx.Timeout(wait_s * 1.2 + 10, connect=5),
                 )
                 r.raise_for_status()
@@ -118,6 +164,8 @@ class Follower:
                 continue
             if not self.connected:
                 self._ack_needed.set()  # tell a (re)started control plane where we are
+            if isinstance(data, dict):  # keys never go into the table (saved, shown on /table)
+                await self.apply_tls(data.pop("tls", None))
             self.connected = True
             backoff = 0.25
             revision = data.get("revision") if isinstance(data, dict) else None

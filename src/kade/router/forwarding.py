@@ -40,6 +40,7 @@ class Forwarding:
     early: list[bytes] | None
     dead: bool
     idle_since: float
+    tls: bool
 
     def pause(self, reason: int) -> None:
         if not self.paused and not self.dead and not self.transport.is_closing():
@@ -60,6 +61,9 @@ class Forwarding:
             self.respond(x, 404)
             return
         x.route = route
+        if route.tls and not self.tls and self.proxy.https_port:
+            self.redirect(x)
+            return
         server = route.service.pick()
         if server is None:
             self.respond(x, 503)
@@ -104,9 +108,6 @@ class Forwarding:
         x.streaming = True
         if x.req_done and x.body_mode == CHUNKED:
             t.write(b"0\r\n\r\n")
-        if self.early:
-            t.writelines(self.early)
-            self.early = []
         if self.write_paused:
             up.pause_reading()
 
@@ -205,6 +206,20 @@ class Forwarding:
         self.release(x)
         self.respond(x, 504)
 
+    def body_timed_out(self, x: Exchange) -> None:
+        """The request body stalled: 408, and the upstream connection it was going to is
+        closed (it holds half a request)."""
+        up = x.upstream
+        if up is not None:
+            x.upstream = None
+            up.x = None
+            up.close()
+        self.release(x)
+        if x.resp_started:
+            self.abort(x)
+        else:
+            self.respond(x, 408)
+
     def start_tunnel(self, x: Exchange, up: UpstreamConnection) -> None:
         self.tunnel = up
         self.tunnel_x = x
@@ -246,6 +261,20 @@ class Forwarding:
         x.resp_started = True
         self.transport.write(h.error_response(status, close, x.is_head))
         self.finish(x, status)
+
+    def redirect(self, x: Exchange) -> None:
+        """A route that says `tls`, asked over plain HTTP: 308 to the same URL over HTTPS."""
+        host = x.host.encode("latin-1")  # as it came
+        if b":" in host:
+            host = b"[" + host + b"]"
+        port = self.proxy.https_port
+        location = b"https://" + host + (b"" if port == 443 else b":%d" % port) + x.url
+        close = not x.req_done or not x.keep_alive or self.closing
+        x.keep_alive = x.keep_alive and not close
+        x.status = 308
+        x.resp_started = True
+        self.transport.write(h.redirect_response(location, close, x.is_head))
+        self.finish(x, 308)
 
     def abort(self, x: Exchange) -> None:
         """The response broke half-way: the client can only learn it from a reset."""

@@ -10,7 +10,7 @@ import re
 from functools import cache
 
 # What the request side does with a header (by lowercase name); others pass unchanged.
-H_HOST, H_CONNECTION, H_DROP, H_LENGTH, H_TE, H_UPGRADE, H_XFF, H_EXPECT = range(1, 9)
+H_HOST, H_CONNECTION, H_DROP, H_LENGTH, H_TE, H_UPGRADE, H_XFF, H_EXPECT, H_FWD = range(1, 10)
 REQUEST_HEADERS: dict[bytes, int] = {
     b"host": H_HOST,
     b"connection": H_CONNECTION,
@@ -24,11 +24,18 @@ REQUEST_HEADERS: dict[bytes, int] = {
     b"content-length": H_LENGTH,
     b"upgrade": H_UPGRADE,
     b"x-forwarded-for": H_XFF,
-    # set by the proxy itself: a client's own values are not trusted
-    b"x-forwarded-proto": H_DROP,
-    b"x-forwarded-host": H_DROP,
-    b"x-forwarded-port": H_DROP,
-    b"x-real-ip": H_DROP,
+    # what a proxy in front says about the client: kept only from a trusted proxy
+    # (--trusted-proxies), dropped from anyone else, as Traefik's forwardedHeaders do
+    b"x-forwarded-proto": H_FWD,
+    b"x-forwarded-host": H_FWD,
+    b"x-forwarded-port": H_FWD,
+    b"x-forwarded-server": H_FWD,
+    b"x-forwarded-prefix": H_FWD,
+    b"x-forwarded-uri": H_FWD,
+    b"x-forwarded-method": H_FWD,
+    b"x-forwarded-ssl": H_FWD,
+    b"x-real-ip": H_FWD,
+    b"forwarded": H_FWD,
 }
 CONNECTION_KEEP = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
@@ -131,6 +138,7 @@ def remember_head(head: bytes, client_head: bytes, status: int, keep_alive: bool
 
 
 REASONS = {
+    308: "Permanent Redirect",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -158,6 +166,15 @@ def error_response(status: int, close: bool, head_only: bool = False) -> bytes:
     if close:
         lines.append("connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head if head_only else head + body
+
+
+def redirect_response(location: bytes, close: bool, head_only: bool = False) -> bytes:
+    """308 to `location` (the method and body are kept, unlike 301/302)."""
+    body = b"Permanent Redirect\n"
+    head = (b"HTTP/1.1 308 Permanent Redirect\r\nlocation: " + location
+            + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            % len(body) + (b"connection: close\r\n" if close else b"") + b"\r\n")
     return head if head_only else head + body
 
 

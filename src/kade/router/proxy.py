@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kade.router.accesslog import AccessLog
@@ -29,6 +31,7 @@ monotonic = time.monotonic
 class ProxyConfig:
     response_header_timeout: float = 60.0  # request sent → response head (504 after)
     header_timeout: float = 10.0  # a request head must arrive within (408 after)
+    body_timeout: float = 60.0  # a request body that sends nothing for this long: 408
     idle_timeout: float = 90.0  # an idle keep-alive client connection is closed after
     upstream_idle_timeout: float = 60.0  # pooled upstream connections are closed after
     connect_timeout: float = 5.0
@@ -37,6 +40,26 @@ class ProxyConfig:
     max_idle_per_server: int = 256
     attempts: int = 3  # tries of an idempotent request (other server / fresh connection)
     tick: float = 1.0  # how often timeouts are checked
+    # clients whose X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/Host/Port... are kept
+    # (CIDR ranges); from anyone else they are dropped and set from the connection
+    trusted_proxies: list[str] = field(default_factory=list)
+    https_port: int = 0  # where routes marked `tls` redirect plain HTTP requests (0: nowhere)
+
+
+def parse_networks(values: Iterable[str], what: str = "--trusted-proxies"
+                   ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """`10.0.0.0/8,::1` (items may hold commas) → networks; ValueError naming the bad one."""
+    nets = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            try:
+                nets.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{what}: {item.strip()!r} is not an IP address or CIDR "
+                                 f"range") from None
+    return nets
 
 
 class Proxy:
@@ -55,6 +78,9 @@ class Proxy:
         self._listeners: list[asyncio.Server] = []
         self._stopping = False
         self._all_closed = asyncio.Event()
+        self._trusted_nets = parse_networks(self.config.trusted_proxies)
+        self._trusted: dict[str, bool] = {}
+        self.https_port = self.config.https_port  # the HTTPS entrypoint's, for redirects
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -136,16 +162,41 @@ class Proxy:
         up.idle_since = self.now
         server.idle.append(up)
 
+    def is_trusted(self, ip: str) -> bool:
+        """Whether a client at `ip` is a proxy whose forwarding headers are believed."""
+        if not self._trusted_nets:
+            return False
+        found = self._trusted.get(ip)
+        if found is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                found = False
+            else:
+                found = any(addr in net for net in self._trusted_nets)
+            if len(self._trusted) > 4096:
+                self._trusted.clear()
+            self._trusted[ip] = found
+        return found
+
     # -- running -------------------------------------------------------------------------------
 
-    async def listen(self, host: str, port: int, shared: bool = False) -> asyncio.Server:
-        """Accept clients on host:port; `shared`: with other worker processes (SO_REUSEPORT).
-        Not shared, a port already in use is an error rather than silently split."""
+    async def listen(self, host: str, port: int, shared: bool = False,
+                     tls: ssl.SSLContext | None = None) -> asyncio.Server:
+        """Accept clients on host:port; `shared`: with other worker processes (SO_REUSEPORT);
+        `tls`: an HTTPS entrypoint. Not shared, a port already in use is an error rather than
+        silently split."""
         loop = asyncio.get_running_loop()
+        secure = tls is not None
+        extra: dict[str, Any] = {}
+        if tls is not None:  # a handshake is part of the request head's time
+            extra = {"ssl": tls, "ssl_handshake_timeout": self.config.header_timeout}
         server = await loop.create_server(
-            lambda: ClientConnection(self), host, port, reuse_address=True, reuse_port=shared,
-            backlog=2048)
+            lambda: ClientConnection(self, secure), host, port, reuse_address=True,
+            reuse_port=shared, backlog=2048, **extra)
         self._listeners.append(server)
+        if tls is not None:
+            self.https_port = server.sockets[0].getsockname()[1]
         return server
 
     def client_gone(self, conn: ClientConnection) -> None:

@@ -7,6 +7,8 @@ from a Marathon + Traefik set-up keep their labels:
     traefik.http.routers.<router>.rule=Host(`a`)
     traefik.http.routers.<router>.priority=10
     traefik.http.routers.<router>.service=<service>
+    traefik.http.routers.<router>.tls=true                  (HTTPS only; so is
+    traefik.http.routers.<router>.entrypoints=websecure      an HTTPS-only entrypoint list)
     traefik.http.services.<service>.loadbalancer.server.port=<container port>
     kade.http.services.<service>.loadbalancer.server.portindex=<index>
     kade.http.services.<service>.loadbalancer.strategy=round-robin|least-conn
@@ -67,6 +69,7 @@ class _Router:
     priority: int
     service: str
     problem: str = ""
+    tls: bool = False
 
 
 @dataclass
@@ -110,7 +113,8 @@ def _add_app(
         if svc_name not in services:
             services[svc_name] = _Service(port_index=spec.port_index,
                                           strategy=_default_strategy(app, svc_name))
-        candidates.append(_Router(name, spec.rule, spec.priority or 0, svc_name))
+        candidates.append(_Router(name, spec.rule, spec.priority or 0, svc_name,
+                                  tls=spec.tls))
     if label_routers_on:
         candidates.extend(_label_routers(app, services, default))
 
@@ -128,8 +132,11 @@ def _add_app(
         assert svc is not None
         names.routers[r.name] = app.id
         names.services[r.service] = app.id
-        routers_out.append({"name": r.name, "rule": r.rule, "priority": r.priority,
-                            "service": r.service, "app": app.id})
+        entry = {"name": r.name, "rule": r.rule, "priority": r.priority,
+                 "service": r.service, "app": app.id}
+        if r.tls:
+            entry["tls"] = True
+        routers_out.append(entry)
         if r.service not in services_out:
             services_out[r.service] = {"strategy": svc.strategy,
                                        "servers": _servers(backends, svc.port_index)}
@@ -240,7 +247,8 @@ def _label_routers(app: AppSpec, services: dict[str, _Service], default: str) ->
     out: list[_Router] = []
     for name, attrs in found.items():
         rule = attrs.get("rule", "").strip()
-        router = _Router(name, rule, 0, attrs.get("service", "").strip())
+        router = _Router(name, rule, 0, attrs.get("service", "").strip(),
+                         tls=_label_tls(attrs))
         if not rule:
             router.problem = f"router {name!r} has no rule"
         elif "middlewares" in attrs:
@@ -260,6 +268,17 @@ def _label_routers(app: AppSpec, services: dict[str, _Service], default: str) ->
                 router.service = label_services[0] if label_services else default
         out.append(router)
     return out
+
+
+_SECURE_ENTRYPOINTS = frozenset({"websecure", "https"})
+
+
+def _label_tls(attrs: dict[str, str]) -> bool:
+    """`tls=true`, or entrypoints that are all HTTPS ones (Traefik's usual `websecure`)."""
+    if attrs.get("tls", "").strip().lower() == "true":
+        return True
+    points = {p.strip().lower() for p in attrs.get("entrypoints", "").split(",") if p.strip()}
+    return bool(points) and points <= _SECURE_ENTRYPOINTS
 
 
 def _has_service_label(app: AppSpec, name: str) -> bool:

@@ -1,7 +1,10 @@
 """Traefik's rule syntax, parsed once into a matcher (pure: no I/O).
 
 Semantics follow Traefik v3: `Host` ignores case and the port, regexps are searched (not
-anchored, like Go's `MatchString`), `Path` and `PathPrefix` look at the decoded path. Traefik v2
+anchored, like Go's `MatchString`), `Path` and `PathPrefix` look at the decoded path.
+Regexps are compiled with RE2, as Go's (and so Traefik's) are: matching takes time linear in
+the input whatever the pattern, so a rule like `PathRegexp(`^/(a+)+$`)` cannot stall routing.
+What RE2 cannot compile (backreferences, lookaround) is refused when the rule is parsed. Traefik v2
 users may give several values to `Host`, `Path`, `PathPrefix` and `Method`, and may write the v2
 names `HostHeader`, `Headers` and `HeadersRegexp`.
 
@@ -17,6 +20,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import re2
 
 
 class Request(Protocol):
@@ -272,8 +277,8 @@ def _check_call(text: str, written: str, call: Call) -> None:
                 raise RuleError(text, f"Host: {a!r} is not a host name", call.column)
     if call.name.endswith("Regexp"):
         try:
-            re.compile(call.args[-1])
-        except re.error as e:
+            compile_regexp(call.args[-1])
+        except ValueError as e:
             raise RuleError(
                 text, f"{written}: invalid regular expression {call.args[-1]!r}: {e}", call.column
             ) from None
@@ -288,6 +293,23 @@ def _check_call(text: str, written: str, call: Call) -> None:
 
 
 # -- compiling --------------------------------------------------------------------------------
+
+Search = Callable[[str], object | None]
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the user, not to stderr
+_UNSUPPORTED = "RE2 syntax: no backreferences or lookaround"
+
+
+def compile_regexp(pattern: str) -> Search:
+    """The `search` of `pattern` compiled by RE2 (linear time); ValueError if RE2 refuses it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS).search  # type: ignore[no-any-return]
+    except re2.error as e:
+        reason = e.args[0] if e.args else "cannot be compiled"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"{reason} ({_UNSUPPORTED})") from None
+
 
 
 def _canon_host(value: str) -> str:
@@ -309,7 +331,7 @@ def _compile_call(c: Call) -> Matcher:
         methods = frozenset(a.upper() for a in args)
         return lambda r: r.method in methods
     if name in ("HostRegexp", "PathRegexp"):
-        search = re.compile(args[0]).search
+        search = compile_regexp(args[0])
         if name == "HostRegexp":
             return lambda r: search(r.host) is not None
         return lambda r: search(r.path) is not None
@@ -317,7 +339,7 @@ def _compile_call(c: Call) -> Matcher:
         key, value = args[0].lower(), args[1]
         return lambda r: value in r.header(key)
     if name == "HeaderRegexp":
-        key, search = args[0].lower(), re.compile(args[1]).search
+        key, search = args[0].lower(), compile_regexp(args[1])
         return lambda r: any(search(v) is not None for v in r.header(key))
     if name == "Query":
         qkey = args[0]
@@ -326,7 +348,7 @@ def _compile_call(c: Call) -> Matcher:
         qvalue = args[1]
         return lambda r: qvalue in (r.query(qkey) or ())
     if name == "QueryRegexp":
-        qkey, search = args[0], re.compile(args[1]).search
+        qkey, search = args[0], compile_regexp(args[1])
         return lambda r: any(search(v) is not None for v in (r.query(qkey) or ()))
     if name == "ClientIP":
         nets = [ipaddress.ip_network(a, strict=False) for a in args]

@@ -20,11 +20,12 @@ class TableError(ValueError):
 
 
 class Route:
-    __slots__ = ("name", "service", "app", "priority", "rule", "stats")
+    __slots__ = ("name", "service", "app", "priority", "rule", "stats", "tls")
 
     def __init__(self, name: str, service: Service, app: str, priority: int, rule: str,
-                 stats: Stats) -> None:
+                 stats: Stats, tls: bool = False) -> None:
         self.name = name
+        self.tls = tls  # served over HTTPS only: plain HTTP requests are redirected
         self.service = service
         self.app = app
         self.priority = priority
@@ -116,7 +117,7 @@ def compile_table(data: Any, server_for: ServerFor, stats_for: StatsFor) -> Tabl
         seen.add(name)
         priority = prio or len(rule.text)
         route = Route(name, services[svc_name], app, priority, rule.text,
-                      stats_for(name, svc_name))
+                      stats_for(name, svc_name), item.get("tls") is True)
         compiled.append((route, rule))
 
     compiled.sort(key=lambda rr: (-rr[0].priority, rr[0].name))

@@ -1,7 +1,7 @@
 """kade's first-class routes of an app (the router's input besides Traefik-style labels).
 
     "routes": [{"rule": "Host(`www.localhost`) && PathPrefix(`/api`)",
-                "name": "shop-api", "priority": 10, "portIndex": 0}]
+                "name": "shop-api", "priority": 10, "portIndex": 0, "tls": true}]
 
 A rule is checked when the app is submitted, so a typo is an error of the deploy, not a route
 that silently never matches. docs/routing.md has the rule syntax.
@@ -21,6 +21,7 @@ class RouteSpec(SpecModel):
                              max_length=200)
     priority: int | None = Field(default=None, ge=0)  # 0/None: the rule's length, as Traefik
     port_index: int = Field(default=0, ge=0)  # which of the task's ports receives the requests
+    tls: bool = False  # HTTPS only: the router redirects plain HTTP requests (308)
 
     @field_validator("rule")
     @classmethod

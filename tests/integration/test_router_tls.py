@@ -1,0 +1,138 @@
+"""The router's HTTPS entrypoint with real TLS clients: certificates from files and from the
+control plane chosen by SNI, forwarded headers, redirects of routes that ask for HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_router_support import (
+    ControlPlane,
+    Env,
+    RouterProcess,
+    Upstream,
+    free_port,
+    raw_request,
+    wait_until,
+)
+from tests.unit.test_router_tls import self_signed, write_pair
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Tls:
+    """A router with an HTTPS entrypoint serving two certificates from files."""
+
+    def __init__(self, env: Env, https_port: int, pems: dict[str, str]) -> None:
+        self.env = env
+        self.https_port = https_port
+        self.pems = pems  # certificate PEMs by file name, to trust them
+
+    async def get(self, server_name: str, path: str = "/", host: str | None = None,
+                  trust: str | None = None) -> tuple[bytes, dict[str, Any] | None]:
+        """One request over TLS with `server_name` as SNI: (response, the peer certificate)."""
+        ctx = ssl.create_default_context(cadata=trust or "".join(self.pems.values()))
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self.https_port, ssl=ctx, server_hostname=server_name)
+        try:
+            peer = writer.get_extra_info("peercert")
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host or server_name}\r\n"
+                         f"Connection: close\r\n\r\n".encode())
+            async with asyncio.timeout(10):
+                return await reader.read(), peer
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    up = await Upstream("app").start()
+    yield up
+    await up.stop()
+
+
+@pytest.fixture
+async def tls(tmp_path: Path) -> AsyncIterator[Tls]:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    www_crt, www_key = write_pair(certs, "www", "www.localhost")
+    write_pair(certs, "apps", "*.apps.localhost")
+    https_port = free_port()
+    cp = await ControlPlane().start()
+    router = RouterProcess(tmp_path / "state", cp.url, "--https-addr",
+                           f"127.0.0.1:{https_port}", "--tls-cert", str(www_crt),
+                           "--tls-key", str(www_key), "--tls-dir", str(certs))
+    try:
+        await router.start()
+        yield Tls(Env(cp, router), https_port, {p.name: p.read_text()
+                                                for p in sorted(certs.glob("*.crt"))})
+        assert await router.stop() == 0
+        assert "Traceback" not in router.logs(), router.logs()
+        assert "PRIVATE KEY" not in router.logs()
+    finally:
+        await router.stop()
+        await cp.stop()
+
+
+def alt_names(peer: dict[str, Any] | None) -> list[str]:
+    assert peer is not None
+    return [v for k, v in peer.get("subjectAltName", ()) if k == "DNS"]
+
+
+async def test_https_serves_the_certificate_sni_asks_for(tls: Tls, upstream: Upstream) -> None:
+    await tls.env.route_one("PathPrefix(`/`)", upstream)
+    answer, peer = await tls.get("www.localhost", "/x?y=1")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert alt_names(peer) == ["www.localhost"]  # verified against it by the client
+    answer, peer = await tls.get("shop.apps.localhost")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert alt_names(peer) == ["*.apps.localhost"]
+    seen = {k.lower(): v for k, v in upstream.seen[0]["headers"]}
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-port"] == "443"
+    assert seen["host"] == "www.localhost"
+    # a name no certificate has: the default one (the first file's); a verifying client refuses
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await tls.get("nothing.localhost")
+
+
+async def test_a_tls_route_redirects_plain_http(tls: Tls, upstream: Upstream) -> None:
+    await tls.env.route(
+        [{"name": "secure", "rule": "Host(`www.localhost`)", "service": "web", "tls": True},
+         {"name": "plain", "rule": "Host(`plain.localhost`)", "service": "web"}],
+        {"web": {"servers": [{"url": upstream.url}]}})
+    answer = await raw_request(tls.env.router.port, b"POST /pay?x=1 HTTP/1.1\r\n"
+                               b"Host: www.localhost:8080\r\nContent-Length: 0\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
+    assert (b"\r\nlocation: https://www.localhost:%d/pay?x=1\r\n" % tls.https_port) in answer
+    assert upstream.requests == 0
+    answer, _ = await tls.get("www.localhost", "/pay?x=1")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    answer = await raw_request(tls.env.router.port, b"GET / HTTP/1.1\r\n"
+                               b"Host: plain.localhost\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")  # a route without tls serves plain HTTP
+
+
+async def test_certificates_from_the_control_plane(tls: Tls, upstream: Upstream,
+                                                   tmp_path: Path) -> None:
+    cert, key = self_signed("api.localhost")
+    tls.env.cp.tls = {"index": 7, "certificates": [
+        {"name": "api", "cert": cert, "key": key}]}
+    await tls.env.route_one("PathPrefix(`/`)", upstream)
+    state = tls.env.router.state_dir
+    await wait_until(lambda: (state / "tls.json").exists(), 10, "the certificates saved")
+    answer, peer = await tls.get("api.localhost", trust=cert)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert alt_names(peer) == ["api.localhost"]
+    assert (state / "tls.json").stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE KEY" not in (state / "table.json").read_text()
+    async with httpx.AsyncClient() as c:
+        view = (await c.get(f"{tls.env.router.admin}/table")).text
+    assert "PRIVATE KEY" not in view and "api.localhost" not in view
