@@ -71,13 +71,16 @@ class Kade:
         self.token = ""  # the management token, read once kade has written it
         self.client = Client(self.addr, timeout=10, token="none")
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "kade", "up", "--data-dir", str(self.data_dir),
+                "--api-addr", self.addr, "--node", self.node, "--driver", self.driver,
+                "--ports", self.port_range, "--publish-ip", "127.0.0.1",
+                "--http-addr", f"127.0.0.1:{self.http_port}",
+                "--router-admin-addr", f"127.0.0.1:{self.router_admin_port}",
+                "--dns-addr", f"127.0.0.1:{self.dns_port}", *self.extra]
+
     def start(self) -> Kade:
-        cmd = [sys.executable, "-m", "kade", "up", "--data-dir", str(self.data_dir),
-               "--api-addr", self.addr, "--node", self.node, "--driver", self.driver,
-               "--ports", self.port_range, "--publish-ip", "127.0.0.1",
-               "--http-addr", f"127.0.0.1:{self.http_port}",
-               "--router-admin-addr", f"127.0.0.1:{self.router_admin_port}",
-               "--dns-addr", f"127.0.0.1:{self.dns_port}", *self.extra]
+        cmd = self.command()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -24,7 +24,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="kade: deploy, scale, configure, discover, route to and update containers.")
 # Piped output is not cut at 80 columns: tables stay whole for grep and less.
 console = Console(width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep
 
 ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",

@@ -16,7 +16,7 @@ from kade.client import Client, ClientError
 
 token_app = typer.Typer(no_args_is_help=True, help="Make, list and revoke API tokens.")
 console = Console(width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep
 
 ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR", help="API address [default: 127.0.0.1:7400]")]
