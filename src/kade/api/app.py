@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 import kade
 from kade import model
+from kade.admission import ContainerPolicy
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
@@ -34,10 +35,11 @@ def create_app(
     logs: Logs | None = None,
     extra: list[APIRouter] | None = None,
     clock: Callable[[], float] = time.time,
+    policy: ContainerPolicy | None = None,
 ) -> FastAPI:
     app = FastAPI(title="kade", version=kade.__version__,
                   description="Deploy, scale, configure, discover, route to and update containers")
-    app.include_router(apps_router(store, logs=logs, clock=clock))
+    app.include_router(apps_router(store, logs=logs, clock=clock, policy=policy))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
     app.include_router(_info_router(store))

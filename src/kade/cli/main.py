@@ -90,12 +90,36 @@ def up(
     seed_kv: Annotated[list[Path] | None, typer.Option(
         help="JSON/YAML trees of KV keys to create when missing")] = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
+    allow_privileged: Annotated[bool, typer.Option(
+        help="let apps run privileged containers", rich_help_panel="Container policy")] = False,
+    allow_caps: Annotated[str, typer.Option(
+        help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
+        rich_help_panel="Container policy")] = "",
+    allow_host_namespaces: Annotated[bool, typer.Option(
+        help="let apps share the host's pid/ipc/uts/userns namespaces",
+        rich_help_panel="Container policy")] = False,
+    allow_unconfined: Annotated[bool, typer.Option(
+        help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
+        rich_help_panel="Container policy")] = False,
+    allow_devices: Annotated[bool, typer.Option(
+        help="let apps map host devices", rich_help_panel="Container policy")] = False,
+    allow_sysctls: Annotated[bool, typer.Option(
+        help="let apps set kernel parameters", rich_help_panel="Container policy")] = False,
+    allow_host_paths: Annotated[str, typer.Option(
+        help="host directories apps may mount (/srv/data,...)",
+        rich_help_panel="Container policy")] = "",
+    allow_docker_socket: Annotated[bool, typer.Option(
+        help="let apps mount the Docker socket", rich_help_panel="Container policy")] = False,
+    allow_root_commands: Annotated[bool, typer.Option(
+        help="let command apps (no image) run as root on the host",
+        rich_help_panel="Container policy")] = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
 
     import uvloop
 
+    from kade.admission import ContainerPolicy, capability
     from kade.cli.up import UpConfig, serve, split_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
@@ -107,14 +131,24 @@ def up(
         port_range = (int(low), int(high))
         if not 0 < port_range[0] <= port_range[1] < 65536:
             raise ValueError(f"port range {ports!r} is not within 1-65535")
+        host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
+        for path in host_paths:
+            if not path.startswith("/"):
+                raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
     except ValueError as e:
         _fail(str(e), 2)
+    policy = ContainerPolicy(
+        allow_privileged=allow_privileged,
+        allow_caps=frozenset(capability(c) for c in allow_caps.split(",") if c.strip()),
+        allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
+        allow_devices=allow_devices, allow_sysctls=allow_sysctls, allow_host_paths=host_paths,
+        allow_docker_socket=allow_docker_socket, allow_root_commands=allow_root_commands)
     cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
                    advertise=advertise, driver=driver, publish_ip=publish_ip,
                    port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
                    domain=domain, router=router, http_addr=http_addr,
                    router_admin_addr=router_admin_addr, access_log=access_log,
-                   seed_kv=list(seed_kv or []))
+                   seed_kv=list(seed_kv or []), policy=policy)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
