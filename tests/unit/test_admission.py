@@ -321,3 +321,21 @@ def test_every_problem_is_reported_at_once() -> None:
     fields = [p.split(":")[0] for p in problems]
     assert fields[:3] == ["instances", "container.docker.privileged",
                           "container.volumes.0.hostPath"]
+
+
+def test_parameter_values_the_driver_would_refuse_are_refused_at_deploy() -> None:
+    assert refused(docker(("pids-limit", "many"), ("ulimit", "nofile"),
+                          ("device", "sda"))) == [
+        "container.docker.parameters.0.value: 'many' is not a whole number of processes",
+        "container.docker.parameters.1.value: 'nofile' is not name=soft[:hard], such as "
+        "nofile=1024:2048",
+        "container.docker.parameters.2.value: 'sda' is not /dev/host[:/dev/container[:rwm]]"]
+    assert admit(docker(("pids-limit", "-1"), ("ulimit", "nofile=1024:2048")), policy=DENY)
+
+
+def test_template_waits_and_route_ports_are_bounded() -> None:
+    template = {"destination": "/etc/a", "source": "x", "wait": {"min": "1s", "max": 1e12}}
+    assert refused({**SITE, "templates": [template]}) == [
+        "templates.0.wait.max: 1e+12 seconds is more than the 3.16224e+07 accepted"]
+    assert refused({**SITE, "routes": [{"rule": "Host(`a`)", "portIndex": 10**9}]}) == [
+        "routes.0.portIndex: 1e+09 is more than the 99 accepted"]

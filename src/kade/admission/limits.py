@@ -110,6 +110,14 @@ def check_bounds(app: AppSpec, limits: Limits = LIMITS) -> list[str]:
     most("backoffFactor", app.backoff_factor, limits.max_backoff_factor)
     for where, seconds in _seconds(app.wire(), ""):
         most(where, seconds, limits.max_seconds, f"{seconds:g} seconds")
+    for i, template in enumerate(app.templates):
+        if template.wait is not None:
+            for name in ("min", "max"):
+                seconds = getattr(template.wait, name)
+                most(f"templates.{i}.wait.{name}", seconds, limits.max_seconds,
+                     f"{seconds:g} seconds")
+    for i, route in enumerate(app.routes):
+        most(f"routes.{i}.portIndex", route.port_index, limits.max_ports - 1)
     counts = {
         "env": (len(app.env), limits.max_env),
         "labels": (len(app.labels), limits.max_labels),

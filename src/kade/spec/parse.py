@@ -153,6 +153,8 @@ def _check(app: AppSpec) -> list[str]:
         if param.key not in SUPPORTED_PARAMETERS:
             problems.append(f"container.docker.parameters.{i}.key: {param.key!r} is not "
                             f"supported (supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
+        elif (why := _parameter_value(param.key, param.value)) is not None:
+            problems.append(f"container.docker.parameters.{i}.value: {why}")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
@@ -186,6 +188,20 @@ def _check(app: AppSpec) -> list[str]:
     for i, c in enumerate(app.constraints):
         problems.extend(_check_constraint(i, c))
     return problems
+
+
+_ULIMIT = re.compile(r"^[a-z]+=-?\d+(:-?\d+)?$")
+
+
+def _parameter_value(key: str, value: str) -> str | None:
+    """Values the Docker driver would refuse at start, refused now (a deploy's error)."""
+    if key == "pids-limit" and not re.fullmatch(r"-?\d{1,18}", value.strip()):
+        return f"{value!r} is not a whole number of processes"
+    if key == "ulimit" and not _ULIMIT.match(value):
+        return f"{value!r} is not name=soft[:hard], such as nofile=1024:2048"
+    if key == "device" and (not value.startswith("/") or len(value.split(":")) > 3):
+        return f"{value!r} is not /dev/host[:/dev/container[:rwm]]"
+    return None
 
 
 def _check_constraint(i: int, c: list[str]) -> list[str]:
