@@ -339,3 +339,8 @@ def test_template_waits_and_route_ports_are_bounded() -> None:
         "templates.0.wait.max: 1e+12 seconds is more than the 3.16224e+07 accepted"]
     assert refused({**SITE, "routes": [{"rule": "Host(`a`)", "portIndex": 10**9}]}) == [
         "routes.0.portIndex: 1e+09 is more than the 99 accepted"]
+
+
+def test_a_yaml_document_of_too_many_values_is_refused_before_it_is_built() -> None:
+    with pytest.raises(DocumentRefused, match="more than 100000 YAML values"):
+        load_document("id: /a\nargs:\n" + "- a\n" * 120_000)

@@ -26,6 +26,7 @@ from kade.spec.errors import DocumentError, DocumentRefused
 
 MAX_DEPTH = 32  # objects and lists inside each other; an app definition needs about 6
 MAX_INT = 2**63 - 1  # what SQLite, Go and most JSON readers hold
+MAX_YAML_EVENTS = 100_000  # values, lists and maps of one YAML document; an app has ~100
 
 
 class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
@@ -93,7 +94,9 @@ def _json_constant(name: str) -> float:
 def _load_yaml(text: str, max_depth: int) -> Any:
     try:
         depth = 0
-        for event in yaml.parse(text, Loader=_Loader):
+        for count, event in enumerate(yaml.parse(text, Loader=_Loader)):
+            if count > MAX_YAML_EVENTS:  # building them would cost seconds of CPU
+                raise DocumentRefused([f"document: more than {MAX_YAML_EVENTS} YAML values"])
             if isinstance(event, yaml.AliasEvent):
                 mark = event.start_mark
                 where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "document"
