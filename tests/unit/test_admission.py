@@ -344,3 +344,17 @@ def test_template_waits_and_route_ports_are_bounded() -> None:
 def test_a_yaml_document_of_too_many_values_is_refused_before_it_is_built() -> None:
     with pytest.raises(DocumentRefused, match="more than 100000 YAML values"):
         load_document("id: /a\nargs:\n" + "- a\n" * 120_000)
+
+
+def test_bind_separators_and_container_networks_cannot_smuggle_host_access() -> None:
+    data = ContainerPolicy(allow_host_paths=("/srv/data",))
+    app = {**SITE, "container": {"docker": {"image": "i"}, "volumes": [
+        {"containerPath": "/a:/etc", "hostPath": "/srv/data"},
+        {"containerPath": "/b", "hostPath": "/srv/data/x:/etc"}]}}
+    assert policy_problems(app, data) == [
+        "container.volumes.0.containerPath: must not contain ':' or ','",
+        "container.volumes.1.hostPath: '/srv/data/x:/etc' must not contain ':' or ','"]
+    joined = {**SITE, "networks": [{"mode": "container", "name": "container:other"}]}
+    assert policy_problems(joined)[0].endswith("(start kade with --allow-host-namespaces)")
+    assert policy_problems(joined, ContainerPolicy(allow_host_namespaces=True)) == []
+    assert policy_problems({**SITE, "networks": [{"mode": "container", "name": "shop"}]}) == []

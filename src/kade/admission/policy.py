@@ -73,8 +73,15 @@ def check_policy(app: AppSpec, policy: ContainerPolicy, *,
         where = f"container.docker.parameters.{i} ({param.key}={param.value})"
         problems.extend(_check_parameter(where, param.key, param.value, policy))
     for i, volume in enumerate(app.container.volumes if app.container else []):
+        if ":" in volume.container_path or "," in volume.container_path:
+            # Docker splits a bind at ':': a path holding one could shift the fields
+            problems.append(f"container.volumes.{i}.containerPath: must not contain ':' or ','")
         problems.extend(_check_host_path(f"container.volumes.{i}.hostPath", volume.host_path,
                                          policy, realpath))
+    network = app.docker_network_name or ""
+    if network.startswith("container:") and not policy.allow_host_namespaces:
+        problems.append(_refused("networks.0.name", "joining another container's network "
+                                 "namespace is", "--allow-host-namespaces"))
     if app.image is None and (app.cmd or app.args) and not policy.allow_root_commands \
             and app.user is not None and _is_root(app.user):
         problems.append(_refused("user", f"running a command app as {app.user!r} on the host is",
@@ -124,6 +131,8 @@ def _check_host_path(where: str, path: str, policy: ContainerPolicy,
         return [f"{where}: {path!r} must be an absolute host path or a Docker volume name"]
     if ".." in path.split("/"):
         return [f"{where}: {path!r} must not contain '..'"]
+    if ":" in path or "," in path:
+        return [f"{where}: {path!r} must not contain ':' or ','"]
     written = os.path.normpath(path)
     if written.startswith("//"):
         written = "/" + written.lstrip("/")
