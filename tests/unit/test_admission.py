@@ -358,3 +358,16 @@ def test_bind_separators_and_container_networks_cannot_smuggle_host_access() -> 
     assert policy_problems(joined)[0].endswith("(start kade with --allow-host-namespaces)")
     assert policy_problems(joined, ContainerPolicy(allow_host_namespaces=True)) == []
     assert policy_problems({**SITE, "networks": [{"mode": "container", "name": "shop"}]}) == []
+
+
+def test_a_command_app_user_who_may_use_the_docker_socket_is_refused() -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_gid
+    app = parse_app({"id": "/a", "cmd": "id", "user": "nobody"}).app
+    assert check_policy(app, DENY, socket_groups=lambda: frozenset({nobody})) == [
+        "user: 'nobody' may use the Docker socket, and so the host; running a command app as "
+        "it is refused by this server (start kade with --allow-docker-socket)"]
+    assert check_policy(app, DENY, socket_groups=lambda: frozenset({nobody + 1})) == []
+    assert check_policy(app, ContainerPolicy(allow_docker_socket=True),
+                        socket_groups=lambda: frozenset({nobody})) == []

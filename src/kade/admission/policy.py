@@ -61,9 +61,26 @@ def _refused(where: str, what: str, flag: str) -> str:
     return f"{where}: {what} refused by this server (start kade with {flag})"
 
 
+def docker_socket_groups() -> frozenset[int]:
+    """The groups whose members may use the Docker socket (and so are root in effect)."""
+    gids = set()
+    for path in DOCKER_SOCKETS:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_mode & 0o060:
+            gids.add(st.st_gid)
+    return frozenset(gids)
+
+
 def check_policy(app: AppSpec, policy: ContainerPolicy, *,
-                 realpath: Callable[[str], str] = os.path.realpath) -> list[str]:
-    """Every way `app` asks for more than `policy` allows, as `field: message (flag)`."""
+                 realpath: Callable[[str], str] = os.path.realpath,
+                 socket_groups: Callable[[], frozenset[int]] = docker_socket_groups
+                 ) -> list[str]:
+    """Every way `app` asks for more than `policy` allows, as `field: message (flag)`.
+
+    `realpath` and `socket_groups` look at this host; tests give plain values."""
     problems: list[str] = []
     docker = app.container.docker if app.container else None
     if docker is not None and docker.privileged and not policy.allow_privileged:
@@ -82,10 +99,15 @@ def check_policy(app: AppSpec, policy: ContainerPolicy, *,
     if network.startswith("container:") and not policy.allow_host_namespaces:
         problems.append(_refused("networks.0.name", "joining another container's network "
                                  "namespace is", "--allow-host-namespaces"))
-    if app.image is None and (app.cmd or app.args) and not policy.allow_root_commands \
-            and app.user is not None and _is_root(app.user):
-        problems.append(_refused("user", f"running a command app as {app.user!r} on the host is",
-                                 "--allow-root-commands"))
+    if app.image is None and app.user is not None:
+        if _is_root(app.user):  # root reaches everything: one flag says so
+            if not policy.allow_root_commands:
+                problems.append(_refused("user", f"running a command app as {app.user!r} on "
+                                         "the host is", "--allow-root-commands"))
+        elif not policy.allow_docker_socket and _groups(app.user) & socket_groups():
+            problems.append(_refused("user", f"{app.user!r} may use the Docker socket, and so "
+                                     "the host; running a command app as it is",
+                                     "--allow-docker-socket"))
     return problems
 
 
@@ -170,6 +192,15 @@ def _is_root(user: str) -> bool:
     except (KeyError, ValueError, OverflowError):
         return False
     return entry.pw_uid == 0
+
+
+def _groups(user: str) -> set[int]:
+    name = user.strip().split(":")[0]
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError, OverflowError):
+        return set()
+    return {entry.pw_gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)}
 
 
 def command_user(policy: ContainerPolicy, *, euid: int | None = None) -> str | None:
