@@ -29,6 +29,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+POLICY = "Container policy (docs/app-spec.md)"
 
 
 def default_data_dir() -> Path:
@@ -91,28 +92,30 @@ def up(
         help="JSON/YAML trees of KV keys to create when missing")] = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
     allow_privileged: Annotated[bool, typer.Option(
-        help="let apps run privileged containers", rich_help_panel="Container policy")] = False,
+        "--allow-privileged", help="let apps run privileged containers",
+        rich_help_panel=POLICY)] = False,
     allow_caps: Annotated[str, typer.Option(
         help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
-        rich_help_panel="Container policy")] = "",
+        rich_help_panel=POLICY)] = "",
     allow_host_namespaces: Annotated[bool, typer.Option(
-        help="let apps share the host's pid/ipc/uts/userns namespaces",
-        rich_help_panel="Container policy")] = False,
+        "--allow-host-namespaces", help="let apps share the host's pid/ipc/uts/userns",
+        rich_help_panel=POLICY)] = False,
     allow_unconfined: Annotated[bool, typer.Option(
-        help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
-        rich_help_panel="Container policy")] = False,
+        "--allow-unconfined", help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
+        rich_help_panel=POLICY)] = False,
     allow_devices: Annotated[bool, typer.Option(
-        help="let apps map host devices", rich_help_panel="Container policy")] = False,
+        "--allow-devices", help="let apps map host devices", rich_help_panel=POLICY)] = False,
     allow_sysctls: Annotated[bool, typer.Option(
-        help="let apps set kernel parameters", rich_help_panel="Container policy")] = False,
+        "--allow-sysctls", help="let apps set kernel parameters",
+        rich_help_panel=POLICY)] = False,
     allow_host_paths: Annotated[str, typer.Option(
-        help="host directories apps may mount (/srv/data,...)",
-        rich_help_panel="Container policy")] = "",
+        help="host directories apps may mount (/srv/data,...)", rich_help_panel=POLICY)] = "",
     allow_docker_socket: Annotated[bool, typer.Option(
-        help="let apps mount the Docker socket", rich_help_panel="Container policy")] = False,
+        "--allow-docker-socket", help="let apps mount the Docker socket",
+        rich_help_panel=POLICY)] = False,
     allow_root_commands: Annotated[bool, typer.Option(
-        help="let command apps (no image) run as root on the host",
-        rich_help_panel="Container policy")] = False,
+        "--allow-root-commands", help="let command apps (no image) run as root on the host",
+        rich_help_panel=POLICY)] = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
