@@ -518,7 +518,8 @@ def test_namespace_and_device_parameters_reach_the_host_config() -> None:
         {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"},
         {"PathOnHost": "/dev/sdb", "PathInContainer": "/dev/xvdb", "CgroupPermissions": "r"}]
     assert host["SecurityOpt"] == ["no-new-privileges=false"]  # the app's choice, if allowed
-    bad = launch({"container": {"docker": {"image": "x", "parameters": [
-        {"key": "device", "value": "sda"}]}}})
+    # admission refuses this value; a record stored before must still not run half-set
+    unchecked = AppSpec.model_validate({**spec.app.wire(), "container": {"docker": {
+        "image": "x", "parameters": [{"key": "device", "value": "sda"}]}}})
     with pytest.raises(DriverError, match="device 'sda': expected /dev/host"):
-        container_config(bad)
+        container_config(replace(spec, app=unchecked))
