@@ -64,3 +64,25 @@ def test_command_app_is_served_healed_and_adopted(exec_kade: Kade) -> None:
 
     k.client.delete("/v1/apps/test/plain")
     wait_for(lambda: not _task_pids(k), 30, "every process stopped")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the default user applies when kade is root")
+def test_command_apps_run_as_nobody_and_root_needs_the_flag(exec_kade: Kade) -> None:
+    import pwd
+
+    from kade.client import ClientError
+
+    k = exec_kade
+    k.deploy({"id": "/test/who", "cpus": 0.01, "mem": 8,
+              "cmd": "id -u > uid && exec sleep 300"})
+    [task] = wait_for(lambda: k.running_tasks("/test/who"), 60, "the task running")
+    uid = k.data_dir / "sandboxes" / task["id"] / "uid"
+    wait_for(uid.exists, 30, "the task's uid")
+    assert int(uid.read_text()) == pwd.getpwnam("nobody").pw_uid
+
+    with pytest.raises(ClientError) as info:
+        k.deploy({"id": "/test/root", "cmd": "id > /tmp/x", "user": "root"})
+    assert info.value.status == 422
+    assert "(start kade with --allow-root-commands)" in str(info.value)
+    with pytest.raises(ClientError, match="does not exist"):
+        k.app("/test/root")

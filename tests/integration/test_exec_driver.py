@@ -282,3 +282,42 @@ async def test_only_command_apps_and_missing_tasks_are_fine(driver: ExecDriver) 
     await driver.remove("pid:1:kadetest_cmd.missing")
     cpus, mem = await driver.resources()
     assert cpus >= 1 and mem > 100
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root")
+async def test_a_command_app_without_a_user_runs_as_the_default_user(tmp_path: Path) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    d = ExecDriver(tmp_path / "tasks", default_user="nobody")
+    try:
+        spec = launch("mkdir www && id -u > www/uid; id -g >> www/uid; id -G >> www/uid; "
+                      "echo $HOME >> www/uid; sleep 300")
+        w = await d.start(spec, lambda _: None)
+        box = d.work_dir / spec.task_id
+        uid_file = box / "www" / "uid"
+
+        async def written() -> bool:
+            return uid_file.exists() and len(uid_file.read_text().splitlines()) == 4
+        await until(written, "the task's ids")
+        uid, gid, groups, home = uid_file.read_text().splitlines()
+        assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
+        assert "0" not in groups.split()  # root's group is not kept
+        assert home == str(box)
+        assert box.stat().st_uid == nobody.pw_uid and box.stat().st_mode & 0o777 == 0o700
+        await d.stop(w.id, 5)
+
+        asked = launch("id -u; sleep 300", user="root")  # admission allowed it: it is honoured
+        w = await d.start(asked, lambda _: None)
+        out = d.work_dir / asked.task_id / "stdout"
+
+        async def said() -> bool:
+            return out.read_bytes() == b"0\n"
+        await until(said, "root's uid")
+        await d.stop(w.id, 5)
+
+        with pytest.raises(DriverError, match="user: 'no-such-user-x' is not a user of this host"):
+            await d.start(launch("true", user="no-such-user-x"), lambda _: None)
+    finally:
+        await d.close()
+        kill_all(tmp_path / "tasks")

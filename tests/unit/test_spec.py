@@ -153,17 +153,47 @@ def test_spec_hash_is_the_same_after_a_trip_through_the_store() -> None:
 def test_unsupported_docker_parameters_are_rejected() -> None:
     problems = errors_of({**SITE, "container": {"docker": {
         "image": "i", "parameters": [{"key": "hostname", "value": "a"},
-                                     {"key": "device", "value": "/dev/sda"}]}}})
-    assert any("parameters.1.key: 'device' is not supported" in p for p in problems)
+                                     {"key": "volume-driver", "value": "x"}]}}})
+    assert any("parameters.1.key: 'volume-driver' is not supported" in p for p in problems)
 
 
 def test_deploys_reject_a_bad_rule_in_routes_or_traefik_labels() -> None:
-    from kade.api.apps import parse_definition
+    from kade.admission import ContainerPolicy, admit
 
     with pytest.raises(SpecError) as info:
-        parse_definition({**SITE, "labels": {
-            "traefik.http.routers.web.rule": "Host(`a`) && Foo(`b`)"}})
+        admit({**SITE, "labels": {"traefik.http.routers.web.rule": "Host(`a`) && Foo(`b`)"}},
+              policy=ContainerPolicy())
     assert "labels.traefik.http.routers.web.rule" in str(info.value)
     assert "unknown matcher Foo" in str(info.value)
     with pytest.raises(SpecError, match="routes.0.rule"):
-        parse_definition({**SITE, "routes": [{"rule": "Host(`a`"}]})
+        admit({**SITE, "routes": [{"rule": "Host(`a`"}]}, policy=ContainerPolicy())
+
+
+@pytest.mark.parametrize("app_id", ["/x/scale", "/x/versions/y", "/logs", "/a/deployments/b",
+                                    "/shop/tasks"])
+def test_ids_with_an_action_word_as_a_segment_are_refused(app_id: str) -> None:
+    problems = errors_of({**SITE, "id": app_id})
+    assert len(problems) == 1
+    assert "a word the API uses for actions" in problems[0] and problems[0].startswith("id: ")
+
+
+def test_every_api_action_word_is_reserved() -> None:
+    from kade.api.apps import _ACTIONS
+    from kade.spec import RESERVED_ID_SEGMENTS
+
+    assert set(_ACTIONS) <= RESERVED_ID_SEGMENTS
+
+
+def test_a_long_id_is_refused_by_its_length_before_any_pattern() -> None:
+    assert errors_of({**SITE, "id": "/" + "a" * 100_000}) == [
+        "id: is 100001 characters long, at most 255 are accepted"]
+    assert parse_app({**SITE, "id": "/" + "a" * 254}).app.id == "/" + "a" * 254
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_numbers_must_be_finite_even_when_given_as_python_floats(value: float) -> None:
+    assert errors_of({**SITE, "mem": value}) == ["mem: must be a finite number"]
+
+
+def test_too_large_integers_are_named() -> None:
+    assert errors_of({**SITE, "instances": 1e30}) == ["instances: is too large"]

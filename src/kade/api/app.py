@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 import kade
 from kade import model
+from kade.admission import ContainerPolicy
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
@@ -40,12 +41,13 @@ def create_app(
     extra: list[APIRouter] | None = None,
     clock: Callable[[], float] = time.time,
     security: SecurityConfig | None = None,
+    policy: ContainerPolicy | None = None,
 ) -> FastAPI:
     """The API with its front door (kade.api.security): no request reaches a handler without
     a valid token whose role allows it."""
     app = FastAPI(title="kade", version=kade.__version__,
                   description="Deploy, scale, configure, discover, route to and update containers")
-    app.include_router(apps_router(store, logs=logs, clock=clock))
+    app.include_router(apps_router(store, logs=logs, clock=clock, policy=policy))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
     app.include_router(quarantine_router(store))

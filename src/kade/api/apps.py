@@ -1,11 +1,13 @@
 """`/v1/apps` and `/v1/tasks`: Marathon's app API, with Marathon's field names.
 
 App ids contain slashes, so app routes take the rest of the path and split off a trailing
-action (`/scale`, `/restart`, `/versions[/<v>]`, `/diff`), as Marathon does.
+action (`/scale`, `/restart`, `/versions[/<v>]`, `/diff`), as Marathon does; admission refuses
+ids with such a segment. Only HTTP is here: every definition is checked by `kade.admission`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import time
@@ -16,47 +18,53 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from kade import model
+from kade.admission import (
+    LIMITS,
+    Admitted,
+    BodyTooLarge,
+    ContainerPolicy,
+    Limits,
+    admit_body,
+    admit_scale,
+    parse_body,
+)
 from kade.api.security import principal_of
 from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
 from kade.auth import can_deploy_app, redact_env
-from kade.catalog.build import check_app
 from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_all
-from kade.router.rules import check_rule
-from kade.spec import AppSpec, SpecError, load_document, normalize_id, parse_app
+from kade.spec import AppSpec, DocumentRefused, SpecError, normalize_id
 from kade.store.base import Store
-from kade.templates import check_templates
 
 Logs = Callable[[str, bool, int | None], Any]  # (task id, follow, tail) -> async bytes iterator
 
 
-def parse_definition(data: Any, app_id: str | None = None) -> tuple[AppSpec, list[str]]:
-    """Everything checked before an app is accepted: the spec, its templates' syntax, its
-    service name. Raises SpecError listing every problem."""
-    parsed = parse_app(data, app_id=app_id)
-    problems = check_templates(parsed.app.templates) + check_app(parsed.app)
-    for label, value in sorted(parsed.app.labels.items()):
-        if label.startswith("traefik.http.routers.") and label.endswith(".rule"):
-            why = check_rule(value)
-            if why:
-                problems.append(f"labels.{label}: {why}")
-    if problems:
-        raise SpecError(problems)
-    return parsed.app, parsed.warnings
-
-
 def apps_router(store: Store, *, logs: Logs | None = None,
-                clock: Callable[[], float] = time.time) -> APIRouter:
+                clock: Callable[[], float] = time.time, policy: ContainerPolicy | None = None,
+                limits: Limits = LIMITS) -> APIRouter:
+    """`policy`: what app definitions may ask of the host (None: the defaults, deny)."""
     r = APIRouter()
+    container_policy = policy or ContainerPolicy()
 
-    async def read_body(request: Request) -> Any:
-        raw = await request.body()
-        if not raw.strip():
-            raise HTTPException(400, "request body is empty: send an app definition")
-        try:
-            return load_document(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise HTTPException(400, "request body is not UTF-8 text") from None
+    async def read_capped(request: Request) -> bytes:
+        """The body, never more than the limit read (a 10 MB body costs 1 MiB at most)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise _too_large(limits.max_body_bytes)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limits.max_body_bytes:
+                raise _too_large(limits.max_body_bytes)
+        return bytes(raw)
+
+    async def admitted(request: Request, app_id: str | None = None) -> Admitted:
+        raw = await read_capped(request)
+        try:  # off the event loop: a large definition must not stall other requests
+            return await asyncio.to_thread(admit_body, raw, policy=container_policy,
+                                           app_id=app_id, limits=limits)
+        except DocumentRefused as e:
+            raise HTTPException(400, f"invalid app definition: {e}") from None
 
     async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
                                   dict[str, QueueEntry], dict[str, Unreadable]]:
@@ -114,12 +122,12 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.post("/v1/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
-        app, warnings = parse_definition(await read_body(request))
-        if not can_deploy_app(principal_of(request), app.id):
-            raise HTTPException(403, f"{describe(request)} may not change app {app.id}")
-        stored, _ = await intent.put_app(store, app, clock(), create_only=True)
+        new = await admitted(request)
+        if not can_deploy_app(principal_of(request), new.app.id):
+            raise HTTPException(403, f"{describe(request)} may not change app {new.app.id}")
+        stored, _ = await intent.put_app(store, new.app, clock(), create_only=True)
         body = await one_app(stored.id, embed=False)
-        body["warnings"] = warnings
+        body["warnings"] = new.warnings
         return JSONResponse(body, status_code=201, headers={"Location": f"/v1/apps{stored.id}"})
 
     @r.get("/v1/apps/{path:path}")
@@ -167,10 +175,10 @@ def apps_router(store: Store, *, logs: Logs | None = None,
         app_id, action, _ = _split(path)
         if action:
             raise HTTPException(405, f"PUT is not allowed on /{action}")
-        app, warnings = parse_definition(await read_body(request), app_id=app_id)
-        stored, changed = await intent.put_app(store, app, clock())
+        new = await admitted(request, app_id)
+        stored, changed = await intent.put_app(store, new.app, clock())
         body = await one_app(stored.id, embed=False)
-        body["warnings"] = warnings
+        body["warnings"] = new.warnings
         body["changed"] = changed
         return JSONResponse(body)
 
@@ -179,10 +187,11 @@ def apps_router(store: Store, *, logs: Logs | None = None,
         app_id, action, _ = _split(path)
         now = clock()
         if action == "scale":
-            data = await read_body(request)
-            instances = data.get("instances") if isinstance(data, dict) else None
-            if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
-                raise HTTPException(400, "instances: must be a whole number >= 0")
+            try:
+                instances = admit_scale(parse_body(await read_capped(request), limits=limits),
+                                        limits)
+            except SpecError as e:
+                raise HTTPException(400, str(e)) from None
             stored, _ = await intent.update_app(
                 store, app_id, lambda a: a.model_copy(update={"instances": instances}), now,
                 kind="scale")
@@ -236,7 +245,12 @@ def apps_router(store: Store, *, logs: Logs | None = None,
     return r
 
 
+# Each is also in kade.spec's RESERVED_ID_SEGMENTS, so no app id can contain one.
 _ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, str(BodyTooLarge(limit)))
 
 
 def _split(path: str) -> tuple[str, str, str]:

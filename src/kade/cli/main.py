@@ -30,6 +30,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+POLICY = "Container policy (docs/app-spec.md)"
 
 
 def _client(addr: str | None) -> Client:
@@ -97,12 +98,38 @@ def up(
         help="a browser origin (https://host[:port]) allowed to call the API")] = None,
     insecure_i_know: Annotated[bool, typer.Option(
         "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
+    allow_privileged: Annotated[bool, typer.Option(
+        "--allow-privileged", help="let apps run privileged containers",
+        rich_help_panel=POLICY)] = False,
+    allow_caps: Annotated[str, typer.Option(
+        help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
+        rich_help_panel=POLICY)] = "",
+    allow_host_namespaces: Annotated[bool, typer.Option(
+        "--allow-host-namespaces", help="let apps share the host's pid/ipc/uts/userns",
+        rich_help_panel=POLICY)] = False,
+    allow_unconfined: Annotated[bool, typer.Option(
+        "--allow-unconfined", help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
+        rich_help_panel=POLICY)] = False,
+    allow_devices: Annotated[bool, typer.Option(
+        "--allow-devices", help="let apps map host devices", rich_help_panel=POLICY)] = False,
+    allow_sysctls: Annotated[bool, typer.Option(
+        "--allow-sysctls", help="let apps set kernel parameters",
+        rich_help_panel=POLICY)] = False,
+    allow_host_paths: Annotated[str, typer.Option(
+        help="host directories apps may mount (/srv/data,...)", rich_help_panel=POLICY)] = "",
+    allow_docker_socket: Annotated[bool, typer.Option(
+        "--allow-docker-socket", help="let apps mount the Docker socket",
+        rich_help_panel=POLICY)] = False,
+    allow_root_commands: Annotated[bool, typer.Option(
+        "--allow-root-commands", help="let command apps (no image) run as root on the host",
+        rich_help_panel=POLICY)] = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
 
     import uvloop
 
+    from kade.admission import ContainerPolicy, capability
     from kade.cli.up import UpConfig, check_api_exposure, serve, split_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
@@ -115,15 +142,26 @@ def up(
         if not 0 < port_range[0] <= port_range[1] < 65536:
             raise ValueError(f"port range {ports!r} is not within 1-65535")
         check_api_exposure(api_addr, tls_cert, tls_key, insecure_i_know)
+        host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
+        for path in host_paths:
+            if not path.startswith("/"):
+                raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
     except ValueError as e:
         _fail(str(e), 2)
+    policy = ContainerPolicy(
+        allow_privileged=allow_privileged,
+        allow_caps=frozenset(capability(c) for c in allow_caps.split(",") if c.strip()),
+        allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
+        allow_devices=allow_devices, allow_sysctls=allow_sysctls, allow_host_paths=host_paths,
+        allow_docker_socket=allow_docker_socket, allow_root_commands=allow_root_commands)
     cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
                    advertise=advertise, driver=driver, publish_ip=publish_ip,
                    port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
                    domain=domain, router=router, http_addr=http_addr,
                    router_admin_addr=router_admin_addr, access_log=access_log,
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
-                   api_hosts=list(api_host or []), cors_origins=list(cors_origin or []))
+                   api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
+                   policy=policy)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))

@@ -22,9 +22,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from kade import model
+from kade.admission import ContainerPolicy, admit_file, command_user
 from kade.agent.agent import Agent, AgentConfig
 from kade.api.app import create_app
-from kade.api.apps import parse_definition
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
@@ -71,6 +71,7 @@ class UpConfig:
     tls_key: Path | None = None
     api_hosts: list[str] = field(default_factory=list)  # names the API is reached by
     cors_origins: list[str] = field(default_factory=list)
+    policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -123,11 +124,13 @@ async def make_driver(cfg: UpConfig) -> Driver:
             if cfg.driver == "docker":
                 raise SystemExit(f"kade: no Docker Engine answers: {e}") from None
             log.warning("no Docker Engine answers (%s): running command apps only", e)
-    return ExecDriver(cfg.data_dir / "sandboxes")
+    return ExecDriver(cfg.data_dir / "sandboxes", default_user=command_user(cfg.policy))
 
 
-async def deploy_files(store: Store, paths: list[Path]) -> None:
-    """Deploy app definitions from files or folders (what `make up` uses for the examples).
+async def deploy_files(store: Store, paths: list[Path],
+                       policy: ContainerPolicy | None = None) -> None:
+    """Deploy app definitions from files or folders (what `make up` uses for the examples),
+    through the same admission as the API.
 
     Apps that exist already are left as they are: a restart must not undo a `kade scale` or
     a later deploy. `kade deploy -f` updates them."""
@@ -139,17 +142,18 @@ async def deploy_files(store: Store, paths: list[Path]) -> None:
             files.append(path)
     for file in files:
         try:
-            data = load_document(file.read_text(), file.name)
-            for item in data if isinstance(data, list) else [data]:
-                app, _ = parse_definition(item)
-                try:
-                    await intent.put_app(store, app, time.time(), create_only=True)
-                    log.info("deployed %s from %s", app.id, file)
-                except intent.Conflict:
-                    log.info("%s exists: left as it is (kade deploy -f %s updates it)",
-                             app.id, file)
+            admitted = admit_file(file.read_bytes(), file.name,
+                                  policy=policy or ContainerPolicy())
         except (OSError, SpecError) as e:
             log.error("cannot deploy %s: %s", file, e)
+            continue
+        for item in admitted:
+            try:
+                await intent.put_app(store, item.app, time.time(), create_only=True)
+                log.info("deployed %s from %s", item.app.id, file)
+            except intent.Conflict:
+                log.info("%s exists: left as it is (kade deploy -f %s updates it)",
+                         item.app.id, file)
 
 
 def endpoints(catalog: Catalog) -> dict[str, list[ServiceEndpoint]]:
@@ -241,7 +245,7 @@ async def serve(cfg: UpConfig) -> None:
     view.on_change(routing.rebuild)
     view.on_change(lambda _catalog, changed: agent.services_changed(set(changed)))
     app = create_app(
-        store,
+        store, policy=cfg.policy,
         logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
         extra=[admin, kv_router(store), catalog_router(view, node_name=cfg.node),
                routing_router(routing)],
@@ -300,7 +304,7 @@ async def serve(cfg: UpConfig) -> None:
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:
-                await deploy_files(store, cfg.deploy)
+                await deploy_files(store, cfg.deploy, cfg.policy)
             stopper = tg.create_task(stop.wait())
             await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("shutting down%s", " and stopping every task" if stop_tasks else

@@ -34,9 +34,10 @@ from kade.drivers.base import (
     WorkloadEvent,
     WorkloadState,
 )
-from kade.spec.model import SUPPORTED_PARAMETERS
+from kade.drivers.docker_config import MIN_MEMORY_MIB, container_config
 
-MIN_MEMORY_MIB = 6  # Docker refuses less
+__all__ = ["MIN_MEMORY_MIB", "DockerDriver", "PullProgress", "container_config", "container_name"]
+
 EXEC_OUTPUT_LIMIT = 4096  # bytes of exec output kept (the tail: errors come last)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_.-]")
 _EVENT_FILTERS = json.dumps({
@@ -48,127 +49,6 @@ _EVENT_KINDS = {"start": "started", "die": "exited", "destroy": "removed"}
 def container_name(task_id: str) -> str:
     """Docker names allow [a-zA-Z0-9_.-]; anything else becomes `_`."""
     return "kade-" + _NAME_RE.sub("_", task_id)
-
-
-def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[str, Any]:
-    """The body of `POST /containers/create` for a task. Pure; raises DriverError."""
-    app = spec.app
-    if app.image is None:
-        raise DriverError("the docker driver needs container.docker.image")
-    config: dict[str, Any] = {
-        "Image": app.image,
-        "Labels": spec.labels(),
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
-        "StopTimeout": math.ceil(app.task_kill_grace_period_seconds),
-    }
-    if app.cmd is not None and app.args is not None:
-        raise DriverError("cmd and args cannot both be set")
-    if app.cmd is not None:  # Marathon: cmd runs in a shell, replacing the entrypoint
-        config["Entrypoint"] = ["/bin/sh", "-c"]
-        config["Cmd"] = [app.cmd]
-    elif app.args is not None:  # Marathon: args go to the image's entrypoint
-        config["Cmd"] = list(app.args)
-    host: dict[str, Any] = {
-        "Init": True,
-        "RestartPolicy": {"Name": "no"},
-        "Privileged": bool(app.container and app.container.docker
-                           and app.container.docker.privileged),
-    }
-    config["HostConfig"] = host
-    if app.cpus > 0:
-        # A relative share, as Marathon gives Docker (--cpu-shares = cpus * 1024): a hard
-        # quota would also throttle the container's start-up and idle-time bursts.
-        host["CpuShares"] = max(int(app.cpus * 1024), 2)
-    if app.mem > 0:
-        if app.mem < MIN_MEMORY_MIB:
-            raise DriverError(f"mem {app.mem:g} MiB is below Docker's minimum of "
-                              f"{MIN_MEMORY_MIB} MiB")
-        host["Memory"] = int(app.mem * 1024 * 1024)
-    _networking(spec, publish_ip, config, host)
-    binds = [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
-             for m in spec.mounts]
-    if app.container:
-        binds += [f"{v.host_path}:{v.container_path}:{v.mode.lower()}"
-                  for v in app.container.volumes]
-    if binds:
-        host["Binds"] = binds
-    if app.container and app.container.docker:
-        for p in app.container.docker.parameters:
-            _apply_parameter(p.key, p.value, config, host)
-    return config
-
-
-def _networking(spec: LaunchSpec, publish_ip: str, config: dict[str, Any],
-                host: dict[str, Any]) -> None:
-    mode = spec.app.network_mode
-    if mode == "host" or mode == "none":
-        host["NetworkMode"] = mode
-        return
-    if mode == "container":
-        name = spec.app.docker_network_name
-        if not name:
-            raise DriverError("networks[0].name: a container network needs a name")
-        host["NetworkMode"] = name
-    else:
-        host["NetworkMode"] = "bridge"
-    mappings = spec.app.port_mappings()
-    if len(spec.host_ports) < len(mappings):
-        raise DriverError(f"{len(mappings)} port mappings but {len(spec.host_ports)} host ports")
-    exposed: dict[str, dict[str, str]] = {}
-    bindings: dict[str, list[dict[str, str]]] = {}
-    for m, host_port in zip(mappings, spec.host_ports, strict=False):
-        for proto in m.protocol.split(","):
-            key = f"{m.container_port or host_port}/{proto}"
-            exposed[key] = {}
-            bindings.setdefault(key, []).append(
-                {"HostIp": publish_ip, "HostPort": str(host_port) if host_port else ""})
-    config["ExposedPorts"] = exposed
-    host["PortBindings"] = bindings
-
-
-def _apply_parameter(key: str, value: str, config: dict[str, Any],
-                     host: dict[str, Any]) -> None:
-    if key not in SUPPORTED_PARAMETERS:
-        raise DriverError(f"docker parameter {key!r} is not supported "
-                          f"(supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
-    k, _, v = value.partition("=")
-    if key == "label":
-        if k.startswith("kade."):
-            raise DriverError(f"label {k!r}: the kade. prefix is reserved")
-        config["Labels"][k] = v
-    elif key == "env":
-        config["Env"].append(value)
-    elif key in ("hostname", "user", "workdir", "stop-signal"):
-        field = {"hostname": "Hostname", "user": "User", "workdir": "WorkingDir",
-                 "stop-signal": "StopSignal"}[key]
-        config[field] = value
-    elif key in ("add-host", "cap-add", "cap-drop", "dns", "dns-search", "security-opt"):
-        field = {"add-host": "ExtraHosts", "cap-add": "CapAdd", "cap-drop": "CapDrop",
-                 "dns": "Dns", "dns-search": "DnsSearch", "security-opt": "SecurityOpt"}[key]
-        host.setdefault(field, []).append(value)
-    elif key == "ulimit":
-        soft, _, hard = v.partition(":")
-        try:
-            limit = {"Name": k, "Soft": int(soft), "Hard": int(hard or soft)}
-        except ValueError:
-            raise DriverError(f"ulimit {value!r}: expected name=soft[:hard]") from None
-        host.setdefault("Ulimits", []).append(limit)
-    elif key == "log-driver":
-        host.setdefault("LogConfig", {"Type": "", "Config": {}})["Type"] = value
-    elif key == "log-opt":
-        host.setdefault("LogConfig", {"Type": "", "Config": {}})["Config"][k] = v
-    elif key == "sysctl":
-        host.setdefault("Sysctls", {})[k] = v
-    elif key == "read-only":
-        host["ReadonlyRootfs"] = value.lower() in ("", "true", "1", "yes")
-    elif key == "tmpfs":
-        path, _, opts = value.partition(":")
-        host.setdefault("Tmpfs", {})[path] = opts
-    elif key == "pids-limit":
-        try:
-            host["PidsLimit"] = int(value)
-        except ValueError:
-            raise DriverError(f"pids-limit {value!r}: expected a number") from None
 
 
 class PullProgress:

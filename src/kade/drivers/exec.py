@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -82,8 +83,11 @@ class ExecDriver:
 
     name = "exec"
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, *, default_user: str | None = None) -> None:
+        """`default_user`: who runs a command app that names no `user` (None: kade's own
+        user). `kade up` as root passes `nobody` unless root commands are allowed."""
         self.work_dir = Path(work_dir)
+        self.default_user = default_user
         self._watches: dict[str, _Watch] = {}
         self._subscribers: set[asyncio.Queue[WorkloadEvent]] = set()
 
@@ -220,12 +224,21 @@ class ExecDriver:
         box = self.sandbox(spec.task_id)
         if box.exists():  # a leftover of the same task, e.g. from a crashed agent
             await self.remove(spec.task_id)
+        user = app.user or self.default_user
+        try:
+            account = _account(user)
+        except KeyError:
+            raise DriverError(f"user: {user!r} is not a user of this host") from None
         box.mkdir(parents=True, mode=0o700)
         _link_mounts(box, spec)
-        env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH),
-               "HOME": os.environ.get("HOME", str(box)), **spec.env}
+        home = os.environ.get("HOME", str(box))
+        if account is not None and account.pw_uid != os.geteuid():
+            # the sandbox is the task's own: its working directory, where it writes
+            os.chown(box, account.pw_uid, account.pw_gid)
+            home = str(box)
+        env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH), "HOME": home, **spec.env}
         try:
-            pid = _spawn(app.cmd, box, env, app.user)
+            pid = _spawn(app.cmd, box, env, account)
         except (OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
             raise DriverError(f"starting {app.cmd!r}: {e}") from e
         stat = proc_stat(pid)
@@ -358,12 +371,28 @@ def _link_mounts(box: Path, spec: LaunchSpec) -> None:
         link.symlink_to(m.host_path)
 
 
-def _spawn(cmd: str, box: Path, env: dict[str, str], user: str | None) -> int:
-    """Fork and exec (quick, so done inline) a session leader writing into the sandbox."""
+def _account(user: str | None) -> pwd.struct_passwd | None:
+    """The passwd entry of a user name or uid; None for no user (kade's own). KeyError."""
+    if not user:
+        return None
+    name = user.split(":")[0]
+    return pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+
+
+def _spawn(cmd: str, box: Path, env: dict[str, str], account: pwd.struct_passwd | None) -> int:
+    """Fork and exec (quick, so done inline) a session leader writing into the sandbox.
+
+    As another user, the process gets that user's group and supplementary groups, never
+    kade's (root's group would still open root-group files)."""
+    other = account is not None and account.pw_uid != os.geteuid()
     with open(box / "stdout", "ab") as out, open(box / "stderr", "ab") as err:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", cmd], cwd=box, env=env, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=err, start_new_session=True, user=user or None)
+            stdout=out, stderr=err, start_new_session=True,
+            user=account.pw_uid if account and other else None,
+            group=account.pw_gid if account and other else None,
+            extra_groups=(os.getgrouplist(account.pw_name, account.pw_gid)
+                          if account and other else None))
     # The pidfd watch reaps it: Popen must never wait for it itself, nor warn about it
     # when it is dropped while the process lives on (for the next agent to adopt).
     proc.returncode = -1

@@ -13,6 +13,7 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True,
         validate_default=True,  # defaults take the field type: 128 -> 128.0, as after a reload
+        allow_inf_nan=False,  # JSON cannot store them: `mem: Infinity` would be stored as null
     )
 
     def wire(self) -> dict[str, Any]:

@@ -35,10 +35,13 @@ class PortMapping(SpecModel):
 
 
 # `container.docker.parameters` keys the Docker driver understands (`docker run --<key>`).
+# Those that reach the host (cap-add, security-opt, sysctl, device, the namespace ones) are
+# refused by admission unless the server's container policy allows them.
 SUPPORTED_PARAMETERS: frozenset[str] = frozenset({
     "label", "env", "hostname", "user", "workdir", "add-host", "cap-add", "cap-drop",
     "ulimit", "log-driver", "log-opt", "dns", "dns-search", "security-opt", "sysctl",
-    "read-only", "tmpfs", "pids-limit", "stop-signal",
+    "read-only", "tmpfs", "pids-limit", "stop-signal", "pid", "ipc", "uts", "userns",
+    "device",
 })
 
 

@@ -14,10 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from kade.spec.document import load_document
+from kade.spec.errors import SpecError
 from kade.spec.model import SUPPORTED_PARAMETERS, AppSpec
+
+__all__ = ["MAX_ID_LENGTH", "RESERVED_ID_SEGMENTS", "Parsed", "SpecError", "load_document",
+           "normalize_id", "parse_app", "spec_hash"]
 
 # Marathon fields that kade accepts but does not act on (yet).
 UNSUPPORTED = {
@@ -41,35 +45,20 @@ UNSUPPORTED = {
 _ID_SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*"
                          r"([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# App ids are paths in the API (`/v1/apps/shop/web/versions/…`): a segment that is an action
+# word would make the app unreachable, so these are refused (today's actions and planned ones).
+RESERVED_ID_SEGMENTS: frozenset[str] = frozenset({
+    "scale", "restart", "rollback", "versions", "diff", "tasks",
+    "logs", "metrics", "alerts", "deployments", "queue",
+})
+MAX_ID_LENGTH = 255  # characters of the whole id, slashes included
 _CONSTRAINT_OPS = {"UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"}
-
-
-class SpecError(ValueError):
-    """An app definition was rejected. `problems` lists each as `field: message`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass
 class Parsed:
     app: AppSpec
     warnings: list[str] = field(default_factory=list)
-
-
-def load_document(text: str, filename: str = "") -> Any:
-    """JSON or YAML text → data. YAML is a superset, but JSON errors read better as JSON."""
-    stripped = text.lstrip()
-    if filename.endswith(".json") or stripped.startswith(("{", "[")):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError([f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError([f"invalid YAML: {e}"]) from e
 
 
 def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
@@ -114,7 +103,9 @@ def _describe(err: Any) -> str:
         "string_too_short": lambda: "must not be empty",
         "int_parsing": lambda: "must be an integer",
         "int_from_float": lambda: "must be an integer",
+        "int_parsing_size": lambda: "is too large",
         "float_parsing": lambda: "must be a number",
+        "finite_number": lambda: "must be a finite number",
         "string_type": lambda: "must be a string",
         "dict_type": lambda: "must be an object",
         "list_type": lambda: "must be a list",
@@ -129,7 +120,15 @@ def _check(app: AppSpec) -> list[str]:
     segments = app.id.strip().strip("/").split("/")
     if not app.id.strip("/ "):
         problems.append("id: is required")
+    elif len(app.id) > MAX_ID_LENGTH:
+        problems.append(f"id: is {len(app.id)} characters long, at most {MAX_ID_LENGTH} "
+                        "are accepted")
     else:
+        reserved = [seg for seg in segments if seg in RESERVED_ID_SEGMENTS]
+        if reserved:
+            problems.append(
+                f"id: {app.id!r} has the segment {reserved[0]!r}, a word the API uses for "
+                f"actions (reserved: {', '.join(sorted(RESERVED_ID_SEGMENTS))})")
         for seg in segments:
             if seg in (".", "..") or not _ID_SEGMENT.match(seg):
                 problems.append(
@@ -154,6 +153,8 @@ def _check(app: AppSpec) -> list[str]:
         if param.key not in SUPPORTED_PARAMETERS:
             problems.append(f"container.docker.parameters.{i}.key: {param.key!r} is not "
                             f"supported (supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
+        elif (why := _parameter_value(param.key, param.value)) is not None:
+            problems.append(f"container.docker.parameters.{i}.value: {why}")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
@@ -187,6 +188,20 @@ def _check(app: AppSpec) -> list[str]:
     for i, c in enumerate(app.constraints):
         problems.extend(_check_constraint(i, c))
     return problems
+
+
+_ULIMIT = re.compile(r"^[a-z]+=-?\d+(:-?\d+)?$")
+
+
+def _parameter_value(key: str, value: str) -> str | None:
+    """Values the Docker driver would refuse at start, refused now (a deploy's error)."""
+    if key == "pids-limit" and not re.fullmatch(r"-?\d{1,18}", value.strip()):
+        return f"{value!r} is not a whole number of processes"
+    if key == "ulimit" and not _ULIMIT.match(value):
+        return f"{value!r} is not name=soft[:hard], such as nofile=1024:2048"
+    if key == "device" and (not value.startswith("/") or len(value.split(":")) > 3):
+        return f"{value!r} is not /dev/host[:/dev/container[:rwm]]"
+    return None
 
 
 def _check_constraint(i: int, c: list[str]) -> list[str]:
