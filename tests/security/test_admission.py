@@ -35,7 +35,10 @@ def kade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kade]:
                                    "  docker: {image: kade/busybox, privileged: true}\n")
     k = Kade(root / "kade", extra=["--deploy", str(apps)])
     try:
-        yield k.start()
+        k.start()
+        wait_for(lambda: any(a["id"] == "/sec/from-file" for a in k.get("/v1/apps")["apps"]),
+                 60, "the apps of --deploy")
+        yield k
     finally:
         k.cleanup()
 

@@ -113,7 +113,7 @@ def test_an_unreadable_app_is_quarantined_and_kade_runs_on(kade: Kade) -> None:
 
     out = subprocess.run([sys.executable, "-m", "kade", "apps", "--api-addr", kade.addr],
                          capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "COLUMNS": "200"})
+                         env={**os.environ, "COLUMNS": "200", "KADE_TOKEN": kade.token})
     assert out.returncode == 0, out.stderr
     assert f"quarantined: {REASON}" in out.stdout and "/sec/good" in out.stdout
 

@@ -192,8 +192,8 @@ class SecurityMiddleware:
             if not length.isdigit():
                 return _Refusal(400, "Content-Length must be a whole number")
             if int(length) > self.config.max_body:
-                return _Refusal(413, f"request body of {int(length)} bytes is over the limit "
-                                     f"of {self.config.max_body} bytes")
+                return _Refusal(413, f"body: {int(length)} bytes, larger than "
+                                     f"{_size(self.config.max_body)}, the limit of this server")
         has_body = (length is not None and int(length) > 0) or (
             "chunked" in headers.get("transfer-encoding", "").lower())
         if not has_body or path.startswith("/v1/kv/"):
@@ -214,10 +214,15 @@ class SecurityMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+                    raise HTTPException(413, f"body: larger than {_size(limit)}, the limit of "
+                                             "this server")
             return message
 
         return capped
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:g} MiB ({n} bytes)" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 async def _answer(send: Send, refusal: _Refusal) -> None:
