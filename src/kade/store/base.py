@@ -68,6 +68,20 @@ class CasFailed(StoreError):
     """A compare-and-swap guard did not hold: re-read and try again."""
 
 
+class LimitExceeded(StoreError):
+    """A write would pass a limit of the store (see `kade.store.limits`); nothing was written.
+
+    `kind` is which bound: "value" (one value too large), "keys" or "bytes" (a quota full)."""
+
+    def __init__(
+        self, message: str, *, kind: Literal["value", "keys", "bytes"], limit: int, prefix: str
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
+        self.prefix = prefix
+
+
 class Compacted(StoreError):
     """A watch asked for revisions that are no longer kept; re-read a snapshot."""
 
