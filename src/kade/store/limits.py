@@ -122,9 +122,8 @@ def check_usage(quota: Quota, usage: Usage, delta: Usage) -> None:
             kind="keys", limit=quota.max_keys, prefix=quota.prefix)
     if quota.max_bytes is not None and delta.bytes > 0 and size > quota.max_bytes:
         raise LimitExceeded(
-            f"{_what(quota)} is full: {quota.max_bytes} bytes ({size_text(quota.max_bytes)}) "
-            f"is the limit{_hint(quota.bytes_hint)}, this write would make {size}; "
-            "nothing was written",
+            f"{_what(quota)} is full: {size_text(quota.max_bytes)} is the limit"
+            f"{_hint(quota.bytes_hint)}, this write would make {size} bytes; nothing was written",
             kind="bytes", limit=quota.max_bytes, prefix=quota.prefix)
 
 
@@ -181,9 +180,10 @@ def parse_count(name: str, text: str) -> int:
 
 
 def size_text(size: int) -> str:
+    """`268435456 bytes (256 MiB)`: exact, and readable."""
     for unit, factor in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if size >= factor:
-            return f"{size / factor:.4g} {unit}"
+            return f"{size} bytes ({size / factor:.4g} {unit})"
     return f"{size} bytes"
 
 
