@@ -90,5 +90,5 @@ def give_back_space(db: sqlite3.Connection, threshold: int) -> bool:
     (page_size,) = db.execute("PRAGMA page_size").fetchone()
     if free * page_size < threshold or free * 4 < pages:
         return False
-    db.execute("PRAGMA incremental_vacuum").fetchall()
+    db.executescript("PRAGMA incremental_vacuum;")  # steps until done, unlike execute()
     return True
