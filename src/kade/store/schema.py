@@ -16,6 +16,7 @@ from kade.store.keys import key_range
 from kade.store.limits import Quota, Usage
 
 WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated to this after a checkpoint
+INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +52,30 @@ CREATE TABLE IF NOT EXISTS reaped (dir TEXT PRIMARY KEY, rev INTEGER NOT NULL);
 """
 
 
-def prepare(db: sqlite3.Connection, data_dir: Path) -> None:
-    """Durable writes (WAL, synchronous=FULL), space that compaction frees given back
-    (incremental auto-vacuum; an older file is rewritten once to get it), the tables."""
+def prepare(db: sqlite3.Connection, data_dir: Path) -> bool:
+    """Durable writes (WAL, synchronous=FULL), the tables, and incremental auto-vacuum on a
+    new file. Returns whether the file predates auto-vacuum: `convert()` it, best after
+    compaction so that less is rewritten."""
     (vacuum,) = db.execute("PRAGMA auto_vacuum").fetchone()
-    if vacuum != 2:  # not INCREMENTAL; a new file takes the setting before its tables
-        (pages,) = db.execute("PRAGMA page_count").fetchone()
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    if not pages:  # a new file takes the setting before its first table
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        if pages:
-            log.info("%s: rewriting the database once so that space freed by compaction "
-                     "can be given back (incremental auto-vacuum)", data_dir)
-            db.execute("VACUUM")
     (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
     if mode != "wal":
         raise StoreError(f"{data_dir}: SQLite cannot use WAL mode here ({mode})")
     db.execute("PRAGMA synchronous=FULL")
     db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}").fetchall()
     db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+    return bool(pages) and vacuum != INCREMENTAL
+
+
+def convert(db: sqlite3.Connection, data_dir: Path) -> None:
+    """Rewrite a file of an older kade once, so that space freed by compaction can be given
+    back to the file system (incremental auto-vacuum)."""
+    log.info("%s: rewriting state.db once, so that space freed by compaction can be given "
+             "back (incremental auto-vacuum)", data_dir)
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    db.execute("VACUUM")
 
 
 def measure(db: sqlite3.Connection, quota: Quota) -> Usage:

@@ -58,7 +58,7 @@ from kade.store.limits import (
     log_bytes,
     usage_delta,
 )
-from kade.store.schema import give_back_space, measure, prepare
+from kade.store.schema import convert, give_back_space, measure, prepare
 
 HISTORY = LOG_REVISIONS
 RING = RING_REVISIONS
@@ -107,7 +107,7 @@ class SqliteStore:
             os.close(self._lock_fd)
             raise
         try:
-            prepare(self._db, self.data_dir)
+            older_file = prepare(self._db, self.data_dir)
             for name in FILES[1:]:
                 private_file(self.data_dir / name)
             rev, compacted = self._db.execute("SELECT revision, compacted FROM meta").fetchone()
@@ -128,7 +128,14 @@ class SqliteStore:
         self._prefix_revs: dict[str, int] = {}
         self._signals = Signals()
         self._closed = False
-        self._maybe_compact()
+        try:
+            self._maybe_compact()
+            if older_file:
+                convert(self._db, self.data_dir)
+        except BaseException:
+            self._db.close()
+            os.close(self._lock_fd)
+            raise
 
     # -- reads ---------------------------------------------------------------------------
 
