@@ -209,6 +209,16 @@ async def test_a_data_dir_open_to_others_is_tightened_and_said_so(
     await s.close()
 
 
+async def test_a_shared_directory_is_refused_not_taken(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    with pytest.raises(StoreError, match=f"data dir {shared}: is shared with other users "
+                                         r"\(mode 1777\); use a directory of kade's own"):
+        await open_store(shared)
+    assert mode(shared) == 0o1777 and list(shared.iterdir()) == []
+
+
 def test_private_files_are_written_whole_and_0600(tmp_path: Path, open_umask: None) -> None:
     private_dir(tmp_path / "d")
     write_private(tmp_path / "d" / "token", b"secret")

@@ -8,6 +8,7 @@ tightened when it is opened, with a log line saying so.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -22,17 +23,25 @@ FILE_MODE = 0o600
 def private_dir(path: Path) -> None:
     """Create `path` (and its parents) as a 0700 directory, or tighten it to 0700.
 
-    Raises PermissionError (with the path and modes in its message) when it cannot be."""
+    A shared directory (world-writable or sticky, like /tmp) is refused rather than taken
+    from its other users. Raises PermissionError (naming the path and its mode) when the
+    directory cannot be made private."""
     existed = path.is_dir()
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode == DIR_MODE:
         return
+    if existed and mode & (stat.S_ISVTX | stat.S_IWOTH):
+        raise PermissionError(
+            errno.EACCES,
+            f"{path}: is shared with other users (mode {mode:04o}); "
+            "use a directory of kade's own")
     try:
         os.chmod(path, DIR_MODE)
     except PermissionError as e:
         raise PermissionError(
-            f"{path}: is mode {mode:04o} and cannot be made {DIR_MODE:04o}: {e.strerror}"
+            errno.EACCES,
+            f"{path}: is mode {mode:04o} and cannot be made {DIR_MODE:04o}: {e.strerror}",
         ) from None
     if existed and mode & 0o077:
         log.warning("%s was mode %04o, open to other users: now %04o", path, mode, DIR_MODE)

@@ -7,7 +7,7 @@ millisecond of CPU), so the in-memory state below changes atomically with each c
   Consul clients ask for it on every request;
 - `_signals`: one shared future per waited-on prefix, resolved by the write that touches it,
   so one write wakes any number of waiters and watchers without a query each.
-History is kept in the `log` table for `history` revisions or `log_bytes` bytes, whichever is
+History is kept in the `log` table for `history` revisions or `history_bytes`, whichever is
 less, for watches that resume from further back; the ring is bounded the same way
 (`kade.store.limits`). Writes under a `Quota` are counted (`_usage`) and refused past it.
 Space freed by compaction is reused (and given back past a threshold: incremental
@@ -88,7 +88,8 @@ class SqliteStore:
         try:
             private_dir(self.data_dir)
         except PermissionError as e:
-            raise StoreError(f"data dir {e}") from None
+            where = f"{e.filename}: " if e.filename is not None else ""
+            raise StoreError(f"data dir {where}{e.strerror}") from None
         self._lock_fd = open_private(self.data_dir / "lock")
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
