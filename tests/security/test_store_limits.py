@@ -242,27 +242,36 @@ def kade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kade]:
         k.cleanup()
 
 
+def _client(kade: Kade) -> httpx.Client:
+    """A client of kade's API, with the management token kade keeps in its data dir."""
+    token_file = kade.data_dir / "management.token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    headers = {"X-Consul-Token": token} if token else {}
+    return httpx.Client(base_url=f"http://{kade.addr}", headers=headers, timeout=30)
+
+
 def test_kade_up_keeps_its_store_private_and_bounded(kade: Kade) -> None:
     data = kade.data_dir
     assert mode(data) == 0o700
     assert all(mode(data / name) == 0o600 for name in STORE_FILES)
 
-    url = f"http://{kade.addr}/v1/kv"
-    r = httpx.put(f"{url}/big", content=b"x" * (512 * 1024 + 1))
-    assert (r.status_code, r.text) == (
-        413, "Value exceeds 524288 byte limit (the body is 524289 bytes)")
-    with socket.create_connection(("127.0.0.1", kade.port), timeout=10) as sock:
-        sock.sendall(b"PUT /v1/kv/big HTTP/1.1\r\nHost: localhost\r\n"
-                     b"Content-Length: 10485760\r\n\r\n")
-        assert sock.recv(100).startswith(b"HTTP/1.1 413 ")  # not one body byte was sent
-    assert httpx.get(f"{url}/big").status_code == 404
+    with _client(kade) as api:
+        r = api.put("/v1/kv/big", content=b"x" * (512 * 1024 + 1))
+        assert (r.status_code, r.text) == (
+            413, "Value exceeds 524288 byte limit (the body is 524289 bytes)")
+        head = (b"PUT /v1/kv/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10485760\r\n"
+                + b"".join(f"{k}: {v}\r\n".encode() for k, v in api.headers.items()
+                           if k.lower().startswith("x-consul")) + b"\r\n")
+        with socket.create_connection(("127.0.0.1", kade.port), timeout=10) as sock:
+            sock.sendall(head)
+            assert sock.recv(100).startswith(b"HTTP/1.1 413 ")  # not one body byte was sent
+        assert api.get("/v1/kv/big").status_code == 404
 
-    for i in range(5):
-        assert httpx.put(f"{url}/k{i}", content=b"v").json() is True
-    r = httpx.put(f"{url}/k5", content=b"v")
-    assert r.status_code == 507
-    assert "KV is full: 5 keys is the limit (set KADE_KV_MAX_KEYS to change it)" in r.text
-    r = httpx.put(f"http://{kade.addr}/v1/txn",
-                  json=[{"KV": {"Verb": "set", "Key": "k6", "Value": "dg=="}}])
-    assert r.status_code == 507
-    assert httpx.get(f"{url}/", params={"keys": ""}).json() == [f"k{i}" for i in range(5)]
+        for i in range(5):
+            assert api.put(f"/v1/kv/k{i}", content=b"v").json() is True
+        r = api.put("/v1/kv/k5", content=b"v")
+        assert r.status_code == 507
+        assert "KV is full: 5 keys is the limit (set KADE_KV_MAX_KEYS to change it)" in r.text
+        r = api.put("/v1/txn", json=[{"KV": {"Verb": "set", "Key": "k6", "Value": "dg=="}}])
+        assert r.status_code == 507
+        assert api.get("/v1/kv/", params={"keys": ""}).json() == [f"k{i}" for i in range(5)]

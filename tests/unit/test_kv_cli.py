@@ -171,7 +171,15 @@ def test_transactions_of_an_import_fit_the_api_limits() -> None:
         body = json.dumps([{"KV": {"Verb": "set", "Key": k, "Value": "A" * (len(v) * 4 // 3 + 3)}}
                            for k, v in chunk])
         assert len(chunk) <= MAX_TXN_OPS and len(body) <= TXN_BODY_BYTES
-    assert len(chunks) == 6  # 7 values of 300 KB fit 3 MiB, as base64
+    assert [len(c) for c in chunks] == [2] * 14 + [64, 38]  # 2 values of 300 KB per 960 KiB
+
+
+def test_an_import_of_the_largest_values_fits_the_api(kv: Run, tmp_path: Path) -> None:
+    tree = {f"v{i}": "x" * MAX_VALUE_BYTES for i in range(3)}
+    (tmp_path / "big.json").write_text(json.dumps(tree))
+    result = kv("import", str(tmp_path / "big.json"), "--prefix", "big")
+    assert "3 keys are written in 3 transactions" in result.stderr
+    assert kv("get", "big/v2").stdout == "x" * MAX_VALUE_BYTES
 
 
 @pytest.fixture

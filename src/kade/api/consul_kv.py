@@ -38,7 +38,7 @@ from kade.templates.kvdata import (
     encode_kv_value,
 )
 
-MAX_TXN_BYTES = 4 * 1024 * 1024
+MAX_TXN_BYTES = 1024 * 1024  # more than Consul's 512 KiB: one 512 KiB value fits, in base64
 TXN_RETRIES = 8
 _PENDING = -1  # an index not known until the transaction commits
 

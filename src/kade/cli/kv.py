@@ -37,7 +37,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 RENDER_PASSES = 10
-TXN_BODY_BYTES = 3 * 1024 * 1024  # below the API's 4 MiB cap on a transaction body
+TXN_BODY_BYTES = 960 * 1024  # below the API's 1 MiB cap on a transaction body
 
 
 def _fail(message: str) -> NoReturn:
@@ -346,7 +346,7 @@ def import_command(
     chunks = txn_chunks(pairs)
     if len(chunks) > 1:
         _note(f"note: {len(pairs)} keys are written in {len(chunks)} transactions of at most "
-              f"{MAX_TXN_OPS} keys and {TXN_BODY_BYTES // 1024 // 1024} MiB (the API's limits):"
+              f"{MAX_TXN_OPS} keys and {TXN_BODY_BYTES // 1024} KiB (the API's limits):"
               " each is all-or-nothing, the import as a whole is not")
     written = 0
     with KvApi(api_addr) as api:
