@@ -7,7 +7,7 @@ import base64
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import MAX_KEY_BYTES, MAX_VALUE_BYTES, kv_router
 from kade.catalog.view import CatalogView
-from kade.store import SqliteStore
+from kade.store import Quota, SqliteStore
+from kade.store.limits import kv_quota
 
 
 def enc(text: str) -> str:
@@ -36,8 +37,9 @@ def free_port() -> int:
 class WatchedStore(SqliteStore):
     """The real store, telling the test when a blocking query starts to wait."""
 
-    def __init__(self, data_dir: Path, waiting: threading.Event) -> None:
-        super().__init__(data_dir)
+    def __init__(self, data_dir: Path, waiting: threading.Event,
+                 quotas: Sequence[Quota] | None = None) -> None:
+        super().__init__(data_dir, quotas=quotas)
         self.waiting = waiting
 
     async def wait(self, prefix: str, after: int, timeout: float) -> int:
@@ -49,9 +51,11 @@ class KvServer:
     """A FastAPI app with the KV router and a SqliteStore, on its own thread and event loop;
     with `catalog`, also the Consul catalog and health API over a live CatalogView."""
 
-    def __init__(self, data_dir: Path, *, catalog: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, catalog: bool = False,
+                 quotas: Sequence[Quota] | None = None) -> None:
         self.data_dir = data_dir
         self.catalog = catalog
+        self.quotas = quotas
         self.waiting = threading.Event()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,7 +66,7 @@ class KvServer:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _main(self) -> None:
-        store = WatchedStore(self.data_dir, self.waiting)
+        store = WatchedStore(self.data_dir, self.waiting, self.quotas)
         try:
             app = FastAPI()
             app.include_router(kv_router(store))
@@ -336,5 +340,72 @@ def test_bad_requests_name_the_parameter(server: KvServer, method: str, path: st
 def test_value_size_limit(server: KvServer, c: consul.Consul) -> None:
     r = httpx.put(f"{server.url}/v1/kv/huge", content=b"x" * (MAX_VALUE_BYTES + 1))
     assert r.status_code == 413
+    assert r.text == "Value exceeds 524288 byte limit (the body is 524289 bytes)"
     assert c.kv.get("huge")[1] is None
     assert c.kv.put("fits", b"x" * MAX_VALUE_BYTES) is True
+    big = base64.b64encode(b"x" * (MAX_VALUE_BYTES + 1)).decode()
+    r = httpx.put(f"{server.url}/v1/txn", json=[{"KV": {"Verb": "set", "Key": "t",
+                                                        "Value": big}}])
+    assert r.status_code == 413 and "too large (524289 > 524288 bytes)" in r.text
+    assert c.kv.get("t")[1] is None
+
+
+def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
+    """Send `head` and part of a body, never the rest; return what the server answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_large_body_is_refused_before_it_is_read_whole(server: KvServer,
+                                                        c: consul.Consul) -> None:
+    # Announced: refused on the headers, although not one byte of the 10 MB came.
+    head = (b"PUT /v1/kv/big HTTP/1.1\r\nHost: kade\r\nContent-Length: 10485760\r\n\r\n")
+    assert _raw_request(server.port, head, b"").startswith(b"HTTP/1.1 413 ")
+    # Chunked (no length): refused once past the limit, while the client is still sending.
+    head = b"PUT /v1/kv/big HTTP/1.1\r\nHost: kade\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+    assert _raw_request(server.port, head, chunk * 9).startswith(b"HTTP/1.1 413 ")
+    head = b"PUT /v1/txn HTTP/1.1\r\nHost: kade\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert _raw_request(server.port, head, chunk * 65).startswith(b"HTTP/1.1 413 ")
+    assert c.kv.get("big")[1] is None
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[KvServer]:
+    s = KvServer(tmp_path / "small", quotas=[kv_quota(max_keys=3, max_bytes=1000)]).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_a_full_kv_answers_507_and_writes_nothing(small: KvServer) -> None:
+    c = consul.Consul(host="127.0.0.1", port=small.port)
+    for key in ("a", "b", "c"):
+        assert c.kv.put(key, b"1") is True
+    r = httpx.put(f"{small.url}/v1/kv/d", content=b"1")
+    assert r.status_code == 507
+    assert r.text == ("KV is full: 3 keys is the limit (set KADE_KV_MAX_KEYS to change it), "
+                      "this write would make 4; nothing was written")
+    assert c.kv.get("d")[1] is None
+    assert c.kv.put("a", b"rewritten") is True  # no new key: still fine
+    ops = [{"KV": {"Verb": "delete", "Key": "c"}},
+           {"KV": {"Verb": "set", "Key": "x", "Value": enc("1")}},
+           {"KV": {"Verb": "set", "Key": "y", "Value": enc("1")}}]
+    r = httpx.put(f"{small.url}/v1/txn", json=ops)
+    assert r.status_code == 507 and "3 keys is the limit" in r.text
+    assert [k for k in c.kv.get("", keys=True)[1]] == ["a", "b", "c"]  # all or nothing
+    c.kv.delete("c")
+    assert c.kv.put("d", b"1") is True  # a delete makes room
+
+    r = httpx.put(f"{small.url}/v1/kv/a", content=b"x" * 1000)
+    assert r.status_code == 507
+    assert "KV is full: 1000 bytes is the limit (set KADE_KV_MAX_BYTES" in r.text
+    assert c.kv.get("a")[1]["Value"] == b"rewritten"

@@ -12,8 +12,10 @@ import typer
 import yaml
 from typer.testing import CliRunner, Result
 
-from kade.cli.kv import kv_app, render_command
+from kade.cli.kv import TXN_BODY_BYTES, kv_app, render_command, txn_chunks
 from kade.model import Node, Task, TaskState, TaskStatus
+from kade.store.limits import kv_quota
+from kade.templates.kvdata import MAX_TXN_OPS, MAX_VALUE_BYTES
 from tests.integration.test_consul_kv import KvServer, free_port
 
 runner = CliRunner()
@@ -151,6 +153,63 @@ def test_import_of_many_keys_is_chunked_and_says_so(kv: Run, tmp_path: Path) -> 
     result = kv("import", str(tmp_path / "many.json"), "--prefix", "many")
     assert "150 keys are written in 3 transactions" in result.stderr
     assert len(kv("ls", "many").stdout.splitlines()) == 150
+
+
+def test_a_too_large_value_is_refused_before_it_is_sent(kv: Run, tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"x" * (MAX_VALUE_BYTES + 1))
+    result = kv("put", "big", f"@{tmp_path / 'big'}", ok=False)
+    assert "big: the value is 524289 bytes; a KV value is at most 524288 bytes" in result.stderr
+    assert kv("ls").stdout == ""
+
+
+def test_transactions_of_an_import_fit_the_api_limits() -> None:
+    pairs = [(f"k{i}", b"v" * 300_000) for i in range(30)] + \
+        [(f"s{i}", b"") for i in range(100)]
+    chunks = txn_chunks(pairs)
+    assert [p for chunk in chunks for p in chunk] == pairs  # in order, nothing lost
+    for chunk in chunks:
+        body = json.dumps([{"KV": {"Verb": "set", "Key": k, "Value": "A" * (len(v) * 4 // 3 + 3)}}
+                           for k, v in chunk])
+        assert len(chunk) <= MAX_TXN_OPS and len(body) <= TXN_BODY_BYTES
+    assert [len(c) for c in chunks] == [2] * 14 + [64, 38]  # 2 values of 300 KB per 960 KiB
+
+
+def test_an_import_of_the_largest_values_fits_the_api(kv: Run, tmp_path: Path) -> None:
+    tree = {f"v{i}": "x" * MAX_VALUE_BYTES for i in range(3)}
+    (tmp_path / "big.json").write_text(json.dumps(tree))
+    result = kv("import", str(tmp_path / "big.json"), "--prefix", "big")
+    assert "3 keys are written in 3 transactions" in result.stderr
+    assert kv("get", "big/v2").stdout == "x" * MAX_VALUE_BYTES
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> Iterator[Run]:
+    server = KvServer(tmp_path / "full", quotas=[kv_quota(max_keys=100)]).start()
+
+    def run(*args: str, input: bytes | str | None = None, ok: bool = True) -> Result:
+        result = runner.invoke(kv_app, [*args, "--api-addr", server.url], input=input)
+        assert (result.exit_code == 0) == ok, (result.stdout, result.stderr)
+        return result
+
+    try:
+        yield run
+    finally:
+        server.stop()
+
+
+def test_a_full_kv_is_named_by_put_and_import(full: Run, tmp_path: Path) -> None:
+    (tmp_path / "many.json").write_text(json.dumps({f"k{i:03}": str(i) for i in range(150)}))
+    result = full("import", str(tmp_path / "many.json"), ok=False)
+    assert ("error: KV is full: 100 keys is the limit (set KADE_KV_MAX_KEYS to change it), "
+            "this write would make 128; nothing was written (64 of 150 keys were written "
+            "before)") in " ".join(result.stderr.split())
+    assert len(full("ls").stdout.splitlines()) == 64
+    (tmp_path / "rest.json").write_text(json.dumps({f"j{i:03}": str(i) for i in range(36)}))
+    full("import", str(tmp_path / "rest.json"))  # 100 keys now
+    result = full("put", "one-more", "v", ok=False)
+    assert "error: KV is full: 100 keys is the limit" in result.stderr
+    full("rm", "k000")
+    full("put", "one-more", "v")
 
 
 def test_render_the_talks_template_once(kv: Run, server: KvServer, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,12 +20,14 @@ from kade.store import (
     Compacted,
     Compare,
     Delete,
+    Entry,
     Event,
     Put,
     SqliteStore,
     StoreError,
     open_store,
 )
+from kade.store.history import Ring, read_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -540,3 +543,113 @@ async def test_big_prefix_delete_wakes_exactly_the_right_waiters(store: SqliteSt
     assert await store.prefix_revision("tasks/a/") == rev
     for p in missed:
         waits[p].cancel()
+
+
+# -- bounds of history -----------------------------------------------------------------------
+
+
+def _events(rev: int, size: int, count: int = 1) -> list[Event]:
+    return [Event(rev, "put", f"k/{i}", Entry(f"k/{i}", b"v" * size, rev, rev, 1))
+            for i in range(count)]
+
+
+def test_the_ring_keeps_revisions_within_count_and_bytes() -> None:
+    ring = Ring(1, revisions=5, budget=10_000)
+    for rev in range(1, 4):
+        ring.add(rev, _events(rev, 100))
+    assert (len(ring), ring.start) == (3, 1)
+    assert [e.revision for e in ring.since("k/", 0, 3)] == [1, 2, 3]
+    for rev in range(4, 9):
+        ring.add(rev, _events(rev, 100))
+    assert (len(ring), ring.start) == (5, 4)  # the count binds
+    assert not ring.holds_after(2) and ring.holds_after(3)
+    ring.add(9, _events(9, 4_000, count=2))
+    assert ring.bytes <= 10_000 and ring.start == 7  # the bytes bind
+    ring.add(10, _events(10, 20_000))  # larger than the budget: not held at all
+    assert (len(ring), ring.bytes, ring.start) == (0, 0, 11)
+    assert ring.holds_after(10) and not ring.holds_after(9)
+    ring.add(11, _events(11, 10))
+    ring.forget_through(11)
+    assert (len(ring), ring.start) == (0, 12)
+
+
+async def test_watchers_miss_nothing_when_big_values_pass_the_ring(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, ring_bytes=20_000)
+    watch = s.watch("k/", 0)
+    await s.put("k/0", b"0")
+    events = list(await next_batch(watch))
+    for i in range(1, 30):  # the watcher does not read meanwhile
+        await s.put(f"k/{i}", str(i).encode() * 3_000)
+    while len(events) < 30:
+        events += await next_batch(watch)
+    assert [e.key for e in events] == [f"k/{i}" for i in range(30)]
+    assert [len(e.entry.value) for e in events if e.entry][1:3] == [3_000, 3_000]
+    await watch.aclose()  # type: ignore[attr-defined]
+    await s.close()
+
+
+async def test_the_log_is_bounded_by_bytes_and_the_file_with_it(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, history_bytes=50_000)
+    for _ in range(500):  # 5 MB of history: a new 5 KB value, and the one it replaced
+        await s.put("big", os.urandom(5_000))
+    with pytest.raises(Compacted) as info:
+        await next_batch(s.watch("", 0))
+    assert info.value.compacted > 490  # 4 or 5 revisions of 10 KB kept
+    recent = s.watch("", 496)
+    assert [e.revision for e in await next_batch(recent)] == list(range(497, 501))
+    await recent.aclose()  # type: ignore[attr-defined]
+    await s.close()
+    assert (tmp_path / "state.db").stat().st_size < 500_000  # freed pages were reused
+
+
+async def test_the_log_is_read_in_pages_of_whole_revisions(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+    for rev in range(1, 5):
+        await s.txn([], [Put(f"p/{rev}/{i}", b"x" * 1_000) for i in range(3)])
+    await s.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        events, end = read_log(db, "p/", 0, 4, page_bytes=1)
+        assert ([e.revision for e in events], end) == ([1, 1, 1], 1)
+        events, end = read_log(db, "p/", 1, 4, page_bytes=5_000)
+        assert ([e.revision for e in events], end) == ([2, 2, 2, 3, 3, 3], 3)
+        events, end = read_log(db, "p/", 3, 4)
+        assert ([e.revision for e in events], end) == ([4, 4, 4], 4)
+    finally:
+        db.close()
+
+
+def _auto_vacuum(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA auto_vacuum").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_space_freed_by_compaction_goes_back_to_the_file_system(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path, quotas=[])
+    for i in range(40):
+        await s.put(f"blob/{i}", os.urandom(1024 * 1024))
+    await s.delete("blob/", prefix=True)
+    full = (tmp_path / "state.db").stat().st_size
+    s.compact(await s.revision())
+    await s.close()
+    assert (tmp_path / "state.db").stat().st_size < full // 4
+    assert _auto_vacuum(tmp_path / "state.db") == 2  # incremental
+
+
+async def test_a_file_of_an_older_kade_is_converted_once(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path)
+    await s.put("k", b"v")
+    await s.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("PRAGMA auto_vacuum=NONE")
+    db.execute("VACUUM")
+    db.close()
+    assert _auto_vacuum(tmp_path / "state.db") == 0
+    s = SqliteStore(tmp_path)
+    k = await s.get("k")
+    assert k is not None and k.value == b"v" and await s.revision() == 1
+    await s.close()
+    assert _auto_vacuum(tmp_path / "state.db") == 2

@@ -6,6 +6,11 @@ User keys live in the store under `kv/`; Consul's `Flags` travel inside the stor
 compare-and-swap on the key's mod_revision. Errors are Consul's: plain text with a 4xx status
 (400 naming the bad parameter, 413 for sizes), and a failed transaction is a 409 with
 `{"Errors": [{"OpIndex", "What"}]}`. Sessions and locks are not offered.
+
+The store enforces the KV's quotas (`kade.store.limits`); a write past one is answered 507
+with the store's message naming the limit (Consul has no such limit, so no client expects a
+particular answer). Bodies are read as a stream and refused as soon as they pass their cap:
+a 10 MB value is never held in memory.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from kade.api.consul_common import block, set_headers
 from kade.model import KV
-from kade.store.base import CasFailed, Compare, Delete, Entry, Op, Put, Store
+from kade.store.base import CasFailed, Compare, Delete, Entry, LimitExceeded, Op, Put, Store
 from kade.templates.kvdata import (
     MAX_FLAGS,
     MAX_KEY_BYTES,
@@ -33,7 +38,7 @@ from kade.templates.kvdata import (
     encode_kv_value,
 )
 
-MAX_TXN_BYTES = 4 * 1024 * 1024
+MAX_TXN_BYTES = 1024 * 1024  # more than Consul's 512 KiB: one 512 KiB value fits, in base64
 TXN_RETRIES = 8
 _PENDING = -1  # an index not known until the transaction commits
 
@@ -102,22 +107,38 @@ def _json(data: Any, index: int, status: int = 200) -> JSONResponse:
     return response
 
 
-def _error(e: BadRequest | HTTPException) -> Response:
+Refusal = BadRequest | HTTPException | LimitExceeded
+INSUFFICIENT_STORAGE = 507
+
+
+def _error(e: Refusal) -> Response:
     if isinstance(e, HTTPException):
         return PlainTextResponse(str(e.detail), status_code=e.status_code)
+    if isinstance(e, LimitExceeded):
+        status = 413 if e.kind == "value" else INSUFFICIENT_STORAGE
+        return PlainTextResponse(str(e), status_code=status)
     return PlainTextResponse(e.message, status_code=e.status)
 
 
+def _too_large(what: str, limit: int, size: int | None) -> BadRequest:
+    """413 naming the limit, and the size when the request said it (Content-Length)."""
+    told = f" (the body is {size} bytes)" if size is not None else ""
+    if what == "value":  # Consul's words
+        return BadRequest(413, f"Value exceeds {limit} byte limit{told}")
+    return BadRequest(413, f"{what} exceeds {limit} byte limit{told}")
+
+
 async def _read_body(request: Request, limit: int, what: str) -> bytes:
+    """The body, read chunk by chunk and refused (413) the moment it passes `limit`."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise BadRequest(413, f"{what} too large: {length} bytes (the limit is {limit} bytes)")
+        raise _too_large(what, limit, int(length))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadRequest(413, f"{what} too large: more than {limit} bytes")
+            raise _too_large(what, limit, None)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -132,7 +153,7 @@ def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
         try:
             _check_utf8(request)
             return await handler(store, key, request)
-        except (BadRequest, HTTPException) as e:
+        except (BadRequest, HTTPException, LimitExceeded) as e:
             return _error(e)
 
     @r.get("/v1/kv/{key:path}")
@@ -151,11 +172,11 @@ def kv_router(store: Store, *, max_txn_ops: int = MAX_TXN_OPS) -> APIRouter:
     @r.post("/v1/txn")
     async def txn(request: Request) -> Response:
         try:
-            body = await _read_body(request, MAX_TXN_BYTES, "transaction")
+            body = await _read_body(request, MAX_TXN_BYTES, "Transaction")
             ops = parse_txn(body, max_txn_ops)
             status, data, index = await run_txn(store, ops)
             return _json(data, index, status)
-        except (BadRequest, HTTPException) as e:
+        except (BadRequest, HTTPException, LimitExceeded) as e:
             return _error(e)
 
     return r

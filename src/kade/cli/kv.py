@@ -37,6 +37,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 RENDER_PASSES = 10
+TXN_BODY_BYTES = 960 * 1024  # below the API's 1 MiB cap on a transaction body
 
 
 def _fail(message: str) -> NoReturn:
@@ -62,7 +63,10 @@ class KvApi:
     def __exit__(self, *_: object) -> None:
         self.http.close()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def call(self, method: str, path: str, *, after: str = "", **kwargs: Any
+             ) -> httpx.Response:
+        """One request; an error answer ends the command with its message (and `after`,
+        which says what was done before it)."""
         try:
             r = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -71,7 +75,7 @@ class KvApi:
         except httpx.HTTPError as e:
             _fail(f"request to {self.base}{path} failed: {e}")
         if r.status_code >= 400 and r.status_code != 404:
-            _fail(_error_text(r))
+            _fail(_error_text(r) + after)
         return r
 
     def kv(self, method: str, key: str, **kwargs: Any) -> httpx.Response:
@@ -197,6 +201,9 @@ def put_command(
             _fail(f"cannot read {value[1:]}: {e.strerror}")
     else:
         data = value.encode()
+    if len(data) > MAX_VALUE_BYTES:
+        _fail(f"{key}: the value is {len(data)} bytes; a KV value is at most {MAX_VALUE_BYTES} "
+              "bytes (Consul's limit)")
     params: dict[str, Any] = {}
     if flags is not None:
         params["flags"] = flags
@@ -336,17 +343,35 @@ def import_command(
             _fail(f"{key}: the value is larger than {MAX_VALUE_BYTES} bytes")
     if not pairs:
         _fail(f"{file}: no keys to import")
-    chunks = [pairs[i:i + MAX_TXN_OPS] for i in range(0, len(pairs), MAX_TXN_OPS)]
+    chunks = txn_chunks(pairs)
     if len(chunks) > 1:
         _note(f"note: {len(pairs)} keys are written in {len(chunks)} transactions of at most "
-              f"{MAX_TXN_OPS} (Consul's limit): each is all-or-nothing, the import as a whole "
-              "is not")
+              f"{MAX_TXN_OPS} keys and {TXN_BODY_BYTES // 1024} KiB (the API's limits):"
+              " each is all-or-nothing, the import as a whole is not")
+    written = 0
     with KvApi(api_addr) as api:
         for chunk in chunks:
             ops = [{"KV": {"Verb": "set", "Key": k, "Value": base64.b64encode(v).decode()}}
                    for k, v in chunk]
-            api.call("PUT", "/v1/txn", json=ops)
+            after = f" ({written} of {len(pairs)} keys were written before)" if written else ""
+            api.call("PUT", "/v1/txn", json=ops, after=after)
+            written += len(chunk)
     typer.echo(f"Success! Imported {len(pairs)} keys")
+
+
+def txn_chunks(pairs: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
+    """`pairs` in order, cut into transactions the API accepts: at most MAX_TXN_OPS keys and
+    a JSON body of at most TXN_BODY_BYTES (base64 makes a value a third larger)."""
+    chunks: list[list[tuple[str, bytes]]] = []
+    size = 0
+    for key, value in pairs:
+        op = len(json.dumps(key)) + (len(value) + 2) // 3 * 4 + 64
+        if not chunks or len(chunks[-1]) >= MAX_TXN_OPS or size + op > TXN_BODY_BYTES:
+            chunks.append([])
+            size = 2
+        chunks[-1].append((key, value))
+        size += op
+    return chunks
 
 
 def render_command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from kade.store.base import (
@@ -11,12 +12,14 @@ from kade.store.base import (
     Delete,
     Entry,
     Event,
+    LimitExceeded,
     Op,
     Put,
     Store,
     StoreError,
     TxnResult,
 )
+from kade.store.limits import Quota, default_quotas
 from kade.store.sqlite import SqliteStore
 
 __all__ = [
@@ -26,8 +29,10 @@ __all__ = [
     "Delete",
     "Entry",
     "Event",
+    "LimitExceeded",
     "Op",
     "Put",
+    "Quota",
     "SqliteStore",
     "Store",
     "StoreError",
@@ -36,6 +41,14 @@ __all__ = [
 ]
 
 
-async def open_store(data_dir: Path) -> Store:
-    """Open the embedded store in `data_dir` (created if missing), owning it exclusively."""
-    return SqliteStore(Path(data_dir))
+async def open_store(data_dir: Path, *, quotas: Sequence[Quota] | None = None) -> Store:
+    """Open the embedded store in `data_dir` (created 0700 if missing), owning it exclusively.
+
+    Without `quotas`, the KV's come from $KADE_KV_MAX_KEYS and $KADE_KV_MAX_BYTES (defaults in
+    `kade.store.limits`); a bad value raises StoreError naming the variable."""
+    if quotas is None:
+        try:
+            quotas = default_quotas()
+        except ValueError as e:
+            raise StoreError(str(e)) from None
+    return SqliteStore(Path(data_dir), quotas=quotas)

@@ -68,6 +68,20 @@ class CasFailed(StoreError):
     """A compare-and-swap guard did not hold: re-read and try again."""
 
 
+class LimitExceeded(StoreError):
+    """A write would pass a limit of the store (see `kade.store.limits`); nothing was written.
+
+    `kind` is which bound: "value" (one value too large), "keys" or "bytes" (a quota full)."""
+
+    def __init__(
+        self, message: str, *, kind: Literal["value", "keys", "bytes"], limit: int, prefix: str
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
+        self.prefix = prefix
+
+
 class Compacted(StoreError):
     """A watch asked for revisions that are no longer kept; re-read a snapshot."""
 
@@ -91,7 +105,8 @@ class Store(Protocol):
     async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
         """Write `key`; with `expect`, only if its mod_revision is `expect` (0 = must not exist).
 
-        Returns the new revision; raises CasFailed when the guard does not hold.
+        Returns the new revision; raises CasFailed when the guard does not hold, and
+        LimitExceeded (writing nothing) when the value or a quota's usage would be too large.
         """
         ...
 
@@ -103,7 +118,9 @@ class Store(Protocol):
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
-        """All compares hold → apply `success`, else `failure`; atomically, one revision."""
+        """All compares hold → apply `success`, else `failure`; atomically, one revision.
+
+        Raises LimitExceeded, applying nothing, when the applied ops would pass a limit."""
         ...
 
     async def prefix_revision(self, prefix: str) -> int:

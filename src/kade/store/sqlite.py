@@ -7,23 +7,26 @@ millisecond of CPU), so the in-memory state below changes atomically with each c
   Consul clients ask for it on every request;
 - `_signals`: one shared future per waited-on prefix, resolved by the write that touches it,
   so one write wakes any number of waiters and watchers without a query each.
-History is kept in the `log` table for `history` revisions, for watches that resume from
-further back. Deleted keys leave a tombstone so that prefix_revision() counts deletes, also
-after a restart; old tombstones are folded into their parent directory (`reaped`), which keeps
-the answer monotonic at the cost of being conservative for that directory.
+History is kept in the `log` table for `history` revisions or `history_bytes`, whichever is
+less, for watches that resume from further back; the ring is bounded the same way
+(`kade.store.limits`). Writes under a `Quota` are counted (`_usage`) and refused past it.
+Space freed by compaction is reused (and given back past a threshold: incremental
+auto-vacuum), so the file does not grow with history. The data dir is 0700 and its files
+0600 (`kade.store.files`). Deleted keys leave a tombstone so that prefix_revision() counts
+deletes, also after a restart; old tombstones are folded into their parent directory
+(`reaped`), which keeps the answer monotonic at the cost of being conservative for that
+directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from kade.store.base import (
     CasFailed,
@@ -37,138 +40,57 @@ from kade.store.base import (
     StoreError,
     TxnResult,
 )
+from kade.store.files import open_private, private_dir, private_file
+from kade.store.history import Ring, log_row, read_log
+from kade.store.keys import Signals, key_range, parent_dir, prefixes_hit
+from kade.store.limits import (
+    LOG_BYTES,
+    LOG_REVISIONS,
+    LOG_ROW_BYTES_SQL,
+    RING_BYTES,
+    RING_REVISIONS,
+    Quota,
+    Usage,
+    check_usage,
+    check_value,
+    compaction_point,
+    default_quotas,
+    log_bytes,
+    usage_delta,
+)
+from kade.store.schema import convert, give_back_space, measure, prepare
 
-HISTORY = 100_000  # revisions of change log kept for watches
-RING = 10_000  # revisions of events kept in memory for live watchers
+HISTORY = LOG_REVISIONS
+RING = RING_REVISIONS
 PREFIX_CACHE = 10_000  # prefix_revision answers kept in memory
 PAGE = 1_000  # revisions read from the log per query when a watch catches up
+VACUUM_MIN = 32 * 1024 * 1024  # free pages given back to the file system past this
+FILES = ("state.db", "state.db-wal", "state.db-shm")
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    revision INTEGER NOT NULL,
-    compacted INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (1, 0, 0);
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    create_rev INTEGER NOT NULL,
-    mod_rev INTEGER NOT NULL,
-    version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-    rev INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB,
-    create_rev INTEGER,
-    version INTEGER,
-    prev_value BLOB,
-    prev_create INTEGER,
-    prev_mod INTEGER,
-    prev_version INTEGER
-);
-CREATE INDEX IF NOT EXISTS log_rev ON log (rev);
-CREATE TABLE IF NOT EXISTS tomb (key TEXT PRIMARY KEY, rev INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS tomb_rev ON tomb (rev);
-CREATE TABLE IF NOT EXISTS reaped (dir TEXT PRIMARY KEY, rev INTEGER NOT NULL);
-"""
-
-
-def prefix_upper(prefix: str) -> str | None:
-    """The smallest string above every string that starts with `prefix` (None: no bound)."""
-    stem = prefix.rstrip("\U0010ffff")
-    if not stem:
-        return None
-    code = ord(stem[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:  # surrogates cannot occur in keys
-        code = 0xE000
-    return stem[:-1] + chr(code)
-
-
-def _key_range(column: str, prefix: str) -> tuple[str, tuple[str, ...]]:
-    upper = prefix_upper(prefix)
-    if upper is None:
-        return f"{column} >= ?", (prefix,)
-    return f"{column} >= ? AND {column} < ?", (prefix, upper)
-
-
-def prefixes_hit(prefixes: Mapping[str, object], keys: Sequence[str]) -> list[str]:
-    """Which of `prefixes` start at least one of `keys`.
-
-    Picks the cheaper of two ways: look up every leading slice of each key, or bisect the
-    sorted keys for each prefix (better for a prefix delete of many keys).
-    """
-    if not prefixes or not keys:
-        return []
-    slices = sum(len(k) + 1 for k in keys)
-    if slices <= len(prefixes) * 8:
-        found = {k[:i] for k in keys for i in range(len(k) + 1)}
-        return [p for p in found if p in prefixes]
-    ordered = sorted(keys)
-    hits = []
-    for p in prefixes:
-        i = bisect.bisect_left(ordered, p)
-        if i < len(ordered) and ordered[i].startswith(p):
-            hits.append(p)
-    return hits
-
-
-def _parent_dir(key: str) -> str:
-    return key[: key.rfind("/") + 1]
-
-
-class _Signals:
-    """One future per prefix, resolved with the first revision that changes the prefix."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[asyncio.Future[int], list[int]]] = {}
-
-    def acquire(self, prefix: str) -> asyncio.Future[int]:
-        entry = self._entries.get(prefix)
-        if entry is None:
-            entry = (asyncio.get_running_loop().create_future(), [0])
-            self._entries[prefix] = entry
-        entry[1][0] += 1
-        return entry[0]
-
-    def release(self, prefix: str, fut: asyncio.Future[int]) -> None:
-        entry = self._entries.get(prefix)
-        if entry is None or entry[0] is not fut:
-            return  # already fired
-        entry[1][0] -= 1
-        if entry[1][0] == 0:
-            del self._entries[prefix]
-            fut.cancel()
-
-    def notify(self, keys: Sequence[str], revision: int) -> None:
-        for p in prefixes_hit(self._entries, keys):
-            fut, _ = self._entries.pop(p)
-            fut.set_result(revision)
-
-    def fire_all(self, revision: int) -> None:
-        for fut, _ in self._entries.values():
-            fut.set_result(revision)
-        self._entries.clear()
-
-
-def _entry(key: str, value: Any, create: Any, mod: Any, version: Any) -> Entry | None:
-    if create is None:
-        return None
-    return Entry(key, bytes(value), create, mod, version)
-
 
 class SqliteStore:
     """The Store protocol on SQLite; see the module docstring for how it is laid out."""
 
-    def __init__(self, data_dir: Path, *, history: int = HISTORY, ring: int = RING) -> None:
-        if history < 1:
-            raise ValueError("history must keep at least one revision")
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        history: int = HISTORY,
+        ring: int = RING,
+        history_bytes: int = LOG_BYTES,
+        ring_bytes: int = RING_BYTES,
+        quotas: Sequence[Quota] | None = None,
+    ) -> None:
+        if history < 1 or history_bytes < 1:
+            raise ValueError("history must keep at least one revision and one byte")
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            private_dir(self.data_dir)
+        except PermissionError as e:
+            where = f"{e.filename}: " if e.filename is not None else ""
+            raise StoreError(f"data dir {where}{e.strerror}") from None
+        self._lock_fd = open_private(self.data_dir / "lock")
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -176,28 +98,45 @@ class SqliteStore:
             raise StoreError(
                 f"data dir {self.data_dir} is in use by another kade process"
             ) from None
-        self._db = sqlite3.connect(self.data_dir / "state.db", isolation_level=None)
         try:
-            (mode,) = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
-            if mode != "wal":
-                raise StoreError(f"{self.data_dir}: SQLite cannot use WAL mode here ({mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            # SQLite creates the WAL and shared-memory files with the database's mode.
+            os.close(open_private(self.data_dir / FILES[0]))
+            for name in FILES[1:]:
+                private_file(self.data_dir / name)
+            self._db = sqlite3.connect(self.data_dir / FILES[0], isolation_level=None)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        try:
+            older_file = prepare(self._db, self.data_dir)
+            for name in FILES[1:]:
+                private_file(self.data_dir / name)
             rev, compacted = self._db.execute("SELECT revision, compacted FROM meta").fetchone()
             self._rev: int = rev
             self._compacted: int = compacted
+            (self._log_bytes,) = self._db.execute(
+                f"SELECT coalesce(sum({LOG_ROW_BYTES_SQL}), 0) FROM log"
+            ).fetchone()
+            self._quotas = tuple(default_quotas({}) if quotas is None else quotas)
+            self._usage = [measure(self._db, q) for q in self._quotas]
         except BaseException:
             self._db.close()
             os.close(self._lock_fd)
             raise
         self._history = history
-        self._ring_size = max(1, min(ring, history))
-        self._ring: dict[int, list[Event]] = {}
-        self._ring_start = self._rev + 1  # oldest revision held in _ring
+        self._history_bytes = history_bytes
+        self._ring = Ring(self._rev + 1, min(ring, history), ring_bytes)
         self._prefix_revs: dict[str, int] = {}
-        self._signals = _Signals()
+        self._signals = Signals()
         self._closed = False
-        self._maybe_compact()
+        try:
+            self._maybe_compact()
+            if older_file:
+                convert(self._db, self.data_dir)
+        except BaseException:
+            self._db.close()
+            os.close(self._lock_fd)
+            raise
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -211,7 +150,7 @@ class SqliteStore:
 
     async def range(self, prefix: str) -> tuple[list[Entry], int]:
         self._check_open()
-        where, args = _key_range("key", prefix)
+        where, args = key_range("key", prefix)
         rows = self._db.execute(
             f"SELECT key, value, create_rev, mod_rev, version FROM kv WHERE {where} ORDER BY key",
             args,
@@ -253,11 +192,16 @@ class SqliteStore:
     ) -> TxnResult:
         for op in (*success, *failure):
             _validate(op)
+            if isinstance(op, Put):
+                check_value(self._quotas, op.key, len(op.value))
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             succeeded = all(self._mod_rev(c.key) == c.mod_revision for c in compares)
             events = self._apply(success if succeeded else failure)
+            deltas = [usage_delta(q.prefix, events) for q in self._quotas]
+            for quota, usage, delta in zip(self._quotas, self._usage, deltas, strict=True):
+                check_usage(quota, usage, delta)
             if events:
                 db.execute("UPDATE meta SET revision = ?", (events[0].revision,))
             db.execute("COMMIT")
@@ -265,6 +209,9 @@ class SqliteStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        for usage, delta in zip(self._usage, deltas, strict=True):
+            usage.keys += delta.keys
+            usage.bytes += delta.bytes
         if events:
             self._committed(events)
         return TxnResult(succeeded, self._rev, tuple(events))
@@ -292,7 +239,7 @@ class SqliteStore:
                 events.append(Event(rev, "put", op.key, entry, prev))
                 continue
             if op.prefix:
-                where, args = _key_range("key", op.key)
+                where, args = key_range("key", op.key)
                 rows = db.execute(
                     "SELECT key, value, create_rev, mod_rev, version FROM kv "
                     f"WHERE {where} ORDER BY key",
@@ -311,7 +258,7 @@ class SqliteStore:
             events.extend(Event(rev, "delete", e.key, None, e) for e in gone)
         db.executemany(
             "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_log_row(e) for e in events],
+            [log_row(e) for e in events],
         )
         return events
 
@@ -319,10 +266,8 @@ class SqliteStore:
         """Bring memory in line with a commit; runs without awaiting, so nobody sees a gap."""
         rev = events[0].revision
         self._rev = rev
-        self._ring[rev] = events
-        while len(self._ring) > self._ring_size:
-            del self._ring[self._ring_start]
-            self._ring_start += 1
+        self._ring.add(rev, events)
+        self._log_bytes += log_bytes(events)
         keys = [e.key for e in events]
         for p in prefixes_hit(self._prefix_revs, keys):
             self._prefix_revs[p] = rev
@@ -335,10 +280,26 @@ class SqliteStore:
     # -- compaction ----------------------------------------------------------------------
 
     def _maybe_compact(self) -> None:
+        """Compact past either budget of the log, by a step (a tenth of the revisions, an
+        eighth of the bytes) so that the cost is paid once per many writes."""
+        target = 0
         step = max(1, min(10_000, self._history // 10))
-        if self._rev - self._compacted < self._history + step:
-            return
-        self.compact(self._rev - self._history)
+        if self._rev - self._compacted >= self._history + step:
+            target = self._rev - self._history
+        if self._log_bytes > self._history_bytes:
+            excess = self._log_bytes - self._history_bytes + self._history_bytes // 8
+            sizes = self._db.execute(
+                f"SELECT rev, sum({LOG_ROW_BYTES_SQL}) FROM log WHERE rev > ? "
+                "GROUP BY rev ORDER BY rev",
+                (max(self._compacted, target),),
+            )
+            try:
+                point = compaction_point(sizes, excess)
+            finally:
+                sizes.close()
+            target = max(target, point or 0)
+        if target > self._compacted:
+            self.compact(target)
 
     def compact(self, revision: int) -> None:
         """Forget history up to `revision`; watches from before it get Compacted."""
@@ -349,11 +310,15 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            (freed,) = db.execute(
+                f"SELECT coalesce(sum({LOG_ROW_BYTES_SQL}), 0) FROM log WHERE rev <= ?",
+                (revision,),
+            ).fetchone()
             db.execute("DELETE FROM log WHERE rev <= ?", (revision,))
             old = db.execute("SELECT key, rev FROM tomb WHERE rev <= ?", (revision,)).fetchall()
             dirs: dict[str, int] = {}
             for key, rev in old:
-                d = _parent_dir(key)
+                d = parent_dir(key)
                 dirs[d] = max(dirs.get(d, 0), rev)
             db.executemany(
                 "INSERT INTO reaped VALUES (?, ?) "
@@ -368,8 +333,16 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
         self._compacted = revision
+        self._log_bytes -= freed
+        self._ring.forget_through(revision)
         if old:
             self._prefix_revs.clear()  # answers may rise to the reaped directories' revisions
+        give_back_space(db, VACUUM_MIN)
+
+    def usage(self) -> list[tuple[Quota, Usage]]:
+        """Each quota and what it counts now (for metrics and tests)."""
+        return [(q, Usage(u.keys, u.bytes)) for q, u in zip(self._quotas, self._usage,
+                                                             strict=True)]
 
     # -- watching ------------------------------------------------------------------------
 
@@ -381,20 +354,14 @@ class SqliteStore:
         while not self._closed:
             current = self._rev
             if pos < current:
-                if pos + 1 >= self._ring_start:
-                    batch = [
-                        e
-                        for rev in range(pos + 1, current + 1)
-                        for e in self._ring[rev]
-                        if e.key.startswith(prefix)
-                    ]
+                if self._ring.holds_after(pos):
+                    batch = self._ring.since(prefix, pos, current)
                     pos = current
                 else:
                     if pos < self._compacted:
                         raise Compacted(pos, self._compacted)
-                    end = min(current, self._ring_start - 1, pos + PAGE)
-                    batch = self._log_events(prefix, pos, end)
-                    pos = end
+                    end = min(current, self._ring.start - 1, pos + PAGE)
+                    batch, pos = read_log(self._db, prefix, pos, end)
                 if batch:
                     yield batch
                 continue
@@ -451,12 +418,12 @@ class SqliteStore:
         if prefix == "":
             found = self._rev
         else:
-            where, args = _key_range("key", prefix)
+            where, args = key_range("key", prefix)
             live = self._db.execute(f"SELECT max(mod_rev) FROM kv WHERE {where}", args)
             dead = self._db.execute(f"SELECT max(rev) FROM tomb WHERE {where}", args)
             found = max(live.fetchone()[0] or 0, dead.fetchone()[0] or 0)
             # Reaped tombstones: directories under the prefix, or above it (conservative).
-            where, args = _key_range("dir", prefix)
+            where, args = key_range("dir", prefix)
             above = ["", *(prefix[: i + 1] for i, c in enumerate(prefix) if c == "/")]
             marks = ",".join("?" * len(above))
             row = self._db.execute(
@@ -468,25 +435,6 @@ class SqliteStore:
             del self._prefix_revs[next(iter(self._prefix_revs))]
         self._prefix_revs[prefix] = found
         return found
-
-    def _log_events(self, prefix: str, after: int, end: int) -> list[Event]:
-        where, args = _key_range("key", prefix)
-        rows = self._db.execute(
-            "SELECT rev, key, value, create_rev, version, "
-            "prev_value, prev_create, prev_mod, prev_version FROM log "
-            f"WHERE rev > ? AND rev <= ? AND {where} ORDER BY rev, rowid",
-            (after, end, *args),
-        ).fetchall()
-        events = []
-        for rev, key, value, create, version, pv, pc, pm, pn in rows:
-            entry = _entry(key, value, create, rev, version)
-            prev = _entry(key, pv, pc, pm, pn)
-            if entry is not None:
-                events.append(Event(rev, "put", key, entry, prev))
-            else:
-                events.append(Event(rev, "delete", key, None, prev))
-        return events
-
 
 def _validate(op: Op) -> None:
     if not isinstance(op, Put | Delete):
@@ -501,18 +449,3 @@ def _validate(op: Op) -> None:
         raise ValueError(f"key {op.key!r} is not valid UTF-8") from None
     if isinstance(op, Put) and not isinstance(op.value, bytes | bytearray | memoryview):
         raise TypeError(f"value of {op.key!r} must be bytes, not {type(op.value).__name__}")
-
-
-def _log_row(e: Event) -> tuple[Any, ...]:
-    new, old = e.entry, e.prev
-    return (
-        e.revision,
-        e.key,
-        new.value if new else None,
-        new.create_revision if new else None,
-        new.version if new else None,
-        old.value if old else None,
-        old.create_revision if old else None,
-        old.mod_revision if old else None,
-        old.version if old else None,
-    )
