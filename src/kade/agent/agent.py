@@ -34,7 +34,7 @@ from kade.drivers.base import (
 )
 from kade.model import HealthResult, Node, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec
-from kade.store.base import Event, Store, StoreError
+from kade.store.base import Compacted, Event, Store, StoreError
 from kade.templates import TemplateError, apply_kv_events, kv_snapshot
 
 log = logging.getLogger("kade.agent")
@@ -157,9 +157,28 @@ class Agent:
         return state
 
     async def _follow_store(self, revision: int) -> None:
-        async for batch in self.store.watch(model.TASKS, revision):
-            for event in batch:
-                self._on_task_event(event)
+        while True:
+            try:
+                async for batch in self.store.watch(model.TASKS, revision):
+                    for event in batch:
+                        self._on_task_event(event)
+                return
+            except Compacted:  # fell behind the kept history: start again from a snapshot
+                revision = await self._reload_tasks()
+
+    async def _reload_tasks(self) -> int:
+        entries, revision = await self.store.range(model.TASKS)
+        placed = {t.id: t for t in decode_all(entries, Task)[0] if t.node == self.config.node}
+        for task_id, state in list(self._tasks.items()):
+            if state.task is not None and task_id not in placed:
+                state.task = None
+                self._poke(task_id)
+        for task_id, task in placed.items():
+            if self._state(task_id).task != task:
+                self._state(task_id).task = task
+                self._poke(task_id)
+        log.warning("agent fell behind the store's history: reloaded %d tasks", len(placed))
+        return revision
 
     def _on_task_event(self, event: Event) -> None:
         task_id = event.key[len(model.TASKS):]
@@ -178,9 +197,19 @@ class Agent:
         self._poke(task_id)
 
     async def _follow_kv(self, revision: int) -> None:
-        async for batch in self.store.watch(model.KV, revision):
-            changed = apply_kv_events(self._kv, batch)
-            self._config_changed(changed, set())
+        while True:
+            try:
+                async for batch in self.store.watch(model.KV, revision):
+                    changed = apply_kv_events(self._kv, batch)
+                    self._config_changed(changed, set())
+                return
+            except Compacted:  # fell behind: a fresh snapshot, and every key that differs
+                entries, revision = await self.store.range(model.KV)
+                fresh = kv_snapshot(entries)
+                changed = {k for k in self._kv.keys() | fresh.keys()
+                           if self._kv.get(k) != fresh.get(k)}
+                self._kv = fresh
+                self._config_changed(changed, set())
 
     def services_changed(self, services: set[str]) -> None:
         """The catalog changed these services (wired by the composition root)."""

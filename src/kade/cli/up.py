@@ -41,7 +41,7 @@ from kade.drivers.base import LABEL_NODE, Driver
 from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document
 from kade.store import open_store
-from kade.store.base import CasFailed, Store
+from kade.store.base import CasFailed, LimitExceeded, Store
 from kade.templates import ServiceEndpoint
 
 log = logging.getLogger("kade")
@@ -180,9 +180,13 @@ async def seed_kv(store: Store, paths: list[Path]) -> None:
             continue
         created = 0
         for key, value in pairs:
-            with contextlib.suppress(CasFailed):
+            try:
                 await store.put(model.KV + key, encode_kv_value(value), expect=0)
                 created += 1
+            except CasFailed:
+                pass  # it exists: its value is kept
+            except LimitExceeded as e:
+                log.error("cannot seed KV key %s from %s: %s", key, path, e)
         log.info("seeded %d of %d keys from %s", created, len(pairs), path)
 
 
