@@ -1,0 +1,296 @@
+"""Compiling and rendering templates of others, in worker processes with time and memory
+limits; async entry points for the API (`check_templates_async`) and the agent.
+
+Why processes, not threads: a template is a program, and CPU-bound Python in a thread
+cannot be stopped — `{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}`
+never returns, and C code (a YAML parse, a `str.format` width) allocates before any check
+can look. The sandbox's size checks (`kade.templates.sandbox`) give a clear error for the
+blow-ups they can see; a worker process bounds everything else by construction: it is
+killed when a template takes longer than the time limit (default 2 s) and cannot grow past
+its address-space limit (`RLIMIT_AS`, default 512 MiB), so a template can cost kade one
+worker and a moment of one CPU, never the event loop or the memory of the API.
+
+A few long-lived workers (default 2) are started on first use and reused, so a render
+costs a round trip over a pipe, not a process start; a killed worker is replaced on the
+next call. Requests and answers are JSON lines: a worker runs as `nobody`, and nothing it
+sends can make the parent run code (as pickle could). Callers wait in a thread, so the
+event loop only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from kade.templates.limits import DEFAULT_MAX_SIZE
+from kade.templates.lookups import Reads, ServiceEndpoint
+from kade.templates.render import (
+    MissingKeyError,
+    Rendered,
+    TemplateError,
+    TemplateSource,
+    duplicate_destinations,
+    source_problem,
+)
+
+_START_TIMEOUT = 60.0  # a worker's start (imports) on a busy machine; not a template's time
+_ENV_KEPT = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateLimits:
+    max_size: int = DEFAULT_MAX_SIZE  # bytes of a rendered file (and items of any value)
+    timeout: float = 2.0  # seconds for one template to compile, or to render
+    memory: int = 512 << 20  # bytes of address space of a worker process
+    workers: int = 2  # processes rendering at the same time
+
+
+class _WorkerDied(Exception):
+    def __init__(self, message: str, *, idle: bool = False) -> None:
+        super().__init__(message)
+        self.idle = idle  # it died before it was given the request
+
+
+class _Worker:
+    """One worker process and its pipes; used by one call at a time."""
+
+    def __init__(self, memory: int) -> None:
+        env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kade.templates.worker", str(memory)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/")
+        self._pending = bytearray()
+        try:
+            if self._answer(time.monotonic() + _START_TIMEOUT) is None:
+                raise _WorkerDied("the template worker did not start in time")
+        except BaseException:
+            self.kill()
+            raise
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The answer, or None when none came within `timeout` seconds."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.flush()
+        except OSError as e:
+            raise _WorkerDied(f"the template worker is gone ({e})", idle=True) from None
+        return self._answer(time.monotonic() + timeout)
+
+    def _answer(self, deadline: float) -> dict[str, Any] | None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        fd = stdout.fileno()
+        while (end := self._pending.find(b"\n")) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    code = self.proc.wait()
+                    raise _WorkerDied(f"the template worker stopped (exit status {code})")
+                self._pending += chunk
+        line = bytes(self._pending[:end])
+        del self._pending[:end + 1]
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                _close(pipe)
+
+
+def _close(pipe: IO[bytes]) -> None:
+    with contextlib.suppress(OSError):  # a flush to a dead worker
+        pipe.close()
+
+
+def _template_json(t: TemplateSource) -> dict[str, str]:
+    return {"destination": t.destination, "source": t.source, "syntax": t.syntax}
+
+
+def _reads(data: Mapping[str, Sequence[str]]) -> Reads:
+    return Reads(frozenset(data["keys"]), frozenset(data["prefixes"]),
+                 frozenset(data["services"]))
+
+
+def _error(data: dict[str, Any]) -> TemplateError:
+    reads = _reads(data["reads"]) if "reads" in data else None
+    if "keys" in data:
+        return MissingKeyError(data["destination"], data["line"], data["keys"],
+                               reads or Reads())
+    return TemplateError(data["destination"], data["line"], data["message"], reads)
+
+
+class TemplateWorkers:
+    """A few worker processes; every method may be called from any thread."""
+
+    def __init__(self, limits: TemplateLimits | None = None) -> None:
+        self.limits = limits or TemplateLimits()
+        self._slots = threading.BoundedSemaphore(self.limits.workers)
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._closed = False
+
+    # -- the calls -------------------------------------------------------------------------
+
+    def render(self, template: TemplateSource, *, kv: Mapping[str, bytes],
+               services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
+               env: Mapping[str, str] | None = None) -> Rendered:
+        """`kade.templates.render` in a worker: the same result, or TemplateError, also when
+        the template takes longer than the time limit or more than the memory limit."""
+        request = {
+            "op": "render", "template": _template_json(template),
+            "kv": {k: v.decode("utf-8", errors="replace") for k, v in kv.items()},
+            "services": {name: [dataclasses.asdict(e) for e in endpoints]
+                         for name, endpoints in (services or {}).items()},
+            "env": dict(env or {}), "max_size": self.limits.max_size,
+        }
+        answer = self._call(template, request, "rendering")
+        if "error" in answer:
+            raise _error(answer["error"])
+        ok = answer["ok"]
+        return Rendered(ok["text"], _reads(ok["reads"]))
+
+    def check(self, template: TemplateSource) -> list[str]:
+        """`kade.templates.check_template` in a worker, within the time limit."""
+        try:
+            answer = self._call(template, {"op": "check",
+                                           "template": _template_json(template)}, "compiling")
+        except TemplateError as e:
+            return [str(e)]
+        if "error" in answer:
+            return [str(_error(answer["error"]))]
+        problems: list[str] = answer["ok"]["problems"]
+        return problems
+
+    async def render_async(self, template: TemplateSource, *, kv: Mapping[str, bytes],
+                           services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
+                           env: Mapping[str, str] | None = None) -> Rendered:
+        return await asyncio.to_thread(self.render, template, kv=kv, services=services,
+                                       env=env)
+
+    async def check_templates_async(self, templates: Sequence[TemplateSource]) -> list[str]:
+        """`kade.templates.check_templates`, each template compiled in a worker."""
+        problems = duplicate_destinations(templates)
+        for i, t in enumerate(templates):
+            found = await asyncio.to_thread(self.check, t)
+            problems.extend(source_problem(i, p) for p in found)
+        return problems
+
+    # -- the workers -----------------------------------------------------------------------
+
+    def _call(self, template: TemplateSource, request: dict[str, Any], doing: str
+              ) -> dict[str, Any]:
+        timeout = self.limits.timeout
+        with self._slots:
+            for _ in range(2):
+                try:
+                    worker = self._take()
+                except (_WorkerDied, OSError) as e:
+                    raise TemplateError(template.destination, None,
+                                        f"no template worker: {e}") from e
+                try:
+                    answer = worker.ask(request, timeout)
+                except _WorkerDied as e:
+                    self._drop(worker)
+                    if e.idle:
+                        continue  # it had died while idle: a fresh one takes the request
+                    raise TemplateError(template.destination, None,
+                                        f"{doing} stopped its worker process") from e
+                if answer is None:
+                    self._drop(worker)
+                    raise TemplateError(template.destination, None,
+                                        f"{doing} took longer than {timeout:g}s")
+                if answer.get("fatal"):
+                    self._drop(worker)
+                else:
+                    self._give_back(worker)
+                return answer
+        raise TemplateError(template.destination, None, "no template worker would start")
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise _WorkerDied("the template workers are closed")
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = _Worker(self.limits.memory)
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if not self._closed:
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    def _drop(self, worker: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+        worker.kill()
+
+    def close(self) -> None:
+        """Stop every worker, busy ones too (their callers get a TemplateError)."""
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+        for w in workers:
+            w.kill()
+
+
+_default: TemplateWorkers | None = None
+_default_lock = threading.Lock()
+
+
+def default_workers() -> TemplateWorkers:
+    """The workers of this process (started on first use, stopped at exit)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = TemplateWorkers()
+            atexit.register(_default.close)
+        return _default
+
+
+def set_default_limits(limits: TemplateLimits) -> None:
+    """Use `limits` from now on (e.g. from `kade up` options); the old workers stop."""
+    global _default
+    with _default_lock:
+        old, _default = _default, TemplateWorkers(limits)
+        atexit.register(_default.close)
+    if old is not None:
+        old.close()
+
+
+async def check_templates_async(templates: Sequence[TemplateSource], *,
+                                workers: TemplateWorkers | None = None) -> list[str]:
+    """Every problem of an app's templates, as `check_templates` finds them, each compiled
+    in a worker process under the time and memory limits: `templates.0.source: template
+    /etc/app.conf: line 2: ...`, `templates.0.source: template /x: compiling took longer
+    than 2s`. Never blocks the event loop."""
+    return await (workers or default_workers()).check_templates_async(templates)
