@@ -13,6 +13,8 @@ different caps (threads, tests) do not see each other's.
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -129,3 +131,34 @@ def check_replace(what: str, text: str, old: Any, new: Any) -> None:
         return
     count = text.count(old)
     check_size(what, text, len(text) + count * (len(new) - len(old)))
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def check_format(what: str, fmt: str, args: Any, *, braces: bool) -> None:
+    """Before formatting: the widths and precisions a format string asks for (`%9999d`,
+    `{:>9999}`); a width taken from an argument (`%*d`, `{:{}}`) is any integer argument."""
+    widths: list[int] = []
+    from_args = False
+    if braces:
+        try:
+            specs = [spec for _, _, spec, _ in string.Formatter().parse(fmt) if spec]
+        except ValueError:
+            return  # formatting will say what is wrong
+        for spec in specs:
+            from_args = from_args or "{" in spec
+            widths.extend(int(n) for n in re.findall(r"\d+", spec))
+    else:
+        for m in _PERCENT_SPEC.finditer(fmt):
+            for part in m.groups():
+                if part == "*":
+                    from_args = True
+                elif part:
+                    widths.append(int(part))
+    if from_args:
+        values = args.values() if isinstance(args, Mapping) else \
+            args if isinstance(args, list | tuple) else (args,)
+        widths.extend(v for v in values if isinstance(v, int))
+    if widths:
+        check_size(what, fmt, max(widths))

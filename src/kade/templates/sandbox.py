@@ -58,13 +58,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         limits.check_binop(operator, left, right)
+        if operator == "%" and isinstance(left, str):
+            limits.check_format("'%'", left, right, braces=False)
         return limits.checked(repr(operator), super().call_binop(context, operator, left,
                                                                  right))
 
     def call(__self, __context: Context, __obj: Any,  # noqa: N805 (Jinja's signature)
              *args: Any, **kwargs: Any) -> Any:
-        if isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, str):
-            _check_str_method(__obj.__name__, __obj.__self__, args)
+        method = getattr(__obj, "__wrapped__", __obj)  # str.format, wrapped by the sandbox
+        if isinstance(method, types.BuiltinMethodType) and isinstance(method.__self__, str):
+            _check_str_method(method.__name__, method.__self__, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         return limits.checked(f"{getattr(__obj, '__name__', 'a call')}()", result)
 
@@ -72,7 +75,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return limits.checked("'~'", value)  # type: ignore[no-any-return]
 
 
-def _check_str_method(name: str, text: str, args: tuple[Any, ...]) -> None:
+def _check_str_method(name: str, text: str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> None:
     what = f"{name}()"
     n = args[0] if args and isinstance(args[0], int) else 0
     if name in _WIDTH_METHODS:
@@ -83,6 +87,8 @@ def _check_str_method(name: str, text: str, args: tuple[Any, ...]) -> None:
         limits.check_join(what, args[0], text)
     elif name == "replace" and len(args) >= 2:
         limits.check_replace(what, text, args[0], args[1])
+    elif name in ("format", "format_map"):
+        limits.check_format(what, text, [*args, *kwargs.values()], braces=True)
 
 
 def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,6 +103,8 @@ def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             for n in rest:
                 if isinstance(n, int):
                     limits.check_size(what, "", n)
+        elif name == "format" and isinstance(args[value_at], str):
+            limits.check_format(what, args[value_at], rest, braces=False)
         elif name in ("join", "replace") and len(args) > value_at + 1:
             value, extra = args[value_at], [*args[value_at + 1:], *kwargs.values()]
             if name == "join" and isinstance(extra[0], str):
