@@ -181,6 +181,11 @@ def _write(path: Path, text: str, mode: int, owner: Owner | None) -> None:
         os.close(fd)
 
 
+def _write_error(t: _Rendered, e: OSError) -> TemplateError:
+    return TemplateError(t.spec.destination, None,
+                         f"writing {t.path} failed: {e.strerror or e}")
+
+
 class Templating:
     """Renders tasks' templates in worker processes (`kade.templates.isolate`, with time,
     memory and size limits) and writes them; owned by the agent, which says when.
@@ -219,7 +224,10 @@ class Templating:
                                                       env=env)
             except MissingKeyError as e:
                 raise ConfigWaiting(f"template {t.spec.destination}: {e}") from e
-            await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+            try:
+                await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+            except OSError as e:
+                raise _write_error(t, e) from e
         return config
 
     def _directories(self, directory: Path, owner: Owner | None) -> None:
@@ -270,7 +278,10 @@ class Templating:
                 continue
             change.changed.append(t.spec)
             if t.spec.change_mode != "restart" and not t.spec.env:
-                await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+                try:
+                    await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+                except OSError as e:
+                    change.errors.append(str(_write_error(t, e)))
         return change
 
     def _store(self, config: TaskConfig, t: _Rendered, text: str, reads: Reads) -> None:
