@@ -173,10 +173,12 @@ class TemplateWorkers:
         return Rendered(ok["text"], _reads(ok["reads"]))
 
     def check(self, template: TemplateSource) -> list[str]:
-        """`kade.templates.check_template` in a worker, within the time limit."""
+        """`kade.templates.check_template` in a worker, then a render with no data (every
+        key missing): a template over the limits even then is a problem."""
+        request = {"op": "check", "template": _template_json(template),
+                   "max_size": self.limits.max_size}
         try:
-            answer = self._call(template, {"op": "check",
-                                           "template": _template_json(template)}, "compiling")
+            answer = self._call(template, request, "rendering")
         except TemplateError as e:
             return [str(e)]
         if "error" in answer:
@@ -191,7 +193,8 @@ class TemplateWorkers:
                                        env=env)
 
     async def check_templates_async(self, templates: Sequence[TemplateSource]) -> list[str]:
-        """`kade.templates.check_templates`, each template compiled in a worker."""
+        """`kade.templates.check_templates`, each template compiled in a worker and tried
+        with no data (`check`)."""
         problems = duplicate_destinations(templates)
         for i, t in enumerate(templates):
             found = await asyncio.to_thread(self.check, t)
@@ -289,8 +292,8 @@ def set_default_limits(limits: TemplateLimits) -> None:
 
 async def check_templates_async(templates: Sequence[TemplateSource], *,
                                 workers: TemplateWorkers | None = None) -> list[str]:
-    """Every problem of an app's templates, as `check_templates` finds them, each compiled
-    in a worker process under the time and memory limits: `templates.0.source: template
-    /etc/app.conf: line 2: ...`, `templates.0.source: template /x: compiling took longer
-    than 2s`. Never blocks the event loop."""
+    """Every problem of an app's templates, as `check_templates` finds them, plus those of
+    a render with no data under the limits (time, memory, size), each in a worker process:
+    `templates.0.source: template /etc/app.conf: line 2: ...`, `templates.0.source: template
+    /x: rendering took longer than 2s`. Never blocks the event loop."""
     return await (workers or default_workers()).check_templates_async(templates)

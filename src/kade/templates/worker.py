@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, BinaryIO
 
-from kade.templates.limits import human
+from kade.templates.limits import SizeError, human
 from kade.templates.lookups import Reads, ServiceEndpoint
 from kade.templates.render import (
     InlineTemplate,
@@ -68,7 +68,8 @@ def handle(request: dict[str, Any], memory: int) -> dict[str, Any]:
     template = _template(request["template"])
     try:
         if request["op"] == "check":
-            return {"ok": {"problems": check_template(template)}}
+            problems = check_template(template) or _trial(template, request["max_size"])
+            return {"ok": {"problems": problems}}
         services = {name: [ServiceEndpoint(**{**e, "tags": tuple(e["tags"]),
                                               "meta": tuple(map(tuple, e["meta"]))})
                            for e in endpoints]
@@ -79,13 +80,30 @@ def handle(request: dict[str, Any], memory: int) -> dict[str, Any]:
         return {"ok": {"text": out.text, "reads": reads_json(out.reads)}}
     except TemplateError as e:
         if isinstance(e.__cause__, MemoryError):
-            e.message = f"rendering needed more than {human(memory)} of memory"
-            return {"error": error_json(e), "fatal": True}
+            return _out_of_memory(template, memory)
         return {"error": error_json(e)}
     except MemoryError:
-        return {"error": {"destination": template.destination, "line": None,
-                          "message": f"needed more than {human(memory)} of memory"},
-                "fatal": True}
+        return _out_of_memory(template, memory)
+
+
+def _out_of_memory(template: InlineTemplate, memory: int) -> dict[str, Any]:
+    return {"error": {"destination": template.destination, "line": None,
+                      "message": f"rendering needed more than {human(memory)} of memory"},
+            "fatal": True}
+
+
+def _trial(template: InlineTemplate, max_size: int) -> list[str]:
+    """A render with no data (every key missing, no services): a template over the limits
+    even then is refused when it is deployed. Other errors depend on the data it will have."""
+    try:
+        render(template, kv={}, max_size=max_size)
+    except TemplateError as e:
+        if isinstance(e.__cause__, SizeError):
+            line = None if isinstance(e, MissingKeyError) else e.line
+            return [str(TemplateError(template.destination, line, str(e.__cause__)))]
+        if isinstance(e.__cause__, MemoryError):
+            raise e.__cause__ from None
+    return []
 
 
 def _drop_privileges() -> None:
