@@ -209,23 +209,28 @@ class Templating:
     async def prepare_async(self, app: AppSpec, task_id: str, env: Mapping[str, str]
                             ) -> TaskConfig:
         """Render every template of a task about to start; raise ConfigWaiting for a missing
-        key, TemplateError for a template that fails."""
+        key, TemplateError for a template that fails. In a thread, which waits for the
+        workers; the snapshot is taken here, where the KV tree changes."""
+        kv, services = dict(self.kv()), self.services()
+        return await asyncio.to_thread(self._prepare, app, task_id, env, kv, services)
+
+    def _prepare(self, app: AppSpec, task_id: str, env: Mapping[str, str],
+                 kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
+                 ) -> TaskConfig:
         owner = file_owner(app)
         directory = self.root / task_id / "templates"
-        await asyncio.to_thread(self._directories, directory, owner)
+        self._directories(directory, owner)
         config = TaskConfig(task_id, directory, [
             _Rendered(spec, directory / f"{i}-{Path(spec.destination).name}")
             for i, spec in enumerate(app.templates)
         ], owner=owner)
-        kv, services = self.kv(), self.services()
         for t in config.templates:
             try:
-                out = await self.workers.render_async(t.spec, kv=kv, services=services,
-                                                      env=env)
+                out = self.workers.render(t.spec, kv=kv, services=services, env=env)
             except MissingKeyError as e:
                 raise ConfigWaiting(f"template {t.spec.destination}: {e}") from e
             try:
-                await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+                self._store(config, t, out.text, out.reads)
             except OSError as e:
                 raise _write_error(t, e) from e
         return config
@@ -258,8 +263,13 @@ class Templating:
         """Re-render the templates whose changes are due. Files of `noop`/`signal` templates
         are rewritten; `restart` ones keep their old content (the task is replaced instead).
         A template that fails keeps its last good file; the error is returned."""
+        kv, services = dict(self.kv()), self.services()
+        return await asyncio.to_thread(self._refresh, config, env, now, kv, services)
+
+    def _refresh(self, config: TaskConfig, env: Mapping[str, str], now: float,
+                 kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
+                 ) -> Change:
         change = Change()
-        kv, services = self.kv(), self.services()
         for t in config.templates:
             if t.first_change is None or t.last_change is None:
                 continue
@@ -267,8 +277,7 @@ class Templating:
                 continue
             t.first_change = t.last_change = None
             try:
-                out = await self.workers.render_async(t.spec, kv=kv, services=services,
-                                                      env=env)
+                out = self.workers.render(t.spec, kv=kv, services=services, env=env)
             except TemplateError as e:
                 t.reads = e.reads or t.reads
                 change.errors.append(str(e))
@@ -279,7 +288,7 @@ class Templating:
             change.changed.append(t.spec)
             if t.spec.change_mode != "restart" and not t.spec.env:
                 try:
-                    await asyncio.to_thread(self._store, config, t, out.text, out.reads)
+                    self._store(config, t, out.text, out.reads)
                 except OSError as e:
                     change.errors.append(str(_write_error(t, e)))
         return change
