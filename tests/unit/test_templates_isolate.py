@@ -1,0 +1,87 @@
+"""Rendering in worker processes gives what rendering in this one gives: the text, what it
+read, the same errors; and the workers are shared, replaced and stopped as they should."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from kade.templates import (
+    InlineTemplate,
+    MissingKeyError,
+    ServiceEndpoint,
+    TemplateError,
+    TemplateLimits,
+    TemplateWorkers,
+    render,
+)
+
+KV = {"db/host": b"10.0.0.9", "cfg/a": b"1", "cfg/b": b"2", "raw": b"caf\xe9"}
+SERVICES = {"web": [ServiceEndpoint("web", "web-1", "10.0.0.1", 31001, node="n1",
+                                    tags=("v1", "prod"), meta=(("zone", "a"),))]}
+TEMPLATES = [
+    InlineTemplate("/a", '{{ key "db/host" }} {{ range tree "cfg" }}{{ .Key }}={{ .Value }} '
+                         '{{ end }}{{ key "raw" }}'),
+    InlineTemplate("/b", '{{ range service "prod.web" }}{{ .Address }}:{{ .Port }} '
+                         '{{ .Tags }} {{ .ServiceMeta.zone }}{{ end }} {{ env "PORT0" }}'),
+    InlineTemplate("/c", "{{ tree('cfg') | explode | toJSON }}", "jinja"),
+]
+
+
+@pytest.fixture
+def workers() -> Iterator[TemplateWorkers]:
+    w = TemplateWorkers(TemplateLimits(workers=2))
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.destination)
+def test_a_worker_renders_what_this_process_renders(workers: TemplateWorkers,
+                                                    template: InlineTemplate) -> None:
+    here = render(template, kv=KV, services=SERVICES, env={"PORT0": "8080"})
+    there = workers.render(template, kv=KV, services=SERVICES, env={"PORT0": "8080"})
+    assert there == here
+
+
+def test_errors_come_back_as_they_are_raised_here(workers: TemplateWorkers) -> None:
+    with pytest.raises(MissingKeyError) as e:
+        workers.render(InlineTemplate("/m", 'x\n{{ key "no/such" }}'), kv=KV)
+    assert (e.value.keys, e.value.line, e.value.destination) == (("no/such",), 2, "/m")
+    assert e.value.reads is not None and e.value.reads.keys == {"no/such"}
+    with pytest.raises(TemplateError) as error:
+        workers.render(InlineTemplate("/j", 'a\n{{ key "raw" | parseJSON }}'), kv=KV)
+    assert str(error.value).startswith("template /j: line 2: parseJSON: invalid JSON")
+    assert workers.check(InlineTemplate("/s", "{{ x")) == [
+        "template /s: line 1: unclosed action"]
+
+
+async def test_concurrent_renders_share_the_workers(workers: TemplateWorkers) -> None:
+    template = InlineTemplate("/n", '{{ env "N" }}')
+    outs = await asyncio.gather(*(workers.render_async(template, kv={}, env={"N": str(i)})
+                                  for i in range(12)))
+    assert [o.text for o in outs] == [str(i) for i in range(12)]
+    assert len(workers._idle) <= 2
+
+
+def test_a_worker_that_died_idle_is_replaced(workers: TemplateWorkers) -> None:
+    template = InlineTemplate("/x", "ok")
+    workers.render(template, kv={})
+    [worker] = workers._idle
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait()
+    assert workers.render(template, kv={}).text == "ok"
+    assert workers._idle[0] is not worker
+
+
+def test_closed_workers_refuse_work() -> None:
+    workers = TemplateWorkers()
+    workers.render(InlineTemplate("/x", "ok"), kv={})
+    [worker] = workers._idle
+    workers.close()
+    assert worker.proc.poll() is not None
+    with pytest.raises(TemplateError, match="no template worker"):
+        workers.render(InlineTemplate("/x", "ok"), kv={})
