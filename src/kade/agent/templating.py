@@ -14,6 +14,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from kade.templates import (
     parse_env_file,
     render_due,
 )
-from kade.templates.isolate import TemplateWorkers, default_workers
+from kade.templates.isolate import TemplateWorkers, default_limits
 
 Services = Callable[[], Mapping[str, Sequence[ServiceEndpoint]]]
 
@@ -201,10 +202,15 @@ class Templating:
         self.kv = kv
         self.services = services
         self._workers = workers
+        self._lock = threading.Lock()
 
     @property
     def workers(self) -> TemplateWorkers:
-        return self._workers or default_workers()
+        """Given, or this agent's own (not the API's: see `default_workers`)."""
+        with self._lock:
+            if self._workers is None:
+                self._workers = TemplateWorkers(default_limits())
+            return self._workers
 
     async def prepare_async(self, app: AppSpec, task_id: str, env: Mapping[str, str]
                             ) -> TaskConfig:
@@ -301,3 +307,10 @@ class Templating:
 
     def forget(self, task_id: str) -> None:
         shutil.rmtree(self.root / task_id, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the worker processes (they stop at exit anyway)."""
+        with self._lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()

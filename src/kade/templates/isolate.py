@@ -20,7 +20,6 @@ event loop only awaits.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import dataclasses
 import json
@@ -30,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -151,6 +151,8 @@ class TemplateWorkers:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._closed = False
+        # Stops the workers when this object goes, at the latest when the process exits.
+        self._finalizer = weakref.finalize(self, _stop_all, self._idle, self._busy)
 
     # -- the calls -------------------------------------------------------------------------
 
@@ -175,16 +177,21 @@ class TemplateWorkers:
     def check(self, template: TemplateSource) -> list[str]:
         """`kade.templates.check_template` in a worker, then a render with no data (every
         key missing): a template over the limits even then is a problem."""
+        return self._check(template)[0]
+
+    def _check(self, template: TemplateSource) -> tuple[list[str], bool]:
+        """The problems, and whether the worker's own limits stopped the check (time, or
+        the worker stopped): checking more templates of that app is time given away."""
         request = {"op": "check", "template": _template_json(template),
                    "max_size": self.limits.max_size}
         try:
             answer = self._call(template, request, "rendering")
         except TemplateError as e:
-            return [str(e)]
+            return [str(e)], True
         if "error" in answer:
-            return [str(_error(answer["error"]))]
+            return [str(_error(answer["error"]))], True
         problems: list[str] = answer["ok"]["problems"]
-        return problems
+        return problems, False
 
     async def render_async(self, template: TemplateSource, *, kv: Mapping[str, bytes],
                            services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
@@ -197,8 +204,10 @@ class TemplateWorkers:
         with no data (`check`)."""
         problems = duplicate_destinations(templates)
         for i, t in enumerate(templates):
-            found = await asyncio.to_thread(self.check, t)
+            found, stopped = await asyncio.to_thread(self._check, t)
             problems.extend(source_problem(i, p) for p in found)
+            if stopped:
+                break  # the app is refused: the rest need not cost a worker 2 s each
         return problems
 
     # -- the workers -----------------------------------------------------------------------
@@ -260,32 +269,42 @@ class TemplateWorkers:
         """Stop every worker, busy ones too (their callers get a TemplateError)."""
         with self._lock:
             self._closed = True
-            workers = [*self._idle, *self._busy]
-            self._idle.clear()
-        for w in workers:
-            w.kill()
+        self._finalizer()
+
+
+def _stop_all(idle: list[_Worker], busy: set[_Worker]) -> None:
+    workers = [*idle, *busy]
+    idle.clear()
+    for w in workers:
+        w.kill()
 
 
 _default: TemplateWorkers | None = None
+_default_limits = TemplateLimits()
 _default_lock = threading.Lock()
 
 
+def default_limits() -> TemplateLimits:
+    return _default_limits
+
+
 def default_workers() -> TemplateWorkers:
-    """The workers of this process (started on first use, stopped at exit)."""
+    """The workers that check templates for the API (`check_templates_async`); the agent
+    renders with workers of its own, so that deploys of slow templates cannot hold up the
+    configuration of running tasks. Processes start on first use, stop at exit."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = TemplateWorkers()
-            atexit.register(_default.close)
+            _default = TemplateWorkers(_default_limits)
         return _default
 
 
 def set_default_limits(limits: TemplateLimits) -> None:
-    """Use `limits` from now on (e.g. from `kade up` options); the old workers stop."""
-    global _default
+    """Use `limits` from now on (e.g. from `kade up` options), in the API's checks and in
+    agents created later; the old default workers stop."""
+    global _default, _default_limits
     with _default_lock:
-        old, _default = _default, TemplateWorkers(limits)
-        atexit.register(_default.close)
+        old, _default, _default_limits = _default, None, limits
     if old is not None:
         old.close()
 
