@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 from collections.abc import Iterator
 
@@ -85,3 +86,19 @@ def test_closed_workers_refuse_work() -> None:
     assert worker.proc.poll() is not None
     with pytest.raises(TemplateError, match="no template worker"):
         workers.render(InlineTemplate("/x", "ok"), kv={})
+
+
+def test_workers_answer_when_kade_holds_thousands_of_descriptors() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("needs 2,048 file descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]  # e.g. idle clients
+    workers = TemplateWorkers()
+    try:
+        assert workers.render(InlineTemplate("/x", "ok"), kv={}).text == "ok"
+    finally:
+        workers.close()
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import select
 import subprocess
@@ -94,16 +95,18 @@ class _Worker:
         stdout = self.proc.stdout
         assert stdout is not None
         fd = stdout.fileno()
+        poller = select.poll()  # not select(): kade may hold more than 1,024 descriptors
+        poller.register(fd, select.POLLIN)
         while (end := self._pending.find(b"\n")) < 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
+            if poller.poll(max(1, math.ceil(left * 1000))):
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    code = self.proc.wait()
-                    raise _WorkerDied(f"the template worker stopped (exit status {code})")
+                    self.kill()
+                    raise _WorkerDied("the template worker stopped (exit status "
+                                      f"{self.proc.returncode})")
                 self._pending += chunk
         line = bytes(self._pending[:end])
         del self._pending[:end + 1]
