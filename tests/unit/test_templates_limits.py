@@ -26,6 +26,7 @@ ATTACKS = [
                                                   "1000000000"),
     ("{{ ('a' * 1000) | replace('', 'b' * 2000) }}", "filter replace would make a string"),
     ("{{ 'a'.ljust(1000000000) }}", "ljust() would make a string of 1000000000"),
+    ("{{ ('\t' * 200000).expandtabs() }}", "expandtabs() would make a string of 1600000"),
     ("{{ ''.join(['a' * 1000000] * 3) }}", "join() would make a string of 3000000"),
     ("{{ '{:>400000000}'.format(1) }}", "format() would make a string of 400000000"),
     ("{{ '%s%s' % ('a' * 1000000, 'b' * 100000) }}", "'%' would make a string of 1100000"),

@@ -81,8 +81,9 @@ def _check_str_method(name: str, text: str, args: tuple[Any, ...],
     n = args[0] if args and isinstance(args[0], int) else 0
     if name in _WIDTH_METHODS:
         limits.check_size(what, text, n)
-    elif name == "expandtabs":
-        limits.check_size(what, text, len(text) * max(n, 1))
+    elif name == "expandtabs":  # each tab may become `tabsize` spaces (8 by default)
+        tab = kwargs.get("tabsize", args[0] if args else 8)
+        limits.check_size(what, text, len(text) * max(tab if isinstance(tab, int) else 1, 1))
     elif name == "join" and args:
         limits.check_join(what, args[0], text)
     elif name == "replace" and len(args) >= 2:
