@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-import kade as kade_package
 from kade.templates import (
     InlineTemplate,
     TemplateError,
@@ -196,14 +195,6 @@ def refusal(kade: Kade, app: dict[str, Any]) -> str:
     return answer.text
 
 
-def _api_checks_templates_in_workers() -> bool:
-    sources = (p.read_text() for p in Path(kade_package.__file__).parent.rglob("*.py")
-               if "templates" not in p.parts)
-    return any("check_templates_async" in text for text in sources)
-
-
-@pytest.mark.skipif(not _api_checks_templates_in_workers(),
-                    reason="the API does not call check_templates_async yet")
 def test_kade_refuses_the_constant_blow_up_at_deploy_and_stores_nothing(kade: Kade) -> None:
     text = refusal(kade, command_app("/sec/tpl/big", "{{ 'a' * 300000000 }}"))
     assert "templates.0.source" in text and "over the 1 MiB limit" in text

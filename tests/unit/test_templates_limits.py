@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from kade.spec import parse_app
 from kade.spec.templates import TemplateSpec
-from kade.templates import InlineTemplate, TemplateError, check_templates, render
+from kade.templates import InlineTemplate, TemplateError, check_template, render
 from kade.templates.limits import human
 from kade.templates.render import Syntax
 
@@ -75,8 +75,8 @@ def test_checking_a_template_runs_none_of_it() -> None:
     sources = [source for source, _ in ATTACKS]
     tracemalloc.start()
     try:
-        problems = check_templates([InlineTemplate(f"/f{i}", s, "jinja")
-                                    for i, s in enumerate(sources)])
+        problems = [p for i, s in enumerate(sources)
+                    for p in check_template(InlineTemplate(f"/f{i}", s, "jinja"))]
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

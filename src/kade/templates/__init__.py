@@ -6,6 +6,7 @@ from kade.templates.changes import affected_templates, parse_env_file, render_du
 from kade.templates.isolate import (
     TemplateLimits,
     TemplateWorkers,
+    check_templates,
     check_templates_async,
     default_workers,
     set_default_limits,
@@ -25,7 +26,6 @@ from kade.templates.render import (
     TemplateError,
     TemplateSource,
     check_template,
-    check_templates,
     render,
 )
 from kade.templates.values import FunctionError

@@ -202,16 +202,21 @@ class TemplateWorkers:
         return await asyncio.to_thread(self.render, template, kv=kv, services=services,
                                        env=env)
 
-    async def check_templates_async(self, templates: Sequence[TemplateSource]) -> list[str]:
-        """`kade.templates.check_templates`, each template compiled in a worker and tried
-        with no data (`check`)."""
+    def check_templates(self, templates: Sequence[TemplateSource]) -> list[str]:
+        """Every problem of an app's templates: no destination twice, then `check` for each,
+        named by field (`templates.0.source: template /etc/x: line 2: ...`). Stops at the
+        first template that hits the time limit: the app is refused, and the rest need not
+        cost a worker 2 s each."""
         problems = duplicate_destinations(templates)
         for i, t in enumerate(templates):
-            found, stopped = await asyncio.to_thread(self._check, t)
+            found, stopped = self._check(t)
             problems.extend(source_problem(i, p) for p in found)
             if stopped:
-                break  # the app is refused: the rest need not cost a worker 2 s each
+                break
         return problems
+
+    async def check_templates_async(self, templates: Sequence[TemplateSource]) -> list[str]:
+        return await asyncio.to_thread(self.check_templates, templates)
 
     # -- the workers -----------------------------------------------------------------------
 
@@ -310,6 +315,13 @@ def set_default_limits(limits: TemplateLimits) -> None:
         old, _default, _default_limits = _default, None, limits
     if old is not None:
         old.close()
+
+
+def check_templates(templates: Sequence[TemplateSource], *,
+                    workers: TemplateWorkers | None = None) -> list[str]:
+    """`check_templates_async` for a caller that cannot await: it blocks the calling thread
+    (never for longer than the time limit per template), so not an event loop's."""
+    return (workers or default_workers()).check_templates(templates)
 
 
 async def check_templates_async(templates: Sequence[TemplateSource], *,

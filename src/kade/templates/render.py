@@ -263,14 +263,3 @@ def duplicate_destinations(templates: Sequence[TemplateSource]) -> list[str]:
                             "destination is used twice")
         seen.add(t.destination)
     return problems
-
-
-def check_templates(templates: Sequence[TemplateSource]) -> list[str]:
-    """`check_template` for each of an app's templates, and no destination twice; each
-    problem starts with the field (`templates.0.source: template /etc/x: line 2: ...`).
-
-    In this thread, without a time limit: the API calls `check_templates_async`."""
-    problems = duplicate_destinations(templates)
-    for i, t in enumerate(templates):
-        problems.extend(source_problem(i, p) for p in check_template(t))
-    return problems
