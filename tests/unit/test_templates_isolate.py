@@ -103,3 +103,16 @@ def test_workers_answer_when_kade_holds_thousands_of_descriptors() -> None:
         for fd in fds:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_worker_sees_each_snapshot_as_it_is(workers: TemplateWorkers) -> None:
+    # a worker keeps the last snapshot it was sent, and is sent only what changed
+    template = InlineTemplate("/t", '{{ range tree "cfg" }}{{ .Key }}={{ .Value }} {{ end }}')
+    kv = {"cfg/a": b"1", "cfg/b": b"2", "other": b"x"}
+    assert workers.render(template, kv=kv).text == "a=1 b=2 "
+    kv["cfg/a"] = b"changed"
+    del kv["cfg/b"]
+    kv["cfg/c"] = b"3"
+    assert workers.render(template, kv=kv).text == "a=changed c=3 "
+    assert workers.render(template, kv={}).text == ""
+    assert workers.render(template, kv={"cfg/z": b"\xff"}).text == "z=\ufffd "

@@ -73,6 +73,7 @@ class _Worker:
             [sys.executable, "-m", "kade.templates.worker", str(memory)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/")
         self._pending = bytearray()
+        self.kv: dict[str, bytes] = {}  # the KV snapshot the worker holds
         try:
             if self._answer(time.monotonic() + _START_TIMEOUT) is None:
                 raise _WorkerDied("the template worker did not start in time")
@@ -80,15 +81,27 @@ class _Worker:
             self.kill()
             raise
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-        """The answer, or None when none came within `timeout` seconds."""
+    def ask(self, request: dict[str, Any], timeout: float,
+            kv: Mapping[str, bytes] | None = None) -> dict[str, Any] | None:
+        """The answer, or None when none came within `timeout` seconds. `kv` goes as the
+        changes from the snapshot this worker holds: a KV tree of 50 MB is not copied for
+        each render, only compared."""
         stdin = self.proc.stdin
         assert stdin is not None
+        if kv is not None:
+            held = self.kv
+            request["kv"] = {
+                "set": {k: v.decode("utf-8", errors="replace") for k, v in kv.items()
+                        if held.get(k) != v},
+                "delete": [k for k in held if k not in kv],
+            }
         try:
             stdin.write(json.dumps(request).encode() + b"\n")
             stdin.flush()
         except OSError as e:
             raise _WorkerDied(f"the template worker is gone ({e})", idle=True) from None
+        if kv is not None:
+            self.kv = dict(kv)
         return self._answer(time.monotonic() + timeout)
 
     def _answer(self, deadline: float) -> dict[str, Any] | None:
@@ -166,12 +179,11 @@ class TemplateWorkers:
         the template takes longer than the time limit or more than the memory limit."""
         request = {
             "op": "render", "template": _template_json(template),
-            "kv": {k: v.decode("utf-8", errors="replace") for k, v in kv.items()},
             "services": {name: [dataclasses.asdict(e) for e in endpoints]
                          for name, endpoints in (services or {}).items()},
             "env": dict(env or {}), "max_size": self.limits.max_size,
         }
-        answer = self._call(template, request, "rendering")
+        answer = self._call(template, request, "rendering", kv)
         if "error" in answer:
             raise _error(answer["error"])
         ok = answer["ok"]
@@ -220,8 +232,8 @@ class TemplateWorkers:
 
     # -- the workers -----------------------------------------------------------------------
 
-    def _call(self, template: TemplateSource, request: dict[str, Any], doing: str
-              ) -> dict[str, Any]:
+    def _call(self, template: TemplateSource, request: dict[str, Any], doing: str,
+              kv: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         timeout = self.limits.timeout
         with self._slots:
             for _ in range(2):
@@ -231,7 +243,7 @@ class TemplateWorkers:
                     raise TemplateError(template.destination, None,
                                         f"no template worker: {e}") from e
                 try:
-                    answer = worker.ask(request, timeout)
+                    answer = worker.ask(request, timeout, kv)
                 except _WorkerDied as e:
                     self._drop(worker)
                     if e.idle:

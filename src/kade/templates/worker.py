@@ -63,8 +63,9 @@ def _template(data: dict[str, Any]) -> InlineTemplate:
     return InlineTemplate(data["destination"], data["source"], data["syntax"])
 
 
-def handle(request: dict[str, Any], memory: int) -> dict[str, Any]:
-    """One request → its answer. `fatal` in the answer: this process must not serve more."""
+def handle(request: dict[str, Any], memory: int, kv: dict[str, bytes]) -> dict[str, Any]:
+    """One request → its answer; `kv` is the KV snapshot this worker holds, which a render
+    request brings up to date. `fatal` in the answer: this process must not serve more."""
     template = _template(request["template"])
     try:
         if request["op"] == "check":
@@ -74,7 +75,9 @@ def handle(request: dict[str, Any], memory: int) -> dict[str, Any]:
                                               "meta": tuple(map(tuple, e["meta"]))})
                            for e in endpoints]
                     for name, endpoints in request["services"].items()}
-        kv = {k: v.encode() for k, v in request["kv"].items()}
+        for k in request["kv"]["delete"]:
+            kv.pop(k, None)
+        kv.update((k, v.encode()) for k, v in request["kv"]["set"].items())
         out = render(template, kv=kv, services=services, env=request["env"],
                      max_size=request["max_size"])
         return {"ok": {"text": out.text, "reads": reads_json(out.reads)}}
@@ -138,8 +141,9 @@ def serve(memory: int, inp: BinaryIO, out: BinaryIO) -> None:
     _leave_with_parent()
     out.write(b'{"ready": true}\n')
     out.flush()
+    kv: dict[str, bytes] = {}
     for line in inp:
-        answer = handle(json.loads(line), memory)
+        answer = handle(json.loads(line), memory, kv)
         out.write(json.dumps(answer).encode() + b"\n")
         out.flush()
         if answer.get("fatal"):
