@@ -10,8 +10,9 @@ killed when a template takes longer than the time limit (default 2 s) and cannot
 its address-space limit (`RLIMIT_AS`, default 512 MiB), so a template can cost kade one
 worker and a moment of one CPU, never the event loop or the memory of the API.
 
-A few long-lived workers (default 2) are started on first use and reused, so a render
-costs a round trip over a pipe, not a process start; a killed worker is replaced on the
+A few long-lived workers (up to 2 per `TemplateWorkers`) are started when needed and
+reused, so a render costs a round trip over a pipe, not a process start, and carries only
+the KV keys changed since that worker's last render; a killed worker is replaced on the
 next call. Requests and answers are JSON lines: a worker runs as `nobody`, and nothing it
 sends can make the parent run code (as pickle could). Callers wait in a thread, so the
 event loop only awaits.
