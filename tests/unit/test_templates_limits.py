@@ -64,6 +64,7 @@ def test_operations_that_build_huge_values_are_refused(source: str, message: str
     ('{{ "a" | replaceAll "" (printf "%900000s" "") }}', "replaceAll would make a string"),
     ('{{ split " " (printf "%600000s" "") | join (printf "%800s" "") }}',
      "join would make a string"),
+    ("{{ range $i := 1000000 }}{{ end }}", "range over 1000000: at most 100000 numbers"),
 ])
 def test_go_functions_check_sizes_too(source: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):

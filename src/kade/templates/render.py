@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from jinja2 import Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
+from jinja2.sandbox import MAX_RANGE
 
 from kade.templates import limits
 from kade.templates.gofuncs import PURE
@@ -112,7 +113,10 @@ def _items(value: Any) -> list[tuple[Any, Any]]:
     if isinstance(value, list | tuple):
         return list(enumerate(value))
     if isinstance(value, int) and not isinstance(value, bool):
-        return [(i, i) for i in range(min(value, 100_000))]
+        if value > MAX_RANGE:
+            raise FunctionError(f"range over {value}: at most {MAX_RANGE} numbers (as Jinja's "
+                                "range)")
+        return [(i, i) for i in range(value)]
     raise FunctionError(f"range can't iterate over {go_type(value)} {go_str(value)!r}")
 
 
