@@ -298,7 +298,9 @@ def test_the_owner_of_files_is_the_user_a_task_runs_as() -> None:
     assert file_owner(make_app(user="root")) is None
     assert file_owner(make_app(user="0:0")) is None
     assert file_owner(make_app(user="nobody")) == Owner(nobody.pw_uid, nobody.pw_gid, True)
-    assert file_owner(make_app(user="1000")) == Owner(1000, 0, True)
+    assert file_owner(make_app(user=str(nobody.pw_uid))) == \
+        Owner(nobody.pw_uid, nobody.pw_gid, True)
+    assert file_owner(make_app(user="54321:7")) == Owner(54321, 7, True)
     assert file_owner(make_app(user="no-such-user-here")) is None  # the driver refuses it
     assert file_owner(docker_app(parameters=[{"key": "user", "value": "1000"}])) == \
         Owner(1000, 0, False)

@@ -9,6 +9,7 @@ change re-renders only the templates that read what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import hashlib
 import os
@@ -135,6 +136,9 @@ def file_owner(app: AppSpec) -> Owner | None:
     try:
         if name.isdigit():
             uid, gid = int(name), 0
+            if here:  # as `su` would: the user's group, when this host knows the user
+                with contextlib.suppress(KeyError):
+                    gid = pwd.getpwuid(uid).pw_gid
         elif name == "root":
             uid, gid = 0, 0
         elif here:
