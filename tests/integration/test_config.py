@@ -127,3 +127,30 @@ def test_signal_mode_signals_the_container(kade: Kade) -> None:
 
     wait_for(lambda: reloads() == "debug", 30, "the app to reload on SIGHUP")
     assert kade.running_tasks("/cfg/sig")[0]["containerId"] == task["containerId"]
+
+
+def test_rendered_files_are_private_to_the_containers_user(kade: Kade) -> None:
+    put(kade, "config/modes/password", "s3cret")
+    app = site("/cfg/modes", [
+        {"destination": "/www/password.txt", "source": '{{ key "config/modes/password" }}'},
+        {"destination": "/www/motd.txt", "source": "hello", "mode": "0644"}])
+    app["container"]["docker"]["parameters"] = [{"key": "user", "value": "1000:1000"}]
+    kade.deploy(app)
+    [task] = kade.wait_healthy("/cfg/modes", 1)
+    assert fetch(task, "/password.txt") == "s3cret"  # httpd runs as 1000: the file is its
+    out = subprocess.run(["docker", "exec", task["containerId"], "stat", "-c", "%a %u:%g %n",
+                          "/www/password.txt", "/www/motd.txt"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["600 1000:1000 /www/password.txt",
+                                "644 1000:1000 /www/motd.txt"]
+
+
+def test_a_mode_that_opens_a_file_to_every_user_rejects_the_deploy(kade: Kade) -> None:
+    for mode, why in (("0666", "lets every user write the file"), ("4755", "setuid")):
+        with pytest.raises(ClientError) as info:
+            kade.deploy(site("/cfg/open", [{"destination": "/www/x", "source": "x",
+                                            "mode": mode}]))
+        assert info.value.status == 422
+        assert "templates.0.mode" in str(info.value) and why in str(info.value)
+    with pytest.raises(ClientError):
+        kade.get("/v1/apps/cfg/open")

@@ -3,14 +3,20 @@ comes before a stop, against the real SQLite store and the fake driver."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kade import model
+from kade.agent.templating import Owner, Templating, file_owner
+from kade.spec import AppSpec
 from kade.store import Store
-from kade.templates import encode_kv_value
+from kade.templates import TemplateError, TemplateLimits, TemplateWorkers, encode_kv_value
 from tests.unit.test_agent_support import (
     Driver,
     make_app,
@@ -28,8 +34,6 @@ from tests.unit.test_agent_support import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
 
 
 async def put_kv(store: Store, key: str, value: bytes) -> None:
@@ -181,3 +185,147 @@ async def test_a_stop_waits_until_routers_no_longer_send_the_task_requests(
         await store.put(model.ROUTERS + "r1", router_record("r1", ["other.1"]))
         await until_status(store, task.id, "killed")
         assert driver.stopped() == [running.container_id]
+
+
+# -- files: size, modes, owners ----------------------------------------------------------------
+
+
+def mode_of(path: Path | str) -> int:
+    return stat.S_IMODE(Path(path).stat().st_mode)
+
+
+@pytest.fixture
+def workers() -> Iterator[TemplateWorkers]:
+    w = TemplateWorkers(TemplateLimits(max_size=64))
+    yield w
+    w.close()
+
+
+def docker_app(**fields: Any) -> AppSpec:
+    return make_app(cmd=None, container={"docker": {"image": "kade/site:1", **fields}},
+                    templates=[{"destination": "/etc/app.conf", "source": "x"}])
+
+
+async def test_rendered_files_are_private_in_private_directories(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app(templates=[
+        {"destination": "/etc/app.conf", "source": 'greeting={{ key "cfg/greeting" }}'},
+        {"destination": "/etc/public.conf", "source": "open", "mode": "0644"}])
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    await put_kv(store, "cfg/greeting", b"hello")
+    async with running_agent(store, driver, tmp_path / "node"):
+        await place(store, task)
+        await until_status(store, task.id, "running")
+        private, public = (Path(m.host_path) for m in driver.specs[task.id].mounts)
+        assert (mode_of(private), mode_of(public)) == (0o600, 0o644)
+        assert private.stat().st_uid == os.geteuid()  # no user: kade's own
+        assert mode_of(private.parent) == 0o700  # .../tasks/<task>/templates
+        assert mode_of(private.parent.parent) == 0o700  # .../tasks/<task>
+        assert mode_of(tmp_path / "node" / "tasks") == 0o711
+
+
+async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    app = make_app(templates=[{"destination": "/etc/app.conf", "changeMode": "noop",
+                               "source": '{{ key "cfg/blob" }}{{ key "cfg/blob" }}'}])
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    await put_kv(store, "cfg/blob", b"small")
+    async with running_agent(store, driver, tmp_path / "node"):
+        await place(store, task)
+        await until_status(store, task.id, "running")
+        [mount] = driver.specs[task.id].mounts
+
+        await put_kv(store, "cfg/blob", b"x" * 600_000)  # twice: over 1 MiB
+
+        async def config_error() -> str:
+            status = await status_of(store, task.id)
+            return status.config_error if status is not None else ""
+
+        error = await until(store, config_error)
+        assert error == ("template /etc/app.conf: the rendered file is larger than the "
+                         "1 MiB limit")
+        assert read(mount.host_path) == "smallsmall"
+        await put_kv(store, "cfg/blob", b"fine")
+        await until_true(store, lambda: read(mount.host_path) == "finefine")
+        assert await config_error() == ""
+
+
+async def test_a_template_over_the_cap_fails_the_task_before_it_starts(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    templating = Templating(tmp_path / "tasks", lambda: {"k": b"v" * 40}, lambda: {},
+                            workers=workers)
+    app = make_app(templates=[{"destination": "/etc/app.conf",
+                               "source": '{{ key "k" }}{{ key "k" }}'}])
+    with pytest.raises(TemplateError) as e:
+        await templating.prepare_async(app, "shop_web.1", {})
+    assert str(e.value) == ("template /etc/app.conf: the rendered file is larger than the "
+                            "64 bytes limit")
+
+
+async def test_files_belong_to_the_user_the_task_runs_as(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers)
+    app = docker_app(parameters=[{"key": "user", "value": "1000:2000"}])
+    config = await templating.prepare_async(app, "shop_web.1", {})
+    [path] = [Path(m.host_path) for m in config.mounts]
+    assert (path.stat().st_uid, path.stat().st_gid, mode_of(path)) == (1000, 2000, 0o600)
+    # Docker mounts the file itself: the container never walks the host directories
+    assert mode_of(path.parent) == mode_of(path.parent.parent) == 0o700
+
+
+async def test_a_command_app_run_as_a_user_can_walk_to_its_files(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers)
+    app = make_app(user="nobody", templates=[{"destination": "/etc/app.conf", "source": "x"}])
+    config = await templating.prepare_async(app, "shop_web.1", {})
+    [path] = [Path(m.host_path) for m in config.mounts]
+    assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert mode_of(path) == 0o600
+    assert mode_of(path.parent) == mode_of(path.parent.parent) == 0o711  # walk, not list
+
+
+def test_the_owner_of_files_is_the_user_a_task_runs_as() -> None:
+    nobody = pwd.getpwnam("nobody")
+    assert file_owner(make_app()) is None
+    assert file_owner(make_app(user="root")) is None
+    assert file_owner(make_app(user="0:0")) is None
+    assert file_owner(make_app(user="nobody")) == Owner(nobody.pw_uid, nobody.pw_gid, True)
+    assert file_owner(make_app(user=str(nobody.pw_uid))) == \
+        Owner(nobody.pw_uid, nobody.pw_gid, True)
+    assert file_owner(make_app(user="54321:7")) == Owner(54321, 7, True)
+    assert file_owner(make_app(user="no-such-user-here")) is None  # the driver refuses it
+    assert file_owner(docker_app(parameters=[{"key": "user", "value": "1000"}])) == \
+        Owner(1000, 0, False)
+    # a name inside an image means nothing on this host: the file stays root's
+    assert file_owner(docker_app(parameters=[{"key": "user", "value": "nginx"}])) is None
+    assert file_owner(make_app(cmd=None, user="1000:1000",
+                               container={"docker": {"image": "kade/site:1"}})) == \
+        Owner(1000, 1000, False)
+
+
+async def test_a_write_never_follows_a_link_put_in_place_of_a_file(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    kv = {"k": b"one"}
+    templating = Templating(tmp_path / "tasks", lambda: kv, lambda: {}, workers=workers)
+    app = make_app(templates=[{"destination": "/etc/app.conf", "source": '{{ key "k" }}',
+                               "changeMode": "noop"}])
+    config = await templating.prepare_async(app, "shop_web.1", {})
+    [path] = [Path(m.host_path) for m in config.mounts]
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    path.unlink()
+    path.symlink_to(target)
+    kv["k"] = b"two"
+    config.touched({"k"}, set(), 1.0)
+    change = await templating.refresh_async(config, {}, 2.0)
+    assert len(change.errors) == 1 and "writing" in change.errors[0]
+    assert target.read_text() == "keep"

@@ -144,8 +144,8 @@ def test_check_templates_of_an_app() -> None:
              TemplateSpec(destination="/a", source="ok"),
              TemplateSpec(destination="/b", source="{% if %}", syntax="jinja")]
     problems = check_templates(specs)
-    assert problems[0] == "template /a: destination is used twice"
-    assert problems[1].startswith("template /b: line 1:")
+    assert problems[0] == "templates.1.destination: template /a: destination is used twice"
+    assert problems[1].startswith("templates.2.source: template /b: line 1:")
     assert len(problems) == 2
 
 

@@ -9,9 +9,13 @@ change re-renders only the templates that read what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import hashlib
 import os
+import pwd
 import shutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +29,9 @@ from kade.templates import (
     ServiceEndpoint,
     TemplateError,
     parse_env_file,
-    render,
     render_due,
 )
+from kade.templates.isolate import TemplateWorkers, default_limits
 
 Services = Callable[[], Mapping[str, Sequence[ServiceEndpoint]]]
 
@@ -54,6 +58,7 @@ class TaskConfig:
     directory: Path
     templates: list[_Rendered]
     env: dict[str, str] = field(default_factory=dict)  # from `env: true` templates
+    owner: Owner | None = None  # of the files; None: root
 
     @property
     def mounts(self) -> list[Mount]:
@@ -99,56 +104,160 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a task's rendered files belong to, when not root."""
+
+    uid: int
+    gid: int
+    traverse: bool  # the task's process walks the host directories to its files
+
+
+def _run_as(app: AppSpec) -> str | None:
+    """The user a task runs as: Docker's `user` parameter, else the app's `user`."""
+    if app.container and app.container.docker:
+        for p in reversed(app.container.docker.parameters):
+            if p.key == "user" and p.value:
+                return p.value
+    return app.user or None
+
+
+def file_owner(app: AppSpec) -> Owner | None:
+    """The owner of an app's rendered files: the user its tasks run as, so that a file of
+    mode 0600 is theirs to read and no one else's. Numbers (`1000`, `1000:1000`) are taken
+    as they are; a name is looked up on this host for a command app (it runs here), and
+    cannot be for a container (its names are the image's): such files stay root's, and
+    reach a non-root container only through their mode (e.g. 0644). None: root's."""
+    user = _run_as(app)
+    if not user:
+        return None
+    name, _, group = user.partition(":")
+    here = app.image is None
+    try:
+        if name.isdigit():
+            uid, gid = int(name), 0
+            if here:  # as `su` would: the user's group, when this host knows the user
+                with contextlib.suppress(KeyError):
+                    gid = pwd.getpwuid(uid).pw_gid
+        elif name == "root":
+            uid, gid = 0, 0
+        elif here:
+            entry = pwd.getpwnam(name)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        else:
+            return None
+        if group.isdigit():
+            gid = int(group)
+        elif group and here:
+            gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None  # the driver refuses a user it cannot find
+    if uid == 0 and gid == 0:
+        return None
+    # Docker bind-mounts the file itself: the container never walks the host directories.
+    # A command app's process follows a link from its sandbox into them.
+    return Owner(uid, gid, traverse=here and uid != 0)
+
+
+def _directory(path: Path, mode: int) -> None:
+    """`path` exists with exactly `mode` (mkdir's mode is cut by the umask; an older kade
+    made these 0755)."""
+    path.mkdir(mode=mode, exist_ok=True)
+    os.chmod(path, mode)
+
+
+def _write(path: Path, text: str, mode: int, owner: Owner | None) -> None:
     """Write in place: a bind mount pins the inode, so a rename would not be seen. The new
     bytes go over the old ones before the file is cut to length, so a reader never finds it
     empty (an app that must never see a half-written file uses changeMode signal or restart:
-    the signal comes after the write)."""
+    the signal comes after the write). Never through a link: kade runs as root, and the
+    file may belong to the task's user."""
     data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
+        if owner is not None and os.geteuid() == 0:
+            os.fchown(fd, owner.uid, owner.gid)
+        os.fchmod(fd, mode)
         done = 0
         while done < len(data):
             done += os.pwrite(fd, data[done:], done)
         os.ftruncate(fd, len(data))
-        os.fchmod(fd, mode)
     finally:
         os.close(fd)
 
 
+def _write_error(t: _Rendered, e: OSError) -> TemplateError:
+    return TemplateError(t.spec.destination, None,
+                         f"writing {t.path} failed: {e.strerror or e}")
+
+
 class Templating:
-    """Renders tasks' templates; owned by the agent, which says when."""
+    """Renders tasks' templates in worker processes (`kade.templates.isolate`, with time,
+    memory and size limits) and writes them; owned by the agent, which says when.
+
+    Files are 0600 by default (a template's `mode` may open them to reading), owned by the
+    task's user (`file_owner`), in directories that only root may list: 0700, or 0711 when
+    the task's process must walk through them to its files (a command app run as a user).
+    """
 
     def __init__(self, root: Path, kv: Callable[[], Mapping[str, bytes]],
-                 services: Services) -> None:
+                 services: Services, *, workers: TemplateWorkers | None = None) -> None:
         self.root = root
         self.kv = kv
         self.services = services
+        self._workers = workers
+        self._lock = threading.Lock()
 
-    def prepare(self, app: AppSpec, task_id: str, env: Mapping[str, str]) -> TaskConfig:
+    @property
+    def workers(self) -> TemplateWorkers:
+        """Given, or this agent's own (not the API's: see `default_workers`)."""
+        with self._lock:
+            if self._workers is None:
+                self._workers = TemplateWorkers(default_limits())
+            return self._workers
+
+    async def prepare_async(self, app: AppSpec, task_id: str, env: Mapping[str, str]
+                            ) -> TaskConfig:
         """Render every template of a task about to start; raise ConfigWaiting for a missing
-        key, TemplateError for a template that fails."""
+        key, TemplateError for a template that fails. In a thread, which waits for the
+        workers; the snapshot is taken here, where the KV tree changes."""
+        kv, services = dict(self.kv()), self.services()
+        return await asyncio.to_thread(self._prepare, app, task_id, env, kv, services)
+
+    def _prepare(self, app: AppSpec, task_id: str, env: Mapping[str, str],
+                 kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
+                 ) -> TaskConfig:
+        owner = file_owner(app)
         directory = self.root / task_id / "templates"
-        directory.mkdir(parents=True, exist_ok=True)
+        self._directories(directory, owner)
         config = TaskConfig(task_id, directory, [
             _Rendered(spec, directory / f"{i}-{Path(spec.destination).name}")
             for i, spec in enumerate(app.templates)
-        ])
-        kv, services = self.kv(), self.services()
+        ], owner=owner)
         for t in config.templates:
             try:
-                out = render(t.spec, kv=kv, services=services, env=env)
+                out = self.workers.render(t.spec, kv=kv, services=services, env=env)
             except MissingKeyError as e:
                 raise ConfigWaiting(f"template {t.spec.destination}: {e}") from e
-            self._store(config, t, out.text, out.reads)
+            try:
+                self._store(config, t, out.text, out.reads)
+            except OSError as e:
+                raise _write_error(t, e) from e
         return config
+
+    def _directories(self, directory: Path, owner: Owner | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)  # what is in it is protected by the modes below
+        mode = 0o711 if owner is not None and owner.traverse else 0o700
+        _directory(directory.parent, mode)
+        _directory(directory, mode)
 
     def adopt(self, app: AppSpec, task_id: str, now: float) -> TaskConfig:
         """The config of a task that ran before the agent started: its files are what the
         container sees; every template is due for a re-render, which applies its change mode
         if the KV tree changed meanwhile."""
         directory = self.root / task_id / "templates"
-        config = TaskConfig(task_id, directory, [])
+        config = TaskConfig(task_id, directory, [], owner=file_owner(app))
         for i, spec in enumerate(app.templates):
             path = directory / f"{i}-{Path(spec.destination).name}"
             try:
@@ -159,12 +268,18 @@ class Templating:
                                               last_change=now))
         return config
 
-    def refresh(self, config: TaskConfig, env: Mapping[str, str], now: float) -> Change:
+    async def refresh_async(self, config: TaskConfig, env: Mapping[str, str], now: float
+                            ) -> Change:
         """Re-render the templates whose changes are due. Files of `noop`/`signal` templates
         are rewritten; `restart` ones keep their old content (the task is replaced instead).
         A template that fails keeps its last good file; the error is returned."""
+        kv, services = dict(self.kv()), self.services()
+        return await asyncio.to_thread(self._refresh, config, env, now, kv, services)
+
+    def _refresh(self, config: TaskConfig, env: Mapping[str, str], now: float,
+                 kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
+                 ) -> Change:
         change = Change()
-        kv, services = self.kv(), self.services()
         for t in config.templates:
             if t.first_change is None or t.last_change is None:
                 continue
@@ -172,7 +287,7 @@ class Templating:
                 continue
             t.first_change = t.last_change = None
             try:
-                out = render(t.spec, kv=kv, services=services, env=env)
+                out = self.workers.render(t.spec, kv=kv, services=services, env=env)
             except TemplateError as e:
                 t.reads = e.reads or t.reads
                 change.errors.append(str(e))
@@ -182,11 +297,14 @@ class Templating:
                 continue
             change.changed.append(t.spec)
             if t.spec.change_mode != "restart" and not t.spec.env:
-                self._store(config, t, out.text, out.reads)
+                try:
+                    self._store(config, t, out.text, out.reads)
+                except OSError as e:
+                    change.errors.append(str(_write_error(t, e)))
         return change
 
     def _store(self, config: TaskConfig, t: _Rendered, text: str, reads: Reads) -> None:
-        _write(t.path, text, t.spec.file_mode)
+        _write(t.path, text, t.spec.file_mode, config.owner)
         t.digest, t.reads = _digest(text), reads
         if t.spec.env:
             config.env.update(parse_env_file(text, t.spec.destination))
@@ -194,11 +312,9 @@ class Templating:
     def forget(self, task_id: str) -> None:
         shutil.rmtree(self.root / task_id, ignore_errors=True)
 
-    async def prepare_async(self, app: AppSpec, task_id: str, env: Mapping[str, str]
-                            ) -> TaskConfig:
-        # Rendering is CPU work bounded only by the template: keep it off the event loop.
-        return await asyncio.to_thread(self.prepare, app, task_id, env)
-
-    async def refresh_async(self, config: TaskConfig, env: Mapping[str, str], now: float
-                            ) -> Change:
-        return await asyncio.to_thread(self.refresh, config, env, now)
+    def close(self) -> None:
+        """Stop the worker processes (they stop at exit anyway)."""
+        with self._lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()

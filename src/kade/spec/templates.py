@@ -42,6 +42,22 @@ def parse_seconds(value: object) -> float:
     return seconds
 
 
+_SPECIAL_BITS = ((0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky"))
+
+
+def check_file_mode(mode: int, text: str) -> str:
+    """A rendered file's mode must not give more than reading to others: a world-writable
+    file lets any local user change a task's configuration, and setuid/setgid make a file
+    that kade (root) wrote a way to run as its owner."""
+    special = [name for bit, name in _SPECIAL_BITS if mode & bit]
+    if special:
+        raise ValueError(f"{text!r} sets the {'/'.join(special)} bit: a rendered file may "
+                         "not (use e.g. 0600 or 0644)")
+    if mode & 0o002:
+        raise ValueError(f"{text!r} lets every user write the file (use e.g. 0600 or 0644)")
+    return text
+
+
 class TemplateWait(SpecModel):
     """consul-template's quiescence: render once changes stop for `min` seconds, but never
     later than `max` seconds after the first change (so a flapping key cannot starve it)."""
@@ -69,7 +85,7 @@ class TemplateSpec(SpecModel):
     destination: str = Field(min_length=1)  # an absolute path inside the container
     source: str = ""  # the template text (a file given to `kade deploy` is read into it)
     syntax: Syntax = "consul-template"
-    mode: str = "0644"  # file permissions, octal
+    mode: str = "0600"  # file permissions, octal; the file is owned by the task's user
     change_mode: ChangeMode = "restart"
     change_signal: str = "SIGHUP"
     env: bool = False  # the rendered KEY=value lines also become task environment variables
@@ -92,8 +108,8 @@ class TemplateSpec(SpecModel):
     @classmethod
     def _mode(cls, value: str) -> str:
         if not re.fullmatch(r"0?[0-7]{3,4}", value):
-            raise ValueError(f"{value!r} is not an octal file mode such as 0644")
-        return value
+            raise ValueError(f"{value!r} is not an octal file mode such as 0600")
+        return check_file_mode(int(value, 8), value)
 
     @field_validator("change_signal")
     @classmethod

@@ -1,13 +1,23 @@
 """Sandboxed rendering of configuration from the KV tree and the catalog (consul-template's
-job), as pure functions of a snapshot; see docs/configuration.md for the syntax."""
+job), as pure functions of a snapshot; see docs/configuration.md for the syntax. Templates
+of others compile and render through `isolate`: in worker processes, with limits."""
 
 from kade.templates.changes import affected_templates, parse_env_file, render_due
+from kade.templates.isolate import (
+    TemplateLimits,
+    TemplateWorkers,
+    check_templates,
+    check_templates_async,
+    default_workers,
+    set_default_limits,
+)
 from kade.templates.kvdata import (
     apply_kv_events,
     decode_kv_value,
     encode_kv_value,
     kv_snapshot,
 )
+from kade.templates.limits import SizeError
 from kade.templates.lookups import Reads, ServiceEndpoint
 from kade.templates.render import (
     InlineTemplate,
@@ -16,14 +26,15 @@ from kade.templates.render import (
     TemplateError,
     TemplateSource,
     check_template,
-    check_templates,
     render,
 )
 from kade.templates.values import FunctionError
 
 __all__ = [
     "FunctionError", "InlineTemplate", "MissingKeyError", "Reads", "Rendered",
-    "ServiceEndpoint", "TemplateError", "TemplateSource", "affected_templates",
-    "apply_kv_events", "check_template", "check_templates", "decode_kv_value",
+    "ServiceEndpoint", "SizeError", "TemplateError", "TemplateLimits", "TemplateSource",
+    "TemplateWorkers", "affected_templates", "apply_kv_events", "check_template",
+    "check_templates", "check_templates_async", "decode_kv_value", "default_workers",
     "encode_kv_value", "kv_snapshot", "parse_env_file", "render", "render_due",
+    "set_default_limits",
 ]

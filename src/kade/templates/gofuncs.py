@@ -10,7 +10,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kade.templates import encode
+from kade.templates import encode, limits
 from kade.templates.values import FunctionError, arg_str, go_str, go_type
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
@@ -41,6 +41,7 @@ def printf(fmt: Any, *args: Any) -> str:
 
 
 def _format_one(verb: str, flags: str, width: str, prec: str | None, arg: Any) -> str:
+    limits.check_size("printf", "", max(int(width or 0), int(prec or 0)))
     left = "-" in flags
     dot = f".{prec}" if prec is not None else ""
     if verb in "svq":
@@ -134,12 +135,15 @@ def split(sep: Any, text: Any) -> list[str]:
 
 
 def join(sep: Any, items: Any) -> str:
-    return arg_str("join", sep).join(go_str(x, False) for x in _seq("join", items))
+    text, seq = arg_str("join", sep), _seq("join", items)
+    limits.check_join("join", seq, text)
+    return text.join(go_str(x, False) for x in seq)
 
 
 def replace_all(old: Any, new: Any, text: Any) -> str:
-    return arg_str("replaceAll", text).replace(arg_str("replaceAll", old),
-                                                arg_str("replaceAll", new))
+    s, o, n = (arg_str("replaceAll", v) for v in (text, old, new))
+    limits.check_replace("replaceAll", s, o, n)
+    return s.replace(o, n)
 
 
 def base64_decode(text: Any) -> str:

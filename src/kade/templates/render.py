@@ -13,14 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE
 
+from kade.templates import limits
 from kade.templates.gofuncs import PURE
 from kade.templates.golex import GoSyntaxError
 from kade.templates.gotemplate import translate
 from kade.templates.lookups import Lookups, Reads, ServiceEndpoint
+from kade.templates.sandbox import environment
 from kade.templates.values import FunctionError, go_str, go_type
 
 Syntax = Literal["consul-template", "jinja"]
@@ -87,31 +89,7 @@ class Rendered:
 # -- the engine ------------------------------------------------------------------------------
 
 
-def _filter(fn: Any) -> Any:
-    """Jinja pipes the value in first; consul-template's functions take it last."""
-    def apply(value: Any, *args: Any) -> Any:
-        return fn(*args, value)
-
-    return apply
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,  # config files keep their last newline, as in Go
-        extensions=["jinja2.ext.loopcontrols"],
-        cache_size=0,
-    )
-    env.filters.pop("random", None)  # same input, same output
-    env.globals.pop("lipsum", None)
-    for name, fn in PURE.items():
-        env.globals.setdefault(name, fn)
-        env.filters.setdefault(name, _filter(fn))
-    return env
-
-
-_ENV = _environment()
+_ENV = environment()
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -135,7 +113,10 @@ def _items(value: Any) -> list[tuple[Any, Any]]:
     if isinstance(value, list | tuple):
         return list(enumerate(value))
     if isinstance(value, int) and not isinstance(value, bool):
-        return [(i, i) for i in range(min(value, 100_000))]
+        if value > MAX_RANGE:
+            raise FunctionError(f"range over {value}: at most {MAX_RANGE} numbers (as Jinja's "
+                                "range)")
+        return [(i, i) for i in range(value)]
     raise FunctionError(f"range can't iterate over {go_type(value)} {go_str(value)!r}")
 
 
@@ -161,6 +142,8 @@ def _compile(syntax: Syntax, source: str) -> Template:
         raise _ParseError(e.lineno, e.message or str(e)) from None
     except RecursionError:
         raise _ParseError(None, "too deeply nested") from None
+    except (ValueError, OverflowError) as e:  # e.g. a number literal of 5,000 digits
+        raise _ParseError(None, str(e)) from None
 
 
 def _compiled(template: TemplateSource) -> Template:
@@ -217,10 +200,15 @@ def render(
     kv: Mapping[str, bytes],
     services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
     env: Mapping[str, str] | None = None,
+    max_size: int = limits.DEFAULT_MAX_SIZE,
 ) -> Rendered:
     """Render `template` from a KV snapshot (user keys → values), the healthy endpoints of
     services, and the task's environment. Raises TemplateError (MissingKeyError when keys
-    the template needs are absent)."""
+    the template needs are absent), also when the text, or any value on the way to it,
+    would be larger than `max_size` (bytes).
+
+    In this process and thread, without a time limit: what runs templates of others
+    renders through `kade.templates.isolate` instead."""
     compiled = _compiled(template)
     lookups = Lookups(kv, services or {}, env or {}, locate=_locator(compiled))
     context: dict[str, Any] = lookups.functions()
@@ -229,7 +217,8 @@ def render(
         context.update({f"_f_{name}": fn for name, fn in context.items()
                         if not name.startswith("_")})
     try:
-        text = compiled.render(context)
+        with limits.size_limit(max_size):
+            text = _generate(compiled, context, max_size)
     except Exception as e:
         if lookups.missing:
             raise MissingKeyError(template.destination, lookups.missing_line, lookups.missing,
@@ -242,6 +231,19 @@ def render(
     return Rendered(text, lookups.reads())
 
 
+def _generate(compiled: Template, context: dict[str, Any], max_size: int) -> str:
+    """The text, piece by piece, stopped as soon as it is over `max_size` bytes."""
+    parts: list[str] = []
+    size = 0
+    for piece in compiled.generate(context):
+        size += len(piece) if piece.isascii() else len(piece.encode())
+        if size > max_size:
+            raise limits.SizeError(f"the rendered file is larger than the "
+                                   f"{limits.human(max_size)} limit")
+        parts.append(piece)
+    return "".join(parts)
+
+
 def check_template(template: TemplateSource) -> list[str]:
     """Parse (not render) a template: its syntax errors, each naming destination and line."""
     try:
@@ -251,13 +253,17 @@ def check_template(template: TemplateSource) -> list[str]:
     return []
 
 
-def check_templates(templates: Sequence[TemplateSource]) -> list[str]:
-    """`check_template` for each of an app's templates, and no destination twice."""
-    problems: list[str] = []
+def source_problem(index: int, problem: str) -> str:
+    """A problem of an app's template `index`, named by its field as the spec's are."""
+    return f"templates.{index}.source: {problem}"
+
+
+def duplicate_destinations(templates: Sequence[TemplateSource]) -> list[str]:
     seen: set[str] = set()
-    for t in templates:
+    problems = []
+    for i, t in enumerate(templates):
         if t.destination in seen:
-            problems.append(f"template {t.destination}: destination is used twice")
+            problems.append(f"templates.{i}.destination: template {t.destination}: "
+                            "destination is used twice")
         seen.add(t.destination)
-        problems.extend(check_template(t))
     return problems
