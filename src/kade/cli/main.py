@@ -96,6 +96,13 @@ def up(
     = None,
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="a browser origin (https://host[:port]) allowed to call the API")] = None,
+    https_addr: Annotated[str | None, typer.Option(
+        envvar="KADE_HTTPS_ADDR", help="the router's HTTPS listener (off unless given)")]
+    = None,
+    https_cert_dir: Annotated[Path | None, typer.Option(
+        envvar="KADE_HTTPS_CERT_DIR",
+        help="certificates for HTTPS: NAME.crt with NAME.key (also kade/tls/<name>/ in KV)")]
+    = None,
     insecure_i_know: Annotated[bool, typer.Option(
         "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
     allow_privileged: Annotated[bool, typer.Option(
@@ -135,8 +142,9 @@ def up(
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
     try:
-        for addr in (api_addr, dns_addr, http_addr, router_admin_addr):
-            split_addr(addr)
+        for addr in (api_addr, dns_addr, http_addr, router_admin_addr, https_addr):
+            if addr is not None:
+                split_addr(addr)
         low, _, high = ports.partition("-")
         port_range = (int(low), int(high))
         if not 0 < port_range[0] <= port_range[1] < 65536:
@@ -161,7 +169,7 @@ def up(
                    router_admin_addr=router_admin_addr, access_log=access_log,
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
-                   policy=policy)
+                   policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))

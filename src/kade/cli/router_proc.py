@@ -32,7 +32,8 @@ def running_pid(state_dir: Path) -> int | None:
 
 def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: str,
                   name: str, access_log: str | None = None, token_file: Path | None = None,
-                  api_cacert: Path | None = None) -> int:
+                  api_cacert: Path | None = None, https_addr: str | None = None,
+                  tls_dir: Path | None = None) -> int:
     """Start the router unless one runs for this data dir; returns its pid."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pid = running_pid(state_dir)
@@ -43,12 +44,17 @@ def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: 
            "--name", name]
     if access_log:
         cmd += ["--access-log", access_log]
+    if https_addr:
+        cmd += ["--https-addr", https_addr]
+    if tls_dir is not None:
+        cmd += ["--tls-dir", str(tls_dir)]
     if token_file is not None:  # a file, never the token itself: argv is public
         cmd += ["--token-file", str(token_file)]
     env = dict(os.environ)
     if api_cacert is not None:
         env["SSL_CERT_FILE"] = str(api_cacert)  # the API's own certificate
-    with open(state_dir / "router.log", "ab") as log:
+    log_fd = os.open(state_dir / "router.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file(state_dir).write_text(str(proc.pid))

@@ -71,6 +71,8 @@ class UpConfig:
     tls_key: Path | None = None
     api_hosts: list[str] = field(default_factory=list)  # names the API is reached by
     cors_origins: list[str] = field(default_factory=list)
+    https_addr: str | None = None  # the router's HTTPS entrypoint
+    https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
 
 
@@ -275,7 +277,8 @@ async def serve(cfg: UpConfig) -> None:
             state_dir=router_dir, http_addr=cfg.http_addr, admin_addr=cfg.router_admin_addr,
             api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
             name=f"{cfg.node}-router", access_log=cfg.access_log,
-            token_file=router_dir / ROUTER_TOKEN_FILE, api_cacert=cfg.tls_cert),
+            token_file=router_dir / ROUTER_TOKEN_FILE, api_cacert=cfg.tls_cert,
+            https_addr=cfg.https_addr, tls_dir=cfg.https_cert_dir),
         ping_url=f"http://{cfg.router_admin_addr}/ping", log_file=router_dir / "router.log")
     try:
         try:
