@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kade.router.client import absolute_form
 from kade.router.http import (
+    absolute_form,
     error_response,
     host_and_port,
     redirect_response,
