@@ -205,8 +205,10 @@ def main() -> None:
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
               f"{len(BODY)}-byte body, 2 nginx upstreams", flush=True)
         results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in targets}
-        for _ in range(args.rounds):
-            for name, port in targets:
+        for i in range(args.rounds):
+            # every other round in reverse order: load from elsewhere that comes and goes
+            # falls on every target alike
+            for name, port in targets if i % 2 == 0 else targets[::-1]:
                 wrk(port, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up
                 r = wrk(port, args)
                 results[name].append(r)

@@ -4,6 +4,7 @@ control plane chosen by SNI, forwarded headers, redirects of routes that ask for
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,3 +137,67 @@ async def test_certificates_from_the_control_plane(tls: Tls, upstream: Upstream,
     async with httpx.AsyncClient() as c:
         view = (await c.get(f"{tls.env.router.admin}/table")).text
     assert "PRIVATE KEY" not in view and "api.localhost" not in view
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on 127.0.0.1:`port` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            found.add(fields[9])
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+async def test_every_worker_serves_https(tmp_path: Path, upstream: Upstream) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    write_pair(certs, "www", "www.localhost")
+    api_cert, api_key = self_signed("api.localhost")
+    https_port = free_port()
+    cp = await ControlPlane().start()
+    cp.tls = {"index": 3, "certificates": [{"name": "api", "cert": api_cert, "key": api_key}]}
+    router = RouterProcess(tmp_path / "state", cp.url, "--workers", "2", "--https-addr",
+                           f"127.0.0.1:{https_port}", "--tls-dir", str(certs))
+    try:
+        await router.start()
+        env = Env(cp, router)
+        await env.route_one("PathPrefix(`/`)", upstream)
+        tls = Tls(env, https_port, {"www.crt": (certs / "www.crt").read_text()})
+        assert router.proc is not None
+        parent = router.proc.pid
+
+        def both_listen() -> bool:
+            pids = [parent, *worker_children(parent)]
+            inodes = listening_inodes(https_port)
+            return len(pids) == 2 and all(socket_inodes(pid) & inodes for pid in pids)
+
+        await wait_until(both_listen, 20, "both processes listening for HTTPS")
+        # the kernel spreads the connections: each process knows both certificates
+        for _ in range(12):
+            answer, _ = await tls.get("api.localhost", trust=api_cert)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            answer, _ = await tls.get("www.localhost")
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        assert await router.stop() == 0
+        assert "Traceback" not in router.logs(), router.logs()
+    finally:
+        await router.stop()
+        await cp.stop()
+
+
+def worker_children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []

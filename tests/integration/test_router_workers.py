@@ -125,3 +125,35 @@ async def test_sigterm_drains_every_worker(env: Env,
     assert [r.status_code for r in answers] == [200] * 12
     assert not any(alive(pid) for pid in pids)
     assert "Traceback" not in env.router.logs(), env.router.logs()
+
+
+async def test_every_worker_times_out_bodies_and_replaces_forwarding_headers(
+        tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> None:
+    a, _ = upstreams
+    cp = await ControlPlane().start()
+    router = RouterProcess(tmp_path / "state", cp.url, "--workers", "2", "--body-timeout", "1",
+                           "--trusted-proxies", "10.0.0.0/8")
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        await router.start()
+        await Env(cp, router).route_one("PathPrefix(`/`)", a)
+        await wait_until(lambda: len(worker_pids(router)) == 1, 20, "the second worker")
+        readers = []
+        for _ in range(16):  # spread over both processes by the kernel
+            reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
+            writer.write(b"POST /sink HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n"
+                         b"Content-Length: 100\r\n\r\nstalled")
+            readers.append(reader)
+            writers.append(writer)
+        await wait_until(lambda: a.requests >= 16, 20, "the requests at the upstream")
+        for reader in readers:
+            async with asyncio.timeout(15):
+                assert (await reader.read()).startswith(b"HTTP/1.1 408 ")
+        assert {dict((k.lower(), v) for k, v in s["headers"])["x-forwarded-for"]
+                for s in a.seen} == {"127.0.0.1"}
+        assert await router.stop() == 0
+    finally:
+        for writer in writers:
+            writer.close()
+        await router.stop()
+        await cp.stop()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from kade.router.client import absolute_form
-from kade.router.http import error_response, host_and_port, response_head, rewrite_response_head
+from kade.router.http import (
+    absolute_form,
+    error_response,
+    host_and_port,
+    redirect_response,
+    response_head,
+    rewrite_response_head,
+)
 from kade.router.metrics import Gauges, Stats, render
 from kade.router.proxy import parse_networks
 
@@ -109,3 +115,14 @@ def test_trusted_proxies_are_checked() -> None:
     assert [str(n) for n in nets] == ["10.0.0.0/8", "::1/128", "192.168.1.1/32"]
     with pytest.raises(ValueError, match="--trusted-proxies: 'nope' is not an IP address"):
         parse_networks(["10.0.0.0/8,nope"])
+
+
+def test_redirect_response() -> None:
+    answer = redirect_response(b"https://www.localhost:8443/a?b=1", False)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 308 Permanent Redirect", b"location: https://www.localhost:8443/a?b=1",
+        b"content-type: text/plain; charset=utf-8", b"content-length: 19"]
+    assert body == b"Permanent Redirect\n"
+    assert redirect_response(b"https://a/", True, head_only=True).endswith(
+        b"content-length: 19\r\nconnection: close\r\n\r\n")

@@ -147,3 +147,14 @@ def test_server_urls(url: str, expected: tuple[str, int]) -> None:
 def test_bad_server_urls(url: str) -> None:
     with pytest.raises(ValueError):
         parse_server_url(url)
+
+
+def test_routes_marked_tls() -> None:
+    table = compile_({
+        "revision": 1,
+        "routers": [{"name": "a", "rule": "Host(`a`)", "service": "s", "tls": True},
+                    {"name": "b", "rule": "Host(`b`)", "service": "s", "tls": "yes"},
+                    {"name": "c", "rule": "Host(`c`)", "service": "s"}],
+        "services": {"s": {"servers": []}},
+    })
+    assert {r.name: r.tls for r in table.routes} == {"a": True, "b": False, "c": False}

@@ -14,6 +14,17 @@ from kade.router.proxy import ProxyConfig, parse_networks
 from kade.router.tls import CertStore, load_dir, load_files
 
 
+def _seconds(text: str) -> float:
+    """A timeout: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m kade.router", description=__doc__)
     p.add_argument("--http-addr", default="0.0.0.0:8080")
@@ -36,11 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--name", default="router")
     p.add_argument("--access-log", default=None, help="a file, or - for standard output")
-    p.add_argument("--response-header-timeout", type=float, default=60.0)
-    p.add_argument("--header-timeout", type=float, default=10.0)
-    p.add_argument("--body-timeout", type=float, default=60.0,
+    p.add_argument("--response-header-timeout", type=_seconds, default=60.0)
+    p.add_argument("--header-timeout", type=_seconds, default=10.0)
+    p.add_argument("--body-timeout", type=_seconds, default=60.0,
                    help="408 when a request body sends nothing for this many seconds")
-    p.add_argument("--idle-timeout", type=float, default=90.0)
+    p.add_argument("--idle-timeout", type=_seconds, default=90.0)
     p.add_argument("--grace", type=float, default=10.0, help="drain time on SIGTERM")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the HTTP address (0: one per CPU)")

@@ -264,7 +264,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if x.url[:1] != b"/" and not (x.url == b"*" and x.verb == b"OPTIONS"):
             # absolute form (RFC 9112 §3.2.2): the URL's authority is the host, for routing and
             # for the upstream's Host header; the upstream gets the origin form
-            authority, path = absolute_form(x.url)
+            authority, path = h.absolute_form(x.url)
             if authority is None:
                 return 400
             x.url = path
@@ -320,7 +320,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if conn_values is not None:
             extra = h.connection_tokens(conn_values) - h.CONNECTION_KEEP
             if extra:
-                out = _without(out, extra)
+                out = h.without(out, extra)
         forwarded = self.forwarded
         if upgrade_value and self.parser.should_upgrade():
             x.upgrade = True
@@ -332,7 +332,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             out += (forwarded, self.ip if xff is None else xff + b", " + self.ip,
                     b"\r\nx-forwarded-host: ", host, b"\r\nx-forwarded-port: ", port, b"\r\n")
         else:
-            out.append(self.trusted_forwarded(set(fwd), forwarded, xff, host, port))
+            out.append(h.trusted_forwarded(set(fwd), forwarded, self.ip, xff, host, port))
         if x.body_mode == CHUNKED:
             out.append(b"transfer-encoding: chunked\r\n")
         out.append(b"\r\n")
@@ -340,24 +340,6 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if x.body_mode == NO_BODY:
             x.req_done = True
         return 0
-
-    def trusted_forwarded(self, given: set[bytes], forwarded: bytes, xff: bytes | None,
-                          host: bytes, port: bytes) -> bytes:
-        """The X-Forwarded-* lines for a trusted proxy's request: its own values stay, the
-        missing ones are set as for any client, and X-Forwarded-For gets the proxy appended."""
-        ip = self.ip
-        proto = forwarded.split(b"x-forwarded-proto: ", 1)[1].split(b"\r\n", 1)[0]
-        out = []
-        if b"x-real-ip" not in given:
-            out.append(b"x-real-ip: " + ip + b"\r\n")
-        if b"x-forwarded-proto" not in given:
-            out.append(b"x-forwarded-proto: " + proto + b"\r\n")
-        out.append(b"x-forwarded-for: " + (ip if xff is None else xff + b", " + ip) + b"\r\n")
-        if b"x-forwarded-host" not in given:
-            out.append(b"x-forwarded-host: " + host + b"\r\n")
-        if b"x-forwarded-port" not in given:
-            out.append(b"x-forwarded-port: " + port + b"\r\n")
-        return b"".join(out)
 
     def remember(self, data: bytes) -> None:
         """`data` was one whole request without body, the same as the one before it."""
@@ -453,31 +435,3 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         limit = cfg.header_timeout if self.requests == 0 else cfg.idle_timeout
         if now - self.idle_since > limit:
             self.transport.close()
-
-
-def absolute_form(url: bytes) -> tuple[bytes | None, bytes]:
-    """`http://host:port/path?q` → (b"host:port", b"/path?q"); (None, b"") when the URL is not
-    an absolute http(s) URL with a non-empty authority without user info."""
-    scheme, sep, rest = url.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https"):
-        return None, b""
-    end = len(rest)
-    for delim in (b"/", b"?", b"#"):
-        at = rest.find(delim)
-        if 0 <= at < end:
-            end = at
-    authority, path = rest[:end], rest[end:].partition(b"#")[0]
-    if not authority or b"@" in authority:
-        return None, b""
-    if path[:1] != b"/":
-        path = b"/" + path
-    return authority, path
-
-
-def _without(out: list[bytes], names: set[bytes]) -> list[bytes]:
-    """`out` minus the headers a Connection header names (each header is 4 items)."""
-    kept = out[:4]
-    for i in range(4, len(out), 4):
-        if out[i].lower() not in names:
-            kept += out[i:i + 4]
-    return kept

@@ -109,6 +109,8 @@ class Follower:
         data = load_table(self.state_dir, TLS_FILE)
         if data is not None:
             self._use_tls(data, remote_certificates(data.get("certificates")))
+            if self.peers is not None:
+                self.peers.broadcast_tls(data)
 
     def _use_tls(self, tls: dict[str, Any], loaded: Loaded) -> None:
         assert self.certs is not None
@@ -126,6 +128,8 @@ class Follower:
         # PEM parsing and key files off the loop; the swap on it (handshakes read the store)
         loaded = await asyncio.to_thread(remote_certificates, tls.get("certificates"))
         self._use_tls(tls, loaded)
+        if self.peers is not None:
+            self.peers.broadcast_tls(tls)
         try:
             await asyncio.to_thread(save_table, self.state_dir, tls, TLS_FILE)
         except OSError as e:

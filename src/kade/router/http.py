@@ -210,3 +210,50 @@ def port_of(value: bytes, default: bytes = b"80") -> bytes:
         return value[end + 2:].strip() if end > 0 else default
     colon = value.rfind(b":")
     return value[colon + 1:].strip() if colon >= 0 and value.count(b":") == 1 else default
+
+
+def absolute_form(url: bytes) -> tuple[bytes | None, bytes]:
+    """`http://host:port/path?q` → (b"host:port", b"/path?q"); (None, b"") when the URL is not
+    an absolute http(s) URL with a non-empty authority without user info."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None, b""
+    end = len(rest)
+    for delim in (b"/", b"?", b"#"):
+        at = rest.find(delim)
+        if 0 <= at < end:
+            end = at
+    authority, path = rest[:end], rest[end:].partition(b"#")[0]
+    if not authority or b"@" in authority:
+        return None, b""
+    if path[:1] != b"/":
+        path = b"/" + path
+    return authority, path
+
+
+def without(out: list[bytes], names: set[bytes]) -> list[bytes]:
+    """`out` minus the headers a Connection header names (each header is 4 items)."""
+    kept = out[:4]
+    for i in range(4, len(out), 4):
+        if out[i].lower() not in names:
+            kept += out[i:i + 4]
+    return kept
+
+
+def trusted_forwarded(given: set[bytes], forwarded: bytes, ip: bytes, xff: bytes | None,
+                      host: bytes, port: bytes) -> bytes:
+    """The X-Forwarded-* lines for a trusted proxy's request (`given`: the names it set): its
+    own values stay, the missing ones are set as for any client (`forwarded` holds the
+    connection's proto), and X-Forwarded-For gets the proxy's address `ip` appended."""
+    proto = forwarded.split(b"x-forwarded-proto: ", 1)[1].split(b"\r\n", 1)[0]
+    out = []
+    if b"x-real-ip" not in given:
+        out.append(b"x-real-ip: " + ip + b"\r\n")
+    if b"x-forwarded-proto" not in given:
+        out.append(b"x-forwarded-proto: " + proto + b"\r\n")
+    out.append(b"x-forwarded-for: " + (ip if xff is None else xff + b", " + ip) + b"\r\n")
+    if b"x-forwarded-host" not in given:
+        out.append(b"x-forwarded-host: " + host + b"\r\n")
+    if b"x-forwarded-port" not in given:
+        out.append(b"x-forwarded-port: " + port + b"\r\n")
+    return b"".join(out)

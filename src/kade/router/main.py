@@ -103,17 +103,20 @@ async def run_router(
     follower = Follower(proxy, api_url, state_dir, name, token=token,
                         certs=certs if https_addr is not None else None)
     follower.load_saved()
-    follower.load_saved_tls()
     pool: WorkerPool | None = None
     if workers > 1:
-        pool = WorkerPool(workers, http_addr, config, access_log, grace, follower.request_ack)
+        pool = WorkerPool(workers, http_addr, config, access_log, grace, follower.request_ack,
+                          https_addr=https_addr,
+                          cert_files=[(c.source, c.key_path) for c in certs.files]
+                          if certs is not None else [])
         pool.table = proxy.table.data
         follower.peers = pool
+    follower.load_saved_tls()  # after the pool exists: its workers get them too
     host, port = split_addr(http_addr)
     await proxy.listen(host, port, shared=pool is not None)
     if https_addr is not None and certs is not None:
         shost, sport = split_addr(https_addr)
-        await proxy.listen(shost, sport, tls=certs.server_context())
+        await proxy.listen(shost, sport, shared=pool is not None, tls=certs.server_context())
         if not len(certs):
             log.warning("https on %s has no certificate yet: handshakes fail until the "
                         "control plane sends one (kade/tls/<name>/cert and key in KV)",

@@ -33,6 +33,7 @@ class Certificate:
     source: str  # a file path or `kv:<name>`, for messages
     names: frozenset[str]  # lowercase DNS names, maybe `*.example.com`
     context: ssl.SSLContext
+    key_path: str = ""  # for a file certificate: its key's file (other workers load it too)
 
 
 def _names(cert_pem: bytes, source: str) -> frozenset[str]:
@@ -67,7 +68,7 @@ def load_files(cert_path: Path, key_path: Path) -> Certificate:
         raise CertError(f"{cert_path}: cannot be read: {e.strerror}") from None
     names = _names(cert_pem, str(cert_path))
     return Certificate(str(cert_path), names,
-                       _context(str(cert_path), str(key_path), str(cert_path)))
+                       _context(str(cert_path), str(key_path), str(cert_path)), str(key_path))
 
 
 def load_pem(cert_pem: str, key_pem: str, source: str) -> Certificate:

@@ -6,7 +6,8 @@ the processes). Only the parent follows the control plane: it hands each table t
 children over a socket pair (one JSON line per message) and acknowledges a revision once every
 child has applied it, with the in-flight counts of all processes added up. Children report
 their stats once a second for /metrics. A child that dies is started again; a child whose
-parent dies drains and exits.
+parent dies drains and exits. With an HTTPS entrypoint the children serve it too: they load
+the same certificate files, and the parent hands them the control plane's certificates.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from kade.router.metrics import Stats
 from kade.router.proxy import Proxy, ProxyConfig
+from kade.router.tls import CertStore, load_files, remote_certificates
 
 log = logging.getLogger("kade.router")
 
@@ -61,8 +64,13 @@ class WorkerPool:
     """The parent's side: starts, feeds, watches and stops the child workers."""
 
     def __init__(self, count: int, http_addr: str, config: ProxyConfig,
-                 access_log: str | None, grace: float, on_change: Callable[[], None]) -> None:
+                 access_log: str | None, grace: float, on_change: Callable[[], None],
+                 https_addr: str | None = None,
+                 cert_files: list[tuple[str, str]] | None = None) -> None:
         self.children = [_Child(i) for i in range(1, count)]
+        self.https_addr = https_addr
+        self.cert_files = cert_files or []
+        self.tls: dict[str, Any] | None = None
         self.http_addr = http_addr
         self.config = config
         self.access_log = access_log
@@ -78,6 +86,11 @@ class WorkerPool:
         self.table = table
         for child in self.children:
             self._send(child, {"table": table})
+
+    def broadcast_tls(self, tls: dict[str, Any]) -> None:
+        self.tls = tls
+        for child in self.children:
+            self._send(child, {"tls": tls})
 
     async def wait_applied(self, revision: int) -> None:
         """Until every running child applied `revision`; a child that cannot is restarted."""
@@ -140,6 +153,7 @@ class WorkerPool:
                 "--control-fd", str(child_end.fileno()),
                 "--config", json.dumps(asdict(self.config)), "--grace", str(self.grace),
                 *(["--access-log", self.access_log] if self.access_log else []),
+                *self._tls_args(),
                 pass_fds=[child_end.fileno()],
             )
         finally:
@@ -147,6 +161,8 @@ class WorkerPool:
         reader, writer = await asyncio.open_connection(sock=parent_end, limit=MAX_MESSAGE)
         child.writer = writer
         child.applied = -1
+        if self.tls is not None:
+            self._send(child, {"tls": self.tls})
         if self.table is not None:
             self._send(child, {"table": self.table})
         try:
@@ -160,6 +176,14 @@ class WorkerPool:
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
+
+    def _tls_args(self) -> list[str]:
+        if self.https_addr is None:
+            return []
+        args = ["--https-addr", self.https_addr]
+        for cert, key in self.cert_files:
+            args += ["--tls-cert", cert, "--tls-key", key]
+        return args
 
     def _received(self, child: _Child, msg: dict[str, Any]) -> None:
         if "applied" in msg:
@@ -196,7 +220,8 @@ class WorkerPool:
 
 
 async def run_worker(http_addr: str, control_fd: int, config: ProxyConfig,
-                     access_log: str | None, grace: float) -> None:
+                     access_log: str | None, grace: float, https_addr: str | None = None,
+                     certs: CertStore | None = None) -> None:
     from kade.router.accesslog import AccessLog
     from kade.router.main import split_addr
 
@@ -218,12 +243,20 @@ async def run_worker(http_addr: str, control_fd: int, config: ProxyConfig,
         listening = False
         while line := await reader.readline():
             msg = json.loads(line)
+            if "tls" in msg and certs is not None:
+                loaded = await asyncio.to_thread(remote_certificates,
+                                                 msg["tls"].get("certificates"))
+                certs.replace_remote(loaded[0], loaded[1])
             if "table" in msg:
                 table = proxy.apply(msg["table"])
                 send({"applied": table.revision, "draining": proxy.draining()})
                 if not listening:  # serve only once there is a table
                     host, port = split_addr(http_addr)
                     await proxy.listen(host, port, shared=True)
+                    if https_addr is not None and certs is not None:
+                        shost, sport = split_addr(https_addr)
+                        await proxy.listen(shost, sport, shared=True,
+                                           tls=certs.server_context())
                     listening = True
         stop.set()  # the parent is gone
 
@@ -258,12 +291,19 @@ def main() -> None:
     p.add_argument("--config", default="{}")
     p.add_argument("--access-log", default=None)
     p.add_argument("--grace", type=float, default=10.0)
+    p.add_argument("--https-addr", default=None)
+    p.add_argument("--tls-cert", action="append", default=[], type=Path)
+    p.add_argument("--tls-key", action="append", default=[], type=Path)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING,
                         format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
     config = ProxyConfig(**json.loads(args.config))
+    certs = None
+    if args.https_addr is not None:
+        certs = CertStore(load_files(c, k) for c, k in zip(args.tls_cert, args.tls_key,
+                                                            strict=True))
     uvloop.run(run_worker(args.http_addr, args.control_fd, config, args.access_log,
-                          args.grace))
+                          args.grace, args.https_addr, certs))
 
 
 if __name__ == "__main__":
