@@ -103,6 +103,8 @@ def up(
         envvar="KADE_HTTPS_CERT_DIR",
         help="certificates for HTTPS: NAME.crt with NAME.key (also kade/tls/<name>/ in KV)")]
     = None,
+    router_admin_public: Annotated[bool, typer.Option(
+        "--router-admin-public", help="allow a non-loopback --router-admin-addr")] = False,
     insecure_i_know: Annotated[bool, typer.Option(
         "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
     allow_privileged: Annotated[bool, typer.Option(
@@ -138,6 +140,7 @@ def up(
 
     from kade.admission import ContainerPolicy, capability
     from kade.cli.up import UpConfig, check_api_exposure, serve, split_addr
+    from kade.router.main import check_admin_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
@@ -150,6 +153,8 @@ def up(
         if not 0 < port_range[0] <= port_range[1] < 65536:
             raise ValueError(f"port range {ports!r} is not within 1-65535")
         check_api_exposure(api_addr, tls_cert, tls_key, insecure_i_know)
+        check_admin_addr(router_admin_addr, router_admin_public,
+                         flags=("--router-admin-addr", "--router-admin-public"))
         host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
         for path in host_paths:
             if not path.startswith("/"):
@@ -169,7 +174,8 @@ def up(
                    router_admin_addr=router_admin_addr, access_log=access_log,
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
-                   policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir)
+                   policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
+                   router_admin_public=router_admin_public)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))

@@ -33,7 +33,7 @@ def running_pid(state_dir: Path) -> int | None:
 def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: str,
                   name: str, access_log: str | None = None, token_file: Path | None = None,
                   api_cacert: Path | None = None, https_addr: str | None = None,
-                  tls_dir: Path | None = None) -> int:
+                  tls_dir: Path | None = None, admin_public: bool = False) -> int:
     """Start the router unless one runs for this data dir; returns its pid."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pid = running_pid(state_dir)
@@ -44,6 +44,8 @@ def ensure_router(*, state_dir: Path, http_addr: str, admin_addr: str, api_url: 
            "--name", name]
     if access_log:
         cmd += ["--access-log", access_log]
+    if admin_public:
+        cmd += ["--admin-public"]
     if https_addr:
         cmd += ["--https-addr", https_addr]
     if tls_dir is not None:

@@ -73,6 +73,7 @@ class UpConfig:
     cors_origins: list[str] = field(default_factory=list)
     https_addr: str | None = None  # the router's HTTPS entrypoint
     https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
+    router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
 
 
@@ -278,7 +279,8 @@ async def serve(cfg: UpConfig) -> None:
             api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
             name=f"{cfg.node}-router", access_log=cfg.access_log,
             token_file=router_dir / ROUTER_TOKEN_FILE, api_cacert=cfg.tls_cert,
-            https_addr=cfg.https_addr, tls_dir=cfg.https_cert_dir),
+            https_addr=cfg.https_addr, tls_dir=cfg.https_cert_dir,
+            admin_public=cfg.router_admin_public),
         ping_url=f"http://{cfg.router_admin_addr}/ping", log_file=router_dir / "router.log")
     try:
         try:

@@ -32,7 +32,8 @@ def split_addr(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
     return host, int(port)
 
 
-def check_admin_addr(addr: str, public: bool) -> None:
+def check_admin_addr(addr: str, public: bool, *, flags: tuple[str, str] = (
+        "--admin-addr", "--admin-public")) -> None:
     """The admin endpoint shows the whole table (every app's servers) and the metrics: it is
     served on a loopback address only, unless `public` says otherwise. ValueError if not."""
     host, _ = split_addr(addr, "127.0.0.1")
@@ -43,9 +44,9 @@ def check_admin_addr(addr: str, public: bool) -> None:
     except ValueError:
         loopback = False
     if not loopback:
-        raise ValueError(f"--admin-addr {addr}: not a loopback address; the admin endpoint "
+        raise ValueError(f"{flags[0]} {addr}: not a loopback address; the admin endpoint "
                          f"shows the routing table and metrics to whoever reaches it: give "
-                         f"--admin-public to serve it there anyway")
+                         f"{flags[1]} to serve it there anyway")
 
 
 def read_token(path: Path | None, environ: dict[str, str] | None = None) -> str | None:
