@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,18 +73,17 @@ class Client:
         self.base = api_url(addr)
         token = token or find_token(self.base)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        verify: str | bool = os.environ.get("KADE_CACERT") or True
+        cacert = os.environ.get("KADE_CACERT")
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=cacert) if cacert else True)
         self._http = httpx.Client(base_url=self.base, timeout=timeout, headers=headers,
                                   verify=verify)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ClientError(
-                f"cannot reach kade at {self.base}: is `kade up` running? "
-                "(set --api-addr or KADE_ADDR)"
-            ) from None
+        except httpx.ConnectError as e:
+            raise ClientError(_unreachable(self.base, e)) from None
         except httpx.HTTPError as e:
             raise ClientError(f"request to {self.base}{path} failed: {e}") from None
         if response.status_code >= 400:
@@ -122,8 +122,15 @@ class Client:
                         message = response.text
                     raise ClientError(message, response.status_code)
                 yield from response.iter_bytes()
-        except httpx.ConnectError:
-            raise ClientError(f"cannot reach kade at {self.base}") from None
+        except httpx.ConnectError as e:
+            raise ClientError(_unreachable(self.base, e)) from None
 
     def close(self) -> None:
         self._http.close()
+
+
+def _unreachable(base: str, e: httpx.ConnectError) -> str:
+    if "CERTIFICATE" in str(e) or "SSL" in str(e):
+        return (f"cannot reach kade at {base}: its TLS certificate is not trusted ({e}); "
+                "set KADE_CACERT to the CA certificate that signed it")
+    return f"cannot reach kade at {base}: is `kade up` running? (set --api-addr or KADE_ADDR)"
