@@ -191,7 +191,7 @@ def test_kill_task_with_scale(kade: Kade) -> None:
 
 
 def test_app_that_does_not_fit_waits_and_says_why(kade: Kade) -> None:
-    kade.deploy({**site(instances=1), "cpus": 10_000})
+    kade.deploy({**site(instances=1), "cpus": 1000})
     status = wait_for(lambda: (s := kade.app("/test/web")["status"]).startswith("waiting") and s,
                       30, "a waiting status")
     assert "cpu" in status

@@ -190,7 +190,8 @@ def command_app(app_id: str, source: str, syntax: Syntax = "jinja") -> dict[str,
 
 
 def refusal(kade: Kade, app: dict[str, Any]) -> str:
-    answer = httpx.put(f"http://{kade.addr}/v1/apps{app['id']}", json=app, timeout=30)
+    answer = httpx.put(f"http://{kade.addr}/v1/apps{app['id']}", json=app, timeout=30,
+                       headers=kade.auth)
     assert answer.status_code == 422, answer.text
     return answer.text
 
@@ -198,7 +199,8 @@ def refusal(kade: Kade, app: dict[str, Any]) -> str:
 def test_kade_refuses_the_constant_blow_up_at_deploy_and_stores_nothing(kade: Kade) -> None:
     text = refusal(kade, command_app("/sec/tpl/big", "{{ 'a' * 300000000 }}"))
     assert "templates.0.source" in text and "over the 1 MiB limit" in text
-    assert httpx.get(f"http://{kade.addr}/v1/apps/sec/tpl/big", timeout=5).status_code == 404
+    assert httpx.get(f"http://{kade.addr}/v1/apps/sec/tpl/big", timeout=5,
+                     headers=kade.auth).status_code == 404
 
 
 def test_kade_serves_while_a_template_loops_forever(kade: Kade) -> None:
@@ -210,7 +212,8 @@ def test_kade_serves_while_a_template_loops_forever(kade: Kade) -> None:
 
     def failed() -> str | None:
         nonlocal answered
-        assert httpx.get(f"http://{kade.addr}/v1/apps", timeout=1).status_code == 200
+        assert httpx.get(f"http://{kade.addr}/v1/apps", timeout=1,
+                         headers=kade.auth).status_code == 200
         answered += 1
         failure = kade.app("/sec/tpl/loop").get("lastTaskFailure") or {}
         message: str = failure.get("message") or ""

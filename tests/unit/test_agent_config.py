@@ -230,7 +230,7 @@ async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays
     store: Store, driver: Driver, tmp_path: Path
 ) -> None:
     app = make_app(templates=[{"destination": "/etc/app.conf", "changeMode": "noop",
-                               "source": '{{ key "cfg/blob" }}{{ key "cfg/blob" }}'}])
+                               "source": '{{ key "cfg/blob" }}' * 3}])
     await store_app(store, app)
     task = make_task(app, "shop_web.1")
     await put_kv(store, "cfg/blob", b"small")
@@ -239,7 +239,7 @@ async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays
         await until_status(store, task.id, "running")
         [mount] = driver.specs[task.id].mounts
 
-        await put_kv(store, "cfg/blob", b"x" * 600_000)  # twice: over 1 MiB
+        await put_kv(store, "cfg/blob", b"x" * 400_000)  # three times: over 1 MiB
 
         async def config_error() -> str:
             status = await status_of(store, task.id)
@@ -248,9 +248,9 @@ async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays
         error = await until(store, config_error)
         assert error == ("template /etc/app.conf: the rendered file is larger than the "
                          "1 MiB limit")
-        assert read(mount.host_path) == "smallsmall"
+        assert read(mount.host_path) == "small" * 3
         await put_kv(store, "cfg/blob", b"fine")
-        await until_true(store, lambda: read(mount.host_path) == "finefine")
+        await until_true(store, lambda: read(mount.host_path) == "fine" * 3)
         assert await config_error() == ""
 
 
