@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from kade.api.closing import until_closing
 from kade.api.consul_common import parse_index, parse_wait, set_headers
 from kade.catalog.model import Catalog, CatalogNode, Check, Instance
 from kade.catalog.view import CatalogView
@@ -54,7 +55,7 @@ def catalog_router(view: CatalogView, *, node_name: str | None = None) -> APIRou
             if blocking and wanted > 0:
                 wait = parse_wait(request.query_params.get("wait"))
                 wait += random.uniform(0, wait / 16)  # Consul's jitter: waiters spread out
-                await view.wait(service, wanted, wait)
+                await until_closing(request, view.wait(service, wanted, wait))
             # Read the snapshot and its index together: no await between them.
             catalog, index = view.catalog, view.service_index(service)
             body = build(catalog, index)

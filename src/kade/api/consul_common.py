@@ -15,6 +15,7 @@ import re
 
 from fastapi import HTTPException, Request, Response
 
+from kade.api.closing import until_closing
 from kade.store.base import Store
 
 MAX_WAIT = 600.0
@@ -54,7 +55,8 @@ async def block(store: Store, prefix: str, request: Request) -> int:
     if index > 0 and current <= index:
         wait = parse_wait(request.query_params.get("wait"))
         wait += random.uniform(0, wait / 16)  # Consul's jitter
-        current = await store.wait(prefix, index, wait)
+        woke = await until_closing(request, store.wait(prefix, index, wait))
+        current = woke if woke is not None else await store.prefix_revision(prefix)
     return max(current, 1)
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kade import model
+from kade.api.closing import closing_event
 from kade.api.quarantine import quarantine_event
 from kade.api.security import principal_of
 from kade.auth import Principal, redact_env
@@ -60,15 +61,16 @@ def events_router(store: Store) -> APIRouter:
         last = request.headers.get("last-event-id")
         if since is None:
             since = int(last) if last and last.isdigit() else await store.revision()
-        return StreamingResponse(_stream(store, since, principal_of(request)),
+        return StreamingResponse(_stream(store, since, principal_of(request),
+                                         closing_event(request.app)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     return r
 
 
-async def _stream(store: Store, since: int, principal: Principal | None
-                  ) -> AsyncIterator[bytes]:
+async def _stream(store: Store, since: int, principal: Principal | None,
+                  closing: asyncio.Event) -> AsyncIterator[bytes]:
     yield b": kade event stream\n\n"
     watch = store.watch("", since).__aiter__()
     pending: asyncio.Task[list[Event]] | None = None
@@ -76,7 +78,12 @@ async def _stream(store: Store, since: int, principal: Principal | None
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(watch.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            stop = asyncio.ensure_future(closing.wait())
+            done, _ = await asyncio.wait({pending, stop}, timeout=KEEPALIVE_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if stop in done:  # the server is stopping: the stream ends, the client resumes
+                return
             if not done:
                 yield b": keepalive\n\n"
                 continue

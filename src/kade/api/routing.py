@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kade import model
+from kade.api.closing import until_closing
 from kade.api.consul_common import parse_index, parse_wait
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
@@ -187,10 +188,12 @@ def routing_router(routing: Routing) -> APIRouter:
         wait = min(parse_wait(request.query_params.get("wait") or "60s"), 300)
         tls_index = request.query_params.get("tlsIndex")
         if tls_index is None:
-            body = await routing.wait(index, wait) if index else routing.table
+            woke = await until_closing(request, routing.wait(index, wait)) if index else None
+            body = woke or routing.table
             return JSONResponse(body, headers={"X-Kade-Index": str(body["revision"])})
         if index:
-            await routing.wait_with_tls(index, parse_index(tls_index), wait)
+            await until_closing(request,
+                                routing.wait_with_tls(index, parse_index(tls_index), wait))
         body = {**routing.table, "tls": await tls_material(routing.store)}
         return JSONResponse(body, headers={"X-Kade-Index": str(body["revision"]),
                                            "Cache-Control": "no-store"})

@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kade.client.http import api_url
+from kade.client.http import api_url, http_client, unreachable
 from kade.templates import (
     InlineTemplate,
     Reads,
@@ -55,7 +55,7 @@ class KvApi:
 
     def __init__(self, addr: str | None) -> None:
         self.base = api_url(addr)
-        self.http = httpx.Client(base_url=self.base, timeout=30.0)
+        self.http = http_client(addr)
 
     def __enter__(self) -> KvApi:
         return self
@@ -69,9 +69,8 @@ class KvApi:
         which says what was done before it)."""
         try:
             r = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            _fail(f"cannot reach kade at {self.base}: is `kade up` running? "
-                  "(set --api-addr or KADE_ADDR)")
+        except httpx.ConnectError as e:
+            _fail(unreachable(self.base, e))
         except httpx.HTTPError as e:
             _fail(f"request to {self.base}{path} failed: {e}")
         if r.status_code >= 400 and r.status_code != 404:

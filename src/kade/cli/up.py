@@ -25,6 +25,7 @@ from kade import model
 from kade.admission import ContainerPolicy, admit_file, command_user
 from kade.agent.agent import Agent, AgentConfig
 from kade.api.app import create_app
+from kade.api.closing import closing_event
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
@@ -318,6 +319,7 @@ async def serve(cfg: UpConfig) -> None:
             await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("shutting down%s", " and stopping every task" if stop_tasks else
                      "; tasks and the router keep running")
+            closing_event(app).set()  # streams end, blocking queries answer now
             for task in workers:
                 task.cancel()
             if watch_router is not None:

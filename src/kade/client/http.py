@@ -67,23 +67,29 @@ class ClientError(Exception):
         self.status = status
 
 
+def http_client(addr: str | None = None, timeout: float = 30.0,
+                token: str | None = None) -> httpx.Client:
+    """An HTTP client of the API: its address, its token, the CA that signed its TLS
+    certificate (`KADE_CACERT`). Every CLI command reaches the API through one."""
+    base = api_url(addr)
+    token = token or find_token(base)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    cacert = os.environ.get("KADE_CACERT")
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cacert) if cacert else True
+    return httpx.Client(base_url=base, timeout=timeout, headers=headers, verify=verify)
+
+
 class Client:
     def __init__(self, addr: str | None = None, timeout: float = 30.0,
                  token: str | None = None) -> None:
         self.base = api_url(addr)
-        token = token or find_token(self.base)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        cacert = os.environ.get("KADE_CACERT")
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=cacert) if cacert else True)
-        self._http = httpx.Client(base_url=self.base, timeout=timeout, headers=headers,
-                                  verify=verify)
+        self._http = http_client(addr, timeout, token)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as e:
-            raise ClientError(_unreachable(self.base, e)) from None
+            raise ClientError(unreachable(self.base, e)) from None
         except httpx.HTTPError as e:
             raise ClientError(f"request to {self.base}{path} failed: {e}") from None
         if response.status_code >= 400:
@@ -123,13 +129,13 @@ class Client:
                     raise ClientError(message, response.status_code)
                 yield from response.iter_bytes()
         except httpx.ConnectError as e:
-            raise ClientError(_unreachable(self.base, e)) from None
+            raise ClientError(unreachable(self.base, e)) from None
 
     def close(self) -> None:
         self._http.close()
 
 
-def _unreachable(base: str, e: httpx.ConnectError) -> str:
+def unreachable(base: str, e: httpx.ConnectError) -> str:
     if "CERTIFICATE" in str(e) or "SSL" in str(e):
         return (f"cannot reach kade at {base}: its TLS certificate is not trusted ({e}); "
                 "set KADE_CACERT to the CA certificate that signed it")

@@ -1,0 +1,40 @@
+"""Long waits — blocking queries, event streams — end when the server is stopping.
+
+`kade down` must not wait for a client's ten-minute blocking query or an open event stream:
+the composition root sets the app's `closing` event, every long wait races it, and the
+request is answered with what is current (a blocking query) or ended (a stream) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+
+T = TypeVar("T")
+
+
+def closing_event(app: FastAPI) -> asyncio.Event:
+    event: asyncio.Event | None = getattr(app.state, "closing", None)
+    if event is None:
+        event = app.state.closing = asyncio.Event()
+    return event
+
+
+async def until_closing(request: Request, waiting: Awaitable[T]) -> T | None:
+    """`waiting`'s result, or None if the server began to stop first."""
+    closing = closing_event(request.app)
+    task: asyncio.Future[T] = asyncio.ensure_future(waiting)
+    stop: asyncio.Future[Any] = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task.result() if not task.cancelled() else None
