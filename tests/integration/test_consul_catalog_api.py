@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from fastapi import FastAPI
 
 from kade import model
 from kade.api.consul_catalog import catalog_router
+from kade.api.security import SecurityConfig, SecurityMiddleware
+from kade.auth import create_token
 from kade.catalog import CatalogView
 from kade.model import Node, Task, TaskStatus
 from kade.spec import parse_app
@@ -36,13 +39,14 @@ class Discovery:
     store: SqliteStore
     view: CatalogView
     port: int
+    token: str  # a read token: Consul clients pass it their own ways
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def consul(self) -> consul.Consul:
-        return consul.Consul(host="127.0.0.1", port=self.port)
+        return consul.Consul(host="127.0.0.1", port=self.port, token=self.token)
 
     async def put_app(self, app_id: str, **fields: Any) -> None:
         app = parse_app({"id": app_id, "cmd": "sleep 1000", **fields}).app
@@ -78,11 +82,14 @@ def listen() -> socket.socket:
 
 @asynccontextmanager
 async def serve_discovery(data_dir: Path) -> AsyncIterator[Discovery]:
-    """A store, a catalog view and the Consul API on a free port, for the block's duration."""
+    """A store, a catalog view and the Consul API on a free port, behind kade's front door
+    (tokens required), for the block's duration."""
     store = SqliteStore(data_dir)
     view = CatalogView(store)
     app = FastAPI()
     app.include_router(catalog_router(view, node_name="n1"))
+    app.add_middleware(SecurityMiddleware, store=store, config=SecurityConfig())
+    token, _ = await create_token(store, role="read", now=time.time())
     sock = listen()
     config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
                             timeout_graceful_shutdown=1)
@@ -91,7 +98,7 @@ async def serve_discovery(data_dir: Path) -> AsyncIterator[Discovery]:
         async with view.running():
             serving = asyncio.ensure_future(server.serve(sockets=[sock]))
             try:
-                yield Discovery(store, view, sock.getsockname()[1])
+                yield Discovery(store, view, sock.getsockname()[1], token)
             finally:
                 server.should_exit = True
                 await serving
@@ -227,7 +234,12 @@ async def test_nodes_node_datacenters_status_and_agent_self(discovery: Discovery
     leader = await asyncio.to_thread(c.status.leader)
     assert leader.startswith("127.0.0.1:")
     assert await asyncio.to_thread(c.status.peers) == [leader]
-    me = await asyncio.to_thread(c.agent.self)
+    # py-consul sends no token with agent.self (an ACL-enabled Consul refuses it too)
+    c.token = discovery.token
+    with pytest.raises(consul.ACLDisabled):
+        await asyncio.to_thread(c.agent.self)
+    async with httpx.AsyncClient(headers={"X-Consul-Token": discovery.token}) as http:
+        me = (await http.get(f"{discovery.url}/v1/agent/self")).json()
     assert me["Config"]["Datacenter"] == "dc1" and me["Config"]["NodeName"] == "n1"
     _, checks = await asyncio.to_thread(c.health.node, "n1")
     assert checks[0]["CheckID"] == "serfHealth"
@@ -239,7 +251,8 @@ async def test_nodes_node_datacenters_status_and_agent_self(discovery: Discovery
 async def test_every_answer_carries_the_consul_headers_errors_too(discovery: Discovery) -> None:
     await seed(discovery)
     await until_listed(discovery, "api-shop", 1)
-    async with httpx.AsyncClient(base_url=discovery.url) as http:
+    async with httpx.AsyncClient(base_url=discovery.url,
+                                 headers={"X-Consul-Token": discovery.token}) as http:
         for path, status in [
             ("/v1/catalog/services", 200),
             ("/v1/catalog/service/nope", 200),

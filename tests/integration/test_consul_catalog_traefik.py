@@ -62,7 +62,7 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
 
 
 class Traefik:
-    def __init__(self, consul_port: int, log: Path) -> None:
+    def __init__(self, consul_port: int, token: str, log: Path) -> None:
         self.web = free_port()
         self.api = free_port()
         self.log = log
@@ -70,6 +70,7 @@ class Traefik:
             self.proc = subprocess.Popen(
                 [str(TRAEFIK),
                  f"--providers.consulcatalog.endpoint.address=127.0.0.1:{consul_port}",
+                 f"--providers.consulcatalog.endpoint.token={token}",
                  "--providers.consulcatalog.exposedByDefault=true",
                  "--providers.consulcatalog.watch=true",  # blocking queries, not polling
                  f"--entrypoints.web.address=127.0.0.1:{self.web}",
@@ -121,7 +122,7 @@ async def test_traefik_routes_to_healthy_tasks_found_through_kade(
     await d.put_status("web.1", "/shop/web", "running", "unknown")  # not yet healthy
     await d.put_task("www.1", "/shop/www", [upstream.port])
     await d.put_status("www.1", "/shop/www", "running")
-    traefik = Traefik(d.port, tmp_path / "traefik.log")
+    traefik = Traefik(d.port, d.token, tmp_path / "traefik.log")
     try:
         # The default rule is Host(`<service name>`); a traefik.* label is passed as a tag.
         body = await until_through(traefik, "www.example.test", 200)

@@ -31,6 +31,7 @@ NOW = 1_800_000_000.0
 
 def test_every_endpoint_kind_has_its_permission() -> None:
     assert needed_permission("GET", "/ping") == "public"
+    assert needed_permission("GET", "/v1/status/leader") == "public"  # as Consul
     assert needed_permission("GET", "/v1/apps") == "read"
     assert needed_permission("GET", "/v1/kv/config/a") == "read"
     assert needed_permission("GET", "/openapi.json") == "read"

@@ -40,6 +40,8 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # (methods, path pattern, permission): the first match wins.
 _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_READ_METHODS, re.compile(r"/ping"), "public"),
+    # Consul answers these without a token (clients use them to find the leader)
+    (_READ_METHODS, re.compile(r"/v1/status/(leader|peers)|/v1/catalog/datacenters"), "public"),
     # tokens and shutting down: admin only, reads included (token list shows who has access)
     (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/tokens(/.*)?"), "admin"),
     (_WRITE_METHODS, re.compile(r"/v1/admin/.*"), "admin"),
