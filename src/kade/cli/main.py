@@ -138,8 +138,9 @@ def up(
 
     import uvloop
 
+    from kade.addresses import split_addr
     from kade.admission import ContainerPolicy, capability
-    from kade.cli.up import UpConfig, check_api_exposure, serve, split_addr
+    from kade.cli.up import UpConfig, check_api_exposure, serve
     from kade.router.main import check_admin_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",

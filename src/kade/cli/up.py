@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
@@ -22,6 +21,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from kade import model
+from kade.addresses import is_loopback, split_addr
 from kade.admission import ContainerPolicy, admit_file, command_user
 from kade.agent.agent import Agent, AgentConfig
 from kade.api.app import create_app
@@ -78,13 +78,6 @@ class UpConfig:
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"address {addr!r} must be host:port")
-    return host.strip("[]"), int(port)
-
-
 def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
                        insecure: bool) -> None:
     """The API listens beyond this machine only over TLS (tokens would cross the network in
@@ -95,13 +88,7 @@ def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
         if path is not None and not path.is_file():
             raise ValueError(f"{path}: no such file")
     host, _ = split_addr(api_addr)
-    if cert is not None or insecure or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if cert is None and not insecure and not is_loopback(host):
         raise ValueError(f"--api-addr {api_addr} is reachable from other machines: serve it "
                          "with --tls-cert/--tls-key, or pass --insecure-i-know")
 

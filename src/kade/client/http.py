@@ -7,7 +7,6 @@ next to a `kade up` needs no set-up. A local token is never sent to another mach
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from kade.addresses import is_loopback
 
 DEFAULT_ADDR = "127.0.0.1:7400"
 MANAGEMENT_TOKEN_FILE = "management.token"
@@ -27,23 +28,13 @@ def default_data_dir() -> Path:
     return Path.home() / ".local/share/kade"
 
 
-def _is_local(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def find_token(url: str) -> str | None:
     if token := os.environ.get("KADE_TOKEN"):
         return token.strip()
     files = []
     if named := os.environ.get("KADE_TOKEN_FILE"):
         files.append(Path(named))
-    elif _is_local(url):
+    elif is_loopback(urlsplit(url).hostname):
         data_dir = os.environ.get("KADE_DATA_DIR")
         files.append((Path(data_dir) if data_dir else default_data_dir()) / MANAGEMENT_TOKEN_FILE)
     for file in files:

@@ -17,6 +17,7 @@ from typing import Protocol, cast
 
 from dnslib import RCODE, DNSError, DNSRecord  # type: ignore[import-untyped]
 
+from kade.addresses import split_addr
 from kade.catalog.model import Catalog
 from kade.dns.answer import answer, pack_for_udp, udp_limit
 
@@ -30,11 +31,6 @@ class HasCatalog(Protocol):
     def catalog(self) -> Catalog: ...
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 class DnsServer:
     """`async with DnsServer(view, "127.0.0.1:8600"):` serves until the block ends.
 
@@ -43,7 +39,7 @@ class DnsServer:
     def __init__(self, catalog_view: HasCatalog, addr: str = "127.0.0.1:8600",
                  domain: str = "consul") -> None:
         self.view = catalog_view
-        self.host, self.port = split_addr(addr)
+        self.host, self.port = split_addr(addr, "127.0.0.1")
         self.domain = domain.strip(".").lower()
         self._rng = random.Random()
         self._udp: asyncio.DatagramTransport | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -13,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kade.addresses import is_loopback, split_addr
 from kade.router.accesslog import AccessLog
 from kade.router.admin import serve_admin
 from kade.router.follow import Follower
@@ -23,27 +23,12 @@ from kade.router.workers import WorkerPool
 log = logging.getLogger("kade.router")
 
 
-def split_addr(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    """`127.0.0.1:8080`, `[::1]:8080` or `:8080` → (host, port)."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"{addr!r}: expected host:port")
-    host = host.strip("[]") or default_host
-    return host, int(port)
-
-
 def check_admin_addr(addr: str, public: bool, *, flags: tuple[str, str] = (
         "--admin-addr", "--admin-public")) -> None:
     """The admin endpoint shows the whole table (every app's servers) and the metrics: it is
     served on a loopback address only, unless `public` says otherwise. ValueError if not."""
     host, _ = split_addr(addr, "127.0.0.1")
-    if public or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not public and not is_loopback(host):
         raise ValueError(f"{flags[0]} {addr}: not a loopback address; the admin endpoint "
                          f"shows the routing table and metrics to whoever reaches it: give "
                          f"{flags[1]} to serve it there anyway")
@@ -97,7 +82,7 @@ async def run_router(
     check_admin_addr(admin_addr, admin_public)
     config = config or ProxyConfig()
     if https_addr is not None:  # other worker processes redirect to it too
-        config = replace(config, https_port=split_addr(https_addr)[1])
+        config = replace(config, https_port=split_addr(https_addr, "0.0.0.0")[1])
     proxy = Proxy(config, AccessLog(access_log) if access_log else None)
     if https_addr is not None and certs is None:
         certs = CertStore()
@@ -113,10 +98,10 @@ async def run_router(
         pool.table = proxy.table.data
         follower.peers = pool
     follower.load_saved_tls()  # after the pool exists: its workers get them too
-    host, port = split_addr(http_addr)
+    host, port = split_addr(http_addr, "0.0.0.0")
     await proxy.listen(host, port, shared=pool is not None)
     if https_addr is not None and certs is not None:
-        shost, sport = split_addr(https_addr)
+        shost, sport = split_addr(https_addr, "0.0.0.0")
         await proxy.listen(shost, sport, shared=pool is not None, tls=certs.server_context())
         if not len(certs):
             log.warning("https on %s has no certificate yet: handshakes fail until the "

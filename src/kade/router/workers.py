@@ -222,8 +222,8 @@ class WorkerPool:
 async def run_worker(http_addr: str, control_fd: int, config: ProxyConfig,
                      access_log: str | None, grace: float, https_addr: str | None = None,
                      certs: CertStore | None = None) -> None:
+    from kade.addresses import split_addr
     from kade.router.accesslog import AccessLog
-    from kade.router.main import split_addr
 
     proxy = Proxy(config, AccessLog(access_log) if access_log else None)
     sock = socket.socket(fileno=control_fd)
@@ -251,10 +251,10 @@ async def run_worker(http_addr: str, control_fd: int, config: ProxyConfig,
                 table = proxy.apply(msg["table"])
                 send({"applied": table.revision, "draining": proxy.draining()})
                 if not listening:  # serve only once there is a table
-                    host, port = split_addr(http_addr)
+                    host, port = split_addr(http_addr, "0.0.0.0")
                     await proxy.listen(host, port, shared=True)
                     if https_addr is not None and certs is not None:
-                        shost, sport = split_addr(https_addr)
+                        shost, sport = split_addr(https_addr, "0.0.0.0")
                         await proxy.listen(shost, sport, shared=True,
                                            tls=certs.server_context())
                     listening = True
