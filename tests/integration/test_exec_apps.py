@@ -86,3 +86,21 @@ def test_command_apps_run_as_nobody_and_root_needs_the_flag(exec_kade: Kade) -> 
     assert "(start kade with --allow-root-commands)" in str(info.value)
     with pytest.raises(ClientError, match="does not exist"):
         k.app("/test/root")
+
+
+def test_a_command_app_reads_its_template_as_nobody(exec_kade: Kade) -> None:
+    """A command app runs as `nobody` and reaches its rendered file through the private data
+    dir (0700 for everyone else)."""
+    k = exec_kade
+    k.client.put("/v1/kv/exec/greeting", None, content=b"hello from KV",
+                 headers={"Content-Type": "application/octet-stream"})
+    k.deploy({"id": "/test/tpl", "instances": 1, "cpus": 0.01, "mem": 16,
+              "cmd": "mkdir -p www && cp etc/greeting.txt www/index.html && id -un >> "
+                     "www/index.html && exec busybox httpd -f -p 127.0.0.1:$PORT0 -h www",
+              "templates": [{"destination": "/etc/greeting.txt",
+                             "source": '{{ key "exec/greeting" }}\n'}],
+              "healthChecks": [{"protocol": "HTTP", "intervalSeconds": 1, "timeoutSeconds": 2}]})
+    [task] = k.wait_healthy("/test/tpl", 1)
+    text = httpx.get(f"http://127.0.0.1:{task['ports'][0]}/", timeout=5).text
+    assert text.split() == ["hello", "from", "KV", "nobody"]
+    assert oct(k.data_dir.stat().st_mode & 0o777) in ("0o700", "0o711")

@@ -302,6 +302,9 @@ def test_the_owner_of_files_is_the_user_a_task_runs_as() -> None:
         Owner(nobody.pw_uid, nobody.pw_gid, True)
     assert file_owner(make_app(user="54321:7")) == Owner(54321, 7, True)
     assert file_owner(make_app(user="no-such-user-here")) is None  # the driver refuses it
+    # a command app without a user runs as the driver's default (`nobody` when kade is root)
+    assert file_owner(make_app(), "nobody") == Owner(nobody.pw_uid, nobody.pw_gid, True)
+    assert file_owner(docker_app(), "nobody") is None  # not for a container
     assert file_owner(docker_app(parameters=[{"key": "user", "value": "1000"}])) == \
         Owner(1000, 0, False)
     # a name inside an image means nothing on this host: the file stays root's

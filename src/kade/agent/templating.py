@@ -113,22 +113,23 @@ class Owner:
     traverse: bool  # the task's process walks the host directories to its files
 
 
-def _run_as(app: AppSpec) -> str | None:
-    """The user a task runs as: Docker's `user` parameter, else the app's `user`."""
+def _run_as(app: AppSpec, command_user: str | None) -> str | None:
+    """The user a task runs as: Docker's `user` parameter, else the app's `user`, else — for
+    a command app — the driver's default (`nobody` when kade is root)."""
     if app.container and app.container.docker:
         for p in reversed(app.container.docker.parameters):
             if p.key == "user" and p.value:
                 return p.value
-    return app.user or None
+    return app.user or (command_user if app.image is None else None)
 
 
-def file_owner(app: AppSpec) -> Owner | None:
+def file_owner(app: AppSpec, command_user: str | None = None) -> Owner | None:
     """The owner of an app's rendered files: the user its tasks run as, so that a file of
     mode 0600 is theirs to read and no one else's. Numbers (`1000`, `1000:1000`) are taken
     as they are; a name is looked up on this host for a command app (it runs here), and
     cannot be for a container (its names are the image's): such files stay root's, and
     reach a non-root container only through their mode (e.g. 0644). None: root's."""
-    user = _run_as(app)
+    user = _run_as(app, command_user)
     if not user:
         return None
     name, _, group = user.partition(":")
@@ -201,8 +202,10 @@ class Templating:
     """
 
     def __init__(self, root: Path, kv: Callable[[], Mapping[str, bytes]],
-                 services: Services, *, workers: TemplateWorkers | None = None) -> None:
+                 services: Services, *, workers: TemplateWorkers | None = None,
+                 command_user: str | None = None) -> None:
         self.root = root
+        self.command_user = command_user
         self.kv = kv
         self.services = services
         self._workers = workers
@@ -227,7 +230,7 @@ class Templating:
     def _prepare(self, app: AppSpec, task_id: str, env: Mapping[str, str],
                  kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
                  ) -> TaskConfig:
-        owner = file_owner(app)
+        owner = file_owner(app, self.command_user)
         directory = self.root / task_id / "templates"
         self._directories(directory, owner)
         config = TaskConfig(task_id, directory, [
@@ -257,7 +260,7 @@ class Templating:
         container sees; every template is due for a re-render, which applies its change mode
         if the KV tree changed meanwhile."""
         directory = self.root / task_id / "templates"
-        config = TaskConfig(task_id, directory, [], owner=file_owner(app))
+        config = TaskConfig(task_id, directory, [], owner=file_owner(app, self.command_user))
         for i, spec in enumerate(app.templates):
             path = directory / f"{i}-{Path(spec.destination).name}"
             try:

@@ -88,6 +88,7 @@ class DriverError(Exception):
 
 class Driver(Protocol):
     name: str
+    default_user: str | None  # who runs a command app that names no `user` (None: kade's own)
 
     async def resources(self) -> tuple[float, float]:
         """The node's cpus and memory (MiB), as the runtime sees them."""

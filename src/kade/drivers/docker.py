@@ -115,6 +115,7 @@ class DockerDriver:
     """Runs tasks as Docker containers. One aiodocker client, created on first use."""
 
     name = "docker"
+    default_user: str | None = None  # a container's user is its image's
 
     def __init__(self, *, publish_ip: str = "0.0.0.0", docker_url: str | None = None) -> None:
         self.publish_ip = publish_ip

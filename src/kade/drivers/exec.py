@@ -361,13 +361,22 @@ class ExecDriver:
 
 def _link_mounts(box: Path, spec: LaunchSpec) -> None:
     """No container, so a mount's path is taken inside the sandbox: `/etc/app.conf` becomes
-    `<sandbox>/etc/app.conf`, a link to the rendered file."""
+    `<sandbox>/etc/app.conf`, a hard link to the rendered file — the task's user cannot pass
+    through kade's private data dir to follow a symbolic one, and templates are rewritten in
+    place, so the link sees every new version. Directories (and files on another file
+    system) are linked symbolically."""
     for m in spec.mounts:
         rel = Path(m.container_path.lstrip("/"))
         if ".." in rel.parts or not rel.parts:
             raise DriverError(f"mount path {m.container_path!r} cannot be placed in a sandbox")
         link = box / rel
         link.parent.mkdir(parents=True, exist_ok=True)
+        if Path(m.host_path).is_file():
+            try:
+                os.link(m.host_path, link)
+                continue
+            except OSError:
+                pass
         link.symlink_to(m.host_path)
 
 

@@ -24,6 +24,7 @@ class Call:
 
 class FakeDriver:
     name = "fake"
+    default_user: str | None = None
 
     def __init__(self, *, cpus: float = 4.0, mem: float = 8192.0,
                  stop_exit_code: int = 143) -> None:
