@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kade.auth import TokenRecord, create_token
 from kade.auth.policy import Role
 from kade.auth.tokens import TOKENS, token_key
+from kade.model import decode_all
 from kade.store.base import Store
 
 MAX_TOKENS = 1000
@@ -25,8 +27,7 @@ class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    apps: list[str] | None = Field(default=None, max_length=50,
-                                   json_schema_extra={"items": {"pattern": _APP_GLOB}})
+    apps: list[str] | None = Field(default=None, max_length=50)
     kv: list[str] | None = Field(default=None, max_length=50)
     description: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f]*$")
     expires_in_seconds: float | None = Field(default=None, gt=0, le=10 * 365 * 86400,
@@ -34,8 +35,6 @@ class NewToken(BaseModel):
 
 
 def _check_scope(body: NewToken) -> list[str]:
-    import re
-
     problems = []
     for i, glob in enumerate(body.apps or []):
         if not re.match(_APP_GLOB, glob):
@@ -55,13 +54,8 @@ def tokens_router(store: Store, clock: Callable[[], float] = time.time) -> APIRo
     @r.get("/v1/tokens")
     async def list_tokens() -> dict[str, Any]:
         entries, _ = await store.range(TOKENS)
-        records = []
-        for e in entries:
-            try:
-                records.append(TokenRecord.load(e.value).public())
-            except ValueError:
-                continue
-        return {"tokens": sorted(records, key=lambda t: float(str(t["created_at"])))}
+        records = decode_all(entries, TokenRecord)[0]
+        return {"tokens": [r.public() for r in sorted(records, key=lambda r: r.created_at)]}
 
     @r.post("/v1/tokens", status_code=201)
     async def make_token(body: NewToken) -> JSONResponse:

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from kade.auth.policy import Principal, Role
-from kade.model import Record
+from kade.model import Record, Unreadable, decode
 from kade.store.base import Store
 
 TOKENS = "tokens/"
@@ -76,9 +76,8 @@ async def authenticate(store: Store, presented: str, now: float) -> Principal | 
     entry = await store.get(token_key(token_id))
     if entry is None:
         return None
-    try:
-        record = TokenRecord.load(entry.value)
-    except ValueError:
+    record = decode(entry, TokenRecord)
+    if isinstance(record, Unreadable):
         return None
     if not hmac.compare_digest(record.secret_sha256, _digest(secret)):
         return None
