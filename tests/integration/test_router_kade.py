@@ -35,7 +35,8 @@ async def test_certificates_in_kv_reach_the_router(kade: Kade, tmp_path: Path) -
     kade.client.request("PUT", "/v1/kv/kade/tls/secure/cert", content=first_cert)
     https_port = free_port()
     router = RouterProcess(tmp_path / "router", f"http://{kade.addr}", "--https-addr",
-                           f"127.0.0.1:{https_port}", name="tls-router")
+                           f"127.0.0.1:{https_port}", "--token-file",
+                           str(kade.data_dir / "router" / "token"), name="tls-router")
     try:
         await router.start()
 

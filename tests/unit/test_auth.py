@@ -144,6 +144,9 @@ async def test_roles_over_http(api: httpx.AsyncClient, store: SqliteStore) -> No
     assert shown["env"]["PASSWORD"] == "s3cret"
     r = await api.get("/v1/tokens", headers=deploy)
     assert r.status_code == 403
+    # the routing table carries the HTTPS keys: routers (node tokens) and admins only
+    r = await api.get("/v1/router/table", params={"tlsIndex": "0"}, headers=deploy)
+    assert r.status_code == 403 and "needs a node token" in r.json()["message"]
 
 
 async def test_consul_clients_pass_tokens_their_way(api: httpx.AsyncClient,
