@@ -3,6 +3,7 @@ in process (a real SQLite store, the real FastAPI app, no network)."""
 
 from __future__ import annotations
 
+import base64
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -155,6 +156,11 @@ async def test_consul_clients_pass_tokens_their_way(api: httpx.AsyncClient,
     assert (await api.put("/v1/kv/a", content=b"1", headers={"X-Consul-Token": text})).json()
     assert (await api.get("/v1/kv/a", params={"token": text})).status_code == 200
     assert (await api.get("/v1/kv/a", headers={"X-Kade-Token": text})).status_code == 200
+    basic = base64.b64encode(f"marathon:{text}".encode()).decode()
+    assert (await api.get("/v1/kv/a", headers={"Authorization": f"Basic {basic}"})
+            ).status_code == 200
+    assert (await api.get("/v1/kv/a", headers={"Authorization": f"token={text}"})
+            ).status_code == 200
     # kade's own endpoints take no token in the URL (it would end up in logs)
     assert (await api.get("/v1/apps", params={"token": text})).status_code == 401
 

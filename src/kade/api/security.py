@@ -12,6 +12,7 @@ blocking queries — pass through untouched.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import time
@@ -76,9 +77,21 @@ def origin_allowed(origin: str, host_header: str | None, config: SecurityConfig)
 
 
 def presented_token(headers: Headers, path: str, query: bytes) -> str | None:
+    """The token as clients send it: `Authorization: Bearer`, `X-Kade-Token`; Marathon's
+    clients `Authorization: token=` (DC/OS) or HTTP Basic with the token as the password;
+    Consul's `X-Consul-Token` and `?token=` on its endpoints."""
     auth = headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if auth.startswith("token="):
+        return auth.removeprefix("token=").strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(credentials.strip(), validate=True).decode().partition(
+                ":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
     if token := headers.get("x-kade-token"):
         return token
     if path.startswith(_CONSUL_PATHS):
@@ -92,7 +105,7 @@ def presented_token(headers: Headers, path: str, query: bytes) -> str | None:
 
 def app_of_path(path: str) -> str | None:
     """`/v1/apps/shop/web/scale` → `/shop/web`."""
-    parts = [p for p in path.removeprefix("/v1/apps").split("/") if p]
+    parts = [p for p in path[len("/v1/apps"):].split("/") if p]
     for i in range(len(parts) - 1, 0, -1):
         if parts[i] in _APP_ACTIONS:
             parts = parts[:i]
@@ -162,6 +175,8 @@ class SecurityMiddleware:
             if principal.apps is None and principal.kv is None:
                 return None
             return f"{who} is scoped: use /v1/kv/<key>, not /v1/txn"
+        if principal.apps is not None and path.startswith(("/v2/groups", "/v2/tasks/delete")):
+            return f"{who} is scoped to apps: change them through /v2/apps/<id>"
         if principal.apps is None:
             return None
         app_id = await self._app_of(path)
@@ -172,10 +187,11 @@ class SecurityMiddleware:
         return f"{who} may not change app {app_id}"
 
     async def _app_of(self, path: str) -> str | None:
-        if path.startswith("/v1/apps/"):
+        if path.startswith(("/v1/apps/", "/v2/apps/")):
             return app_of_path(path)
         for prefix, key_of in (("/v1/tasks/", model.task_key),
-                               ("/v1/deployments/", model.deployment_key)):
+                               ("/v1/deployments/", model.deployment_key),
+                               ("/v2/deployments/", model.deployment_key)):
             if path.startswith(prefix):
                 entry = await self.store.get(key_of(path.removeprefix(prefix).split("/")[0]))
                 if entry is None:

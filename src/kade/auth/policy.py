@@ -48,12 +48,13 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     # what routers and agents report, and the table with its certificates
     (frozenset({"PUT"}), re.compile(r"/v1/router/ack"), "node"),
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
-    # changes of apps, tasks, deployments and KV
+    # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)
     (_WRITE_METHODS, re.compile(r"/v1/(apps|tasks|deployments)(/.*)?"), "deploy"),
+    (_WRITE_METHODS, re.compile(r"/v2/(apps|groups|tasks|deployments|queue)(/.*)?"), "deploy"),
     (frozenset({"PUT", "DELETE"}), re.compile(r"/v1/kv/.*"), "deploy"),
     (frozenset({"PUT", "POST"}), re.compile(r"/v1/txn"), "deploy"),
     # everything else that only reads: kade's own API, Consul's, the OpenAPI description
-    (_READ_METHODS, re.compile(r"/v1/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
+    (_READ_METHODS, re.compile(r"/v[12]/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
 ]
 
 
