@@ -64,7 +64,7 @@ def admit(data: Any, *, policy: ContainerPolicy, app_id: str | None = None,
     problems = check_templates(app.templates) + check_app(app)
     for label, value in sorted(app.labels.items()):
         if label.startswith("traefik.http.routers.") and label.endswith(".rule"):
-            why = check_rule(value)
+            why = check_rule(value, app.labels.get(label[:-len("rule")] + "ruleSyntax"))
             if why:
                 problems.append(f"labels.{label}: {why}")
     problems += check_bounds(app, limits)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, unquote_to_bytes
+from urllib.parse import parse_qs
 
 from kade.router import http as h
+from kade.router.rules_match import routing_path
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
@@ -72,15 +73,10 @@ class Exchange:
 
     @property
     def path(self) -> str:
-        """The decoded path, computed only if a rule looks at it."""
+        """The routing path (reserved escapes kept), computed only if a rule looks at it."""
         p = self._path
         if p is None:
-            raw = self.url.partition(b"?")[0]
-            if b"%" in raw or not raw.isascii():
-                p = unquote_to_bytes(raw).decode("utf-8", "replace")
-            else:
-                p = raw.decode("latin-1")
-            self._path = p
+            p = self._path = routing_path(self.url.partition(b"?")[0])
         return p
 
     @property

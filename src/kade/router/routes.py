@@ -5,6 +5,7 @@ from a Marathon + Traefik set-up keep their labels:
 
     traefik.enable=false                                    (label routers off for this app)
     traefik.http.routers.<router>.rule=Host(`a`)
+    traefik.http.routers.<router>.ruleSyntax=v2             (a Traefik 2 rule; default v3)
     traefik.http.routers.<router>.priority=10
     traefik.http.routers.<router>.service=<service>
     traefik.http.routers.<router>.tls=true                  (HTTPS only; so is
@@ -70,6 +71,7 @@ class _Router:
     service: str
     problem: str = ""
     tls: bool = False
+    syntax: str = "v3"
 
 
 @dataclass
@@ -114,7 +116,7 @@ def _add_app(
             services[svc_name] = _Service(port_index=spec.port_index,
                                           strategy=_default_strategy(app, svc_name))
         candidates.append(_Router(name, spec.rule, spec.priority or 0, svc_name,
-                                  tls=spec.tls))
+                                  tls=spec.tls, syntax=spec.rule_syntax))
     if label_routers_on:
         candidates.extend(_label_routers(app, services, default))
 
@@ -136,6 +138,8 @@ def _add_app(
                  "service": r.service, "app": app.id}
         if r.tls:
             entry["tls"] = True
+        if r.syntax != "v3":
+            entry["ruleSyntax"] = r.syntax
         routers_out.append(entry)
         if r.service not in services_out:
             services_out[r.service] = {"strategy": svc.strategy,
@@ -149,7 +153,7 @@ def _check_router(r: _Router, names: _Names, app_id: str) -> str:
     if owner is not None:
         return f"router name {r.name!r} is already used by app {owner}"
     try:
-        parse_rule(r.rule)
+        parse_rule(r.rule, r.syntax)
     except RuleError as e:
         return str(e)
     return ""
@@ -248,7 +252,7 @@ def _label_routers(app: AppSpec, services: dict[str, _Service], default: str) ->
     for name, attrs in found.items():
         rule = attrs.get("rule", "").strip()
         router = _Router(name, rule, 0, attrs.get("service", "").strip(),
-                         tls=_label_tls(attrs))
+                         tls=_label_tls(attrs), syntax=label_rule_syntax(attrs))
         if not rule:
             router.problem = f"router {name!r} has no rule"
         elif "middlewares" in attrs:
@@ -268,6 +272,11 @@ def _label_routers(app: AppSpec, services: dict[str, _Service], default: str) ->
                 router.service = label_services[0] if label_services else default
         out.append(router)
     return out
+
+
+def label_rule_syntax(attrs: Mapping[str, str]) -> str:
+    """A router's `ruleSyntax` label: v3 (default) or v2 (checked by the rule parser)."""
+    return attrs.get("ruleSyntax", "").strip() or "v3"
 
 
 _SECURE_ENTRYPOINTS = frozenset({"websecure", "https"})

@@ -1,12 +1,17 @@
 """Traefik's rule syntax, parsed once into a matcher (pure: no I/O).
 
-Semantics follow Traefik v3: `Host` ignores case and the port, regexps are searched (not
-anchored, like Go's `MatchString`), `Path` and `PathPrefix` look at the decoded path.
-Regexps are compiled with RE2, as Go's (and so Traefik's) are: matching takes time linear in
-the input whatever the pattern, so a rule like `PathRegexp(`^/(a+)+$`)` cannot stall routing.
-What RE2 cannot compile (backreferences, lookaround) is refused when the rule is parsed. Traefik v2
-users may give several values to `Host`, `Path`, `PathPrefix` and `Method`, and may write the v2
-names `HostHeader`, `Headers` and `HeadersRegexp`.
+A rule is read as Traefik 3 reads it: v3 syntax by default, v2 syntax where the route says
+`ruleSyntax: v2` (label `traefik.http.routers.<r>.ruleSyntax=v2`). The two differ in the
+matchers they know and the values those take (docs/routing.md, "Rules"):
+
+- v3: `Host`, `HostRegexp`, `Path`, `PathPrefix`, `PathRegexp`, `Method`, `ClientIP` take one
+  value; `Header`, `HeaderRegexp` two; `Query`, `QueryRegexp` one or two.
+- v2: `Host`/`HostHeader`, `HostRegexp`, `Path`, `PathPrefix`, `Method`, `ClientIP` take one or
+  more; `Headers`, `HeadersRegexp` pairs; `Query` `key=value` values.
+
+Either way a matcher name may be written as documented, in lower case, in upper case or
+capitalized (`PathPrefix`, `pathprefix`, `PATHPREFIX`, `Pathprefix`), and an empty value is
+refused. What a matcher compares is in `kade.router.rules_match`.
 
 For speed the table dispatches on the request's host first: `Rule.hosts` is the set of exact
 hosts a rule requires (or None), and `Rule.rest` the matcher of what is left to check once the
@@ -17,38 +22,26 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-import re2
+from kade.router.rules_match import (
+    Matcher,
+    Request,
+    canon_host,
+    compile_regexp,
+    pairs,
+    query_pairs,
+    routing_path,
+    template_regexp,
+    v2_matcher,
+    v3_matcher,
+    wildcard,
+)
 
+__all__ = ["SYNTAXES", "Matcher", "Request", "Rule", "RuleError", "check_rule",
+           "compile_regexp", "parse_rule", "routing_path"]
 
-class Request(Protocol):
-    """What a matcher may look at. `host` is lowercase without port, `path` is decoded."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def method(self) -> str: ...
-
-    @property
-    def client_ip(self) -> str: ...
-
-    def header(self, name: str) -> list[str]:
-        """Values of a header, `name` in lowercase; [] when absent."""
-        ...
-
-    def query(self, name: str) -> list[str] | None:
-        """Values of a query parameter; None when absent."""
-        ...
-
-
-Matcher = Callable[[Request], bool]
+SYNTAXES = ("v3", "v2")
 
 
 class RuleError(ValueError):
@@ -66,9 +59,10 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Call:
-    name: str
+    name: str  # the canonical name in its syntax (`HostHeader` is v2's `Host`)
     args: tuple[str, ...]
     column: int
+    syntax: str = "v3"
 
 
 @dataclass(frozen=True)
@@ -96,6 +90,7 @@ class Rule:
     match: Matcher
     hosts: frozenset[str] | None  # the rule only matches these hosts (None: any host)
     rest: Matcher | None  # what is left to check when the host is in `hosts` (None: nothing)
+    syntax: str = "v3"
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -165,12 +160,37 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
     raise RuleError(text, "unterminated string", start + 1)
 
 
-# -- parser -----------------------------------------------------------------------------------
+# -- matcher names and their values -----------------------------------------------------------
+
+# name: (min values, max values or -1 for any)
+_ARITY: dict[str, dict[str, tuple[int, int]]] = {
+    "v3": {"Host": (1, 1), "HostRegexp": (1, 1), "Path": (1, 1), "PathPrefix": (1, 1),
+           "PathRegexp": (1, 1), "Method": (1, 1), "Header": (2, 2), "HeaderRegexp": (2, 2),
+           "Query": (1, 2), "QueryRegexp": (1, 2), "ClientIP": (1, 1)},
+    "v2": {"Host": (1, -1), "HostHeader": (1, -1), "HostRegexp": (1, -1), "Path": (1, -1),
+           "PathPrefix": (1, -1), "Method": (1, -1), "Headers": (2, -1),
+           "HeadersRegexp": (2, -1), "Query": (1, -1), "ClientIP": (1, -1)},
+}
+_CANONICAL = {"HostHeader": "Host"}
+
+
+def _spellings(names: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """Traefik's parser knows each name as written, lower, UPPER and Capitalized."""
+    out: dict[str, str] = {}
+    for n in names:
+        for spelling in (n, n.lower(), n.upper(), n.lower().capitalize()):
+            out[spelling] = n
+    return out
+
+
+_NAMES = {syntax: _spellings(names) for syntax, names in _ARITY.items()}
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, syntax: str) -> None:
         self.text = text
+        self.syntax = syntax
+        self.names = _NAMES[syntax]
         self.toks = _tokens(text)
         self.pos = 0
 
@@ -220,9 +240,9 @@ class _Parser:
         if tok.kind != "ident":
             raise RuleError(self.text, f"expected a matcher, found {_describe(tok)}", tok.column)
         self.pos += 1
-        name = _ALIASES.get(tok.value, tok.value)
-        if name not in _ARITY:
-            raise RuleError(self.text, f"unknown matcher {tok.value}", tok.column)
+        name = self.names.get(tok.value)
+        if name is None:
+            raise RuleError(self.text, self._unknown(tok.value), tok.column)
         self.take("(", f"`(` after {tok.value}")
         args: list[str] = []
         if self.peek().kind != ")":
@@ -231,9 +251,15 @@ class _Parser:
                 self.pos += 1
                 args.append(self.take("string", "a quoted value").value)
         self.take(")", "`)` or `,`")
-        call = Call(name, tuple(args), tok.column)
-        _check_call(self.text, tok.value, call)
-        return call
+        _check_values(self.text, tok.value, name, args, tok.column, self.syntax)
+        return Call(_CANONICAL.get(name, name), tuple(args), tok.column, self.syntax)
+
+    def _unknown(self, written: str) -> str:
+        other = "v2" if self.syntax == "v3" else "v3"
+        if written in _NAMES[other]:
+            return f"unknown matcher {written}: a {other} matcher, not in {self.syntax} " \
+                   f"syntax (the route's ruleSyntax)"
+        return f"unknown matcher {written}"
 
 
 def _describe(tok: _Token) -> str:
@@ -244,129 +270,85 @@ def _describe(tok: _Token) -> str:
     return f"`{tok.value}`"
 
 
-# name: (min args, max args or -1 for any)
-_ARITY: dict[str, tuple[int, int]] = {
-    "Host": (1, -1),
-    "HostRegexp": (1, 1),
-    "Path": (1, -1),
-    "PathPrefix": (1, -1),
-    "PathRegexp": (1, 1),
-    "Method": (1, -1),
-    "Header": (2, 2),
-    "HeaderRegexp": (2, 2),
-    "Query": (1, 2),
-    "QueryRegexp": (2, 2),
-    "ClientIP": (1, -1),
-}
-_ALIASES = {"HostHeader": "Host", "Headers": "Header", "HeadersRegexp": "HeaderRegexp"}
+def _check_values(text: str, written: str, name: str, args: list[str], column: int,
+                  syntax: str) -> None:
+    def fail(message: str) -> None:
+        raise RuleError(text, message, column)
 
-
-def _check_call(text: str, written: str, call: Call) -> None:
-    lo, hi = _ARITY[call.name]
-    n = len(call.args)
-    if n < lo or (hi >= 0 and n > hi):
-        want = str(lo) if lo == hi else (f"{lo} or more" if hi < 0 else f"{lo} to {hi}")
-        raise RuleError(text, f"{written} takes {want} value(s), got {n}", call.column)
-    if call.name in ("Path", "PathPrefix"):
-        for a in call.args:
+    lo, hi = _ARITY[syntax][name]
+    n = len(args)
+    if n == 0 or n < lo or (hi >= 0 and n > hi):
+        want = str(lo) if lo == hi else (f"{lo} or more" if hi < 0 else f"{lo} or {hi}")
+        fail(f"{written} takes {want} value(s) in {syntax} syntax, got {n}")
+    if "" in args:
+        fail(f"{written}: values must not be empty")
+    if name in ("Headers", "HeadersRegexp") and n % 2:
+        fail(f"{written} takes header/value pairs, got {n} value(s)")
+    if name in ("Path", "PathPrefix"):
+        for a in args:
             if not a.startswith("/"):
-                raise RuleError(text, f"{written}: path {a!r} must start with /", call.column)
-    if call.name == "Host":
-        for a in call.args:
-            if not a or not a.isascii() or any(c in a for c in " /\t"):
-                raise RuleError(text, f"Host: {a!r} is not a host name", call.column)
-    if call.name.endswith("Regexp"):
+                fail(f"{written}: path {a!r} must start with /")
+    if name in ("Host", "HostHeader", "HostRegexp"):
+        for a in args:
+            if not a.isascii():
+                fail(f"{written}: {a!r} is not ASCII (write the name in punycode: xn--...)")
+    if name == "Host" and syntax == "v3":
+        a = args[0]
+        if any(c in a for c in " /\t"):
+            fail(f"{written}: {a!r} is not a host name")
+        if "*" in (wildcard(a) or (a,))[0]:
+            fail(f"{written}: {a!r}: a wildcard is a whole first label: *.example.com (one "
+                 f"label) or **.example.com (one or more)")
+    regexps: list[str] = []
+    if syntax == "v3" and name.endswith("Regexp") and (n == 2 or name != "QueryRegexp"):
+        regexps = [args[-1]]  # a one-value QueryRegexp is a Query
+    for pattern in regexps:
         try:
-            compile_regexp(call.args[-1])
+            compile_regexp(pattern)
         except ValueError as e:
-            raise RuleError(
-                text, f"{written}: invalid regular expression {call.args[-1]!r}: {e}", call.column
-            ) from None
-    if call.name == "ClientIP":
-        for a in call.args:
+            fail(f"{written}: invalid regular expression {pattern!r}: {e}")
+    try:
+        _check_templates(name, args, syntax)
+    except ValueError as e:
+        fail(f"{written}: invalid v2 value: {e}")
+    if name == "ClientIP":
+        for a in args:
             try:
                 ipaddress.ip_network(a, strict=False)
             except ValueError:
-                raise RuleError(
-                    text, f"ClientIP: {a!r} is not an IP address or CIDR range", call.column
-                ) from None
+                fail(f"{written}: {a!r} is not an IP address or CIDR range")
+
+
+def _check_templates(name: str, args: list[str], syntax: str) -> None:
+    """v2 values that are compiled (templates, regexps): ValueError when one is not valid."""
+    if syntax != "v2":
+        return
+    if name == "HostRegexp":
+        for a in args:
+            compile_regexp(template_regexp(a, "host"))
+    elif name in ("Path", "PathPrefix"):
+        for a in args:
+            if "{" in a or "}" in a:
+                compile_regexp(template_regexp(a, "path"))
+    elif name == "HeadersRegexp":
+        for _, pattern in pairs(args):
+            compile_regexp(pattern)
+    elif name == "Query":
+        flat = query_pairs(args)
+        if len(flat) % 2:
+            raise ValueError(f"{', '.join(args)!r}: values are key=value (any value: `key=`)")
+        for k, v in pairs(flat):
+            compile_regexp(template_regexp(f"{k}={v}", "query"))
 
 
 # -- compiling --------------------------------------------------------------------------------
 
-Search = Callable[[str], object | None]
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the user, not to stderr
-_UNSUPPORTED = "RE2 syntax: no backreferences or lookaround"
-
-
-def compile_regexp(pattern: str) -> Search:
-    """The `search` of `pattern` compiled by RE2 (linear time); ValueError if RE2 refuses it."""
-    try:
-        return re2.compile(pattern, _RE2_OPTIONS).search  # type: ignore[no-any-return]
-    except re2.error as e:
-        reason = e.args[0] if e.args else "cannot be compiled"
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise ValueError(f"{reason} ({_UNSUPPORTED})") from None
-
-
-
-def _canon_host(value: str) -> str:
-    return value.lower().rstrip(".")
-
-
-def _compile_call(c: Call) -> Matcher:
-    name, args = c.name, c.args
-    if name == "Host":
-        hosts = frozenset(_canon_host(a) for a in args)
-        return lambda r: r.host in hosts
-    if name == "Path":
-        paths = frozenset(args)
-        return lambda r: r.path in paths
-    if name == "PathPrefix":
-        prefixes = tuple(args)
-        return lambda r: r.path.startswith(prefixes)
-    if name == "Method":
-        methods = frozenset(a.upper() for a in args)
-        return lambda r: r.method in methods
-    if name in ("HostRegexp", "PathRegexp"):
-        search = compile_regexp(args[0])
-        if name == "HostRegexp":
-            return lambda r: search(r.host) is not None
-        return lambda r: search(r.path) is not None
-    if name == "Header":
-        key, value = args[0].lower(), args[1]
-        return lambda r: value in r.header(key)
-    if name == "HeaderRegexp":
-        key, search = args[0].lower(), compile_regexp(args[1])
-        return lambda r: any(search(v) is not None for v in r.header(key))
-    if name == "Query":
-        qkey = args[0]
-        if len(args) == 1:
-            return lambda r: r.query(qkey) is not None
-        qvalue = args[1]
-        return lambda r: qvalue in (r.query(qkey) or ())
-    if name == "QueryRegexp":
-        qkey, search = args[0], compile_regexp(args[1])
-        return lambda r: any(search(v) is not None for v in (r.query(qkey) or ()))
-    if name == "ClientIP":
-        nets = [ipaddress.ip_network(a, strict=False) for a in args]
-        return lambda r: _ip_in(r.client_ip, nets)
-    raise AssertionError(name)
-
-
-def _ip_in(ip: str, nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(addr in net for net in nets)
-
 
 def compile_node(node: Node) -> Matcher:
     if isinstance(node, Call):
-        return _compile_call(node)
+        if node.syntax == "v2":
+            return v2_matcher(node.name, node.args)
+        return v3_matcher(node.name, node.args)
     if isinstance(node, Not):
         inner = compile_node(node.item)
         return lambda r: not inner(r)
@@ -386,10 +368,17 @@ def _always(node: Node) -> bool:
     return isinstance(node, Call) and node.name == "PathPrefix" and "/" in node.args
 
 
+def _exact_hosts(call: Call) -> frozenset[str] | None:
+    if call.name != "Host" or (call.syntax == "v3" and any(map(wildcard, call.args))):
+        return None
+    return frozenset(canon_host(a) for a in call.args)
+
+
 def _host_split(node: Node) -> tuple[frozenset[str] | None, Node | None]:
     """The exact hosts `node` requires, and what is left to check for those hosts."""
-    if isinstance(node, Call) and node.name == "Host":
-        return frozenset(_canon_host(a) for a in node.args), None
+    if isinstance(node, Call):
+        hosts = _exact_hosts(node)
+        return (hosts, None) if hosts is not None else (None, node)
     if isinstance(node, And):
         for i, item in enumerate(node.items):
             hosts, rest = _host_split(item)
@@ -413,9 +402,12 @@ def _host_split(node: Node) -> tuple[frozenset[str] | None, Node | None]:
     return None, node
 
 
-def parse_rule(text: str) -> Rule:
-    """Parse a rule; raises RuleError naming the column of the problem."""
-    tree = _Parser(text).parse()
+def parse_rule(text: str, syntax: str | None = "v3") -> Rule:
+    """Parse a rule in `syntax` (v3 or v2; None or "" is v3); raises RuleError."""
+    syntax = (syntax or "").strip() or "v3"
+    if syntax not in SYNTAXES:
+        raise RuleError(text, f"ruleSyntax {syntax!r} is not one of v3, v2", 1)
+    tree = _Parser(text, syntax).parse()
     hosts, rest = _host_split(tree)
     return Rule(
         text=text,
@@ -423,13 +415,14 @@ def parse_rule(text: str) -> Rule:
         match=compile_node(tree),
         hosts=hosts,
         rest=None if rest is None or _always(rest) else compile_node(rest),
+        syntax=syntax,
     )
 
 
-def check_rule(text: str) -> str | None:
+def check_rule(text: str, syntax: str | None = "v3") -> str | None:
     """The error message of a rule, or None when it is valid (for validating input early)."""
     try:
-        parse_rule(text)
+        parse_rule(text, syntax)
     except RuleError as e:
         return str(e)
     return None

@@ -108,7 +108,7 @@ def compile_table(data: Any, server_for: ServerFor, stats_for: StatsFor) -> Tabl
         rule = None
         if not problem:
             try:
-                rule = parse_rule(str(rule_text))
+                rule = parse_rule(str(rule_text), str(item.get("ruleSyntax") or "v3"))
             except RuleError as e:
                 problem = str(e)
         if problem or rule is None:

@@ -3,18 +3,25 @@
     "routes": [{"rule": "Host(`www.localhost`) && PathPrefix(`/api`)",
                 "name": "shop-api", "priority": 10, "portIndex": 0, "tls": true}]
 
+`ruleSyntax` is "v3" (the default) or "v2": a rule written for Traefik 2 keeps its meaning
+(several values per matcher, `{name:regexp}` templates), as in Traefik 3.
+
 A rule is checked when the app is submitted, so a typo is an error of the deploy, not a route
 that silently never matches. docs/routing.md has the rule syntax.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from kade.spec.base import SpecModel
 
 
 class RouteSpec(SpecModel):
+    # "v2": read the rule as Traefik 2 wrote it (validated first: `rule` depends on it)
+    rule_syntax: Literal["v3", "v2"] = "v3"
     rule: str = Field(min_length=1)  # Traefik rule syntax: Host(`a`) && PathPrefix(`/api`)
     # the router's name; default: the app's service name (`/shop/web` → `web-shop`), then -1...
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -25,11 +32,11 @@ class RouteSpec(SpecModel):
 
     @field_validator("rule")
     @classmethod
-    def _rule_parses(cls, value: str) -> str:
+    def _rule_parses(cls, value: str, info: ValidationInfo) -> str:
         # the parser is pure and has no dependencies: importing it here keeps one grammar
         from kade.router.rules import check_rule
 
-        problem = check_rule(value)
+        problem = check_rule(value, info.data.get("rule_syntax", "v3"))
         if problem is not None:
             raise ValueError(problem)
         return value
