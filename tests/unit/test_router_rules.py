@@ -282,3 +282,33 @@ def test_a_stored_v2_label_route_without_its_syntax_is_reported_not_served() -> 
     table, errors = build_table({"/web": app}, {}, 1)
     assert table["routers"] == []
     assert "Host takes 1 value(s) in v3 syntax, got 2" in errors[0].message
+
+
+# -- wildcard hosts (Traefik 3 documents `*.example.com` and `**.example.com` for Host) -------
+
+
+@pytest.mark.parametrize(("rule", "host", "expected"), [
+    ("Host(`*.example.com`)", "api.example.com", True),
+    ("Host(`*.Example.COM`)", "api.example.com", True),
+    ("Host(`*.example.com`)", "a.b.example.com", False),  # one label only
+    ("Host(`*.example.com`)", "example.com", False),
+    ("Host(`*.example.com`)", "apiexample.com", False),
+    ("Host(`**.example.com`)", "a.b.example.com", True),  # one label or more
+    ("Host(`**.example.com`)", "api.example.com", True),
+    ("Host(`**.example.com`)", "example.com", False),
+    ("Host(`*.example.com`) && PathPrefix(`/api`)", "x.example.com", True),
+    ("Host(`*.example.com`) || Host(`example.com`)", "example.com", True),
+])
+def test_wildcard_hosts(rule: str, host: str, expected: bool) -> None:
+    assert parse_rule(rule).match(Req(host=host, path="/api")) is expected
+
+
+def test_a_wildcard_is_literal_in_v2_syntax() -> None:
+    # Traefik 2 had no wildcard hosts: the value is compared as written (and never matches)
+    assert not parse_rule("Host(`*.example.com`)", "v2").match(Req(host="api.example.com"))
+
+
+def test_a_wildcard_route_is_tried_for_every_host() -> None:
+    parsed = parse_rule("Host(`*.example.com`) && Path(`/`)")
+    assert parsed.hosts is None
+    assert parsed.match(Req(host="a.example.com"))
