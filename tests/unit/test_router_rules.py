@@ -11,7 +11,7 @@ from kade.admission import ContainerPolicy, admit
 from kade.router.balancer import Server
 from kade.router.metrics import Stats
 from kade.router.routes import Backend, build_table
-from kade.router.rules import RuleError, check_rule, parse_rule
+from kade.router.rules import RuleError, check_rule, parse_rule, routing_path
 from kade.router.table import compile_table
 from kade.spec import SpecError, parse_app
 
@@ -312,3 +312,15 @@ def test_a_wildcard_route_is_tried_for_every_host() -> None:
     parsed = parse_rule("Host(`*.example.com`) && Path(`/`)")
     assert parsed.hosts is None
     assert parsed.match(Req(host="a.example.com"))
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"/plain/path", "/plain/path"),
+    (b"/caf%C3%A9", "/café"),
+    (b"/a%2Fb%3Fc%23d%25e", "/a%2Fb%3Fc%23d%25e"),  # reserved: kept as sent
+    (b"/a%2fb", "/a/b"),  # Traefik keeps only the upper-case spellings
+    (b"/%25%32%46", "/%252F"),  # %25 kept, the rest decoded once: never decoded twice
+    (b"/%zz/%4", "/%zz/%4"),  # not escapes
+])
+def test_routing_path_keeps_reserved_escapes(raw: bytes, expected: str) -> None:
+    assert routing_path(raw) == expected

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Protocol
-from urllib.parse import unquote_to_bytes
 
 import re2
 
@@ -55,22 +54,24 @@ Search = Callable[[str], object | None]
 # RFC 3986 §2.2 reserved characters, and `%` itself: decoding them would change what the path
 # says (`/a%2Fb` is one segment). Go's EscapedPath keeps the client's spelling, and Traefik
 # looks these up in upper case only, so `%2f` is decoded like any other escape.
-_RESERVED = frozenset(b"%3A %2F %3F %23 %5B %5D %40 %21 %24 %26 %27 %28 %29 %2A %2B %2C %3B %3D "
-                      b"%25".split())
+_RESERVED = frozenset(b"3A 2F 3F 23 5B 5D 40 21 24 26 27 28 29 2A 2B 2C 3B 3D 25".split())
+_BYTE = {f"{a}{b}".encode(): bytes.fromhex(a + b)
+         for a in "0123456789ABCDEFabcdef" for b in "0123456789ABCDEFabcdef"}
 
 
 def routing_path(raw: bytes) -> str:
-    """The path rules see: `raw` (as sent, without the query) decoded but for reserved escapes."""
+    """The path rules see: `raw` (as sent, without the query) decoded but for reserved escapes
+    (and for what is not an escape: `%zz` stays as it is)."""
     if b"%" not in raw:
-        return raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
+        return raw.decode("ascii") if raw.isascii() else raw.decode("utf-8", "replace")
     parts = raw.split(b"%")
     out = [parts[0]]
     for part in parts[1:]:
-        escape = b"%" + part[:2]
-        if escape in _RESERVED or len(part) < 2:
+        code = part[:2]
+        if code in _RESERVED or code not in _BYTE:
             out.append(b"%" + part)
         else:
-            out.append(unquote_to_bytes(escape) + part[2:])
+            out.append(_BYTE[code] + part[2:])
     return b"".join(out).decode("utf-8", "replace")
 
 
