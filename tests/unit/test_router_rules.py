@@ -13,7 +13,7 @@ from kade.router.metrics import Stats
 from kade.router.routes import Backend, build_table
 from kade.router.rules import RuleError, check_rule, parse_rule, routing_path
 from kade.router.table import compile_table
-from kade.spec import SpecError, parse_app
+from kade.spec import AppSpec, SpecError, parse_app, spec_hash
 
 
 @dataclass
@@ -324,3 +324,14 @@ def test_a_wildcard_route_is_tried_for_every_host() -> None:
 ])
 def test_routing_path_keeps_reserved_escapes(raw: bytes, expected: str) -> None:
     assert routing_path(raw) == expected
+
+
+def test_a_route_without_rule_syntax_keeps_its_spec_hash() -> None:
+    # an app stored before ruleSyntax existed must not have all its tasks replaced on upgrade
+    plain = parse_app(_app({"routes": [{"rule": "Host(`a`)"}]})).app
+    assert "ruleSyntax" not in plain.wire()["routes"][0]
+    assert spec_hash(plain) == "94795eca114e3052"  # as computed before the field existed
+    marked = parse_app(_app({"routes": [{"rule": "Host(`a`, `b`)", "ruleSyntax": "v2"}]})).app
+    assert marked.wire()["routes"][0]["ruleSyntax"] == "v2"
+    stored = AppSpec.model_validate_json(marked.model_dump_json(by_alias=True))
+    assert stored.routes[0].rule_syntax == "v2"

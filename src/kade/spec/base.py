@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -16,6 +16,10 @@ class SpecModel(BaseModel):
         allow_inf_nan=False,  # JSON cannot store them: `mem: Infinity` would be stored as null
     )
 
+    # fields left out of `wire()` while at their default: a field added later does not change
+    # the spec hash of apps that do not use it (which would replace all their tasks)
+    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset()
+
     def wire(self) -> dict[str, Any]:
         """The Marathon-shaped dict (camelCase), without kept-aside unknown fields."""
         return _strip_extra(self)
@@ -23,8 +27,11 @@ class SpecModel(BaseModel):
 
 def _strip_extra(model: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    omit: frozenset[str] = getattr(model, "wire_omit_defaults", frozenset())
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
+        if name in omit and value == info.default:
+            continue
         out[info.alias or name] = _wire_value(value)
     return out
 

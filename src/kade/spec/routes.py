@@ -12,7 +12,7 @@ that silently never matches. docs/routing.md has the rule syntax.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -29,6 +29,8 @@ class RouteSpec(SpecModel):
     priority: int | None = Field(default=None, ge=0)  # 0/None: the rule's length, as Traefik
     port_index: int = Field(default=0, ge=0)  # which of the task's ports receives the requests
     tls: bool = False  # HTTPS only: the router redirects plain HTTP requests (308)
+
+    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset({"rule_syntax"})
 
     @field_validator("rule")
     @classmethod
