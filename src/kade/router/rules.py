@@ -20,19 +20,17 @@ host is known to be one of them (None when nothing is left, e.g. `Host(a) && Pat
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
 from kade.router.rules_match import (
+    ARITY,
     Matcher,
     Request,
     canon_host,
+    check_values,
     compile_regexp,
-    pairs,
-    query_pairs,
     routing_path,
-    template_regexp,
     v2_matcher,
     v3_matcher,
     wildcard,
@@ -162,15 +160,6 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
 
 # -- matcher names and their values -----------------------------------------------------------
 
-# name: (min values, max values or -1 for any)
-_ARITY: dict[str, dict[str, tuple[int, int]]] = {
-    "v3": {"Host": (1, 1), "HostRegexp": (1, 1), "Path": (1, 1), "PathPrefix": (1, 1),
-           "PathRegexp": (1, 1), "Method": (1, 1), "Header": (2, 2), "HeaderRegexp": (2, 2),
-           "Query": (1, 2), "QueryRegexp": (1, 2), "ClientIP": (1, 1)},
-    "v2": {"Host": (1, -1), "HostHeader": (1, -1), "HostRegexp": (1, -1), "Path": (1, -1),
-           "PathPrefix": (1, -1), "Method": (1, -1), "Headers": (2, -1),
-           "HeadersRegexp": (2, -1), "Query": (1, -1), "ClientIP": (1, -1)},
-}
 _CANONICAL = {"HostHeader": "Host"}
 
 
@@ -183,7 +172,7 @@ def _spellings(names: dict[str, tuple[int, int]]) -> dict[str, str]:
     return out
 
 
-_NAMES = {syntax: _spellings(names) for syntax, names in _ARITY.items()}
+_NAMES = {syntax: _spellings(names) for syntax, names in ARITY.items()}
 
 
 class _Parser:
@@ -251,7 +240,10 @@ class _Parser:
                 self.pos += 1
                 args.append(self.take("string", "a quoted value").value)
         self.take(")", "`)` or `,`")
-        _check_values(self.text, tok.value, name, args, tok.column, self.syntax)
+        try:
+            check_values(tok.value, name, args, self.syntax)
+        except ValueError as e:
+            raise RuleError(self.text, str(e), tok.column) from None
         return Call(_CANONICAL.get(name, name), tuple(args), tok.column, self.syntax)
 
     def _unknown(self, written: str) -> str:
@@ -268,77 +260,6 @@ def _describe(tok: _Token) -> str:
     if tok.kind == "string":
         return f"string {tok.value!r}"
     return f"`{tok.value}`"
-
-
-def _check_values(text: str, written: str, name: str, args: list[str], column: int,
-                  syntax: str) -> None:
-    def fail(message: str) -> None:
-        raise RuleError(text, message, column)
-
-    lo, hi = _ARITY[syntax][name]
-    n = len(args)
-    if n == 0 or n < lo or (hi >= 0 and n > hi):
-        want = str(lo) if lo == hi else (f"{lo} or more" if hi < 0 else f"{lo} or {hi}")
-        fail(f"{written} takes {want} value(s) in {syntax} syntax, got {n}")
-    if "" in args:
-        fail(f"{written}: values must not be empty")
-    if name in ("Headers", "HeadersRegexp") and n % 2:
-        fail(f"{written} takes header/value pairs, got {n} value(s)")
-    if name in ("Path", "PathPrefix"):
-        for a in args:
-            if not a.startswith("/"):
-                fail(f"{written}: path {a!r} must start with /")
-    if name in ("Host", "HostHeader", "HostRegexp"):
-        for a in args:
-            if not a.isascii():
-                fail(f"{written}: {a!r} is not ASCII (write the name in punycode: xn--...)")
-    if name == "Host" and syntax == "v3":
-        a = args[0]
-        if any(c in a for c in " /\t"):
-            fail(f"{written}: {a!r} is not a host name")
-        if "*" in (wildcard(a) or (a,))[0]:
-            fail(f"{written}: {a!r}: a wildcard is a whole first label: *.example.com (one "
-                 f"label) or **.example.com (one or more)")
-    regexps: list[str] = []
-    if syntax == "v3" and name.endswith("Regexp") and (n == 2 or name != "QueryRegexp"):
-        regexps = [args[-1]]  # a one-value QueryRegexp is a Query
-    for pattern in regexps:
-        try:
-            compile_regexp(pattern)
-        except ValueError as e:
-            fail(f"{written}: invalid regular expression {pattern!r}: {e}")
-    try:
-        _check_templates(name, args, syntax)
-    except ValueError as e:
-        fail(f"{written}: invalid v2 value: {e}")
-    if name == "ClientIP":
-        for a in args:
-            try:
-                ipaddress.ip_network(a, strict=False)
-            except ValueError:
-                fail(f"{written}: {a!r} is not an IP address or CIDR range")
-
-
-def _check_templates(name: str, args: list[str], syntax: str) -> None:
-    """v2 values that are compiled (templates, regexps): ValueError when one is not valid."""
-    if syntax != "v2":
-        return
-    if name == "HostRegexp":
-        for a in args:
-            compile_regexp(template_regexp(a, "host"))
-    elif name in ("Path", "PathPrefix"):
-        for a in args:
-            if "{" in a or "}" in a:
-                compile_regexp(template_regexp(a, "path"))
-    elif name == "HeadersRegexp":
-        for _, pattern in pairs(args):
-            compile_regexp(pattern)
-    elif name == "Query":
-        flat = query_pairs(args)
-        if len(flat) % 2:
-            raise ValueError(f"{', '.join(args)!r}: values are key=value (any value: `key=`)")
-        for k, v in pairs(flat):
-            compile_regexp(template_regexp(f"{k}={v}", "query"))
 
 
 # -- compiling --------------------------------------------------------------------------------

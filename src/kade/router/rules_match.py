@@ -126,6 +126,90 @@ def template_regexp(template: str, kind: str) -> str:
     return "".join(out)
 
 
+# -- the values a matcher takes -------------------------------------------------------------
+
+# name: (min values, max values or -1 for any)
+ARITY: dict[str, dict[str, tuple[int, int]]] = {
+    "v3": {"Host": (1, 1), "HostRegexp": (1, 1), "Path": (1, 1), "PathPrefix": (1, 1),
+           "PathRegexp": (1, 1), "Method": (1, 1), "Header": (2, 2), "HeaderRegexp": (2, 2),
+           "Query": (1, 2), "QueryRegexp": (1, 2), "ClientIP": (1, 1)},
+    "v2": {"Host": (1, -1), "HostHeader": (1, -1), "HostRegexp": (1, -1), "Path": (1, -1),
+           "PathPrefix": (1, -1), "Method": (1, -1), "Headers": (2, -1),
+           "HeadersRegexp": (2, -1), "Query": (1, -1), "ClientIP": (1, -1)},
+}
+
+def check_values(written: str, name: str, args: list[str], syntax: str) -> None:
+    """ValueError naming the problem when the values of matcher `name` (as `written` in the
+    rule) are not what it takes in `syntax`: their number, emptiness, form and regexps."""
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    lo, hi = ARITY[syntax][name]
+    n = len(args)
+    if n == 0 or n < lo or (hi >= 0 and n > hi):
+        want = str(lo) if lo == hi else (f"{lo} or more" if hi < 0 else f"{lo} or {hi}")
+        fail(f"{written} takes {want} value(s) in {syntax} syntax, got {n}")
+    if "" in args:
+        fail(f"{written}: values must not be empty")
+    if name in ("Headers", "HeadersRegexp") and n % 2:
+        fail(f"{written} takes header/value pairs, got {n} value(s)")
+    if name in ("Path", "PathPrefix"):
+        for a in args:
+            if not a.startswith("/"):
+                fail(f"{written}: path {a!r} must start with /")
+    if name in ("Host", "HostHeader", "HostRegexp"):
+        for a in args:
+            if not a.isascii():
+                fail(f"{written}: {a!r} is not ASCII (write the name in punycode: xn--...)")
+    if name == "Host" and syntax == "v3":
+        a = args[0]
+        if any(c in a for c in " /\t"):
+            fail(f"{written}: {a!r} is not a host name")
+        if "*" in (wildcard(a) or (a,))[0]:
+            fail(f"{written}: {a!r}: a wildcard is a whole first label: *.example.com (one "
+                 f"label) or **.example.com (one or more)")
+    regexps: list[str] = []
+    if syntax == "v3" and name.endswith("Regexp") and (n == 2 or name != "QueryRegexp"):
+        regexps = [args[-1]]  # a one-value QueryRegexp is a Query
+    for pattern in regexps:
+        try:
+            compile_regexp(pattern)
+        except ValueError as e:
+            fail(f"{written}: invalid regular expression {pattern!r}: {e}")
+    try:
+        _check_templates(name, args, syntax)
+    except ValueError as e:
+        fail(f"{written}: invalid v2 value: {e}")
+    if name == "ClientIP":
+        for a in args:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                fail(f"{written}: {a!r} is not an IP address or CIDR range")
+
+
+def _check_templates(name: str, args: list[str], syntax: str) -> None:
+    """v2 values that are compiled (templates, regexps): ValueError when one is not valid."""
+    if syntax != "v2":
+        return
+    if name == "HostRegexp":
+        for a in args:
+            compile_regexp(template_regexp(a, "host"))
+    elif name in ("Path", "PathPrefix"):
+        for a in args:
+            if "{" in a or "}" in a:
+                compile_regexp(template_regexp(a, "path"))
+    elif name == "HeadersRegexp":
+        for _, pattern in pairs(args):
+            compile_regexp(pattern)
+    elif name == "Query":
+        flat = query_pairs(args)
+        if len(flat) % 2:
+            raise ValueError(f"{', '.join(args)!r}: values are key=value (any value: `key=`)")
+        for k, v in pairs(flat):
+            compile_regexp(template_regexp(f"{k}={v}", "query"))
+
+
 # -- v3 matchers ------------------------------------------------------------------------------
 
 
