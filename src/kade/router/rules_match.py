@@ -1,4 +1,4 @@
-"""What a rule's matchers look at, and the matchers themselves (pure: no I/O).
+"""What a rule's matchers take (`check_values`) and look at, and the matchers themselves.
 
 Semantics follow Traefik 3 (`pkg/muxer/http/matcher.go` and `matcher_v2.go`):
 
