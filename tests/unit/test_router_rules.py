@@ -335,3 +335,29 @@ def test_a_route_without_rule_syntax_keeps_its_spec_hash() -> None:
     assert marked.wire()["routes"][0]["ruleSyntax"] == "v2"
     stored = AppSpec.model_validate_json(marked.model_dump_json(by_alias=True))
     assert stored.routes[0].rule_syntax == "v2"
+
+
+def test_an_app_stored_with_an_unmarked_v2_route_stays_readable() -> None:
+    # accepted before ruleSyntax existed: it loads (not quarantined with its whole app), and
+    # its route is reported by the routing table until `ruleSyntax: v2` is added
+    stored = parse_app(_app({"routes": [{"rule": V2_RULE, "name": "web"}]})).app
+    table, errors = build_table({"/web": stored}, {}, 1)
+    assert table["routers"] == []
+    assert [e.router for e in errors] == ["web"]
+    assert "Host takes 1 value(s) in v3 syntax, got 2" in errors[0].message
+    with pytest.raises(SpecError, match=r"routes\.0\.rule: .*Host takes 1 value"):
+        admit(_app({"routes": [{"rule": V2_RULE}]}), policy=ContainerPolicy())
+
+
+@pytest.mark.parametrize("rule", ["Method(``)", "Query(`q`, ``)", "HostRegexp(`locàlhost`)",
+                                  "Host(`*`)", "Headers(`X-A`, `b`)"])
+def test_rules_the_earlier_parser_took_still_load_but_are_not_admitted(rule: str) -> None:
+    assert parse_app(_app({"routes": [{"rule": rule}]})).app.routes[0].rule == rule
+    with pytest.raises(SpecError, match=r"routes\.0\.rule"):
+        admit(_app({"routes": [{"rule": rule}]}), policy=ContainerPolicy())
+
+
+@pytest.mark.parametrize("rule", ["Host(`a`", "Foo(`a`)", "Host(`a`) &&"])
+def test_what_no_syntax_takes_does_not_load(rule: str) -> None:
+    with pytest.raises(SpecError, match=r"routes\.0\.rule"):
+        parse_app(_app({"routes": [{"rule": rule}]}))

@@ -62,6 +62,9 @@ def admit(data: Any, *, policy: ContainerPolicy, app_id: str | None = None,
     parsed = parse_app(data, app_id=app_id)
     app = parsed.app
     problems = check_templates(app.templates) + check_app(app)
+    for i, route in enumerate(app.routes):  # strictly in its syntax (RouteSpec is lenient)
+        if why := check_rule(route.rule, route.rule_syntax):
+            problems.append(f"routes.{i}.rule: {why}")
     for label, value in sorted(app.labels.items()):
         if label.startswith("traefik.http.routers.") and label.endswith(".rule"):
             why = check_rule(value, app.labels.get(label[:-len("rule")] + "ruleSyntax"))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from kade.router.rules_match import (
     ARITY,
+    BadPattern,
     Matcher,
     Request,
     canon_host,
@@ -45,11 +46,14 @@ SYNTAXES = ("v3", "v2")
 class RuleError(ValueError):
     """A rule that cannot be parsed; the message names the 1-based column."""
 
-    def __init__(self, rule: str, message: str, column: int) -> None:
+    def __init__(self, rule: str, message: str, column: int, *, grammar: bool = True) -> None:
         super().__init__(f"rule `{rule}`: {message} at column {column}")
         self.rule = rule
         self.reason = message
         self.column = column
+        # False: the rule is Traefik's grammar, but a matcher or its values do not fit the
+        # syntax (v3/v2) it is read in; True: no syntax would take it
+        self.grammar = grammar
 
 
 # -- syntax tree ------------------------------------------------------------------------------
@@ -231,7 +235,9 @@ class _Parser:
         self.pos += 1
         name = self.names.get(tok.value)
         if name is None:
-            raise RuleError(self.text, self._unknown(tok.value), tok.column)
+            other = "v2" if self.syntax == "v3" else "v3"
+            raise RuleError(self.text, self._unknown(tok.value), tok.column,
+                            grammar=tok.value not in _NAMES[other])
         self.take("(", f"`(` after {tok.value}")
         args: list[str] = []
         if self.peek().kind != ")":
@@ -243,7 +249,8 @@ class _Parser:
         try:
             check_values(tok.value, name, args, self.syntax)
         except ValueError as e:
-            raise RuleError(self.text, str(e), tok.column) from None
+            raise RuleError(self.text, str(e), tok.column,
+                            grammar=isinstance(e, BadPattern)) from None
         return Call(_CANONICAL.get(name, name), tuple(args), tok.column, self.syntax)
 
     def _unknown(self, written: str) -> str:

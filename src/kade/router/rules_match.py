@@ -138,6 +138,10 @@ ARITY: dict[str, dict[str, tuple[int, int]]] = {
            "HeadersRegexp": (2, -1), "Query": (1, -1), "ClientIP": (1, -1)},
 }
 
+class BadPattern(ValueError):
+    """A regexp or template that cannot be compiled, in whatever syntax it is read."""
+
+
 def check_values(written: str, name: str, args: list[str], syntax: str) -> None:
     """ValueError naming the problem when the values of matcher `name` (as `written` in the
     rule) are not what it takes in `syntax`: their number, emptiness, form and regexps."""
@@ -175,11 +179,11 @@ def check_values(written: str, name: str, args: list[str], syntax: str) -> None:
         try:
             compile_regexp(pattern)
         except ValueError as e:
-            fail(f"{written}: invalid regular expression {pattern!r}: {e}")
+            raise BadPattern(f"{written}: invalid regular expression {pattern!r}: {e}") from None
     try:
         _check_templates(name, args, syntax)
     except ValueError as e:
-        fail(f"{written}: invalid v2 value: {e}")
+        raise BadPattern(f"{written}: invalid v2 value: {e}") from None
     if name == "ClientIP":
         for a in args:
             try:
