@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kade.templates.godata import Scratch
 from kade.templates.gofuncs import ARITY, UNSUPPORTED
 from kade.templates.golex import KEYWORDS, SPACE, GoSyntaxError, Scanner, Tok
 
@@ -311,6 +312,10 @@ class _Pipeline:
         if tok.kind == "ident":
             if tok.value in KEYWORDS:
                 raise self.tr.fail(tok.pos, f"unexpected keyword {tok.value!r} in command")
+            method = self.peek()
+            if tok.value == "scratch" and method and method.kind == "field" and not method.spaced:
+                self.i += 1  # `scratch.Set`: a method of the render's scratch pad
+                return Tok("ident", f"scratch.{method.value}", tok.pos, tok.spaced), None
             return tok, None
         if tok.kind == "str":
             expr = repr(tok.value)
@@ -360,6 +365,13 @@ class _Pipeline:
         if name in ops:
             self.arity(tok, n, 2, 2)
             return f"({args[0]} {ops[name]} {args[1]})"
+        if name.startswith("scratch"):
+            method = name.partition(".")[2]
+            if method not in Scratch.METHODS:
+                raise self.tr.fail(tok.pos, f"{name}: scratch's methods are "
+                                            f"{', '.join(Scratch.METHODS)}")
+            self.arity(tok, n, *Scratch.METHODS[method])
+            return f"_f_scratch.{method}(" + ", ".join(args) + ")"
         if name in ARITY:
             low, high = ARITY[name]
             self.arity(tok, n, low, high)
