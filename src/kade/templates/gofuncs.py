@@ -269,8 +269,6 @@ UNSUPPORTED = {
     **dict.fromkeys(("file", "plugin", "writeToFile", "sockaddr"),
                     "templates cannot reach files, processes or the host's network"),
     **dict.fromkeys(("timestamp",), "renders are pure: the time is not an input"),
-    **dict.fromkeys(("executeTemplate",), "{{ define }} is not supported: write the "
-                    "template inline"),
     **dict.fromkeys(("node", "nodes"), "a render's input has services, not nodes: "
                     "`service` gives each endpoint's .Node and .NodeAddress"),
     **dict.fromkeys(("datacenters",), "there is one datacenter"),

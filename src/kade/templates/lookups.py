@@ -99,6 +99,7 @@ class Lookups:
     missing_line: int | None = None  # where the first missing key was read
     locate: Callable[[], int | None] | None = None  # the template line being rendered
     _sorted: list[str] | None = None
+    _dots: list[Any] = field(default_factory=list)  # the data of the defines running
 
     def reads(self) -> Reads:
         return Reads(frozenset(self.keys_read), frozenset(self.prefixes_read),
@@ -180,7 +181,16 @@ class Lookups:
             "ls": self.ls, "safeLs": self.ls, "tree": self.tree, "safeTree": self.tree,
             "service": self.service, "services": self.services_list, "env": self.env,
             "envOrDefault": self.env_or_default, "scratch": Scratch(),
+            "_tpl": self.run_define, "_tdot": lambda: self._dots[-1],
         }
+
+    def run_define(self, block: Callable[[], Any], data: Any) -> str:
+        """Run a define (a block of the compiled template) with `data` as its dot."""
+        self._dots.append(data)
+        try:
+            return str(block())
+        finally:
+            self._dots.pop()
 
 
 def _pair(key: str, prefix: str, value: bytes) -> dict[str, Any]:
