@@ -23,6 +23,9 @@ from kade.templates.values import FunctionError, arg_str
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the author, not stderr
+# Memory of one compiled pattern (RE2's default is 8 MiB): with the cache below, patterns
+# cost a worker process at most 64 MiB; past it a match falls back to a slower linear scan.
+_RE2_OPTIONS.max_mem = 2 << 20
 
 
 def trim(cutset: Any, text: Any) -> str:
@@ -91,7 +94,7 @@ def indent(spaces: Any, text: Any) -> str:
     return "\n".join(pad + line if line else line for line in lines)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _compile(fn: str, pattern: str) -> Any:
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
