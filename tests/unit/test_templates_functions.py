@@ -58,6 +58,9 @@ def test_merge_map_merges_nested_maps_and_keeps_the_first_unless_overridden() ->
     assert godata.merge_map_with_override(a, b) == {"x": {"p": 1, "q": 3, "r": 4}, "y": 1,
                                                     "z": 5}
     assert a == {"x": {"p": 1, "q": 2}, "y": 1}  # the arguments are left as they were
+    # Go's mergo: an empty value is filled in; an empty value does not override
+    assert godata.merge_map({"a": "", "b": 0}, {"a": "x", "b": 2}) == {"a": "x", "b": 2}
+    assert godata.merge_map_with_override({"a": "k"}, {"a": ""}) == {"a": "k"}
 
 
 def test_scratch_keeps_values_for_one_render() -> None:

@@ -84,12 +84,14 @@ def _map(fn: str, value: Any) -> Mapping[str, Any]:
 
 
 def _merged(dst: Mapping[str, Any], src: Mapping[str, Any], override: bool) -> dict[str, Any]:
+    """As Go's mergo: an empty value of `dst` (missing, nil, "", 0, false, empty) takes
+    `src`'s; with override, any value of `dst` does, unless `src`'s is empty."""
     out = dict(dst)
     for k, v in src.items():
         mine = out.get(k)
         if isinstance(mine, Mapping) and isinstance(v, Mapping):
             out[k] = _merged(mine, v, override)
-        elif k not in out or override or mine is None:
+        elif not mine or (override and v):
             out[k] = v
     limits.check_size("mergeMap", out, len(out))
     return out
@@ -164,11 +166,11 @@ def by_meta(meta: Any, services: Any) -> dict[str, list[Any]]:
             key, _, kind = name.strip().partition("|")
             value = str(values.get(key, ""))
             if kind == "int":
-                try:
-                    value = f"{int(value):05d}"
-                except ValueError:
+                digits = value[1:] if value[:1] in "+-" else value
+                if not (digits.isascii() and digits.isdigit()):
                     raise FunctionError(f"byMeta: {key}: {value!r} is not an integer "
-                                        f"(service {s.get('ID', '')!r})") from None
+                                        f"(service {s.get('ID', '')!r})")
+                value = f"{int(value):05d}"
             parts.append(value)
         out.setdefault("_".join(parts), []).append(s)
     return out
