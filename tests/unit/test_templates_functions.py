@@ -89,6 +89,7 @@ def test_jinja_syntax_has_the_same_functions() -> None:
     ('{{ range loop "a" }}{{ end }}', "loop: parsing 'a': invalid syntax"),
     ('{{ "x" | mergeMap (parseJSON "{}") }}', "mergeMap: expected a map, got string"),
     ('{{ scratch.Nope "a" }}', "scratch's methods are Key, Get, Set"),
+    ('{{ mustEnv "DB_URL" }}', "mustEnv: the environment variable DB_URL is not set"),
     ('{{ "x" | base64URLDecode }}', "base64URLDecode: not valid URL-safe base64"),
 ])
 def test_bad_arguments_name_the_function(source: str, message: str) -> None:
@@ -104,6 +105,8 @@ def test_bad_arguments_name_the_function(source: str, message: str) -> None:
     ('{{ executeTemplate (print "a") }}', "executeTemplate takes a template name in quotes"),
     ('{{ define "a" }}{{ end }}\n{{ define "a" }}{{ end }}', "template 'a' is defined twice"),
     ("{{ datacenters }}", "there is one datacenter"),
+    ('{{ "a" | sprig_upper }}', 'function "sprig_upper" is not supported: the Sprig'),
+    ("{{ peerings }}", "there are no Consul admin partitions or peerings"),
 ])
 def test_refused_when_the_template_is_checked(source: str, message: str) -> None:
     problems = check_template(InlineTemplate("/c", source))

@@ -236,13 +236,13 @@ PURE: dict[str, Callable[..., Any]] = {
 }
 
 LOOKUPS = ("key", "keyOrDefault", "keyExists", "ls", "safeLs", "tree", "safeTree", "service",
-           "services", "env", "envOrDefault")
+           "services", "env", "envOrDefault", "mustEnv")
 
 # (min, max) arguments; max None = any number. Checked when a template is parsed.
 ARITY: dict[str, tuple[int, int | None]] = {
     "key": (1, 1), "keyOrDefault": (2, 2), "keyExists": (1, 1), "ls": (1, 1), "safeLs": (1, 1),
     "tree": (1, 1), "safeTree": (1, 1), "service": (1, 2), "services": (0, 1), "env": (1, 1),
-    "envOrDefault": (2, 2),
+    "envOrDefault": (2, 2), "mustEnv": (1, 1),
     "explode": (1, 1), "byKey": (1, 1), "byTag": (1, 1), "toYAML": (1, 1), "toJSON": (1, 1),
     "toJSONPretty": (1, 1), "toTOML": (1, 1), "toUnescapedJSON": (1, 1),
     "toUnescapedJSONPretty": (1, 1), "parseJSON": (1, 1), "parseYAML": (1, 1),
@@ -273,7 +273,9 @@ UNSUPPORTED = {
                     "`service` gives each endpoint's .Node and .NodeAddress"),
     **dict.fromkeys(("datacenters",), "there is one datacenter"),
     **dict.fromkeys(("nomadServices", "nomadService", "nomadVar", "nomadVarList",
-                     "nomadVarExists"), "there is no Nomad"),
+                     "nomadVarListSafe", "nomadVarExists"), "there is no Nomad"),
+    **dict.fromkeys(("partitions", "peerings", "exportedServices"),
+                    "there are no Consul admin partitions or peerings"),
     **dict.fromkeys(("spew_dump", "spew_printf", "spew_sprintf"),
                     "debug output goes nowhere: use spew_sdump"),
 }

@@ -187,6 +187,9 @@ class Pipeline:
             low, high = ARITY[name]
             self.arity(tok, n, low, high)
             return f"_f_{name}(" + ", ".join(args) + ")"
+        if name.startswith("sprig_"):
+            raise self.tr.fail(tok.pos, f'function "{name}" is not supported: the Sprig '
+                                        "functions are not offered")
         if name in UNSUPPORTED:
             raise self.tr.fail(tok.pos, f'function "{name}" is not supported: '
                                         f"{UNSUPPORTED[name]}")

@@ -170,6 +170,13 @@ class Lookups:
         """A variable of the task's environment ("" when unset); never the host's."""
         return self.env_vars.get(arg_str("env", name), "")
 
+    def must_env(self, name: str) -> str:
+        """The variable; unset is an error (set to "" is "")."""
+        value = self.env_vars.get(arg_str("mustEnv", name))
+        if value is None:
+            raise FunctionError(f"mustEnv: the environment variable {name} is not set")
+        return value
+
     def env_or_default(self, name: str, default: Any) -> Any:
         """The variable, or `default` when it is unset (set to "" is "", as consul-template)."""
         value = self.env_vars.get(arg_str("envOrDefault", name))
@@ -180,7 +187,8 @@ class Lookups:
             "key": self.key, "keyOrDefault": self.key_or_default, "keyExists": self.key_exists,
             "ls": self.ls, "safeLs": self.ls, "tree": self.tree, "safeTree": self.tree,
             "service": self.service, "services": self.services_list, "env": self.env,
-            "envOrDefault": self.env_or_default, "scratch": Scratch(),
+            "envOrDefault": self.env_or_default, "mustEnv": self.must_env,
+            "scratch": Scratch(),
             "_tpl": self.run_define, "_tdot": lambda: self._dots[-1],
         }
 
