@@ -159,3 +159,13 @@ def test_encoders_and_digests() -> None:
     assert godata.spew_sdump({"a": [1, True]}) == (
         '(map[string]interface {}) (len=1) {\n (string) (len=1) "a": ([]interface {}) '
         "(len=2 cap=2) {\n  (int) 1,\n  (bool) true\n }\n}\n")
+
+
+def test_every_function_is_known_to_the_translator_once() -> None:
+    from kade.templates.gofuncs import ARITY, LOOKUPS, PURE, UNSUPPORTED
+    from kade.templates.lookups import Lookups
+
+    assert set(ARITY) == set(PURE) | set(LOOKUPS)
+    assert not set(UNSUPPORTED) & set(ARITY)
+    offered = set(Lookups({}, {}, {}).functions())
+    assert offered - set(LOOKUPS) == {"scratch", "_tpl", "_tdot"}
