@@ -39,6 +39,7 @@ def test_keys_and_defaults() -> None:
     kv = {"db/host": "10.1.1.1", "db/port": "5432"}
     assert go('{{ key "db/host" }}:{{ key "/db/port" }}', kv) == "10.1.1.1:5432"
     assert go('{{ keyOrDefault "db/user" "app" }}', kv) == "app"
+    assert go('{{ keyOrDefault "empty" "app" }}', {"empty": ""}) == "app"  # as consul-template
     assert go('{{ if keyExists "db/host" }}yes{{ end }}', kv) == "yes"
 
 

@@ -89,7 +89,7 @@ def test_jinja_syntax_has_the_same_functions() -> None:
     ('{{ range loop "a" }}{{ end }}', "loop: parsing 'a': invalid syntax"),
     ('{{ "x" | mergeMap (parseJSON "{}") }}', "mergeMap: expected a map, got string"),
     ('{{ scratch.Nope "a" }}', "scratch's methods are Key, Get, Set"),
-    ('{{ mustEnv "DB_URL" }}', "mustEnv: the environment variable DB_URL is not set"),
+    ('{{ mustEnv "DB_URL" }}', "mustEnv: the environment variable DB_URL is not set or empty"),
     ('{{ "x" | base64URLDecode }}', "base64URLDecode: not valid URL-safe base64"),
 ])
 def test_bad_arguments_name_the_function(source: str, message: str) -> None:
@@ -146,8 +146,13 @@ def test_services_lists_the_catalog_and_watches_every_service() -> None:
 def test_by_meta_and_by_port_refuse_other_lists() -> None:
     with pytest.raises(FunctionError, match="byPort: wrong argument type"):
         godata.by_port([{"Name": "web", "Tags": []}])
-    with pytest.raises(FunctionError, match="byMeta: v: '1zz' is not an integer"):
+    with pytest.raises(FunctionError, match="byMeta: v: cannot parse '1zz' as a number"):
         godata.by_meta("v|int", [{"ID": "a", "Port": 1, "ServiceMeta": {"v": "1zz"}}])
+
+
+def test_by_meta_names_missing_values_and_normalizes_as_consul_template() -> None:
+    a = {"ID": "a", "Port": 1, "ServiceMeta": {"zone": "eu west/1", "n": ""}}
+    assert list(godata.by_meta("zone,n|int,rack", [a])) == ["eu_west_1_00000__no_rack_"]
 
 
 def test_encoders_and_digests() -> None:

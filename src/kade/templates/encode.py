@@ -60,7 +60,26 @@ def by_tag(services: Any) -> dict[str, list[Any]]:
 
 
 # libyaml's emitter when present: the pure-Python one is most of a render's time.
-_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BASE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_STR = "tag:yaml.org,2002:str"
+
+
+class _GoYAMLDumper(_BASE_DUMPER):  # type: ignore[misc]
+    """Strings quoted as Go's yaml.v2 (consul-template's) quotes them, so that a file reads
+    the same: "8080", "true", "" in double quotes, text of several lines as a `|` block."""
+
+
+def _go_yaml_str(dumper: Any, data: str) -> Any:
+    style = None
+    if "\n" in data:
+        style = "|"
+    elif dumper.resolve(yaml.ScalarNode, data, (True, False)) != _STR:
+        style = '"'
+    return dumper.represent_scalar(_STR, data, style=style)
+
+
+_GoYAMLDumper.add_representer(str, _go_yaml_str)
+_DUMPER: Any = _GoYAMLDumper
 
 
 def to_yaml(value: Any) -> str:

@@ -156,22 +156,25 @@ def by_port(services: Any) -> dict[int, list[Any]]:
 
 def by_meta(meta: Any, services: Any) -> dict[str, list[Any]]:
     """`service` results grouped by the values of the comma-separated meta keys, joined by
-    `_`; `key|int` pads a number to five digits so that groups sort by it."""
-    spec = arg_str("byMeta", meta)
+    `_` (characters other than letters, digits, `_` and `-` become `_`); `key|int` pads a
+    number to five digits so that groups sort by it. A missing key is `_no_<key>_`, or 0
+    for `|int` (as consul-template)."""
+    names = arg_str("byMeta", meta).split(",")
     out: dict[str, list[Any]] = {}
     for s in _list("byMeta", services):
         values = _service("byMeta", s).get("ServiceMeta") or {}
         parts = []
-        for name in spec.split(","):
-            key, _, kind = name.strip().partition("|")
-            value = str(values.get(key, ""))
-            if kind == "int":
+        for name in names:
+            key = name.removesuffix("|int")
+            value = str(values.get(key) or ("0" if key != name else f"_no_{key}_"))
+            if key != name:
                 digits = value[1:] if value[:1] in "+-" else value
                 if not (digits.isascii() and digits.isdigit()):
-                    raise FunctionError(f"byMeta: {key}: {value!r} is not an integer "
+                    raise FunctionError(f"byMeta: {key}: cannot parse {value!r} as a number "
                                         f"(service {s.get('ID', '')!r})")
                 value = f"{int(value):05d}"
-            parts.append(value)
+            parts.append("".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_"
+                                 for c in value))
         out.setdefault("_".join(parts), []).append(s)
     return out
 

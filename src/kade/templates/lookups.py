@@ -123,7 +123,7 @@ class Lookups:
         k = normalize_key(arg_str("keyOrDefault", path))
         self.keys_read.add(k)
         value = self.kv.get(k)
-        return default if value is None else _text(value)
+        return default if not value else _text(value)  # empty: the default, as upstream
 
     def key_exists(self, path: str) -> bool:
         k = normalize_key(arg_str("keyExists", path))
@@ -171,10 +171,11 @@ class Lookups:
         return self.env_vars.get(arg_str("env", name), "")
 
     def must_env(self, name: str) -> str:
-        """The variable; unset is an error (set to "" is "")."""
+        """The variable; unset or empty is an error (as consul-template)."""
         value = self.env_vars.get(arg_str("mustEnv", name))
-        if value is None:
-            raise FunctionError(f"mustEnv: the environment variable {name} is not set")
+        if not value:
+            raise FunctionError(f"mustEnv: the environment variable {name} is not set or "
+                                "empty")
         return value
 
     def env_or_default(self, name: str, default: Any) -> Any:
