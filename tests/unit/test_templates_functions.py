@@ -41,6 +41,8 @@ def go(source: str, kv: Mapping[str, str] | None = None, **extra: object) -> str
      "10 0 false map[]"),
     ('{{ "18446744073709551615" | parseUint }}', "18446744073709551615"),
     ('{{ 2.5 | minimum 3 }} {{ -1 | maximum -2 }}', "2.5 -1"),
+    ("{{ -7 | divide 2 }} {{ -7 | modulo 2 }} {{ 7 | modulo -2 }} {{ 7 | divide 2 }}",
+     "-3 -1 1 3"),
     (r'{{ "a\n\nb" | indent 2 }}', "  a\n\n  b"),
     ('{{ range loop 3 1 }}x{{ end }}', ""),
     ('{{ "<a href=\'x\'>&" | toJSON }}', '"\\u003ca href=\'x\'\\u003e\\u0026"'),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -179,18 +180,27 @@ def _num(fn: str, v: Any) -> int | float:
     return v
 
 
+def _truncated(x: int, y: int) -> int:
+    """Go's integer division, which truncates toward zero (-7 / 2 is -3, Python's -4)."""
+    q = abs(x) // abs(y)
+    return q if (x < 0) == (y < 0) else -q
+
+
 def _divide(b: Any, a: Any) -> int | float:
     x, y = _num("divide", a), _num("divide", b)
     if y == 0:
         raise FunctionError("divide: division by zero")
-    return x // y if isinstance(x, int) and isinstance(y, int) else x / y
+    return _truncated(x, y) if isinstance(x, int) and isinstance(y, int) else x / y
 
 
 def _modulo(b: Any, a: Any) -> int | float:
+    """Go's %: the remainder has the sign of the dividend (-7 % 2 is -1)."""
     x, y = _num("modulo", a), _num("modulo", b)
     if y == 0:
         raise FunctionError("modulo: division by zero")
-    return x % y
+    if isinstance(x, int) and isinstance(y, int):
+        return x - y * _truncated(x, y)
+    return math.fmod(x, y)
 
 
 # Pure functions by their template name. Argument order follows consul-template, where a
