@@ -39,6 +39,7 @@ def test_keys_and_defaults() -> None:
     kv = {"db/host": "10.1.1.1", "db/port": "5432"}
     assert go('{{ key "db/host" }}:{{ key "/db/port" }}', kv) == "10.1.1.1:5432"
     assert go('{{ keyOrDefault "db/user" "app" }}', kv) == "app"
+    assert go('{{ keyOrDefault "empty" "app" }}', {"empty": ""}) == "app"  # as consul-template
     assert go('{{ if keyExists "db/host" }}yes{{ end }}', kv) == "yes"
 
 
@@ -147,7 +148,8 @@ def test_env_is_the_tasks_environment_only() -> None:
     ("{{ range $i, $v := split \",\" \"a\" }}{{ end }}{{ $v }}", 1, "undefined variable $v"),
     ('{{ $n := 0 }}\n{{ range split "," "a" }}{{ $n = 1 }}{{ end }}', 2, "inside {{range}}"),
     ('{{ timestamp }}', 1, "not supported: renders are pure"),
-    ('{{ template "x" }}', 1, "not supported"),
+    ('{{ template "x" }}', 1, "no such template 'x'"),
+    ('{{ if 1 }}\n{{ define "x" }}{{ end }}{{ end }}', 2, "only allowed at the top level"),
     ("{{ break }}", 1, "outside {{range}}"),
     ("a\n{{ 1 2 }}", 2, "can't give argument to non-function"),
     ("{{ /* open", 1, "unclosed comment"),

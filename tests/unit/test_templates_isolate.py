@@ -23,13 +23,18 @@ from kade.templates import (
 
 KV = {"db/host": b"10.0.0.9", "cfg/a": b"1", "cfg/b": b"2", "raw": b"caf\xe9"}
 SERVICES = {"web": [ServiceEndpoint("web", "web-1", "10.0.0.1", 31001, node="n1",
-                                    tags=("v1", "prod"), meta=(("zone", "a"),))]}
+                                    tags=("v1", "prod"), meta=(("zone", "a"),))],
+            "api-2": []}
 TEMPLATES = [
     InlineTemplate("/a", '{{ key "db/host" }} {{ range tree "cfg" }}{{ .Key }}={{ .Value }} '
                          '{{ end }}{{ key "raw" }}'),
     InlineTemplate("/b", '{{ range service "prod.web" }}{{ .Address }}:{{ .Port }} '
                          '{{ .Tags }} {{ .ServiceMeta.zone }}{{ end }} {{ env "PORT0" }}'),
     InlineTemplate("/c", "{{ tree('cfg') | explode | toJSON }}", "jinja"),
+    InlineTemplate("/d", r'{{ define "up" }}{{ . | regexReplaceAll "^(\\w+)-(\\d)$" "$2:$1" }}'
+                         '{{ end }}{{ range services }}{{ template "up" .Name }}{{ end }} '
+                         '{{ range loop 2 }}{{ scratch.MapSet "m" (print .) . }}{{ end }}'
+                         r'{{ scratch.MapValues "m" }} {{ mustEnv "PORT0" }} {{ "\xe2\x82\xac" }}'),
 ]
 
 

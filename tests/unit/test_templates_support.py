@@ -40,8 +40,11 @@ def test_explode_nests_and_refuses_a_key_that_is_also_a_directory() -> None:
 
 def test_encoders() -> None:
     tree = {"b": {"x": "1", "list": [1, "two"]}, "a": True, "n": 1.5}
-    assert to_yaml(tree) == "a: true\nb:\n  list:\n  - 1\n  - two\n  x: '1'\nn: 1.5"
+    assert to_yaml(tree) == 'a: true\nb:\n  list:\n  - 1\n  - two\n  x: "1"\nn: 1.5'
     assert to_yaml("plain") == "plain"
+    # quoted as Go's yaml.v2: what would read as another type in double quotes, lines as |
+    assert to_yaml({"e": "", "t": "true", "c": "a: b", "m": "l1\nl2"}) == \
+        "c: 'a: b'\ne: \"\"\nm: |-\n  l1\n  l2\nt: \"true\""
     assert to_json_pretty({"b": 1, "a": [1]}) == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
     assert to_toml(tree) == 'a = true\nn = 1.5\n\n[b]\nlist = [1, "two"]\nx = "1"'
     assert to_toml({"a b": {"c": {"d": "e"}}}) == '["a b"]\n\n["a b".c]\nd = "e"'

@@ -60,7 +60,26 @@ def by_tag(services: Any) -> dict[str, list[Any]]:
 
 
 # libyaml's emitter when present: the pure-Python one is most of a render's time.
-_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BASE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_STR = "tag:yaml.org,2002:str"
+
+
+class _GoYAMLDumper(_BASE_DUMPER):  # type: ignore[misc]
+    """Strings quoted as Go's yaml.v2 (consul-template's) quotes them, so that a file reads
+    the same: "8080", "true", "" in double quotes, text of several lines as a `|` block."""
+
+
+def _go_yaml_str(dumper: Any, data: str) -> Any:
+    style = None
+    if "\n" in data:
+        style = "|"
+    elif dumper.resolve(yaml.ScalarNode, data, (True, False)) != _STR:
+        style = '"'
+    return dumper.represent_scalar(_STR, data, style=style)
+
+
+_GoYAMLDumper.add_representer(str, _go_yaml_str)
+_DUMPER: Any = _GoYAMLDumper
 
 
 def to_yaml(value: Any) -> str:
@@ -69,23 +88,42 @@ def to_yaml(value: Any) -> str:
     return text.removesuffix("\n...\n").removesuffix("\n")
 
 
+# What Go's encoding/json escapes for HTML's sake (toJSON; toUnescapedJSON leaves them).
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                               "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """As Go's json.Marshal: keys sorted, `<`, `>`, `&` escaped (`\\u003c`...)."""
+    return to_unescaped_json(value).translate(_HTML_ESCAPES)
 
 
 def to_json_pretty(value: Any) -> str:
+    return to_unescaped_json_pretty(value).translate(_HTML_ESCAPES)
+
+
+def to_unescaped_json(value: Any) -> str:
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def to_unescaped_json_pretty(value: Any) -> str:
     return json.dumps(plain(value), sort_keys=True, indent=2, ensure_ascii=False)
 
 
 def parse_json(text: Any) -> Any:
+    """JSON text → its value; "" is an empty map, as in consul-template."""
+    if arg_str("parseJSON", text) == "":
+        return {}
     try:
-        return json.loads(arg_str("parseJSON", text))
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise FunctionError(f"parseJSON: invalid JSON at line {e.lineno} column {e.colno}: "
                             f"{e.msg}") from None
 
 
 def parse_yaml(text: Any) -> Any:
+    if arg_str("parseYAML", text) == "":
+        return {}
     try:
         return yaml.safe_load(arg_str("parseYAML", text))
     except yaml.YAMLError as e:

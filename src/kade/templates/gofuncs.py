@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kade.templates import encode, limits
+from kade.templates import encode, godata, gotext, limits
 from kade.templates.values import FunctionError, arg_str, go_str, go_type
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
@@ -129,11 +130,6 @@ def in_(seq: Any, item: Any) -> bool:
     return item in _seq("in", seq)
 
 
-def split(sep: Any, text: Any) -> list[str]:
-    text = arg_str("split", text)
-    return [] if text == "" else text.split(arg_str("split", sep))
-
-
 def join(sep: Any, items: Any) -> str:
     text, seq = arg_str("join", sep), _seq("join", items)
     limits.check_join("join", seq, text)
@@ -155,6 +151,8 @@ def base64_decode(text: Any) -> str:
 
 def parse_bool(text: Any) -> bool:
     t = arg_str("parseBool", text)
+    if t == "":
+        return False
     if t in ("1", "t", "T", "true", "TRUE", "True"):
         return True
     if t in ("0", "f", "F", "false", "FALSE", "False"):
@@ -163,15 +161,15 @@ def parse_bool(text: Any) -> bool:
 
 
 def parse_int(text: Any) -> int:
-    try:
-        return int(arg_str("parseInt", text).strip(), 0)
-    except ValueError:
-        raise FunctionError(f"parseInt: invalid syntax: {text!r}") from None
+    """Base 10, as consul-template (`"010"` is 10); "" is 0."""
+    return godata.parse_int_go("parseInt", arg_str("parseInt", text))
 
 
 def parse_float(text: Any) -> float:
+    if arg_str("parseFloat", text) == "":
+        return 0.0
     try:
-        return float(arg_str("parseFloat", text))
+        return float(text)
     except ValueError:
         raise FunctionError(f"parseFloat: invalid syntax: {text!r}") from None
 
@@ -182,18 +180,27 @@ def _num(fn: str, v: Any) -> int | float:
     return v
 
 
+def _truncated(x: int, y: int) -> int:
+    """Go's integer division, which truncates toward zero (-7 / 2 is -3, Python's -4)."""
+    q = abs(x) // abs(y)
+    return q if (x < 0) == (y < 0) else -q
+
+
 def _divide(b: Any, a: Any) -> int | float:
     x, y = _num("divide", a), _num("divide", b)
     if y == 0:
         raise FunctionError("divide: division by zero")
-    return x // y if isinstance(x, int) and isinstance(y, int) else x / y
+    return _truncated(x, y) if isinstance(x, int) and isinstance(y, int) else x / y
 
 
 def _modulo(b: Any, a: Any) -> int | float:
+    """Go's %: the remainder has the sign of the dividend (-7 % 2 is -1)."""
     x, y = _num("modulo", a), _num("modulo", b)
     if y == 0:
         raise FunctionError("modulo: division by zero")
-    return x % y
+    if isinstance(x, int) and isinstance(y, int):
+        return x - y * _truncated(x, y)
+    return math.fmod(x, y)
 
 
 # Pure functions by their template name. Argument order follows consul-template, where a
@@ -201,18 +208,30 @@ def _modulo(b: Any, a: Any) -> int | float:
 PURE: dict[str, Callable[..., Any]] = {
     "explode": encode.explode, "byKey": encode.by_key, "byTag": encode.by_tag,
     "toYAML": encode.to_yaml, "toJSON": encode.to_json, "toJSONPretty": encode.to_json_pretty,
-    "toTOML": encode.to_toml,
+    "toTOML": encode.to_toml, "toUnescapedJSON": encode.to_unescaped_json,
+    "toUnescapedJSONPretty": encode.to_unescaped_json_pretty,
     "parseJSON": encode.parse_json, "parseYAML": encode.parse_yaml,
     "parseBool": parse_bool, "parseInt": parse_int, "parseFloat": parse_float,
+    "parseUint": godata.parse_uint,
     "contains": contains, "containsAll": contains_all, "containsAny": contains_any,
-    "containsNone": contains_none, "in": in_,
-    "split": split, "join": join, "replaceAll": replace_all,
+    "containsNone": contains_none, "containsNotAll": godata.contains_not_all, "in": in_,
+    "split": gotext.split, "splitToMap": gotext.split_to_map, "join": join,
+    "replaceAll": replace_all, "regexReplaceAll": gotext.regex_replace_all,
+    "regexMatch": gotext.regex_match,
     "toLower": lambda s: arg_str("toLower", s).lower(),
     "toUpper": lambda s: arg_str("toUpper", s).upper(),
-    "toTitle": lambda s: arg_str("toTitle", s).title(),
-    "trimSpace": lambda s: arg_str("trimSpace", s).strip(),
+    "toTitle": gotext.to_title, "trimSpace": gotext.trim_space, "trim": gotext.trim,
+    "trimPrefix": gotext.trim_prefix, "trimSuffix": gotext.trim_suffix,
+    "indent": gotext.indent,
     "base64Encode": lambda s: base64.b64encode(arg_str("base64Encode", s).encode()).decode(),
-    "base64Decode": base64_decode,
+    "base64Decode": base64_decode, "base64URLEncode": gotext.base64_url_encode,
+    "base64URLDecode": gotext.base64_url_decode,
+    "sha256Hex": gotext.sha256_hex, "md5sum": gotext.md5sum,
+    "hmacSHA256Hex": gotext.hmac_sha256_hex,
+    "loop": godata.loop, "mergeMap": godata.merge_map,
+    "mergeMapWithOverride": godata.merge_map_with_override, "explodeMap": godata.explode_map,
+    "byMeta": godata.by_meta, "byPort": godata.by_port, "spew_sdump": godata.spew_sdump,
+    "minimum": godata.minimum, "maximum": godata.maximum,
     "add": lambda b, a: _num("add", a) + _num("add", b),
     "subtract": lambda b, a: _num("subtract", a) - _num("subtract", b),
     "multiply": lambda b, a: _num("multiply", a) * _num("multiply", b),
@@ -227,20 +246,28 @@ PURE: dict[str, Callable[..., Any]] = {
 }
 
 LOOKUPS = ("key", "keyOrDefault", "keyExists", "ls", "safeLs", "tree", "safeTree", "service",
-           "env")
+           "services", "env", "envOrDefault", "mustEnv")
 
 # (min, max) arguments; max None = any number. Checked when a template is parsed.
 ARITY: dict[str, tuple[int, int | None]] = {
     "key": (1, 1), "keyOrDefault": (2, 2), "keyExists": (1, 1), "ls": (1, 1), "safeLs": (1, 1),
-    "tree": (1, 1), "safeTree": (1, 1), "service": (1, 2), "env": (1, 1),
+    "tree": (1, 1), "safeTree": (1, 1), "service": (1, 2), "services": (0, 1), "env": (1, 1),
+    "envOrDefault": (2, 2), "mustEnv": (1, 1),
     "explode": (1, 1), "byKey": (1, 1), "byTag": (1, 1), "toYAML": (1, 1), "toJSON": (1, 1),
-    "toJSONPretty": (1, 1), "toTOML": (1, 1), "parseJSON": (1, 1), "parseYAML": (1, 1),
-    "parseBool": (1, 1), "parseInt": (1, 1), "parseFloat": (1, 1),
+    "toJSONPretty": (1, 1), "toTOML": (1, 1), "toUnescapedJSON": (1, 1),
+    "toUnescapedJSONPretty": (1, 1), "parseJSON": (1, 1), "parseYAML": (1, 1),
+    "parseBool": (1, 1), "parseInt": (1, 1), "parseFloat": (1, 1), "parseUint": (1, 1),
     "contains": (2, 2), "containsAll": (2, 2), "containsAny": (2, 2), "containsNone": (2, 2),
-    "in": (2, 2), "split": (2, 2), "join": (2, 2), "replaceAll": (3, 3),
+    "containsNotAll": (2, 2), "in": (2, 2), "split": (2, 2), "splitToMap": (3, 3),
+    "join": (2, 2), "replaceAll": (3, 3), "regexReplaceAll": (3, 3), "regexMatch": (2, 2),
     "toLower": (1, 1), "toUpper": (1, 1), "toTitle": (1, 1), "trimSpace": (1, 1),
-    "base64Encode": (1, 1), "base64Decode": (1, 1),
+    "trim": (2, 2), "trimPrefix": (2, 2), "trimSuffix": (2, 2), "indent": (2, 2),
+    "base64Encode": (1, 1), "base64Decode": (1, 1), "base64URLEncode": (1, 1),
+    "base64URLDecode": (1, 1), "sha256Hex": (1, 1), "md5sum": (1, 1), "hmacSHA256Hex": (2, 2),
+    "loop": (1, 2), "mergeMap": (2, 2), "mergeMapWithOverride": (2, 2), "explodeMap": (1, 1),
+    "byMeta": (2, 2), "byPort": (1, 1), "spew_sdump": (1, 1),
     "add": (2, 2), "subtract": (2, 2), "multiply": (2, 2), "divide": (2, 2), "modulo": (2, 2),
+    "minimum": (2, 2), "maximum": (2, 2),
     "len": (1, 1), "index": (1, None), "print": (0, None), "printf": (1, None),
     "println": (0, None), "html": (1, 1), "js": (1, 1), "urlquery": (0, None),
 }
@@ -249,10 +276,16 @@ ARITY: dict[str, tuple[int, int | None]] = {
 UNSUPPORTED = {
     **dict.fromkeys(("secret", "secrets", "pkiCert", "caLeaf", "caRoots", "connect"),
                     "there is no Vault or Connect"),
-    **dict.fromkeys(("file", "executeTemplate", "plugin", "writeToFile", "sockaddr"),
-                    "templates cannot reach files or processes"),
+    **dict.fromkeys(("file", "plugin", "writeToFile", "sockaddr"),
+                    "templates cannot reach files, processes or the host's network"),
     **dict.fromkeys(("timestamp",), "renders are pure: the time is not an input"),
-    **dict.fromkeys(("services", "node", "nodes", "datacenters", "nomadServices",
-                     "nomadService", "nomadVar", "nomadVarList", "nomadVarExists"),
-                    "only `service NAME` is offered"),
+    **dict.fromkeys(("node", "nodes"), "a render's input has services, not nodes: "
+                    "`service` gives each endpoint's .Node and .NodeAddress"),
+    **dict.fromkeys(("datacenters",), "there is one datacenter"),
+    **dict.fromkeys(("nomadServices", "nomadService", "nomadVar", "nomadVarList",
+                     "nomadVarListSafe", "nomadVarExists"), "there is no Nomad"),
+    **dict.fromkeys(("partitions", "peerings", "exportedServices"),
+                    "there are no Consul admin partitions or peerings"),
+    **dict.fromkeys(("spew_dump", "spew_printf", "spew_sprintf"),
+                    "debug output goes nowhere: use spew_sdump"),
 }

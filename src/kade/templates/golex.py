@@ -98,7 +98,7 @@ class Scanner:
                 m2 = re.compile(r"'(\\.[^']*|[^'\\])'").match(src, p)
                 if not m2:
                     raise self.fail(p, "unterminated character constant")
-                toks.append(Tok("num", ord(_unquote(m2.group(1))[:1] or "\0"), p, spaced))
+                toks.append(Tok("num", _rune(m2.group(1)), p, spaced))
                 p = m2.end()
             elif c == "." and (m3 := _IDENT.match(src, p + 1)):
                 toks.append(Tok("field", m3.group(0), p, spaced))
@@ -141,15 +141,45 @@ def _number(text: str) -> int | float:
         return float(t)
 
 
-def _unquote(body: str) -> str:
-    def sub(m: re.Match[str]) -> str:
+def _rune(body: str) -> int:
+    """A character constant's value: in `'\\xe9'` the escape is the code itself."""
+    m = _ESCAPE.fullmatch(body)
+    if m and (m.group(1)[0] == "x" or len(m.group(1)) == 3):
         e = m.group(1)
-        if e[0] in "xuU":
-            return chr(int(e[1:], 16))
-        if e[0] in "01234567" and len(e) == 3:
-            return chr(int(e, 8))
-        if e in _GO_ESCAPES:
-            return _GO_ESCAPES[e]
-        raise ValueError(f"unknown escape sequence \\{e}")
+        return int(e[1:], 16) if e[0] == "x" else int(e, 8)
+    return ord(_unquote(body)[:1] or "\0")
 
-    return _ESCAPE.sub(sub, body)
+
+def _unquote(body: str) -> str:
+    """A Go interpreted string's text. As in Go, `\\xNN` and `\\NNN` are bytes and `\\u`, `\\U`
+    are characters: `"\\xe2\\x82\\xac"` is "€". The bytes must form UTF-8 text, since a
+    rendered file is text (Go would write the raw bytes)."""
+    if "\\" not in body:
+        return body
+    out = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(body):
+        out += body[pos:m.start()].encode()
+        pos = m.end()
+        e = m.group(1)
+        if e[0] == "x":
+            out.append(int(e[1:], 16))
+        elif e[0] in "01234567" and len(e) == 3:
+            if int(e, 8) > 0xFF:
+                raise ValueError(f"octal escape value \\{e} > 255")
+            out.append(int(e, 8))
+        elif e[0] in "uU":
+            code = int(e[1:], 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise ValueError(f"escape sequence \\{e} is not a valid Unicode code point")
+            out += chr(code).encode()
+        elif e in _GO_ESCAPES:
+            out += _GO_ESCAPES[e].encode()
+        else:
+            raise ValueError(f"unknown escape sequence \\{e}")
+    out += body[pos:].encode()
+    try:
+        return out.decode()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"escaped bytes {bytes(out[err.start:err.end])!r} are not UTF-8 text "
+                         "(a rendered file is text)") from None

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kade.templates.gofuncs import ARITY, UNSUPPORTED
 from kade.templates.golex import KEYWORDS, SPACE, GoSyntaxError, Scanner, Tok
+from kade.templates.gopipeline import NamedTemplates, Pipeline
 
 
 @dataclass
@@ -24,6 +24,7 @@ class _Block:
     ends: int
     outer_dot: str
     has_else: bool = False
+    saved: list[_Scope] | None = None  # a define's: the scopes outside it
 
 
 @dataclass
@@ -45,6 +46,8 @@ class _Translator(Scanner):
         self.blocks: list[_Block] = []
         self.scopes: list[_Scope] = [_Scope()]
         self.dots = ["_dot0"]
+        self.dollar = ["_dot0"]  # `$`: the top-level data, or a define's
+        self.named = NamedTemplates()
         self.counter = 0
 
     # -- output ------------------------------------------------------------------------------
@@ -103,6 +106,9 @@ class _Translator(Scanner):
             b = self.blocks[-1]
             raise GoSyntaxError(b.line, f"unexpected EOF: {{{{{b.kind}}}}} is never closed "
                                         "with {{end}}")
+        for name, pos in self.named.calls:
+            if name not in self.named.defined:
+                raise self.fail(pos, f"no such template {name!r}")
         return "".join(self.out)
 
     # -- actions -----------------------------------------------------------------------------
@@ -114,7 +120,7 @@ class _Translator(Scanner):
         if first.kind == "ident" and first.value in KEYWORDS:
             self.keyword(first.value, toks[1:], start)
             return
-        decl, op, expr = _Pipeline(self, toks, start).parse(decl=True)
+        decl, op, expr = Pipeline(self, toks, start).parse(decl=True)
         if decl:
             self.tag("{% set " + self.declare(decl, op, start) + " = " + expr + " %}", start)
         else:
@@ -131,21 +137,28 @@ class _Translator(Scanner):
             if not self.blocks:
                 raise self.fail(start, "unexpected {{end}}")
             b = self.blocks.pop()
-            closer = "{% endfor %}" if b.kind == "range" else "{% endif %}"
-            self.tag(closer * b.ends, start)
+            if b.saved is not None:
+                self.tag(NamedTemplates.CLOSE, start)
+                self.scopes = b.saved
+                self.dollar.pop()
+            else:
+                closer = "{% endfor %}" if b.kind == "range" else "{% endif %}"
+                self.tag(closer * b.ends, start)
+                del self.scopes[-2:]
             self.dots.pop()
-            del self.scopes[-2:]
         elif word in ("break", "continue"):
             if not any(b.kind == "range" for b in self.blocks):
                 raise self.fail(start, f"{{{{{word}}}}} outside {{{{range}}}}")
             self.tag("{% " + word + " %}", start)
+        elif word in ("define", "block", "template"):
+            self.named_template(word, rest, start)
         else:
             raise self.fail(start, f"{{{{{word}}}}} is not supported: write the template inline")
 
     def open(self, kind: str, rest: list[Tok], start: int) -> None:
         if not rest:
             raise self.fail(start, f"missing value for {kind}")
-        decl, op, expr = _Pipeline(self, rest, start).parse(decl=True, many=kind == "range")
+        decl, op, expr = Pipeline(self, rest, start).parse(decl=True, many=kind == "range")
         if op == "=":
             raise self.fail(start, f"assignment is not allowed in {{{{{kind}}}}}")
         outer = self.dots[-1]
@@ -186,6 +199,8 @@ class _Translator(Scanner):
         if not self.blocks:
             raise self.fail(start, "unexpected {{else}}")
         b = self.blocks[-1]
+        if b.saved is not None:
+            raise self.fail(start, f"unexpected {{{{else}}}} in {{{{{b.kind}}}}}")
         if b.has_else:
             raise self.fail(start, "expected {{end}} after {{else}}")
         self.scopes[-1] = _Scope(loop=b.kind == "range")
@@ -200,7 +215,7 @@ class _Translator(Scanner):
                                          f"{{{{{b.kind}}}}}")
         if len(rest) == 1:
             raise self.fail(start, f"missing value for else {chained}")
-        decl, op, expr = _Pipeline(self, rest[1:], start).parse(decl=True)
+        decl, op, expr = Pipeline(self, rest[1:], start).parse(decl=True)
         if op == "=":
             raise self.fail(start, f"assignment is not allowed in {{{{else {chained}}}}}")
         self.tag("{% else %}", start)
@@ -232,145 +247,39 @@ class _Translator(Scanner):
 
     def variable(self, tok: Tok) -> str:
         if tok.value == "":
-            return "_dot0"
+            return self.dollar[-1]
         name = str(tok.value)
         for scope in reversed(self.scopes):
             if name in scope.names:
                 return scope.names[name]
         raise self.fail(tok.pos, f"undefined variable ${tok.value}")
 
+    # -- named templates ---------------------------------------------------------------------
 
-class _Pipeline:
-    """One pipeline: `[$x :=] cmd arg... | cmd arg...`, compiled to one Jinja expression."""
-
-    def __init__(self, tr: _Translator, toks: list[Tok], start: int) -> None:
-        self.tr, self.toks, self.i, self.start = tr, toks, 0, start
-
-    def peek(self) -> Tok | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def parse(self, *, decl: bool = False, many: bool = False
-              ) -> tuple[list[str], str | None, str]:
-        names: list[str] = []
-        op: str | None = None
-        if decl:
-            names, op = self.declaration(many)
-        expr = self.pipeline(end=None)
-        if self.i < len(self.toks):
-            tok = self.toks[self.i]
-            raise self.tr.fail(tok.pos, f"unexpected {tok.value!r} in command")
-        return names, op, expr
-
-    def declaration(self, many: bool) -> tuple[list[str], str | None]:
-        toks = self.toks
-        if not toks or toks[0].kind != "var":
-            return [], None
-        if len(toks) > 1 and toks[1].kind in (":=", "="):
-            self.i = 2
-            return [toks[0].value], toks[1].kind
-        if len(toks) > 3 and toks[1].kind == "," and toks[2].kind == "var" \
-                and toks[3].kind in (":=", "="):
-            if not many:
-                raise self.tr.fail(toks[1].pos, "two variables are only allowed in {{range}}")
-            self.i = 4
-            return [toks[0].value, toks[2].value], toks[3].kind
-        return [], None
-
-    def pipeline(self, end: str | None) -> str:
-        expr: str | None = None
-        while True:
-            expr = self.command(expr)
-            tok = self.peek()
-            if tok is None or tok.kind == end:
-                return expr
-            if tok.kind != "|":
-                raise self.tr.fail(tok.pos, f"unexpected {tok.value!r} in command")
-            self.i += 1
-
-    def command(self, piped: str | None) -> str:
-        words: list[tuple[Tok, str | None]] = []  # (first token, expression or None = function)
-        while (tok := self.peek()) is not None and tok.kind not in ("|", ")"):
-            words.append(self.operand())
-        if not words:
-            at = self.peek()
-            raise self.tr.fail(at.pos if at else self.start, "missing value for command")
-        head, head_expr = words[0]
-        if head_expr is None:
-            args = [self.arg(t, e) for t, e in words[1:]]
-            return self.call(head, args + ([piped] if piped is not None else []))
-        if len(words) > 1 or piped is not None:
-            raise self.tr.fail(head.pos, f"can't give argument to non-function {head.value!r}")
-        return head_expr
-
-    def arg(self, tok: Tok, expr: str | None) -> str:
-        return self.call(tok, []) if expr is None else expr
-
-    def operand(self) -> tuple[Tok, str | None]:
-        tok = self.toks[self.i]
-        self.i += 1
-        if tok.kind == "ident":
-            if tok.value in KEYWORDS:
-                raise self.tr.fail(tok.pos, f"unexpected keyword {tok.value!r} in command")
-            return tok, None
-        if tok.kind == "str":
-            expr = repr(tok.value)
-        elif tok.kind == "num":
-            expr = f"({tok.value!r})"
-        elif tok.kind == "bool":
-            expr = "true" if tok.value else "false"
-        elif tok.kind == "nil":
-            expr = "none"
-        elif tok.kind == "dot":
-            expr = self.tr.dots[-1]
-        elif tok.kind == "field":
-            expr = f"_get({self.tr.dots[-1]}, {tok.value!r})"
-        elif tok.kind == "var":
-            expr = self.tr.variable(tok)
-        elif tok.kind == "(":
-            expr = "(" + self.pipeline(end=")") + ")"
-            close = self.peek()
-            if close is None or close.kind != ")":
-                raise self.tr.fail(tok.pos, "unclosed left paren")
-            self.i += 1
-        else:
-            raise self.tr.fail(tok.pos, f"unexpected {tok.value!r} in operand")
-        while (nxt := self.peek()) is not None and nxt.kind == "field" and not nxt.spaced:
-            if tok.kind in ("str", "num", "bool", "nil"):
-                raise self.tr.fail(nxt.pos, f"unexpected {nxt.value!r}: a literal has no "
-                                            "fields")
-            expr = f"_get({expr}, {nxt.value!r})"
-            self.i += 1
-        return tok, expr
-
-    def call(self, tok: Tok, args: list[str]) -> str:
-        name, n = tok.value, len(args)
-        if name in ("and", "or"):
-            if n < 1:
-                raise self.tr.fail(tok.pos, f"wrong number of args for {name}: want at least 1 "
-                                            "got 0")
-            return "(" + f" {name} ".join(args) + ")"
-        if name == "not":
-            self.arity(tok, n, 1, 1)
-            return f"(not {args[0]})"
-        if name == "eq":
-            if n < 2:
-                raise self.tr.fail(tok.pos, "missing argument for comparison")
-            return "(" + " or ".join(f"{args[0]} == {a}" for a in args[1:]) + ")"
-        ops = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-        if name in ops:
-            self.arity(tok, n, 2, 2)
-            return f"({args[0]} {ops[name]} {args[1]})"
-        if name in ARITY:
-            low, high = ARITY[name]
-            self.arity(tok, n, low, high)
-            return f"_f_{name}(" + ", ".join(args) + ")"
-        if name in UNSUPPORTED:
-            raise self.tr.fail(tok.pos, f'function "{name}" is not supported: '
-                                        f"{UNSUPPORTED[name]}")
-        raise self.tr.fail(tok.pos, f'function "{name}" not defined')
-
-    def arity(self, tok: Tok, n: int, low: int, high: int | None) -> None:
-        if n < low or (high is not None and n > high):
-            want = str(low) if low == high else f"at least {low}"
-            raise self.tr.fail(tok.pos, f"wrong number of args for {tok.value}: want {want} "
-                                        f"got {n}")
+    def named_template(self, word: str, rest: list[Tok], start: int) -> None:
+        """`{{ define "n" }}`, `{{ block "n" p }}` (define, then run it here) and
+        `{{ template "n" p }}`: a define becomes a Jinja block that is never output where it
+        stands, so that it can be run from anywhere (Go's defines are hoisted)."""
+        if not rest or rest[0].kind != "str":
+            raise self.fail(start, f"{{{{{word}}}}} needs a template name in quotes")
+        name = str(rest[0].value)
+        expr = Pipeline(self, rest[1:], start).parse()[2] if len(rest) > 1 else "none"
+        if word != "template":
+            if word == "define" and len(rest) > 1:
+                raise self.fail(rest[1].pos, "unexpected tokens after the name in {{define}}")
+            if self.blocks:
+                raise self.fail(start, f"{{{{{word}}}}} is only allowed at the top level")
+            if name in self.named.defined:
+                raise self.fail(start, f"template {name!r} is defined twice")
+        if word != "define":
+            self.tag("{{ _out(" + self.named.call(name, expr, start) + ") }}", start)
+        if word == "template":
+            return
+        self.counter += 1
+        dot = f"_dot{self.counter}"
+        self.tag(self.named.open(name, self.line_of(start), dot), start)
+        self.blocks.append(_Block(word, self.line_of(start), 1, self.dots[-1],
+                                  saved=self.scopes))
+        self.scopes = [_Scope(), _Scope()]
+        self.dots.append(dot)
+        self.dollar.append(dot)

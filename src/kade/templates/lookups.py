@@ -8,7 +8,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kade.templates.godata import Scratch
 from kade.templates.values import FunctionError, arg_str
+
+ALL_SERVICES = "*"  # in Reads.services: the render listed every service (`services`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,8 @@ class ServiceEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class Reads:
-    """What a render read: exact keys, key prefixes (`""` = all, else ending in `/`), services."""
+    """What a render read: exact keys, key prefixes (`""` = all, else ending in `/`), services
+    (`ALL_SERVICES` when it listed them all)."""
 
     keys: frozenset[str] = frozenset()
     prefixes: frozenset[str] = frozenset()
@@ -52,6 +56,8 @@ class Reads:
         for k in keys:
             if k in self.keys or any(k.startswith(p) for p in self.prefixes):
                 return True
+        if ALL_SERVICES in self.services:
+            return any(True for _ in services)
         return any(s in self.services for s in services)
 
     def __or__(self, other: Reads) -> Reads:
@@ -93,6 +99,7 @@ class Lookups:
     missing_line: int | None = None  # where the first missing key was read
     locate: Callable[[], int | None] | None = None  # the template line being rendered
     _sorted: list[str] | None = None
+    _dots: list[Any] = field(default_factory=list)  # the data of the defines running
 
     def reads(self) -> Reads:
         return Reads(frozenset(self.keys_read), frozenset(self.prefixes_read),
@@ -116,7 +123,7 @@ class Lookups:
         k = normalize_key(arg_str("keyOrDefault", path))
         self.keys_read.add(k)
         value = self.kv.get(k)
-        return default if value is None else _text(value)
+        return default if not value else _text(value)  # empty: the default, as upstream
 
     def key_exists(self, path: str) -> bool:
         k = normalize_key(arg_str("keyExists", path))
@@ -151,16 +158,48 @@ class Lookups:
         found.sort(key=lambda s: (s.node, s.id))
         return [s.as_template() for s in found]
 
+    def services_list(self, *_dc: Any) -> list[dict[str, Any]]:
+        """Every service of the catalog by name, with the tags of its healthy endpoints
+        (consul-template's `services`: `.Name`, `.Tags`); `@dc` is accepted, there is one."""
+        self.services_read.add(ALL_SERVICES)
+        return [{"Name": name,
+                 "Tags": sorted({t for e in self.services[name] for t in e.tags})}
+                for name in sorted(self.services)]
+
     def env(self, name: str) -> str:
         """A variable of the task's environment ("" when unset); never the host's."""
         return self.env_vars.get(arg_str("env", name), "")
 
-    def functions(self) -> dict[str, Callable[..., Any]]:
+    def must_env(self, name: str) -> str:
+        """The variable; unset or empty is an error (as consul-template)."""
+        value = self.env_vars.get(arg_str("mustEnv", name))
+        if not value:
+            raise FunctionError(f"mustEnv: the environment variable {name} is not set or "
+                                "empty")
+        return value
+
+    def env_or_default(self, name: str, default: Any) -> Any:
+        """The variable, or `default` when it is unset (set to "" is "", as consul-template)."""
+        value = self.env_vars.get(arg_str("envOrDefault", name))
+        return default if value is None else value
+
+    def functions(self) -> dict[str, Any]:
         return {
             "key": self.key, "keyOrDefault": self.key_or_default, "keyExists": self.key_exists,
             "ls": self.ls, "safeLs": self.ls, "tree": self.tree, "safeTree": self.tree,
-            "service": self.service, "env": self.env,
+            "service": self.service, "services": self.services_list, "env": self.env,
+            "envOrDefault": self.env_or_default, "mustEnv": self.must_env,
+            "scratch": Scratch(),
+            "_tpl": self.run_define, "_tdot": lambda: self._dots[-1],
         }
+
+    def run_define(self, block: Callable[[], Any], data: Any) -> str:
+        """Run a define (a block of the compiled template) with `data` as its dot."""
+        self._dots.append(data)
+        try:
+            return str(block())
+        finally:
+            self._dots.pop()
 
 
 def _pair(key: str, prefix: str, value: bytes) -> dict[str, Any]:

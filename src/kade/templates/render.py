@@ -93,11 +93,12 @@ _ENV = environment()
 
 
 def _get(obj: Any, name: str) -> Any:
-    """Go's `.Field`: a map's key (missing → no value), nothing else."""
+    """Go's `.Field`: a map's key (missing → no value), a field of nothing is nothing (Go's
+    `{{ .Data.Foo }}` on no data prints `<no value>`), nothing else."""
     if isinstance(obj, Mapping):
         return obj.get(name)
     if obj is None:
-        raise FunctionError(f"nil pointer evaluating .{name}")
+        return None
     raise FunctionError(f"can't evaluate field {name} in type {go_type(obj)}")
 
 
