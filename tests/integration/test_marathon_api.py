@@ -15,6 +15,7 @@ import pytest
 from marathon import MarathonClient
 from marathon.models import MarathonApp, MarathonHealthCheck
 from marathon.models.container import MarathonContainer
+from marathon.models.group import MarathonGroup
 
 from tests.integration.harness import Kade, wait_for
 
@@ -200,3 +201,65 @@ def test_marathon_lb_finds_its_backends_and_follows_events(kade: Kade) -> None:
     assert gone.status_code == 200 and gone.json()["deploymentId"]
     missing = httpx.get(f"{url}/v2/apps/lb/web", headers=headers)
     assert missing.status_code == 404 and "does not exist" in missing.json()["message"]
+
+
+def _group(db_health_path: str) -> dict[str, Any]:
+    site = {"cpus": 0.01, "mem": 16, "container": {"docker": {"image": "kade/site:1"}}}
+    return {
+        "id": "/grp",
+        "groups": [
+            {"id": "data", "apps": [{
+                **site, "id": "db",
+                "healthChecks": [{"protocol": "HTTP", "path": db_health_path,
+                                  "intervalSeconds": 1, "timeoutSeconds": 2,
+                                  "gracePeriodSeconds": 60}],
+            }]},
+            {"id": "front", "dependencies": ["/grp/data"], "apps": [{**site, "id": "web"}]},
+        ],
+    }
+
+
+def test_a_group_is_deployed_in_dependency_order(kade: Kade) -> None:
+    client = _client(kade)
+    url = f"http://{kade.addr}"
+    headers = {**kade.auth, "Content-Type": "application/json"}
+    # the database never turns healthy: the app that depends on it is not started
+    created = httpx.post(f"{url}/v2/groups", headers=headers, json=_group("/missing"))
+    assert created.status_code == 201, created.text
+    assert set(created.json()) == {"version", "deploymentId"}
+    wait_for(lambda: kade.get("/v1/apps/grp/data/db")["app"]["tasks"], 60, "the db's task")
+    web = wait_for(lambda: (lambda a: a if a.get("queue", {}).get("waiting") else None)(
+        kade.app("/grp/front/web")), 30, "web to wait")
+    assert web["queue"]["waiting"] == "waiting for dependencies to be healthy: /grp/data/db"
+    assert web["tasks"] == [] and web["dependencies"] == ["/grp/data/db"]
+
+    group = client.get_group("/grp")
+    assert [g.id for g in group.groups] == ["/grp/data", "/grp/front"]
+    assert group.groups[1].apps[0].dependencies == ["/grp/data/db"]
+    assert "/grp" in [g.id for g in client.list_groups()]
+    again = httpx.post(f"{url}/v2/groups", headers=headers, json=_group("/health"))
+    assert again.status_code == 409 and "already exists" in again.json()["message"]
+
+    # fixed: the database turns healthy, then the web app starts
+    client.update_group("/grp", _group_model(_group("/health")))
+    _healthy(client, "/grp/data/db", 1)
+    wait_for(lambda: client.get_app("/grp/front/web", embed_tasks=True).tasks_running == 1,
+             90, "web started after its dependency")
+
+    client.scale_group("/grp", 2)
+    wait_for(lambda: client.get_app("/grp/front/web").instances == 2, 30, "scaled by 2")
+
+    bad = httpx.put(f"{url}/v2/groups/grp", headers=headers, json={
+        "apps": [{"id": "a", "cmd": "x", "dependencies": ["b"]},
+                 {"id": "b", "cmd": "x", "dependencies": ["a"]}]})
+    assert bad.status_code == 422 and "cycle /grp/a -> /grp/b -> /grp/a" in bad.text
+    assert client.get_app("/grp/front/web").instances == 2  # a refused change changes nothing
+
+    deleted = client.delete_group("/grp")
+    assert deleted["deploymentId"]
+    assert httpx.get(f"{url}/v2/groups/grp", headers=headers).status_code == 404
+    wait_for(lambda: not kade.containers(), 60, "every container stopped")
+
+
+def _group_model(data: dict[str, Any]) -> MarathonGroup:
+    return MarathonGroup.from_json(data)
