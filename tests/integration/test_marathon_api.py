@@ -127,6 +127,16 @@ def test_the_marathon_client_drives_an_app_through_its_life(kade: Kade) -> None:
     client.kill_given_tasks([after[0].id], scale=True)
     wait_for(lambda: client.get_app("/mara/web").instances == 1, 30, "scaled down to 1")
 
+    # what a client read, changed and sent back (a batch of one); then a rollback
+    fetched = client.get_app("/mara/web", embed_tasks=True)
+    fetched.labels["tier"] = "front"
+    assert client.update_apps([fetched])["deploymentId"]
+    current = client.get_app("/mara/web")
+    assert current.labels["tier"] == "front" and current.instances == 1
+    assert current.health_checks[0].path == "/health"
+    assert client.rollback_app("/mara/web", versions[-1])["deploymentId"]
+    assert "tier" not in client.get_app("/mara/web").labels
+
     deleted = client.delete_app("/mara/web")
     assert deleted["deploymentId"]
     _wait_event(events, lambda e: e.event_type == "app_terminated_event", "app terminated")

@@ -36,7 +36,7 @@ from kade.api.views import group_tasks
 from kade.auth import can_deploy_app, redact_env
 from kade.deployments import intent
 from kade.model import Deployment, QueueEntry, Task, TaskStatus, decode, decode_all, iso
-from kade.spec import AppSpec, DocumentRefused
+from kade.spec import AppSpec, DocumentRefused, normalize_id
 from kade.store.base import Store
 
 
@@ -133,12 +133,48 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.post("/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
-        new = await admitted(await document(request))
+        data = await document(request)
+        new = await admitted(_from_client(data) if isinstance(data, dict) else data)
         check_scope(request, new.app.id)
         stored, _ = await intent.put_app(store, new.app, clock(), create_only=True)
         snap = await Snapshot.load(store)
         body = snap.app(stored.id, clock(), set())
         return JSONResponse(body, status_code=201, headers={"Location": f"/v2/apps{stored.id}"})
+
+    async def merged(app_id: str, data: dict[str, Any]) -> tuple[Admitted, bool]:
+        """A PUT's fields over the stored app (Marathon's partial update), admitted; and
+        whether the app is new."""
+        data = _from_client(data)
+        try:
+            current = await intent.get_app(store, app_id)
+        except intent.Quarantined:
+            current = None  # replaced whole, as /v1 does
+        if current is None:
+            return await admitted(data, app_id), True
+        whole = {**current.wire(), **data}
+        whole.pop("version", None)
+        return await admitted(whole, app_id), False
+
+    @r.put("/apps")
+    async def put_apps(request: Request) -> JSONResponse:
+        """Several apps at once (Marathon's batch update): all are admitted before any is
+        written."""
+        data = await document(request)
+        if not isinstance(data, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("id"), str) for a in data):
+            raise HTTPException(422, "invalid app definitions: send a list of apps with ids")
+        news = []
+        for item in data:
+            app_id = normalize_id(item["id"])
+            check_scope(request, app_id)
+            news.append((await merged(app_id, item))[0])
+        now = clock()
+        last = None
+        for new in news:
+            last, _ = await intent.put_app(store, new.app, now)
+        if last is None:
+            return JSONResponse({"version": iso(now), "deploymentId": ""})
+        return await result(last.id, last.version)
 
     @r.get("/apps/{path:path}")
     async def get_app(path: str, request: Request) -> Response:
@@ -179,17 +215,10 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
         if set(data) == {"version"}:  # Marathon's rollback: PUT {"version": "<old>"}
             stored = await intent.roll_back(store, app_id, str(data["version"]), now)
             return await result(app_id, stored.version)
-        try:
-            current = await intent.get_app(store, app_id)
-        except intent.Quarantined:
-            current = None  # replaced whole, as /v1 does
-        if current is None:
-            new = await admitted(data, app_id)
+        new, created = await merged(app_id, data)
+        if created:
             stored, _ = await intent.put_app(store, new.app, now)
             return await result(app_id, stored.version, 201)
-        merged = {**current.wire(), **data}
-        merged.pop("version", None)
-        new = await admitted(merged, app_id)
         kind: intent.DeploymentKind = "scale" if set(data) <= {"id", "instances"} else "deploy"
         stored, _ = await intent.put_app(store, new.app, now, kind=kind)
         return await result(app_id, stored.version)
@@ -324,6 +353,14 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
         return {"leader": request.headers.get("host", "")}
 
     return r
+
+
+def _from_client(data: dict[str, Any]) -> dict[str, Any]:
+    """What a client sends back of an app it read: `ports` (the service ports of the answer)
+    beside `portDefinitions` says nothing more, and is dropped."""
+    if "portDefinitions" in data or "container" in data:
+        return {k: v for k, v in data.items() if k != "ports"}
+    return data
 
 
 def _port_of(hostport: str) -> int | None:
