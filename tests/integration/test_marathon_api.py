@@ -273,3 +273,34 @@ def test_a_group_is_deployed_in_dependency_order(kade: Kade) -> None:
 
 def _group_model(data: dict[str, Any]) -> MarathonGroup:
     return MarathonGroup.from_json(data)
+
+
+def test_v2_asks_for_tokens_hides_env_and_keeps_scopes(kade: Kade) -> None:
+    url = f"http://{kade.addr}"
+
+    def token(**body: Any) -> str:
+        made = httpx.post(f"{url}/v1/tokens", headers=kade.auth, json=body)
+        assert made.status_code == 201, made.text
+        return str(made.json()["token"])
+
+    app = {"id": "/shop/web", "instances": 0, "env": {"DB_PASSWORD": "s3cret"},
+           "container": {"docker": {"image": "kade/site:1"}}}
+    dcos = {"Authorization": f"token={kade.token}"}  # how DC/OS clients send a token
+    assert httpx.post(f"{url}/v2/apps", headers=dcos, json=app).status_code == 201
+    assert httpx.get(f"{url}/v2/apps").status_code == 401
+
+    reader = {"Authorization": f"token={token(role='read')}"}
+    listed = httpx.get(f"{url}/v2/apps", headers=reader).json()["apps"]
+    assert "s3cret" not in json.dumps(listed) and listed[0]["env"]["DB_PASSWORD"] != "s3cret"
+    refused = httpx.put(f"{url}/v2/apps/shop/web", headers=reader, json={"instances": 1})
+    assert refused.status_code == 403 and "needs a deploy token" in refused.json()["message"]
+
+    shop = {"Authorization": f"token={token(role='deploy', apps=['/shop/*'])}"}
+    assert httpx.put(f"{url}/v2/apps/shop/web", headers=shop,
+                     json={"instances": 0, "labels": {"a": "b"}}).status_code == 200
+    other = httpx.post(f"{url}/v2/apps", headers=shop, json={**app, "id": "/other/web"})
+    assert other.status_code == 403 and "may not change app /other/web" in other.text
+    group = httpx.post(f"{url}/v2/groups", headers=shop, json={"id": "/shop", "apps": []})
+    assert group.status_code == 403
+    assert httpx.get(f"{url}/v2/apps/shop/web", headers=kade.auth).json()["app"]["labels"] == {
+        "a": "b"}
