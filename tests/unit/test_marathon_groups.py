@@ -88,3 +88,13 @@ def test_tree_of_existing_apps() -> None:
     assert tree(ids, "/") == {"id": "/", "apps": ["/other"], "groups": [
         {"id": "/shop", "apps": ["/shop/web"], "groups": [
             {"id": "/shop/db", "apps": ["/shop/db/mongo"], "groups": []}]}]}
+
+
+def test_a_dependency_must_be_a_valid_id_of_another_app() -> None:
+    with pytest.raises(SpecError) as e:
+        parse_app({"id": "/shop/web", "cmd": "x", "dependencies": ["web", "Bad Id!", ".."]})
+    assert e.value.problems == [
+        "dependencies.0: 'web' is the app itself",
+        "dependencies.1: 'Bad Id!' is not a valid app or group id",
+        "dependencies.2: '..' is not a valid app or group id",
+    ]

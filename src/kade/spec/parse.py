@@ -82,9 +82,24 @@ def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
     if problems:
         raise SpecError(problems)
     app_id = normalize_id(app.id)
-    app = app.model_copy(update={"id": app_id, "dependencies": [
-        resolve_id(dep, parent_of(app_id)) for dep in app.dependencies]})
+    dependencies = [resolve_id(dep, parent_of(app_id)) for dep in app.dependencies]
+    problems = _check_dependencies(app_id, app.dependencies, dependencies)
+    if problems:
+        raise SpecError(problems)
+    app = app.model_copy(update={"id": app_id, "dependencies": dependencies})
     return Parsed(app=app, warnings=_warnings(app))
+
+
+def _check_dependencies(app_id: str, given: list[str], resolved: list[str]) -> list[str]:
+    """Each dependency names another app or group by a valid id (resolved relative to the
+    app's group, as Marathon does)."""
+    problems = []
+    for i, (ref, dep) in enumerate(zip(given, resolved, strict=True)):
+        if dep == app_id:
+            problems.append(f"dependencies.{i}: {ref!r} is the app itself")
+        elif dep == "/" or not all(_ID_SEGMENT.match(seg) for seg in dep.strip("/").split("/")):
+            problems.append(f"dependencies.{i}: {ref!r} is not a valid app or group id")
+    return problems
 
 
 def normalize_id(app_id: str) -> str:
