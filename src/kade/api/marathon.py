@@ -192,6 +192,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
             return JSONResponse({"versions": versions})
         snap = await Snapshot.load(store)
         if app_id not in snap.apps:
+            await _readable(store, app_id)
             raise HTTPException(404, f"App '{app_id}' does not exist")
         if action == "tasks":
             app = snap.apps[app_id]
@@ -353,6 +354,12 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
         return {"leader": request.headers.get("host", "")}
 
     return r
+
+
+async def _readable(store: Store, app_id: str) -> None:
+    """Raises Quarantined (409, with the reason) when the app exists but cannot be read:
+    /v2 leaves such apps out of its lists, /v1/apps shows them."""
+    await intent.get_app(store, app_id)
 
 
 def _from_client(data: dict[str, Any]) -> dict[str, Any]:
