@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from kade.admission import ContainerPolicy, admit, parse_body
+from kade.admission import LIMITS, ContainerPolicy, admit, parse_body
 from kade.api.marathon import Snapshot, deployment_of
 from kade.api.security import principal_of
 from kade.auth import redact_env
@@ -26,6 +26,12 @@ from kade.model import iso
 from kade.spec import AppSpec, DocumentRefused, SpecError
 from kade.spec.groups import dependency_order, flatten, is_under, resolve_id, tree
 from kade.store.base import Store
+
+
+def refused(e: SpecError) -> JSONResponse:
+    """A group that cannot be deployed: every problem, each named by its place or app."""
+    return JSONResponse({"message": f"invalid group definition: {e}", "details": e.problems},
+                        status_code=422)
 
 
 def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
@@ -92,7 +98,12 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.post("/groups", status_code=201)
     async def create(request: Request) -> JSONResponse:
-        data = await document(request)
+        try:
+            return await create_group(await document(request))
+        except SpecError as e:
+            return refused(e)
+
+    async def create_group(data: Any) -> JSONResponse:
         snap = await Snapshot.load(store)
         flat = flatten(data, known=snap.apps)
         taken = sorted(a for a in snap.apps if is_under(a, flat.id))
@@ -108,8 +119,12 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.put("/groups/{path:path}")
     async def update(path: str, request: Request) -> JSONResponse:
-        group_id = resolve_id(path, "/")
-        data = await document(request)
+        try:
+            return await update_group(resolve_id(path, "/"), await document(request))
+        except SpecError as e:
+            return refused(e)
+
+    async def update_group(group_id: str, data: Any) -> JSONResponse:
         if not isinstance(data, dict):
             raise HTTPException(422, "invalid group definition: must be an object")
         snap = await Snapshot.load(store)
@@ -144,6 +159,12 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
             raise HTTPException(400, "scaleBy: must be a finite number >= 0")
         if not mine:
             raise HTTPException(404, f"Group '{group_id}' does not exist")
+        snap = await Snapshot.load(store)
+        for app_id in mine:  # every count within bounds before any is written
+            wanted = math.ceil(snap.apps[app_id].instances * factor)
+            if wanted > LIMITS.max_instances:
+                raise HTTPException(400, f"scaleBy: {factor} would give {app_id} more than "
+                                    f"the {LIMITS.max_instances} instances accepted")
         last = ""
         for app_id in mine:
             await intent.update_app(
