@@ -48,6 +48,8 @@ def test_task_states_and_health_changes_are_reported_once() -> None:
     assert [(k, b["alive"]) for k, b in out] == [("health_status_changed_event", False)]
     for kind, body in out:  # the marathon client reads every event kade sends
         assert EventFactory().process(body).event_type == kind
+    assert t.translate(Event(9, "delete", model.status_key("web.1"), None)) == []
+    assert t.states == {} and t.health == {}  # a long stream keeps nothing of gone tasks
 
 
 def test_app_writes_are_api_post_events_with_env_hidden_from_readers() -> None:

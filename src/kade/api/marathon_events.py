@@ -54,6 +54,10 @@ class Translator:
         key = event.key
         if key.startswith(model.APPS):
             return self._app(event)
+        if key.startswith(model.STATUS) and event.entry is None:  # forgotten: forget it too
+            self.states.pop(key[len(model.STATUS):], None)
+            self.health.pop(key[len(model.STATUS):], None)
+            return []
         if key.startswith(model.STATUS) and event.entry is not None:
             status = decode(event.entry, TaskStatus)
             return [] if isinstance(status, Unreadable) else self._status(status, task)
