@@ -296,3 +296,46 @@ def test_a_new_spec_clears_the_launch_delay() -> None:
     assert len(result.launches) == 1
     assert result.queue["/a"] is not None and result.queue["/a"].failures == 0
     assert result.queue["/a"].last_failure == "exited with code 1"
+
+
+# -- dependencies ----------------------------------------------------------------------------
+
+def _checked(app_id: str, **fields: object) -> AppSpec:
+    return app_spec(app_id, healthChecks=[{"protocol": "TCP"}], **fields)
+
+
+def test_an_app_waits_until_its_dependencies_are_all_healthy() -> None:
+    sim = world(_checked("/shop/db", instances=2),
+                app_spec("/shop/web", dependencies=["/shop/db"]))
+    p = sim.step(T0)
+    assert {launch.app_id for launch in p.launches} == {"/shop/db"}
+    assert sim.queue["/shop/web"].waiting == (
+        "waiting for dependencies to be healthy: /shop/db")
+    run_all(sim, "/shop/db", T0 + 1, health="unknown")
+    assert not [launch for launch in sim.step(T0 + 1).launches if launch.app_id == "/shop/web"]
+    db = sim.active("/shop/db")
+    sim.report(db[0].id, "running", T0 + 2, health="healthy")
+    assert not sim.step(T0 + 2).launches  # one of two instances healthy: still waiting
+    sim.report(db[1].id, "running", T0 + 3, health="healthy")
+    p = sim.step(T0 + 3)
+    assert [launch.app_id for launch in p.launches] == ["/shop/web"]
+    assert "/shop/web" not in sim.queue
+
+
+def test_a_missing_dependency_holds_the_app() -> None:
+    sim = world(app_spec("/web", dependencies=["/db"]))
+    assert sim.step(T0).launches == ()
+    assert "/db" in sim.queue["/web"].waiting
+
+
+def test_a_running_app_is_not_held_back_when_a_dependency_turns_unhealthy() -> None:
+    sim = world(_checked("/db"), app_spec("/web", dependencies=["/db"]))
+    sim.step(T0)
+    run_all(sim, "/db", T0 + 1, health="healthy")
+    sim.step(T0 + 1)
+    run_all(sim, "/web", T0 + 2)
+    sim.step(T0 + 2)
+    run_all(sim, "/db", T0 + 3, health="unhealthy")
+    sim.add_app(sim.apps["/web"].model_copy(update={"instances": 2}))
+    p = sim.step(T0 + 4)
+    assert [launch.app_id for launch in p.launches] == ["/web"]

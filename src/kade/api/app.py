@@ -23,6 +23,9 @@ from kade.admission import ContainerPolicy
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
+from kade.api.marathon import marathon_router
+from kade.api.marathon_events import marathon_events_router
+from kade.api.marathon_groups import groups_router
 from kade.api.quarantine import quarantine_router
 from kade.api.security import SecurityConfig, SecurityMiddleware
 from kade.api.tokens import tokens_router
@@ -50,6 +53,9 @@ def create_app(
     app.include_router(apps_router(store, logs=logs, clock=clock, policy=policy))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
+    app.include_router(marathon_router(store, clock=clock, policy=policy))
+    app.include_router(marathon_events_router(store, clock))
+    app.include_router(groups_router(store, clock=clock, policy=policy))
     app.include_router(quarantine_router(store))
     app.include_router(_info_router(store))
     app.include_router(tokens_router(store, clock))

@@ -21,6 +21,10 @@ after applying a plan gives an empty one. Marathon's behaviour is the reference:
   task points at a stored version and shows as current.
 - New tasks are placed on registered, non-draining nodes (placement.py); when some cannot be
   placed the queue entry's `waiting` says why, node by node.
+- An app that has no active task yet and whose `dependencies` are not all healthy (every
+  instance of the dependency's current spec healthy) is not started: its queue entry waits
+  for them. That is what deploys a group in dependency order. An app already running is not
+  held back by a dependency that turns unhealthy later: its failed tasks are replaced.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ class _Planner:
         self.forgets: list[str] = []
         self.entries: dict[str, QueueEntry | None] = {}  # each live app's entry, but `waiting`
         self.unplaced: list[tuple[str, Request, dict[str, int]]] = []
+        self.held: dict[str, str] = {}  # app id -> why it is not started yet
         self.wakes: list[float] = []
         self.port_range = port_range
         self.by_app: dict[str, list[Task]] = {}
@@ -151,6 +156,7 @@ class _Planner:
             app_id: self.cluster.explain(req, per_node)
             for app_id, req, per_node in self.unplaced
         }
+        waiting.update(self.held)
         queue: dict[str, QueueEntry | None] = {}
         for app_id, entry in self.entries.items():
             why = waiting.get(app_id, "")
@@ -230,6 +236,11 @@ class _Planner:
         if entry is not None and entry.delay_until > now:
             self.wakes.append(entry.delay_until)
             return
+        if not keep and app.dependencies:
+            unready = [dep for dep in app.dependencies if not self._ready(dep)]
+            if unready:
+                self.held[app_id] = f"waiting for dependencies to be healthy: {', '.join(unready)}"
+                return
         per_node: dict[str, int] = {}
         for task in keep:
             per_node[task.node] = per_node.get(task.node, 0) + 1
@@ -275,6 +286,19 @@ class _Planner:
         return [*new, *kept], min(n - len(new), max_capacity - active)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _ready(self, app_id: str) -> bool:
+        """Every instance of the app's current spec runs and is healthy."""
+        app = self.snap.apps.get(app_id)
+        if app is None:
+            return False
+        current = self.snap.hashes.get(app_id) or spec_hash(app)
+        healthy = sum(
+            1 for t in self.by_app.get(app_id, [])
+            if t.desired == "run" and t.spec_hash == current
+            and is_healthy(app, self.snap.statuses.get(t.id))
+        )
+        return healthy >= app.instances
 
     def _ended(self, task: Task) -> bool:
         status = self.snap.statuses.get(task.id)

@@ -138,6 +138,8 @@ class AppSpec(SpecModel):
     task_kill_grace_period_seconds: float = Field(default=10, ge=0)
     kill_selection: Literal["YOUNGEST_FIRST", "OLDEST_FIRST"] = "YOUNGEST_FIRST"
     constraints: list[list[str]] = Field(default_factory=list)
+    # apps (absolute ids) that must be healthy before this one is started (kade.spec.groups)
+    dependencies: list[str] = Field(default_factory=list)
     user: str | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
     templates: list[TemplateSpec] = Field(default_factory=list)

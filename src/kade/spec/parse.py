@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from kade.spec.document import load_document
 from kade.spec.errors import SpecError
+from kade.spec.groups import parent_of, resolve_id
 from kade.spec.model import SUPPORTED_PARAMETERS, AppSpec
 
 __all__ = ["MAX_ID_LENGTH", "RESERVED_ID_SEGMENTS", "Parsed", "SpecError", "load_document",
@@ -28,7 +29,6 @@ UNSUPPORTED = {
     "fetch": "fetching URIs into the sandbox is not supported",
     "uris": "fetching URIs into the sandbox is not supported",
     "storeUrls": "not supported",
-    "dependencies": "app dependencies are not supported",
     "executor": "custom executors are not supported",
     "gpus": "GPUs are not supported",
     "residency": "resident tasks are not supported",
@@ -81,8 +81,25 @@ def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
     problems = _check(app)
     if problems:
         raise SpecError(problems)
-    app = app.model_copy(update={"id": normalize_id(app.id)})
+    app_id = normalize_id(app.id)
+    dependencies = [resolve_id(dep, parent_of(app_id)) for dep in app.dependencies]
+    problems = _check_dependencies(app_id, app.dependencies, dependencies)
+    if problems:
+        raise SpecError(problems)
+    app = app.model_copy(update={"id": app_id, "dependencies": dependencies})
     return Parsed(app=app, warnings=_warnings(app))
+
+
+def _check_dependencies(app_id: str, given: list[str], resolved: list[str]) -> list[str]:
+    """Each dependency names another app or group by a valid id (resolved relative to the
+    app's group, as Marathon does)."""
+    problems = []
+    for i, (ref, dep) in enumerate(zip(given, resolved, strict=True)):
+        if dep == app_id:
+            problems.append(f"dependencies.{i}: {ref!r} is the app itself")
+        elif dep == "/" or not all(_ID_SEGMENT.match(seg) for seg in dep.strip("/").split("/")):
+            problems.append(f"dependencies.{i}: {ref!r} is not a valid app or group id")
+    return problems
 
 
 def normalize_id(app_id: str) -> str:
@@ -251,8 +268,9 @@ def _warnings(app: AppSpec) -> list[str]:
 
 
 # Fields whose change does not need new tasks: scaling, rollout and restart policy.
+# `dependencies` only orders starts: a change of them restarts nothing.
 _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
-               "maxLaunchDelaySeconds", "killSelection"}
+               "maxLaunchDelaySeconds", "killSelection", "dependencies"}
 
 
 def spec_hash(app: AppSpec) -> str:
