@@ -292,6 +292,10 @@ class ExecDriver:
         self._publish(WorkloadEvent(rec.workload_id if rec else workload_id, task_id,
                                     "removed"))
 
+    async def alive(self, workload_id: str) -> bool:
+        rec = self._load(self._task_of(workload_id))
+        return rec is not None and rec.workload_id == workload_id and is_running(rec)
+
     async def exec(self, workload_id: str, command: str, timeout: float) -> ExecResult:
         """Runs `command` on the host with the task's environment, in its sandbox."""
         rec = self._load(self._task_of(workload_id))
