@@ -187,3 +187,29 @@ async def test_a_check_that_passes_while_the_process_runs_counts(
             return status is not None and status.health == "healthy"
 
         await until(store, healthy)
+
+
+async def test_a_port_let_go_of_is_given_back_to_the_planner(
+    store: Store, driver: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ports, "RECHECK_INTERVAL", 0.05)
+    app = make_app()
+    await store_app(store, app)
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    sock.listen()
+    port = int(sock.getsockname()[1])
+    try:
+        async with running_agent(store, driver, tmp_path):
+            task = make_task(app, "shop_web.1", ports=(port,))
+            await place(store, task)
+            await until_status(store, task.id, "failed")
+            assert (await node_of(store)).ports_in_use == [port]
+            sock.close()  # the other process lets go of it
+
+            async def given_back() -> bool:
+                return (await node_of(store)).ports_in_use == []
+
+            await until(store, given_back)
+    finally:
+        sock.close()
