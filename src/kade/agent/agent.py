@@ -97,7 +97,7 @@ class Agent:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._apps: dict[tuple[str, str], AppSpec] = {}
         self._tg: asyncio.TaskGroup | None = None
-        self._held: list[int] = []  # ports other processes hold, as written to the node
+        self.ports = host_ports.PortGuard(store, config.node, config.publish_ip)
         self.ready = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class Agent:
             tg.create_task(self._follow_store(revision))
             tg.create_task(self._follow_kv(revision))
             tg.create_task(self._follow_driver())
-            tg.create_task(self._recheck_ports())
+            tg.create_task(self.ports.run())
             for task_id in list(self._tasks):
                 self._poke(task_id)
             self.ready.set()
@@ -135,34 +135,10 @@ class Agent:
         old = await self.store.get(key)
         previous = decode(old, Node) if old is not None else None
         if isinstance(previous, Node):  # an unreadable one is replaced (and was logged)
-            free = host_ports.free_again(self.config.publish_ip, previous.ports_in_use)
-            self._held = [p for p in previous.ports_in_use if p not in free]
-            node = node.model_copy(update={"draining": previous.draining,
-                                           "ports_in_use": self._held})
+            node = node.model_copy(update={
+                "draining": previous.draining,
+                "ports_in_use": self.ports.registering(previous.ports_in_use)})
         await self.store.put(key, node.dump())
-
-    async def _recheck_ports(self) -> None:
-        """Ports other processes held are looked at again now and then: nothing tells when
-        they are let go of. Freed ones are given back to the planner."""
-        while True:
-            await asyncio.sleep(host_ports.RECHECK_INTERVAL)
-            if not self._held:
-                continue
-            free = host_ports.free_again(self.config.publish_ip, self._held)
-            if free:
-                try:
-                    await self._note_held(remove=free)
-                except StoreError as e:
-                    log.warning("cannot update node %s: %s", self.config.node, e)
-                    continue
-                log.info("host ports %s are free again", ", ".join(map(str, free)))
-
-    async def _note_held(self, *, add: list[int] | None = None,
-                         remove: list[int] | None = None) -> None:
-        node = await host_ports.update_node(self.store, self.config.node, add=add or (),
-                                            remove=remove or ())
-        if node is not None:
-            self._held = list(node.ports_in_use)
 
     async def _load(self) -> int:
         kv, _ = await self.store.range(model.KV)
@@ -412,14 +388,10 @@ class Agent:
                 state.env = env
                 env = {**env, **state.config.env}
                 mounts = state.config.mounts
-            held = host_ports.held_ports(self.config.publish_ip, zip(
+            busy = await self.ports.before_start(zip(
                 task.host_ports, (p.protocol for p in app.ports()), strict=False))
-            if held:
-                # The node first: the planner must know the port is taken before it places
-                # the replacement that the failure below asks for.
-                await self._note_held(add=sorted({h.port for h in held}))
-                await self._set_status(state, task, state="failed",
-                                       message=host_ports.describe(held, self.config.publish_ip))
+            if busy is not None:
+                await self._set_status(state, task, state="failed", message=busy)
                 return
             spec = LaunchSpec(
                 task_id=task.id, app=app, version=task.version, spec_hash=task.spec_hash,

@@ -13,14 +13,18 @@ go of a port) and frees them on the node once they bind.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import logging
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kade import model
 from kade.model import Node, Unreadable, decode
-from kade.store.base import CasFailed, Store
+from kade.store.base import CasFailed, Store, StoreError
+
+log = logging.getLogger("kade.agent")
 
 RECHECK_INTERVAL = 15.0  # seconds between looks at ports held by other processes
 _RETRIES = 20
@@ -109,3 +113,50 @@ async def update_node(store: Store, name: str, *, add: Iterable[int] = (),
             continue
         return new
     return None
+
+
+class PortGuard:
+    """One node's view of its host ports that other processes hold, kept in its record."""
+
+    def __init__(self, store: Store, node: str, address: str) -> None:
+        self.store = store
+        self.node = node
+        self.address = address  # where task ports are published: the bind tests' address
+        self.held: list[int] = []  # as last written to the node
+
+    def registering(self, previous: Sequence[int]) -> list[int]:
+        """What the node's record lists when the agent (re)registers: the ports an earlier
+        agent saw held, less those that bind now."""
+        free = free_again(self.address, previous)
+        self.held = [p for p in previous if p not in free]
+        return list(self.held)
+
+    async def before_start(self, wanted: Iterable[tuple[int, str]]) -> str | None:
+        """None when every (port, protocols) binds. Otherwise the held ports are written to
+        the node first (the planner must know before it places the replacement that the
+        failure asks for), and the reason the start fails is returned."""
+        held = held_ports(self.address, wanted)
+        if not held:
+            return None
+        await self._update(add=sorted({h.port for h in held}))
+        return describe(held, self.address)
+
+    async def run(self) -> None:
+        """Look again at held ports now and then: nothing tells when another process lets go
+        of one. Freed ones are given back to the planner."""
+        while True:
+            await asyncio.sleep(RECHECK_INTERVAL)
+            free = free_again(self.address, self.held) if self.held else []
+            if not free:
+                continue
+            try:
+                await self._update(remove=free)
+            except StoreError as e:
+                log.warning("cannot update node %s: %s", self.node, e)
+                continue
+            log.info("host ports %s are free again", ", ".join(map(str, free)))
+
+    async def _update(self, *, add: Iterable[int] = (), remove: Iterable[int] = ()) -> None:
+        node = await update_node(self.store, self.node, add=add, remove=remove)
+        if node is not None:
+            self.held = list(node.ports_in_use)
