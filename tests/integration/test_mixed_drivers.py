@@ -87,8 +87,10 @@ def test_a_failed_task_is_logged_with_its_reason(mixed: Kade) -> None:
                       r"(exited(?: with code \d+)?)")
 
     def logged() -> re.Match[str] | None:
-        # the log may wrap a record over several lines: read it as one run of words
-        return line.search(" ".join(k.log.read_text(errors="replace").split()))
+        for text in k.log.read_text(errors="replace").splitlines():  # one line, whole
+            if found := line.search(text):
+                return found
+        return None
 
     found = wait_for(logged, 60, "the failure in kade up's log")
     [task] = [t for t in k.app("/mix/fails")["tasks"] if t["id"] == found.group(1)] or [None]

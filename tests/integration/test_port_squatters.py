@@ -120,9 +120,12 @@ class Load:
 
 
 def failures_logged(kade: Kade, port: int) -> list[str]:
-    """Task failures in kade up's log naming the squatted port (a record may wrap)."""
-    text = " ".join(kade.log.read_text(errors="replace").split())
-    return re.findall(rf"task (\S+) of {APP} failed: host port {port}/tcp", text)
+    """Task failures in kade up's log naming the squatted port, one line each."""
+    pattern = re.compile(rf"task (\S+) of {APP} failed: host port {port}/tcp on 127\.0\.0\.1 "
+                         "is in use by another process: the task is placed again on another "
+                         "port$")
+    return [m.group(1) for text in kade.log.read_text(errors="replace").splitlines()
+            if (m := pattern.search(text))]
 
 
 def test_a_squatted_port_never_reaches_the_router_nor_crash_loops(

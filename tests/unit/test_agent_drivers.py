@@ -103,3 +103,20 @@ async def test_unknown_workloads_and_names() -> None:
         NodeDrivers([])
     await drivers.close()
     assert docker.closed and exe.closed
+
+
+def test_kade_ups_log_keeps_a_long_record_on_one_line_in_a_file() -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from kade.cli.up import log_handler
+
+    out = io.StringIO()
+    handler = log_handler(Console(file=out))  # not a terminal
+    reason = "host port 31000/tcp on 127.0.0.1 is in use by another process " * 3
+    handler.emit(logging.LogRecord("kade.agent", logging.WARNING, __file__, 1,
+                                   "task %s of %s failed: %s", ("web.1", "/web", reason), None))
+    [line] = out.getvalue().splitlines()
+    assert line.endswith(f"WARNING kade.agent: task web.1 of /web failed: {reason}")

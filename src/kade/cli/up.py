@@ -19,6 +19,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from rich.console import Console
+from rich.logging import RichHandler
 
 from kade import model
 from kade.addresses import is_loopback, split_addr
@@ -76,6 +78,17 @@ class UpConfig:
     https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
     router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
+
+
+def log_handler(console: Console) -> logging.Handler:
+    """Rich's columns on a terminal; one plain line per record otherwise (a log file, a
+    journal), so that a record, e.g. a task's failure and its reason, is found whole by grep
+    rather than wrapped at 80 columns."""
+    if console.is_terminal:
+        return RichHandler(console=console, show_path=False)
+    handler = logging.StreamHandler(console.file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
 
 
 def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
