@@ -248,7 +248,8 @@ class ExecDriver:
         self._save(rec)
         self._watch(rec)
         self._publish(WorkloadEvent(rec.workload_id, rec.task_id, "started"))
-        return self._workload(rec)
+        self._settle(rec)  # one that exited at once is reaped now, so its exit code is known
+        return self._workload(self._load(rec.task_id) or rec)
 
     async def stop(self, workload_id: str, grace: float) -> int | None:
         rec = self._load(self._task_of(workload_id))
