@@ -63,7 +63,7 @@ def up(
     advertise: Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
                                            help="address tasks are reached on")] = "127.0.0.1",
     driver: Annotated[str, typer.Option(envvar="KADE_DRIVER",
-                                        help="docker, exec, or auto")] = "auto",
+                                        help="auto, docker, exec or docker,exec")] = "auto",
     publish_ip: Annotated[str, typer.Option(envvar="KADE_PUBLISH_IP",
                                             help="host IP bridge ports are published on")]
     = "0.0.0.0",
