@@ -9,9 +9,9 @@ plan resources only shrink, which lets an app stop trying once a node has refuse
 A node fits when it runs the app's kind of task (its driver: Docker for an image, exec for a
 command app), its free cpus and mem cover the app's, the app's fixed host ports are free
 there (neither held by a task nor by another process, as its agent reports), and the app's
-constraints hold. Among fitting nodes the one with the fewest tasks of
-the app wins, then the one with the most free cpus, then the first by name. Assigned ports
-(requested host port 0) are the lowest free ones of the port range on that node.
+constraints hold. Among fitting nodes the one with the fewest tasks of the app wins, then the
+one with the most free cpus, then the first by name. Assigned ports (requested host port 0)
+are the lowest free ones of the port range on that node, skipping those other processes hold.
 """
 
 from __future__ import annotations
