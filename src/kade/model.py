@@ -172,9 +172,38 @@ class Node(Record):
     cpus: float
     mem: float  # MiB
     attributes: dict[str, str] = Field(default_factory=dict)
+    # The kinds of task it runs (`docker`, `exec`). Empty: not told (a record of an older
+    # agent, which ran whatever it was given), so any.
     drivers: list[str] = Field(default_factory=list)
+    # Host ports something other than kade's tasks holds (seen by the agent's bind test):
+    # the planner assigns them to no task until the agent sees them free again.
+    ports_in_use: list[int] = Field(default_factory=list)
     draining: bool = False
     updated_at: float = 0.0
+
+    def runs(self, driver: str) -> bool:
+        """Whether tasks that need `driver` (see `driver_for`) can run here."""
+        return not self.drivers or driver in self.drivers
+
+
+DRIVER_DOCKER = "docker"
+DRIVER_EXEC = "exec"
+# What users call the apps each kind of driver runs, for messages ("no node runs command apps").
+DRIVER_APPS = {DRIVER_DOCKER: "apps with an image", DRIVER_EXEC: "command apps"}
+
+
+class AppShape(Protocol):
+    """What `driver_for` reads of an app (kade.spec.AppSpec has it)."""
+
+    @property
+    def image(self) -> str | None: ...
+
+
+def driver_for(app: AppShape) -> str:
+    """The kind of driver a task of `app` needs: an app with an image runs in a container;
+    one without (Marathon's command app: `cmd` and no container image) as a plain process.
+    Here, not in a driver, because the scheduler, the deploy path and the agent must agree."""
+    return DRIVER_DOCKER if app.image else DRIVER_EXEC
 
 
 class QueueEntry(Record):

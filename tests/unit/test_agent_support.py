@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from kade import model
 from kade.agent.agent import Agent, AgentConfig
+from kade.drivers.base import Driver as Driver_
 from kade.drivers.base import LaunchSpec, Workload, WorkloadState
 from kade.model import Task, TaskStatus
 from kade.spec import AppSpec, parse_app, spec_hash
@@ -101,11 +102,12 @@ class Driver(FakeDriver):
 
 
 @contextlib.asynccontextmanager
-async def running_agent(store: Store, driver: FakeDriver, data_dir: Path, *,
-                        node: str = NODE) -> AsyncIterator[Agent]:
+async def running_agent(store: Store, driver: Driver_, data_dir: Path, *,
+                        node: str = NODE, publish_ip: str = HOST) -> AsyncIterator[Agent]:
     """An agent running until the block ends; it is cancelled and awaited then, so an error
     that ended it early is raised here."""
-    agent = Agent(store, driver, AgentConfig(node=node, address=HOST), data_dir=data_dir)
+    agent = Agent(store, driver, AgentConfig(node=node, address=HOST, publish_ip=publish_ip),
+                  data_dir=data_dir)
     runner = asyncio.create_task(agent.run())
     try:
         ready = asyncio.create_task(agent.ready.wait())

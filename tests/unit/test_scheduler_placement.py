@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from kade.model import Node, QueueEntry
+import pytest
+
+from kade import model
+from kade.deployments import intent
+from kade.model import Node, QueueEntry, driver_for
 from kade.scheduler.constraints import Constraint, check
+from kade.scheduler.placement import unrunnable
 from kade.scheduler.sim import Simulation, app_spec, node
-from kade.spec import AppSpec
+from kade.spec import AppSpec, SpecError
+from kade.store import SqliteStore
 
 T0 = 5_000.0
 
@@ -247,3 +253,99 @@ def test_constraint_check_directly() -> None:
     assert check(Constraint("zone", "GROUP_BY", None), n, {"1a": 1, "1b": 1}) is None
     assert check(Constraint("zone", "GROUP_BY", None), n, {"1a": 2, "1b": 1}) is not None
     assert check(Constraint("zone", "UNIQUE", None), n, {"1b": 1}) is None
+
+
+# -- drivers: the kind of task a node runs ----------------------------------------------------
+
+def _image_app(app_id: str, **fields: object) -> AppSpec:
+    return app_spec(app_id, container={"docker": {"image": "busybox"}}, **fields)
+
+
+def test_each_app_goes_to_a_node_that_runs_its_kind_of_task() -> None:
+    sim = sim_of(
+        node("docker-only", drivers=["docker"]),
+        node("exec-only", drivers=["exec"]),
+        apps=(app_spec("/cmd", instances=2), _image_app("/img", instances=2)),
+    )
+    sim.step(T0)
+    assert placed(sim, "/cmd") == Counter({"exec-only": 2})
+    assert placed(sim, "/img") == Counter({"docker-only": 2})
+
+
+def test_a_node_with_both_drivers_runs_both_and_an_untold_node_runs_anything() -> None:
+    sim = sim_of(node("both", drivers=["docker", "exec"]),
+                 apps=(app_spec("/cmd"), _image_app("/img")))
+    sim.step(T0)
+    assert placed(sim, "/cmd") == Counter({"both": 1})
+    assert placed(sim, "/img") == Counter({"both": 1})
+    old = sim_of(node("older-agent"), apps=(app_spec("/cmd"), _image_app("/img")))
+    old.step(T0)
+    assert placed(old, "/cmd") == placed(old, "/img") == Counter({"older-agent": 1})
+
+
+def test_no_node_runs_command_apps_is_the_reason_given() -> None:
+    sim = sim_of(node("n1", drivers=["docker"]), node("n2", drivers=["docker"]),
+                 apps=(app_spec("/cmd"),))
+    assert sim.step(T0).launches == ()
+    assert waiting(sim, "/cmd") == "no node runs command apps (n1 runs docker; n2 runs docker)"
+
+
+def test_a_node_without_the_driver_is_named_among_the_others() -> None:
+    sim = sim_of(node("big", cpus=0.05, drivers=["exec"]), node("small", drivers=["docker"]),
+                 apps=(app_spec("/cmd", cpus=1.0),))
+    sim.step(T0)
+    assert waiting(sim, "/cmd") == (
+        "no node fits: big: needs 1.0 cpus, 0.05 free; "
+        "small: runs no command apps (drivers: docker)")
+
+
+def test_unrunnable_refuses_only_what_no_registered_node_runs() -> None:
+    docker = node("n1", drivers=["docker"])
+    assert unrunnable("exec", [docker]) == "no node runs command apps (n1 runs docker)"
+    assert unrunnable("docker", [docker]) is None
+    assert unrunnable("exec", [docker, node("n2", drivers=["exec"], draining=True)]) is None
+    assert unrunnable("exec", []) is None  # nothing registered yet: nothing to judge by
+    assert unrunnable("docker", [node("n3", drivers=["exec"])]) == (
+        "no node runs apps with an image (n3 runs exec)")
+
+
+def test_driver_for_reads_the_apps_shape() -> None:
+    assert driver_for(app_spec("/cmd")) == "exec"
+    assert driver_for(_image_app("/img")) == "docker"
+    assert driver_for(_image_app("/img-cmd", cmd="sleep 1")) == "docker"
+
+
+# -- ports held by other processes ------------------------------------------------------------
+
+def test_ports_held_by_other_processes_are_never_assigned() -> None:
+    sim = sim_of(node("n", ports_in_use=[31000, 31002]),
+                 apps=(app_spec("/a", instances=2),))
+    sim.port_range = (31000, 31010)
+    p = sim.step(T0)
+    assert sorted(launch.host_ports for launch in p.launches) == [(31001,), (31003,)]
+
+
+def test_a_fixed_port_held_by_another_process_says_so() -> None:
+    sim = sim_of(node("n", ports_in_use=[8080]),
+                 apps=(app_spec("/fixed", portDefinitions=[{"port": 8080}], requirePorts=True),))
+    assert sim.step(T0).launches == ()
+    assert waiting(sim, "/fixed") == "no node fits: n: host port 8080 is held by another process"
+
+
+def test_a_freed_port_is_assigned_again() -> None:
+    sim = sim_of(node("n", ports_in_use=[31000]), apps=(app_spec("/a"),))
+    sim.port_range = (31000, 31010)
+    assert [launch.host_ports for launch in sim.step(T0).launches] == [(31001,)]
+    sim.add_node(node("n"))  # the agent saw it free again
+    sim.add_app(app_spec("/b"))
+    assert [launch.host_ports for launch in sim.step(T0).launches] == [(31000,)]
+
+
+async def test_a_deploy_no_node_can_run_is_refused_with_the_reason(store: SqliteStore) -> None:
+    await store.put(model.node_key("n1"), node("n1", drivers=["docker"]).dump())
+    with pytest.raises(SpecError) as refused:
+        await intent.put_app(store, app_spec("/cmd"), T0)
+    assert refused.value.problems == ["cmd: no node runs command apps (n1 runs docker)"]
+    assert await store.get(model.app_key("/cmd")) is None  # nothing written
+    stored, _ = await intent.put_app(store, _image_app("/img"), T0)
+    assert stored.version is not None

@@ -7,6 +7,10 @@ worker per task so that steps of one task never overlap.
 
 On start it adopts: workloads that carry kade's labels and belong to a task still placed here
 keep running untouched; workloads of unknown tasks are stopped (orphans).
+
+Before a task starts, its host ports must bind (ports.py): a port another process holds
+fails the start and is reported on the node for the planner to avoid. A task that fails is
+logged with its reason, one line each, besides its status.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kade import model
+from kade.agent import ports as host_ports
 from kade.agent.drain import wait_drained
 from kade.agent.env import task_env
 from kade.agent.health import HealthMonitor, SystemClock
+from kade.agent.node_drivers import driver_names
 from kade.agent.templating import ConfigWaiting, Services, TaskConfig, Templating
 from kade.drivers.base import (
     LABEL_NODE,
@@ -64,6 +70,7 @@ class AgentConfig:
     cpus: float | None = None  # default: what the driver reports
     mem: float | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    publish_ip: str = "0.0.0.0"  # where task ports are bound: checked free before a start
 
 
 class Agent:
@@ -90,6 +97,7 @@ class Agent:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._apps: dict[tuple[str, str], AppSpec] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self.ports = host_ports.PortGuard(store, config.node, config.publish_ip)
         self.ready = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -102,6 +110,7 @@ class Agent:
             tg.create_task(self._follow_store(revision))
             tg.create_task(self._follow_kv(revision))
             tg.create_task(self._follow_driver())
+            tg.create_task(self.ports.run())
             for task_id in list(self._tasks):
                 self._poke(task_id)
             self.ready.set()
@@ -119,14 +128,16 @@ class Agent:
             cpus=cpus,
             mem=mem,
             attributes=dict(self.config.attributes),
-            drivers=[self.driver.name],
+            drivers=driver_names(self.driver),
             updated_at=self.clock(),
         )
         key = model.node_key(node.name)
         old = await self.store.get(key)
         previous = decode(old, Node) if old is not None else None
         if isinstance(previous, Node):  # an unreadable one is replaced (and was logged)
-            node = node.model_copy(update={"draining": previous.draining})
+            node = node.model_copy(update={
+                "draining": previous.draining,
+                "ports_in_use": self.ports.registering(previous.ports_in_use)})
         await self.store.put(key, node.dump())
 
     async def _load(self) -> int:
@@ -377,6 +388,11 @@ class Agent:
                 state.env = env
                 env = {**env, **state.config.env}
                 mounts = state.config.mounts
+            busy = await self.ports.before_start(zip(
+                task.host_ports, (p.protocol for p in app.ports()), strict=False))
+            if busy is not None:
+                await self._set_status(state, task, state="failed", message=busy)
+                return
             spec = LaunchSpec(
                 task_id=task.id, app=app, version=task.version, spec_hash=task.spec_hash,
                 node=task.node, host=task.host, host_ports=list(task.host_ports),
@@ -451,6 +467,11 @@ class Agent:
         async def on_change(health: model.Health, results: list[HealthResult]) -> None:
             if health == "unknown" and state.adopted:
                 return  # keep the health an adopted task had until a check says otherwise
+            if health == "healthy" and not await self._still_runs(state, wl):
+                # The probe raced the task's exit (it may have reached another process on
+                # the port): it never counts. The exit is on its way and fails the task.
+                log.info("task %s: a health check passed as it exited: not counted", task.id)
+                return
             state.adopted = False
             if state.task is not None and state.task.desired == "run":
                 await self._set_status(state, task, health=health, health_results=results)
@@ -466,6 +487,14 @@ class Agent:
             on_change=on_change, on_kill=on_kill,
         )
         await monitor.run()
+
+    async def _still_runs(self, state: _TaskState, wl: Workload) -> bool:
+        """The workload is the task's current one and its process runs, as the runtime says
+        now (an exit event may not have arrived yet)."""
+        current = state.workload
+        if current is None or current.id != wl.id or current.state != "running":
+            return False
+        return await self.driver.alive(wl.id)
 
     async def _stop(self, state: _TaskState, task: Task, final: model.TaskState,
                     reason: str) -> None:
@@ -536,6 +565,9 @@ class Agent:
         status = TaskStatus.model_validate(new)
         state.status = status
         await self.store.put(model.status_key(task.id), status.dump())
+        if status.state in ("failed", "lost") and (old is None or old.state != status.state):
+            log.warning("task %s of %s %s: %s", task.id, task.app_id, status.state,
+                        status.message or "no reason given")
 
     # -- used by the API -----------------------------------------------------------------------
 

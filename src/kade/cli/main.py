@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from kade.cli.kv import kv_app, render_command
@@ -64,7 +63,7 @@ def up(
     advertise: Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
                                            help="address tasks are reached on")] = "127.0.0.1",
     driver: Annotated[str, typer.Option(envvar="KADE_DRIVER",
-                                        help="docker, exec, or auto")] = "auto",
+                                        help="auto, docker, exec or docker,exec")] = "auto",
     publish_ip: Annotated[str, typer.Option(envvar="KADE_PUBLISH_IP",
                                             help="host IP bridge ports are published on")]
     = "0.0.0.0",
@@ -140,11 +139,11 @@ def up(
 
     from kade.addresses import split_addr
     from kade.admission import ContainerPolicy, capability
-    from kade.cli.up import UpConfig, check_api_exposure, serve
+    from kade.cli.up import UpConfig, check_api_exposure, log_handler, serve
     from kade.router.main import check_admin_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+                        handlers=[log_handler(err)])
     try:
         for addr in (api_addr, dns_addr, http_addr, router_admin_addr, https_addr):
             if addr is not None:

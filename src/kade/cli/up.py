@@ -19,6 +19,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from rich.console import Console
+from rich.logging import RichHandler
 
 from kade import model
 from kade.addresses import is_loopback, split_addr
@@ -57,7 +59,7 @@ class UpConfig:
     api_addr: str = "127.0.0.1:7400"
     node: str = field(default_factory=socket.gethostname)
     advertise: str = "127.0.0.1"
-    driver: str = "auto"  # docker | exec | auto (docker when an engine answers)
+    driver: str = "auto"  # docker | exec | docker,exec | auto (exec, and docker when it answers)
     publish_ip: str = "0.0.0.0"
     port_range: tuple[int, int] = (31000, 32000)
     deploy: list[Path] = field(default_factory=list)
@@ -76,6 +78,17 @@ class UpConfig:
     https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
     router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
+
+
+def log_handler(console: Console) -> logging.Handler:
+    """Rich's columns on a terminal; one plain line per record otherwise (a log file, a
+    journal), so that a record, e.g. a task's failure and its reason, is found whole by grep
+    rather than wrapped at 80 columns."""
+    if console.is_terminal:
+        return RichHandler(console=console, show_path=False)
+    handler = logging.StreamHandler(console.file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
 
 
 def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
@@ -102,20 +115,32 @@ class _Server(uvicorn.Server):
 
 
 async def make_driver(cfg: UpConfig) -> Driver:
+    """Every driver this node has: `auto` is Docker when an engine answers, and exec (command
+    apps as plain processes) always; `docker`, `exec` or `docker,exec` name them."""
+    from kade.agent.node_drivers import NodeDrivers
     from kade.drivers.docker import DockerDriver
     from kade.drivers.exec import ExecDriver
 
-    if cfg.driver in ("docker", "auto"):
+    wanted = [w.strip() for w in cfg.driver.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in ("auto", "docker", "exec")]
+    if unknown or not wanted:
+        raise SystemExit(f"kade: --driver {cfg.driver!r}: choose auto, docker, exec or "
+                         "docker,exec")
+    drivers: list[Driver] = []
+    if "docker" in wanted or "auto" in wanted:
         docker = DockerDriver(publish_ip=cfg.publish_ip)
         try:
             await docker.resources()
-            return docker
+            drivers.append(docker)
         except Exception as e:
             await docker.close()
-            if cfg.driver == "docker":
+            if "docker" in wanted:
                 raise SystemExit(f"kade: no Docker Engine answers: {e}") from None
             log.warning("no Docker Engine answers (%s): running command apps only", e)
-    return ExecDriver(cfg.data_dir / "sandboxes", default_user=command_user(cfg.policy))
+    if "exec" in wanted or "auto" in wanted:
+        drivers.append(ExecDriver(cfg.data_dir / "sandboxes",
+                                  default_user=command_user(cfg.policy)))
+    return NodeDrivers(drivers)
 
 
 async def deploy_files(store: Store, paths: list[Path],
@@ -145,6 +170,8 @@ async def deploy_files(store: Store, paths: list[Path],
             except intent.Conflict:
                 log.info("%s exists: left as it is (kade deploy -f %s updates it)",
                          item.app.id, file)
+            except SpecError as e:  # e.g. no node runs its kind of task
+                log.error("cannot deploy %s from %s: %s", item.app.id, file, e)
 
 
 def endpoints(catalog: Catalog) -> dict[str, list[ServiceEndpoint]]:
@@ -234,7 +261,8 @@ async def serve(cfg: UpConfig) -> None:
     scheduler = Scheduler(store, port_range=cfg.port_range)
     deployer = Deployer(store)
     view = CatalogView(store)
-    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise),
+    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise,
+                                             publish_ip=cfg.publish_ip),
                   data_dir=cfg.data_dir, services=lambda: endpoints(view.catalog))
     routing = Routing(store, view)
     view.on_change(routing.rebuild)

@@ -17,8 +17,19 @@ from collections.abc import Callable
 from typing import Literal
 
 from kade import model
-from kade.model import Deployment, Task, Unreadable, decode, decode_all, iso
-from kade.spec import AppSpec, spec_hash
+from kade.model import (
+    DRIVER_DOCKER,
+    Deployment,
+    Node,
+    Task,
+    Unreadable,
+    decode,
+    decode_all,
+    driver_for,
+    iso,
+)
+from kade.scheduler.placement import unrunnable
+from kade.spec import AppSpec, SpecError, spec_hash
 from kade.store.base import Compare, Delete, Entry, Put, Store
 
 MAX_VERSIONS = 100  # per app; older ones are pruned
@@ -69,7 +80,9 @@ async def put_app(
     store: Store, app: AppSpec, now: float, *, create_only: bool = False,
     kind: DeploymentKind = "deploy",
 ) -> tuple[AppSpec, bool]:
-    """Store `app` as the app's new version. Returns (stored app, whether anything changed)."""
+    """Store `app` as the app's new version. Returns (stored app, whether anything changed).
+    Raises SpecError when no registered node can run it."""
+    await refuse_unrunnable(store, app)
     return await update_app(store, app.id, lambda _old: app, now, create_only=create_only,
                             allow_create=True, kind=kind)
 
@@ -120,6 +133,17 @@ async def update_app(
             await _prune_versions(store, app_id)
             return new, True
     raise Conflict(f"app {app_id} is changing too fast, try again")
+
+
+async def refuse_unrunnable(store: Store, app: AppSpec) -> None:
+    """A definition that no registered node can run (e.g. a command app where every node
+    runs only Docker) is refused with the reason, rather than waiting forever."""
+    entries, _ = await store.range(model.NODES)
+    driver = driver_for(app)
+    why = unrunnable(driver, decode_all(entries, Node)[0])
+    if why is not None:
+        field = "container.docker.image" if driver == DRIVER_DOCKER else "cmd"
+        raise SpecError([f"{field}: {why}"])
 
 
 def _same(a: AppSpec, b: AppSpec) -> bool:

@@ -118,6 +118,11 @@ class Driver(Protocol):
         """Run `command` with /bin/sh -c inside the workload (COMMAND health checks)."""
         ...
 
+    async def alive(self, workload_id: str) -> bool:
+        """Whether the workload's process runs now, asked of the runtime (not of the events
+        seen so far): a health check that passed counts only if it still does."""
+        ...
+
     def events(self) -> AsyncIterator[WorkloadEvent]:
         """Workload state changes as they happen (Docker's event stream), forever."""
         ...

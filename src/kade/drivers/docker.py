@@ -235,6 +235,10 @@ class DockerDriver:
                 return
             raise DriverError(f"remove {workload_id}: {e.message}") from e
 
+    async def alive(self, workload_id: str) -> bool:
+        info = await self._inspect(workload_id)
+        return info is not None and bool(info["State"].get("Running"))
+
     async def exec(self, workload_id: str, command: str, timeout: float) -> ExecResult:
         container = self._client().containers.container(workload_id)
         try:

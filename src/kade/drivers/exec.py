@@ -248,7 +248,8 @@ class ExecDriver:
         self._save(rec)
         self._watch(rec)
         self._publish(WorkloadEvent(rec.workload_id, rec.task_id, "started"))
-        return self._workload(rec)
+        self._settle(rec)  # one that exited at once is reaped now, so its exit code is known
+        return self._workload(self._load(rec.task_id) or rec)
 
     async def stop(self, workload_id: str, grace: float) -> int | None:
         rec = self._load(self._task_of(workload_id))
@@ -291,6 +292,10 @@ class ExecDriver:
         await asyncio.to_thread(shutil.rmtree, self.sandbox(task_id), True)
         self._publish(WorkloadEvent(rec.workload_id if rec else workload_id, task_id,
                                     "removed"))
+
+    async def alive(self, workload_id: str) -> bool:
+        rec = self._load(self._task_of(workload_id))
+        return rec is not None and rec.workload_id == workload_id and is_running(rec)
 
     async def exec(self, workload_id: str, command: str, timeout: float) -> ExecResult:
         """Runs `command` on the host with the task's environment, in its sandbox."""

@@ -6,10 +6,12 @@ stopped: a stopping container keeps its ports and memory until it is gone) and i
 each launch the plan makes, so later launches in the same plan see earlier ones. Within a
 plan resources only shrink, which lets an app stop trying once a node has refused it.
 
-A node fits when its free cpus and mem cover the app's, the app's fixed host ports are free
-there, and the app's constraints hold. Among fitting nodes the one with the fewest tasks of
-the app wins, then the one with the most free cpus, then the first by name. Assigned ports
-(requested host port 0) are the lowest free ones of the port range on that node.
+A node fits when it runs the app's kind of task (its driver: Docker for an image, exec for a
+command app), its free cpus and mem cover the app's, the app's fixed host ports are free
+there (neither held by a task nor by another process, as its agent reports), and the app's
+constraints hold. Among fitting nodes the one with the fewest tasks of the app wins, then the
+one with the most free cpus, then the first by name. Assigned ports (requested host port 0)
+are the lowest free ones of the port range on that node, skipping those other processes hold.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kade.model import Node, Task
+from kade.model import DRIVER_APPS, Node, Task
 from kade.scheduler.constraints import Constraint, check, value_counts
 
 EPSILON = 1e-9  # resource sums are floats: 0.1 * 3 must fit in 0.3
@@ -33,6 +35,7 @@ class Request:
     mem: float
     ports: tuple[int, ...]  # requested host ports in order; 0 = assign one
     constraints: tuple[Constraint, ...] = ()
+    driver: str = ""  # the kind of driver its tasks need (model.driver_for); "" = any
 
 
 class _NodeState:
@@ -42,7 +45,7 @@ class _NodeState:
         self.node = node
         self.free_cpus = node.cpus
         self.free_mem = node.mem
-        self.ports: set[int] = set()
+        self.ports: set[int] = set(node.ports_in_use)
         self.next_port = first_port  # every port below it in the range is taken
         self.cpu_key = 0.0
 
@@ -146,6 +149,9 @@ class Cluster:
         """Why no node takes another task of the app, node by node, in plain words."""
         if not self._states:
             return "no nodes registered"
+        none_runs = unrunnable(req.driver, self.nodes.values())
+        if none_runs is not None:
+            return none_runs
         counts = self._counts(req, per_node)
         reasons: list[str] = []
         for name, state in self._states.items():
@@ -169,6 +175,8 @@ class Cluster:
         self, state: _NodeState, req: Request, counts: Mapping[str, Mapping[str, int]]
     ) -> tuple[int, ...] | str:
         """The host ports a task would get on this node, or why it does not fit."""
+        if req.driver and not state.node.runs(req.driver):
+            return f"runs no {_apps(req.driver)} (drivers: {', '.join(state.node.drivers)})"
         if state.free_cpus + EPSILON < req.cpus:
             return f"needs {_num(req.cpus)} cpus, {_num(max(state.free_cpus, 0.0))} free"
         if state.free_mem + EPSILON < req.mem:
@@ -182,6 +190,8 @@ class Cluster:
     def _ports(self, state: _NodeState, wanted: tuple[int, ...]) -> tuple[int, ...] | str:
         fixed = {p for p in wanted if p}
         for port in sorted(fixed):
+            if port in state.node.ports_in_use:
+                return f"host port {port} is held by another process"
             if port in state.ports:
                 return f"host port {port} in use"
         lo, hi = self.port_range
@@ -204,3 +214,21 @@ class Cluster:
         state.free_mem -= req.mem
         state.ports.update(ports)
         state.settle()
+
+
+def _apps(driver: str) -> str:
+    return DRIVER_APPS.get(driver, f"{driver} tasks")
+
+
+def unrunnable(driver: str, nodes: Iterable[Node]) -> str | None:
+    """Why no registered node can run tasks that need `driver`, or None.
+
+    None too when no node is registered: a cluster that is starting has not told yet what it
+    runs. Draining nodes count: draining is a pause, not what a node is."""
+    nodes = list(nodes)
+    if not driver or not nodes or any(n.runs(driver) for n in nodes):
+        return None
+    shown = [f"{n.name} runs {', '.join(n.drivers)}" for n in sorted(nodes, key=lambda n: n.name)]
+    if len(shown) > MAX_REASONS:
+        shown = [*shown[:MAX_REASONS], f"and {len(shown) - MAX_REASONS} more"]
+    return f"no node runs {_apps(driver)} ({'; '.join(shown)})"

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from kade.model import TERMINAL, Node, QueueEntry, Task, TaskStatus
+from kade.model import TERMINAL, Node, QueueEntry, Task, TaskStatus, driver_for
 from kade.scheduler.backoff import count_failures, reset_at
 from kade.scheduler.constraints import Constraint
 from kade.scheduler.placement import Cluster, Request
@@ -249,6 +249,7 @@ class _Planner:
             mem=app.mem,
             ports=tuple(p.requested_host_port for p in app.ports()),
             constraints=tuple(Constraint.parse(c) for c in app.constraints),
+            driver=driver_for(app),
         )
         placed = self.cluster.place(req, per_node, count)
         for node, ports in placed:

@@ -27,7 +27,8 @@ class FakeDriver:
     default_user: str | None = None
 
     def __init__(self, *, cpus: float = 4.0, mem: float = 8192.0,
-                 stop_exit_code: int = 143) -> None:
+                 stop_exit_code: int = 143, name: str = "fake") -> None:
+        self.name = name  # e.g. "docker" and "exec", to play a node's drivers side by side
         self.cpus, self.mem = cpus, mem
         self.stop_exit_code = stop_exit_code  # what a stopped workload exits with
         self.calls: list[Call] = []
@@ -98,7 +99,7 @@ class FakeDriver:
             raise DriverError(error)
         for old in [w for w in self.workloads.values() if w.task_id == spec.task_id]:
             del self.workloads[old.id]  # a leftover of the same task is replaced
-        w = Workload(id=f"fake-{next(self._ids)}", task_id=spec.task_id, app_id=spec.app.id,
+        w = Workload(id=f"{self.name}-{next(self._ids)}", task_id=spec.task_id, app_id=spec.app.id,
                      spec_hash=spec.spec_hash, state="running", started_at=self.now(),
                      labels=spec.labels())
         self.workloads[w.id] = w
@@ -126,6 +127,10 @@ class FakeDriver:
         w = self.workloads.pop(workload_id, None)
         if w is not None:
             self.emit(WorkloadEvent(w.id, w.task_id, "removed"))
+
+    async def alive(self, workload_id: str) -> bool:
+        w = self.workloads.get(workload_id)
+        return w is not None and w.state == "running"
 
     async def exec(self, workload_id: str, command: str, timeout: float) -> ExecResult:
         self.calls.append(Call("exec", (workload_id, command, timeout)))
