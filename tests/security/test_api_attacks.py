@@ -4,6 +4,7 @@ a client that holds streams open, a port someone else holds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -101,7 +102,8 @@ def test_token_roles_from_the_cli(kade: Kade) -> None:
     scoped = run_cli(kade, "token", "create", "--role", "deploy", "--apps", "/shop/*")
     shop = scoped.stdout.strip()
     spec = kade.data_dir.parent / "billing.json"
-    spec.write_text(json.dumps({"id": "/billing/api", "cmd": "sleep 100", "instances": 0}))
+    spec.write_text(json.dumps({"id": "/billing/api", "instances": 0,
+                                "container": {"docker": {"image": "kade/site:1"}}}))
     out = run_cli(kade, "deploy", "-f", str(spec), "--no-wait", token=shop)
     assert out.returncode == 1 and "may not change app /billing/api" in out.stderr
     listed = run_cli(kade, "token", "list", "--json")
@@ -125,9 +127,9 @@ def test_env_values_need_a_deploy_token(kade: Kade) -> None:
     since = str(kade.get("/v1/info")["revision"])
 
     def follow() -> None:
-        with httpx.stream("GET", f"http://{kade.addr}/v1/events", timeout=30,
-                          params={"since": since},
-                          headers={"Authorization": f"Bearer {read}"}) as response:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                "GET", f"http://{kade.addr}/v1/events", timeout=30, params={"since": since},
+                headers={"Authorization": f"Bearer {read}"}) as response:
             for line in response.iter_lines():
                 if line.startswith("data: ") and "app" in line:
                     seen.append(line)
@@ -136,7 +138,7 @@ def test_env_values_need_a_deploy_token(kade: Kade) -> None:
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    app = {"id": "/secretive", "cmd": "sleep 100", "instances": 0,
+    app = {"id": "/secretive", "instances": 0, "container": {"docker": {"image": "kade/site:1"}},
            "env": {"DB_PASSWORD": "hunter2-secret"}}
     kade.deploy(app)
     reader.join(30)
