@@ -326,10 +326,10 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_parameter_values_the_driver_would_refuse_are_refused_at_deploy() -> None:
     assert refused(docker(("pids-limit", "many"), ("ulimit", "nofile"),
                           ("device", "sda"))) == [
-        "container.docker.parameters.0.value: 'many' is not a whole number of processes",
-        "container.docker.parameters.1.value: 'nofile' is not name=soft[:hard], such as "
+        "container.docker.parameters.0: pids-limit: 'many' is not a whole number",
+        "container.docker.parameters.1: ulimit: 'nofile' is not name=soft[:hard], such as "
         "nofile=1024:2048",
-        "container.docker.parameters.2.value: 'sda' is not /dev/host[:/dev/container[:rwm]]"]
+        "container.docker.parameters.2: device: 'sda' is not /dev/host[:/dev/container[:rwm]]"]
     assert admit(docker(("pids-limit", "-1"), ("ulimit", "nofile=1024:2048")), policy=DENY)
 
 

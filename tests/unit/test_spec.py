@@ -81,9 +81,9 @@ def test_command_app_without_container() -> None:
 
 
 def test_unsupported_and_unknown_fields_are_warnings_not_silently_dropped() -> None:
-    parsed = parse_app({**SITE, "fetch": [{"uri": "x"}], "colour": "blue",
+    parsed = parse_app({**SITE, "gpus": 1, "colour": "blue",
                         "container": {"docker": {"image": "kade/site:1", "shiny": True}}})
-    assert "fetch: fetching URIs into the sandbox is not supported, ignored" in parsed.warnings
+    assert "gpus: GPUs are not supported, ignored" in parsed.warnings
     assert "colour: unknown field, ignored" in parsed.warnings
     assert "container.docker.shiny: unknown field, ignored" in parsed.warnings
 
@@ -103,10 +103,13 @@ def test_bridge_networking_both_spellings() -> None:
         assert port.name == "http"
 
 
-def test_bridge_port_mapping_needs_container_port() -> None:
-    problems = errors_of({"id": "/a", "networks": [{"mode": "container/bridge"}],
-                          "container": {"docker": {"image": "i"}, "portMappings": [{}]}})
-    assert any("containerPort: is required" in p for p in problems)
+def test_container_port_zero_is_the_assigned_host_port() -> None:
+    """Marathon: containerPort 0 in BRIDGE mode means "the same as hostPort"."""
+    for mapping in ({}, {"containerPort": 0}, {"containerPort": 0, "hostPort": 0}):
+        app = parse_app({"id": "/a", "container": {"docker": {
+            "image": "i", "network": "BRIDGE", "portMappings": [mapping]}}}).app
+        [port] = app.ports()
+        assert port.container_port == 0 and port.requested_host_port == 0
 
 
 def test_require_ports_fixes_host_ports() -> None:
@@ -153,8 +156,13 @@ def test_spec_hash_is_the_same_after_a_trip_through_the_store() -> None:
 def test_unsupported_docker_parameters_are_rejected() -> None:
     problems = errors_of({**SITE, "container": {"docker": {
         "image": "i", "parameters": [{"key": "hostname", "value": "a"},
-                                     {"key": "volume-driver", "value": "x"}]}}})
-    assert any("parameters.1.key: 'volume-driver' is not supported" in p for p in problems)
+                                     {"key": "env-file", "value": "x"},
+                                     {"key": "sparkle", "value": "x"}]}}})
+    assert problems == [
+        "container.docker.parameters.1: 'env-file' is not supported: reads a file where the "
+        "Docker CLI runs; put the variables in env",
+        "container.docker.parameters.2: 'sparkle' is not a docker run option with an Engine "
+        "API equivalent"]
 
 
 def test_deploys_reject_a_bad_rule_in_routes_or_traefik_labels() -> None:

@@ -13,27 +13,26 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ValidationError
 
+from kade.spec.docker_parameters import parameter_problem
 from kade.spec.document import load_document
 from kade.spec.errors import SpecError
-from kade.spec.model import SUPPORTED_PARAMETERS, AppSpec
+from kade.spec.legacy import migrate
+from kade.spec.model import AppSpec
 
 __all__ = ["MAX_ID_LENGTH", "RESERVED_ID_SEGMENTS", "Parsed", "SpecError", "load_document",
            "normalize_id", "parse_app", "spec_hash"]
 
 # Marathon fields that kade accepts but does not act on (yet).
 UNSUPPORTED = {
-    "fetch": "fetching URIs into the sandbox is not supported",
-    "uris": "fetching URIs into the sandbox is not supported",
     "storeUrls": "not supported",
     "dependencies": "app dependencies are not supported",
     "executor": "custom executors are not supported",
     "gpus": "GPUs are not supported",
-    "residency": "resident tasks are not supported",
     "secrets": "secrets are not supported",
-    "ipAddress": "use `networks` instead",
     "readinessChecks": "readiness checks are not supported; health checks gate routing",
     "unreachableStrategy": "not supported on one machine",
     "acceptedResourceRoles": "Mesos roles do not apply",
@@ -74,15 +73,18 @@ def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
     for server_side in ("version", "versionInfo", "tasks", "deployments", "tasksRunning",
                         "tasksHealthy", "tasksUnhealthy", "tasksStaged", "lastTaskFailure"):
         data.pop(server_side, None)
+    migrated = migrate(data)
+    if migrated.problems:
+        raise SpecError(migrated.problems)
     try:
-        app = AppSpec.model_validate(data)
+        app = AppSpec.model_validate(migrated.data)
     except ValidationError as e:
         raise SpecError([_describe(err) for err in e.errors()]) from e
     problems = _check(app)
     if problems:
         raise SpecError(problems)
     app = app.model_copy(update={"id": normalize_id(app.id)})
-    return Parsed(app=app, warnings=_warnings(app))
+    return Parsed(app=app, warnings=migrated.notes + _warnings(app))
 
 
 def normalize_id(app_id: str) -> str:
@@ -150,11 +152,8 @@ def _check(app: AppSpec) -> list[str]:
         problems.append("networks.0.name: a `container` network needs the Docker network name")
     docker = app.container.docker if app.container else None
     for i, param in enumerate(docker.parameters if docker else []):
-        if param.key not in SUPPORTED_PARAMETERS:
-            problems.append(f"container.docker.parameters.{i}.key: {param.key!r} is not "
-                            f"supported (supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
-        elif (why := _parameter_value(param.key, param.value)) is not None:
-            problems.append(f"container.docker.parameters.{i}.value: {why}")
+        if (why := parameter_problem(param.key, param.value)) is not None:
+            problems.append(f"container.docker.parameters.{i}: {why}")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
@@ -165,10 +164,8 @@ def _check(app: AppSpec) -> list[str]:
     fixed = [p.requested_host_port for p in ports if p.requested_host_port]
     for port in sorted({p for p in fixed if fixed.count(p) > 1}):
         problems.append(f"ports: host port {port} is requested twice")
-    if app.network_mode in ("bridge", "container"):
-        for p in ports:
-            if not p.container_port:
-                problems.append(f"container.portMappings.{p.index}.containerPort: is required")
+    # containerPort 0 (or none): the container listens on the host port it is given, as in
+    # Marathon ("same as hostPort"); the driver publishes that port on itself.
     for i, hc in enumerate(app.health_checks):
         where = f"healthChecks.{i}"
         if hc.kind == "COMMAND":
@@ -187,21 +184,37 @@ def _check(app: AppSpec) -> list[str]:
             problems.append(f"{where}.path: must start with /")
     for i, c in enumerate(app.constraints):
         problems.extend(_check_constraint(i, c))
+    for i, f in enumerate(app.fetch):
+        problems.extend(_check_fetch(i, f.uri, f.output_file))
+    if app.fetch and app.image is not None:
+        problems.append("fetch: fetching into a Docker container's sandbox is not supported "
+                        "yet: build the files into the image, or run a command app")
     return problems
 
 
-_ULIMIT = re.compile(r"^[a-z]+=-?\d+(:-?\d+)?$")
+FETCH_SCHEMES = ("http", "https", "file")
 
 
-def _parameter_value(key: str, value: str) -> str | None:
-    """Values the Docker driver would refuse at start, refused now (a deploy's error)."""
-    if key == "pids-limit" and not re.fullmatch(r"-?\d{1,18}", value.strip()):
-        return f"{value!r} is not a whole number of processes"
-    if key == "ulimit" and not _ULIMIT.match(value):
-        return f"{value!r} is not name=soft[:hard], such as nofile=1024:2048"
-    if key == "device" and (not value.startswith("/") or len(value.split(":")) > 3):
-        return f"{value!r} is not /dev/host[:/dev/container[:rwm]]"
-    return None
+def _check_fetch(i: int, uri: str, output_file: str | None) -> list[str]:
+    problems = []
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme not in FETCH_SCHEMES and not uri.startswith("/"):
+        problems.append(f"fetch.{i}.uri: {uri!r}: only http, https and file URIs (or an "
+                        "absolute path on the node) can be fetched")
+    name = output_file if output_file is not None else fetch_name(uri)
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        where = "outputFile" if output_file is not None else "uri"
+        problems.append(f"fetch.{i}.{where}: {name!r} cannot name a file in the sandbox")
+    return problems
+
+
+def fetch_name(uri: str) -> str:
+    """The file name a fetched URI gets in the sandbox: the last segment of its path."""
+    path = uri.partition("://")[2] if "://" in uri else uri
+    path = path.split("?")[0].split("#")[0]
+    if "://" in uri:
+        path = path.partition("/")[2]  # without the host
+    return unquote(path.rstrip("/").rpartition("/")[2])
 
 
 def _check_constraint(i: int, c: list[str]) -> list[str]:
