@@ -254,6 +254,7 @@ class ExecDriver:
             # the sandbox is the task's own: its working directory, where it writes
             os.chown(box, account.pw_uid, account.pw_gid)
             home = str(box)
+            _traversable(self.work_dir)
         env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH), "HOME": home, **spec.env}
         try:
             pid = _spawn(app.cmd, box, env, account)
@@ -396,6 +397,15 @@ def _link_mounts(box: Path, spec: LaunchSpec) -> None:
             except OSError:
                 pass
         link.symlink_to(m.host_path)
+
+
+def _traversable(work_dir: Path) -> None:
+    """The task's user may pass through (not list) kade's directories down to its sandbox: a
+    shell's `cd sub` changes to the whole path, from the root, not from where it is."""
+    for d in (work_dir, work_dir.parent):
+        mode = d.stat().st_mode & 0o7777
+        if mode & 0o011 != 0o011:
+            d.chmod(mode | 0o011)
 
 
 def _chown_new(box: Path, names: set[str], account: pwd.struct_passwd) -> None:
