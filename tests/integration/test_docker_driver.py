@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import socket
+import tarfile
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -586,3 +591,44 @@ async def test_docker_run_flags_reach_the_container(
         await (await docker.networks.get(network)).delete()
         with contextlib.suppress(aiodocker.DockerError):
             await (await docker.volumes.get(f"kadetest-vol-{network}")).delete()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server with an archive and a script, as an app's `fetch` names them."""
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    with tarfile.open(root / "app.tgz", "w:gz") as tar:
+        data = b"hello from the tgz\n"
+        info = tarfile.TarInfo("app/hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(SimpleHTTPRequestHandler, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_docker_apps_fetch_is_in_its_mesos_sandbox(
+        driver: DockerDriver, served: str) -> None:
+    """Marathon fetches for Docker apps too: the files are at $MESOS_SANDBOX."""
+    spec = launch({"cmd": "sleep 300", "container": {"docker": {"image": "kade/busybox"}},
+                   "fetch": [{"uri": f"{served}/app.tgz"},
+                             {"uri": f"{served}/run.sh", "executable": True}]})
+    w = await driver.start(spec, lambda _: None)
+    result = await driver.exec(
+        w.id, "echo $MESOS_SANDBOX; cat $MESOS_SANDBOX/app/hello.txt; $MESOS_SANDBOX/run.sh; "
+              "stat -c %a $MESOS_SANDBOX $MESOS_SANDBOX/run.sh", timeout=10)
+    assert result.output.splitlines() == [
+        "/mnt/mesos/sandbox", "hello from the tgz", "ran", "1777", "755"]
+    missing = launch({"cmd": "sleep 300", "container": {"docker": {"image": "kade/busybox"}},
+                      "fetch": [{"uri": f"{served}/nothing.tgz"}]})
+    with pytest.raises(DriverError, match=r"fetch http://127\.0\.0\.1:\d+/nothing\.tgz: HTTP 404"):
+        await driver.start(missing, lambda _: None)
+    assert missing.task_id not in {x.task_id for x in await driver.list()}

@@ -263,6 +263,9 @@ def test_uris_become_fetch_and_archives_are_extracted() -> None:
     ({"uri": "hdfs://nn/app.jar"}, "fetch.0.uri: 'hdfs://nn/app.jar': only http, https and "
                                    "file URIs (or an absolute path on the node) can be fetched"),
     ({"uri": "http://h/"}, "fetch.0.uri: '' cannot name a file in the sandbox"),
+    ({"uri": "file://localhost/etc/passwd"},
+     "fetch.0.uri: 'file://localhost/etc/passwd': a file URI names a path on this node "
+     "(file:///path)"),
     ({"uri": "http://h/a", "outputFile": "../a"},
      "fetch.0.outputFile: '../a' cannot name a file in the sandbox"),
 ])
@@ -330,3 +333,17 @@ def test_docker_parameter_values_are_checked_at_deploy(key: str, value: str,
     [problem] = errors_of({**SITE, "container": {"docker": {
         "image": "i", "parameters": [{"key": key, "value": value}]}}})
     assert problem.startswith("container.docker.parameters.0: " + expected)
+
+
+def test_fields_added_later_leave_the_hash_of_apps_without_them_alone() -> None:
+    import hashlib
+
+    app = parse_app({"id": "/a", "cmd": "sleep 1"}).app
+    before = {k: v for k, v in app.wire().items() if k not in ("fetch", "instances", "version",
+                                                                "upgradeStrategy")}
+    for key in ("backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds", "killSelection"):
+        before.pop(key)
+    raw = json.dumps(before, sort_keys=True, separators=(",", ":")).encode()
+    assert spec_hash(app) == hashlib.sha256(raw).hexdigest()[:16]
+    fetched = parse_app({"id": "/a", "cmd": "sleep 1", "fetch": [{"uri": "http://h/x"}]}).app
+    assert spec_hash(fetched) != spec_hash(app)

@@ -20,6 +20,7 @@ DEFAULT_PIDS_LIMIT = 1024
 DEFAULT_LOG_CONFIG: dict[str, Any] = {
     "Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 NO_NEW_PRIVILEGES = "no-new-privileges"
+SANDBOX = "/mnt/mesos/sandbox"  # where a Docker app's fetched files are, as under Mesos
 
 
 def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[str, Any]:
@@ -30,7 +31,8 @@ def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[s
     config: dict[str, Any] = {
         "Image": app.image,
         "Labels": spec.labels(),
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Env": [f"{k}={v}" for k, v in spec.env.items()]
+               + ([f"MESOS_SANDBOX={SANDBOX}"] if app.fetch else []),
         "StopTimeout": math.ceil(app.task_kill_grace_period_seconds),
     }
     if app.cmd is not None and app.args is not None:

@@ -186,9 +186,6 @@ def _check(app: AppSpec) -> list[str]:
         problems.extend(_check_constraint(i, c))
     for i, f in enumerate(app.fetch):
         problems.extend(_check_fetch(i, f.uri, f.output_file))
-    if app.fetch and app.image is not None:
-        problems.append("fetch: fetching into a Docker container's sandbox is not supported "
-                        "yet: build the files into the image, or run a command app")
     return problems
 
 
@@ -201,6 +198,9 @@ def _check_fetch(i: int, uri: str, output_file: str | None) -> list[str]:
     if scheme not in FETCH_SCHEMES and not uri.startswith("/"):
         problems.append(f"fetch.{i}.uri: {uri!r}: only http, https and file URIs (or an "
                         "absolute path on the node) can be fetched")
+    elif scheme == "file" and not uri.partition("://")[2].startswith("/"):
+        problems.append(f"fetch.{i}.uri: {uri!r}: a file URI names a path on this node "
+                        "(file:///path)")
     name = output_file if output_file is not None else fetch_name(uri)
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         where = "outputFile" if output_file is not None else "uri"
@@ -268,8 +268,14 @@ _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "bac
                "maxLaunchDelaySeconds", "killSelection"}
 
 
+# Fields added after apps were stored: left out while empty, so an app that does not use one
+# keeps its hash and an upgrade of kade replaces no task.
+_ADDED_LATER = {"fetch"}
+
+
 def spec_hash(app: AppSpec) -> str:
     """A hash of everything that shapes a task; equal hashes mean a task need not be replaced."""
-    wire = {k: v for k, v in app.wire().items() if k not in _NO_RESTART}
+    wire = {k: v for k, v in app.wire().items()
+            if k not in _NO_RESTART and not (k in _ADDED_LATER and not v)}
     raw = json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
