@@ -38,6 +38,8 @@ ADMITTED: dict[str, ContainerPolicy] = {
     "public-alanbover-grafana-dcos.json": DENY,
     "public-amuraru-docker-dynamic-ports.json": DENY,
     "public-andygrunwald-simple-webserver.json": DENY,
+    "public-arangodb-zdf-lobby-radar-restore.json": DENY,
+    "public-schibsted-polyglot-api.json": DENY,
     "public-fundingcircle-eremetic.json": DENY,
     "public-henriquemcastro-mesos-ui.json": DENY,
     "public-laisky-go-fluentd.json": ContainerPolicy(allow_devices=True,
@@ -64,6 +66,10 @@ REFUSED: dict[str, tuple[ContainerPolicy, str]] = {
     "marathon-examples-Play.json": (DENY, f"id: 'Hello-Play' {_ID}"),
     "marathon-examples-start_rails.json": (DENY, f"id: 'Rails' {_ID}"),
     "public-aman343-gunicorn-flask.json": (DENY, f"id: 'Armature-250' {_ID}"),
+    # as published, with a trailing comma (Marathon refuses it too)
+    "public-smartenergyplatform-device-sim.json": (
+        DENY, "invalid JSON at line 38 column 6: Expecting property name enclosed in double "
+              "quotes"),
     "public-laisky-go-fluentd.json": (
         DENY, "container.docker.parameters.1 (cap-add=SYS_ADMIN): adding the capability "
               "SYS_ADMIN is refused by this server (start kade with --allow-caps SYS_ADMIN)"),
