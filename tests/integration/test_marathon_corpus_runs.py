@@ -148,3 +148,19 @@ def test_a_command_app_runs_what_its_uris_fetch(release: str) -> None:
                 with contextlib.suppress(OSError):
                     os.killpg(int(proc.name), signal.SIGKILL)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_fetch_that_fails_is_the_tasks_failure_reason(release: str, tmp_path: Path) -> None:
+    app = corpus("marathon-examples-Rails.json")
+    uri = app["fetch"][0]["uri"].replace("http://downloads.mesosphere.com", release)
+    app["fetch"][0]["uri"] = uri
+    k = Kade(tmp_path / "kade", driver="exec")
+    try:
+        k.start()
+        k.deploy({**app, "mem": 16, "cpus": 0.01})
+        failure = wait_for(lambda: k.app("/hello-rails").get("lastTaskFailure"), 60,
+                           "the task's failure")
+        assert failure["message"] == f"fetch {uri}: HTTP 404"
+        assert not k.running_tasks("/hello-rails")
+    finally:
+        k.cleanup()
