@@ -404,3 +404,8 @@ def test_fetching_a_node_path_is_judged_like_a_host_volume() -> None:
     assert problems[0].endswith("(start kade with --allow-host-paths /etc/shadow)")
     assert admit(app | {"fetch": app["fetch"][1:]},
                  policy=ContainerPolicy(allow_host_paths=("/srv/pkg",)))
+
+
+def test_fetch_entries_are_bounded() -> None:
+    app = {"id": "/jobs/a", "cmd": "./run", "fetch": [{"uri": f"http://h/{i}"} for i in range(65)]}
+    assert refused(app) == ["fetch: 65 entries is more than the 64 accepted"]
