@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -91,6 +92,25 @@ def test_container_port_zero_legacy_ports_and_bridged_definitions_serve(kade: Ka
         assert wait_for(lambda p=port: text(p), 30, f"port {i}") == f"port{i}\n"
     [task] = kade.wait_healthy("/nginx-docker-bridge", 1)
     assert wait_for(lambda: text(task["ports"][0]), 30, "nginx") == "nginx-docker-bridge\n"
+
+
+def test_ip_address_puts_the_task_on_its_named_docker_network(kade: Kade) -> None:
+    """marathon-lb's IP-per-container backend: `ipAddress.networkName` is the Docker network."""
+    created = subprocess.run(["docker", "network", "create", "--label", "kadetest=1", "dcos"],
+                             capture_output=True, text=True).returncode == 0
+    try:
+        app = with_image(corpus("marathon-lb-docker_ippc.json"),
+                         serve("80", "nginx-docker-ippc") + " && sleep 3600")
+        kade.deploy(app)
+        [task] = kade.wait_healthy("/nginx-docker-ippc", 1)
+        assert wait_for(lambda: text(task["ports"][0]), 30, "the app") == "nginx-docker-ippc\n"
+        info = json.loads(subprocess.run(["docker", "inspect", task["containerId"]],
+                                         capture_output=True, text=True, check=True).stdout)[0]
+        assert list(info["NetworkSettings"]["Networks"]) == ["dcos"]
+    finally:
+        kade.cleanup()
+        if created:
+            subprocess.run(["docker", "network", "rm", "dcos"], capture_output=True)
 
 
 # -- a command app with `uris`, as published ------------------------------------------------
