@@ -347,3 +347,12 @@ def test_fields_added_later_leave_the_hash_of_apps_without_them_alone() -> None:
     assert spec_hash(app) == hashlib.sha256(raw).hexdigest()[:16]
     fetched = parse_app({"id": "/a", "cmd": "sleep 1", "fetch": [{"uri": "http://h/x"}]}).app
     assert spec_hash(fetched) != spec_hash(app)
+
+
+def test_network_scoped_parameters_need_a_network_of_the_apps_own() -> None:
+    params = [{"key": "net-alias", "value": "db"}]
+    assert errors_of({**SITE, "container": {"docker": {"image": "i", "parameters": params}}}) == [
+        'container.docker.parameters.0: net-alias applies on a Docker network of the app\'s '
+        'own: networks [{"mode": "container", "name": …}]']
+    assert parse_app({**SITE, "networks": [{"mode": "container", "name": "backend"}],
+                      "container": {"docker": {"image": "i", "parameters": params}}})

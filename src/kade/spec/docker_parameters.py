@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NO_EQUIVALENT", "PARAMETERS", "Target", "apply_parameter", "parameter_problem"]
+__all__ = ["ENDPOINT_PARAMETERS", "NO_EQUIVALENT", "PARAMETERS", "Target", "apply_parameter",
+           "canonical", "parameter_problem"]
 
 
 @dataclass
@@ -308,6 +309,8 @@ PARAMETERS: dict[str, Apply] = {
     "userns": _set("host", "UsernsMode"), "cgroupns": _set("host", "CgroupnsMode"),
     "cgroup-parent": _set("host", "CgroupParent"),
 }
+# Set on the container's endpoint: Docker takes them only on a user-defined network.
+ENDPOINT_PARAMETERS = frozenset({"network-alias", "ip", "ip6", "link-local-ip"})
 _ALIASES = {"e": "env", "l": "label", "u": "user", "w": "workdir", "h": "hostname",
             "m": "memory", "c": "cpu-shares", "v": "volume", "t": "tty", "i": "interactive",
             "net-alias": "network-alias", "dns-option": "dns-opt", "p": "publish",

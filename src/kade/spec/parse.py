@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ValidationError
 
-from kade.spec.docker_parameters import parameter_problem
+from kade.spec.docker_parameters import ENDPOINT_PARAMETERS, canonical, parameter_problem
 from kade.spec.document import load_document
 from kade.spec.errors import SpecError
 from kade.spec.legacy import migrate
@@ -154,6 +154,10 @@ def _check(app: AppSpec) -> list[str]:
     for i, param in enumerate(docker.parameters if docker else []):
         if (why := parameter_problem(param.key, param.value)) is not None:
             problems.append(f"container.docker.parameters.{i}: {why}")
+        elif canonical(param.key) in ENDPOINT_PARAMETERS and app.network_mode != "container":
+            problems.append(f"container.docker.parameters.{i}: {param.key} applies on a "
+                            "Docker network of the app's own: networks [{\"mode\": "
+                            "\"container\", \"name\": …}]")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
