@@ -217,3 +217,24 @@ async def test_fetched_files_belong_to_the_tasks_user(tmp_path: Path, files: Fil
             if is_running(rec):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(rec.pid, signal.SIGKILL)
+
+
+async def test_the_cache_keeps_what_was_used_last_within_its_size(
+        tmp_path: Path, files: Files) -> None:
+    (files.root / "a.bin").write_bytes(b"a" * 3000)
+    (files.root / "b.bin").write_bytes(b"b" * 3000)
+    d = ExecDriver(tmp_path / "tasks", fetch_limits=FetchLimits(cache_bytes=5000))
+    try:
+        for name in ("a.bin", "b.bin", "b.bin", "a.bin"):
+            await d.start(launch("sleep 300", fetch=[{"uri": files.url(name), "cache": True}]),
+                          lambda _: None)
+        # a was evicted for b (both do not fit), then fetched again, evicting b
+        assert (files.hits["/a.bin"], files.hits["/b.bin"]) == (2, 1)
+        assert len(list(d.fetch_cache.iterdir())) == 1
+    finally:
+        await d.close()
+        for meta in (tmp_path / "tasks").glob("*/task.json"):
+            rec = TaskRecord(**json.loads(meta.read_text()))
+            if is_running(rec):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(rec.pid, signal.SIGKILL)

@@ -44,6 +44,7 @@ class FetchError(DriverError):
 class FetchLimits:
     max_bytes: int = 1 << 30  # per URI, downloaded, and again for what an archive unpacks to
     timeout: float = 600.0  # seconds per URI, connecting and downloading
+    cache_bytes: int = 2 << 30  # the cache keeps what was used last, within this size
 
 
 DEFAULT_LIMITS = FetchLimits()
@@ -69,20 +70,31 @@ async def fetch_one(entry: FetchUri, sandbox: Path, *, cache_dir: Path | None,
     try:
         async with asyncio.timeout(limits.timeout):
             cached = _cached(cache_dir, entry.uri) if entry.cache else None
-            if cached is not None and cached.is_file():
-                await asyncio.to_thread(shutil.copyfile, cached, target)
-            else:
+            if cached is None or not await asyncio.to_thread(_from_cache, cached, target):
                 await _download(entry.uri, target, limits.max_bytes)
-                if cached is not None:
-                    await asyncio.to_thread(_keep, target, cached)
+                if cached is not None:  # a cache that cannot keep it is no failure
+                    with contextlib.suppress(OSError):
+                        await asyncio.to_thread(_keep, target, cached, limits.cache_bytes)
+        target.chmod(0o755 if entry.executable else 0o644)
     except TimeoutError:
         with contextlib.suppress(OSError):
             target.unlink()
         raise FetchError(f"fetch {entry.uri}: not done within {limits.timeout:g} s") from None
-    target.chmod(0o755 if entry.executable else 0o644)
+    except OSError as e:  # the node's side: a full disk, a sandbox gone
+        raise FetchError(f"fetch {entry.uri}: {e.strerror or e}") from None
     if entry.extract and name.lower().endswith(ARCHIVES):
         await asyncio.to_thread(_extract, entry.uri, target, sandbox, limits.max_bytes)
     return target
+
+
+def _from_cache(cached: Path, target: Path) -> bool:
+    """Whether the cache had it (and it is now the least recently used's opposite)."""
+    try:
+        shutil.copyfile(cached, target)
+        os.utime(cached)
+    except OSError:  # not there, or evicted a moment ago
+        return False
+    return True
 
 
 def _cached(cache_dir: Path | None, uri: str) -> Path | None:
@@ -93,8 +105,9 @@ def _cached(cache_dir: Path | None, uri: str) -> Path | None:
     return cache_dir / hashlib.sha256(uri.encode()).hexdigest()
 
 
-def _keep(source: Path, cached: Path) -> None:
-    """Into the cache atomically: a task that reads it meanwhile sees all of it or nothing."""
+def _keep(source: Path, cached: Path, cache_bytes: int) -> None:
+    """Into the cache atomically (a task that reads it meanwhile sees all of it or nothing),
+    then the least recently used downloads go until the cache fits `cache_bytes`."""
     fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".part-")
     os.close(fd)
     try:
@@ -105,6 +118,23 @@ def _keep(source: Path, cached: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _evict(cached.parent, cache_bytes)
+
+
+def _evict(cache_dir: Path, cache_bytes: int) -> None:
+    entries = []
+    for path in cache_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if not path.name.startswith(".part-"):
+                st = path.stat()
+                entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= cache_bytes:
+            return
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
 
 
 async def _download(uri: str, target: Path, max_bytes: int) -> None:

@@ -128,10 +128,12 @@ def _ports(m: Migrated) -> None:
         return
     definitions = [{"port": p} for p in ports]
     given = d.get("portDefinitions")
-    if given is not None:
+    if isinstance(given, list):
         if [p.get("port", 0) if isinstance(p, dict) else None for p in given] != ports:
             m.problems.append("ports: set portDefinitions or the older ports, not both")
         return
+    if given is not None:
+        return  # not a list: validation names the problem
     if _has_port_mappings(d):
         m.notes.append("ports: the app's ports are its container.portMappings; ignored")
         return
