@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import socket
+import tarfile
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -424,9 +429,9 @@ async def test_bad_settings_are_refused_before_anything_runs(driver: DockerDrive
     good = launch({"container": {"docker": {"image": "kade/busybox"}}})
     # The app API rejects this key already; an app stored before must still not run half-set.
     unchecked = AppSpec.model_validate({**good.app.wire(), "container": {"docker": {
-        "image": "kade/busybox", "parameters": [{"key": "volume-driver", "value": "x"}]}}})
+        "image": "kade/busybox", "parameters": [{"key": "env-file", "value": "x"}]}}})
     bad = replace(good, app=unchecked)
-    with pytest.raises(DriverError, match="'volume-driver' is not supported"):
+    with pytest.raises(DriverError, match="'env-file' is not supported"):
         await driver.start(bad, lambda _: None)
     tiny = launch({"mem": 4, "container": {"docker": {"image": "kade/busybox"}}})
     with pytest.raises(DriverError, match="below Docker's minimum of 6 MiB"):
@@ -521,5 +526,109 @@ def test_namespace_and_device_parameters_reach_the_host_config() -> None:
     # admission refuses this value; a record stored before must still not run half-set
     unchecked = AppSpec.model_validate({**spec.app.wire(), "container": {"docker": {
         "image": "x", "parameters": [{"key": "device", "value": "sda"}]}}})
-    with pytest.raises(DriverError, match="device 'sda': expected /dev/host"):
+    with pytest.raises(DriverError, match="device: 'sda' is not /dev/host"):
         container_config(replace(spec, app=unchecked))
+
+
+async def test_container_port_zero_listens_on_the_assigned_host_port(
+        driver: DockerDriver) -> None:
+    """Marathon: containerPort 0 in BRIDGE mode is "the same as hostPort", and so $PORT0."""
+    port = free_port()
+    app = {"cmd": "mkdir -p /w && echo zero > /w/index.html && exec httpd -f -p $PORT0 -h /w",
+           "container": {"docker": {"image": "kade/busybox", "network": "BRIDGE",
+                                    "portMappings": [{"containerPort": 0, "hostPort": 0}]}}}
+    spec = launch(app, ports=[port], env={"PORT0": str(port)})
+    assert container_config(spec)["ExposedPorts"] == {f"{port}/tcp": {}}
+    await driver.start(spec, lambda _: None)
+    assert await until(lambda: get_text(port), "the app on its host port") == "zero\n"
+
+
+async def test_docker_run_flags_reach_the_container(
+        driver: DockerDriver, docker: aiodocker.Docker) -> None:
+    """A sample of `parameters` as `docker inspect` shows them on real containers."""
+    network = f"kadetest-net-{uuid.uuid4().hex[:8]}"
+    await docker.networks.create({"Name": network, "Labels": {"kadetest": "1"}})
+    try:
+        source = await driver.start(launch({"cmd": "sleep 300", "container": {
+            "docker": {"image": "kade/busybox"}, "volumes": [
+                {"containerPath": "/shared", "hostPath": f"kadetest-vol-{network}"}]}}),
+            lambda _: None)
+        params = [
+            ("memory-swap", "64m"), ("shm-size", "16m"), ("cpuset-cpus", "0"),
+            ("entrypoint", "/bin/sh"), ("network-alias", "db"), ("dns-opt", "ndots:2"),
+            ("mac-address", "02:42:ac:11:00:99"), ("group-add", "4242"), ("init", "false"),
+            ("read-only", "true"), ("tmpfs", "/scratch:size=1m"), ("device", "/dev/null:/dev/nil"),
+            ("volumes-from", source.id), ("ulimit", "nproc=64"), ("label", "tier=db"),
+            ("oom-score-adj", "100"), ("stop-timeout", "3"),
+        ]
+        app = {"args": ["-c", "sleep 300"], "networks": [{"mode": "container", "name": network}],
+               "container": {"docker": {"image": "kade/busybox", "parameters": [
+                   {"key": k, "value": v} for k, v in params]}}}
+        w = await driver.start(launch(app), lambda _: None)
+        info = await docker.containers.container(w.id).show()
+        host, config = info["HostConfig"], info["Config"]
+        assert (host["MemorySwap"], host["ShmSize"], host["CpusetCpus"]) == (
+            64 << 20, 16 << 20, "0")
+        assert config["Entrypoint"] == ["/bin/sh"] and config["Labels"]["tier"] == "db"
+        assert "db" in info["NetworkSettings"]["Networks"][network]["Aliases"]
+        assert info["NetworkSettings"]["Networks"][network]["MacAddress"] == "02:42:ac:11:00:99"
+        assert host["DnsOptions"] == ["ndots:2"] and host["GroupAdd"] == ["4242"]
+        assert host["Init"] is False and host["ReadonlyRootfs"] is True
+        assert host["Tmpfs"] == {"/scratch": "size=1m"} and host["VolumesFrom"] == [source.id]
+        assert host["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/nil",
+                                    "CgroupPermissions": "rwm"}]
+        assert host["OomScoreAdj"] == 100 and config["StopTimeout"] == 3
+        result = await driver.exec(
+            w.id, "ls -d /shared; test -c /dev/nil && echo device; "
+                  "(touch /x 2>/dev/null || echo read-only); ulimit -u", timeout=10)
+        assert result.output.split() == ["/shared", "device", "read-only", "64"]
+    finally:
+        for c in await docker.containers.list(
+                all=True, filters=json.dumps({"label": [LABEL_TASK]})):
+            with contextlib.suppress(aiodocker.DockerError):
+                if (await c.show())["Config"]["Labels"][LABEL_TASK].startswith("kadetest_drv."):
+                    await c.delete(force=True)
+        await (await docker.networks.get(network)).delete()
+        with contextlib.suppress(aiodocker.DockerError):
+            await (await docker.volumes.get(f"kadetest-vol-{network}")).delete()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server with an archive and a script, as an app's `fetch` names them."""
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    with tarfile.open(root / "app.tgz", "w:gz") as tar:
+        data = b"hello from the tgz\n"
+        info = tarfile.TarInfo("app/hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(SimpleHTTPRequestHandler, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_docker_apps_fetch_is_in_its_mesos_sandbox(
+        driver: DockerDriver, served: str) -> None:
+    """Marathon fetches for Docker apps too: the files are at $MESOS_SANDBOX."""
+    spec = launch({"cmd": "sleep 300", "container": {"docker": {"image": "kade/busybox"}},
+                   "fetch": [{"uri": f"{served}/app.tgz"},
+                             {"uri": f"{served}/run.sh", "executable": True}]})
+    w = await driver.start(spec, lambda _: None)
+    result = await driver.exec(
+        w.id, "echo $MESOS_SANDBOX; cat $MESOS_SANDBOX/app/hello.txt; $MESOS_SANDBOX/run.sh; "
+              "stat -c %a $MESOS_SANDBOX $MESOS_SANDBOX/run.sh", timeout=10)
+    assert result.output.splitlines() == [
+        "/mnt/mesos/sandbox", "hello from the tgz", "ran", "1777", "755"]
+    missing = launch({"cmd": "sleep 300", "container": {"docker": {"image": "kade/busybox"}},
+                      "fetch": [{"uri": f"{served}/nothing.tgz"}]})
+    with pytest.raises(DriverError, match=r"fetch http://127\.0\.0\.1:\d+/nothing\.tgz: HTTP 404"):
+        await driver.start(missing, lambda _: None)
+    assert missing.task_id not in {x.task_id for x in await driver.list()}

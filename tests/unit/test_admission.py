@@ -326,10 +326,10 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_parameter_values_the_driver_would_refuse_are_refused_at_deploy() -> None:
     assert refused(docker(("pids-limit", "many"), ("ulimit", "nofile"),
                           ("device", "sda"))) == [
-        "container.docker.parameters.0.value: 'many' is not a whole number of processes",
-        "container.docker.parameters.1.value: 'nofile' is not name=soft[:hard], such as "
+        "container.docker.parameters.0: pids-limit: 'many' is not a whole number",
+        "container.docker.parameters.1: ulimit: 'nofile' is not name=soft[:hard], such as "
         "nofile=1024:2048",
-        "container.docker.parameters.2.value: 'sda' is not /dev/host[:/dev/container[:rwm]]"]
+        "container.docker.parameters.2: device: 'sda' is not /dev/host[:/dev/container[:rwm]]"]
     assert admit(docker(("pids-limit", "-1"), ("ulimit", "nofile=1024:2048")), policy=DENY)
 
 
@@ -371,3 +371,41 @@ def test_a_command_app_user_who_may_use_the_docker_socket_is_refused() -> None:
     assert check_policy(app, DENY, socket_groups=lambda: frozenset({nobody + 1})) == []
     assert check_policy(app, ContainerPolicy(allow_docker_socket=True),
                         socket_groups=lambda: frozenset({nobody})) == []
+
+
+def test_docker_parameters_that_reach_the_host_are_judged_by_the_policy() -> None:
+    problems = refused(docker(("volume", "/etc:/host-etc"), ("v", "/srv/data:/data:ro"),
+                              ("mount", "type=bind,source=/var/lib,target=/host"),
+                              ("mount", "type=volume,target=/x,volume-opt=type=none,"
+                                        "volume-opt=o=bind,volume-opt=device=/root"),
+                              ("volumes-from", "kade-other"), ("privileged", "true"),
+                              ("gpus", "all"), ("device-cgroup-rule", "c 1:3 mr"),
+                              ("cgroupns", "host"), ("cgroup-parent", "/system.slice")))
+    flags = [p.rpartition("(start kade with ")[2].rstrip(")") for p in problems]
+    assert flags == ["--allow-host-paths /etc", "--allow-host-paths /srv/data",
+                     "--allow-host-paths /var/lib", "--allow-host-paths /root",
+                     "--allow-host-namespaces", "--allow-privileged", "--allow-devices",
+                     "--allow-devices", "--allow-host-namespaces", "--allow-host-namespaces"]
+    assert "mounting another container's volumes" in problems[4]
+    allowed = ContainerPolicy(allow_host_paths=("/srv",), allow_host_namespaces=True)
+    assert admit(docker(("volume", "/srv/data:/data:ro"), ("volume", "named:/cache"),
+                        ("volume", "/anonymous"), ("volumes-from", "other"),
+                        ("mount", "type=tmpfs,target=/t"), ("cgroupns", "private"),
+                        ("privileged", "false"), ("memory-swap", "-1"),
+                        ("shm-size", "256m")), policy=allowed)
+
+
+def test_fetching_a_node_path_is_judged_like_a_host_volume() -> None:
+    app = {"id": "/jobs/a", "cmd": "./run", "fetch": [{"uri": "file:///etc/shadow"},
+                                                      {"uri": "/srv/pkg/app.tgz"},
+                                                      {"uri": "http://127.0.0.1/x"}]}
+    problems = refused(app)
+    assert [p.split(":")[0] for p in problems] == ["fetch.0.uri", "fetch.1.uri"]
+    assert problems[0].endswith("(start kade with --allow-host-paths /etc/shadow)")
+    assert admit(app | {"fetch": app["fetch"][1:]},
+                 policy=ContainerPolicy(allow_host_paths=("/srv/pkg",)))
+
+
+def test_fetch_entries_are_bounded() -> None:
+    app = {"id": "/jobs/a", "cmd": "./run", "fetch": [{"uri": f"http://h/{i}"} for i in range(65)]}
+    assert refused(app) == ["fetch: 65 entries is more than the 64 accepted"]

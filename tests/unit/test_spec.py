@@ -81,9 +81,9 @@ def test_command_app_without_container() -> None:
 
 
 def test_unsupported_and_unknown_fields_are_warnings_not_silently_dropped() -> None:
-    parsed = parse_app({**SITE, "fetch": [{"uri": "x"}], "colour": "blue",
+    parsed = parse_app({**SITE, "gpus": 1, "colour": "blue",
                         "container": {"docker": {"image": "kade/site:1", "shiny": True}}})
-    assert "fetch: fetching URIs into the sandbox is not supported, ignored" in parsed.warnings
+    assert "gpus: GPUs are not supported, ignored" in parsed.warnings
     assert "colour: unknown field, ignored" in parsed.warnings
     assert "container.docker.shiny: unknown field, ignored" in parsed.warnings
 
@@ -103,10 +103,13 @@ def test_bridge_networking_both_spellings() -> None:
         assert port.name == "http"
 
 
-def test_bridge_port_mapping_needs_container_port() -> None:
-    problems = errors_of({"id": "/a", "networks": [{"mode": "container/bridge"}],
-                          "container": {"docker": {"image": "i"}, "portMappings": [{}]}})
-    assert any("containerPort: is required" in p for p in problems)
+def test_container_port_zero_is_the_assigned_host_port() -> None:
+    """Marathon: containerPort 0 in BRIDGE mode means "the same as hostPort"."""
+    for mapping in ({}, {"containerPort": 0}, {"containerPort": 0, "hostPort": 0}):
+        app = parse_app({"id": "/a", "container": {"docker": {
+            "image": "i", "network": "BRIDGE", "portMappings": [mapping]}}}).app
+        [port] = app.ports()
+        assert port.container_port == 0 and port.requested_host_port == 0
 
 
 def test_require_ports_fixes_host_ports() -> None:
@@ -153,8 +156,13 @@ def test_spec_hash_is_the_same_after_a_trip_through_the_store() -> None:
 def test_unsupported_docker_parameters_are_rejected() -> None:
     problems = errors_of({**SITE, "container": {"docker": {
         "image": "i", "parameters": [{"key": "hostname", "value": "a"},
-                                     {"key": "volume-driver", "value": "x"}]}}})
-    assert any("parameters.1.key: 'volume-driver' is not supported" in p for p in problems)
+                                     {"key": "env-file", "value": "x"},
+                                     {"key": "sparkle", "value": "x"}]}}})
+    assert problems == [
+        "container.docker.parameters.1: 'env-file' is not supported: reads a file where the "
+        "Docker CLI runs; put the variables in env",
+        "container.docker.parameters.2: 'sparkle' is not a docker run option with an Engine "
+        "API equivalent"]
 
 
 def test_deploys_reject_a_bad_rule_in_routes_or_traefik_labels() -> None:
@@ -197,3 +205,154 @@ def test_numbers_must_be_finite_even_when_given_as_python_floats(value: float) -
 
 def test_too_large_integers_are_named() -> None:
     assert errors_of({**SITE, "instances": 1e30}) == ["instances: is too large"]
+
+
+def test_legacy_ports_become_port_definitions() -> None:
+    parsed = parse_app({"id": "/a", "cmd": "x", "ports": [0, 0, 0]})
+    assert [p.requested_host_port for p in parsed.app.ports()] == [0, 0, 0]
+    assert parsed.warnings == [] and "ports" not in parsed.app.wire()
+    fixed = parse_app({"id": "/a", "cmd": "x", "ports": [8080, 8081], "requirePorts": True})
+    assert [p.requested_host_port for p in fixed.app.ports()] == [8080, 8081]
+    assert errors_of({"id": "/a", "cmd": "x", "ports": [1], "portDefinitions": [{"port": 2}]}
+                     ) == ["ports: set portDefinitions or the older ports, not both"]
+    assert errors_of({"id": "/a", "cmd": "x", "ports": ["80"]}) == [
+        "ports: must be a list of port numbers"]
+    bridged = parse_app({"id": "/a", "ports": [0], "container": {"docker": {
+        "image": "i", "network": "BRIDGE", "portMappings": [{"containerPort": 80}]}}})
+    assert len(bridged.app.ports()) == 1 and bridged.app.ports()[0].container_port == 80
+    assert bridged.warnings == [
+        "ports: the app's ports are its container.portMappings; ignored"]
+
+
+def test_ip_address_becomes_a_container_network_with_its_ports() -> None:
+    app = parse_app({"id": "/a", "container": {"docker": {"image": "i", "network": "USER"}},
+                     "ipAddress": {"networkName": "backend", "labels": {"x": "y"},
+                                   "discovery": {"ports": [
+                                       {"number": 80, "name": "http", "protocol": "tcp"},
+                                       {"number": 53, "name": "dns", "protocol": "udp"}]}}}).app
+    assert app.network_mode == "container" and app.docker_network_name == "backend"
+    assert app.networks[0].labels == {"x": "y"}
+    assert [(p.container_port, p.name, p.protocol) for p in app.ports()] == [
+        (80, "http", "tcp"), (53, "dns", "udp")]
+    default = parse_app({"id": "/a", "container": {"docker": {"image": "i"}},
+                         "ipAddress": {}}).app
+    assert default.docker_network_name == "bridge"
+    assert errors_of({"id": "/a", "cmd": "x", "ipAddress": {"networkName": "n"}}) == [
+        "ipAddress: an IP per task needs a Docker container (container.docker.image); a "
+        "command app runs on the host network"]
+    assert errors_of({"id": "/a", "container": {"docker": {"image": "i"}},
+                      "networks": [{"mode": "host"}], "ipAddress": {}}) == [
+        "ipAddress: set networks or ipAddress, not both"]
+
+
+def test_uris_become_fetch_and_archives_are_extracted() -> None:
+    app = parse_app({"id": "/a", "cmd": "x", "uris": [
+        "https://example.com/app.tgz", "http://example.com/run.sh?v=1"]}).app
+    assert [(f.uri, f.extract, f.executable, f.cache) for f in app.fetch] == [
+        ("https://example.com/app.tgz", True, False, False),
+        ("http://example.com/run.sh?v=1", False, False, False)]
+    assert "uris" not in app.wire()
+    fetch = parse_app({"id": "/a", "cmd": "x", "fetch": [
+        {"uri": "file:///opt/x.zip", "extract": False, "executable": True, "cache": True,
+         "outputFile": "y.zip"}]}).app.fetch[0]
+    assert (fetch.extract, fetch.executable, fetch.cache, fetch.output_file) == (
+        False, True, True, "y.zip")
+
+
+@pytest.mark.parametrize(("fetch", "expected"), [
+    ({"uri": "hdfs://nn/app.jar"}, "fetch.0.uri: 'hdfs://nn/app.jar': only http, https and "
+                                   "file URIs (or an absolute path on the node) can be fetched"),
+    ({"uri": "http://h/"}, "fetch.0.uri: '' cannot name a file in the sandbox"),
+    ({"uri": "file://localhost/etc/passwd"},
+     "fetch.0.uri: 'file://localhost/etc/passwd': a file URI names a path on this node "
+     "(file:///path)"),
+    ({"uri": "http://h/a", "outputFile": "../a"},
+     "fetch.0.outputFile: '../a' cannot name a file in the sandbox"),
+])
+def test_fetch_entries_kade_cannot_place_are_refused(fetch: dict[str, str],
+                                                      expected: str) -> None:
+    assert errors_of({"id": "/a", "cmd": "x", "fetch": [fetch]}) == [expected]
+
+
+def test_pods_and_resident_storage_are_refused_by_name() -> None:
+    pod = {"id": "/pod", "scaling": {"instances": 1},
+           "containers": [{"name": "web", "image": {"kind": "DOCKER", "id": "nginx"}}]}
+    assert errors_of(pod) == ["containers: pods are not supported: deploy each container as "
+                              "an app"]
+    resident = {**SITE, "residency": {"taskLostBehavior": "WAIT_FOREVER"}, "container": {
+        "docker": {"image": "i"},
+        "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 10}},
+                    {"containerPath": "/ext", "mode": "RW",
+                     "external": {"name": "v", "provider": "dvdi"}}]}}
+    problems = errors_of(resident)
+    assert [p.split(":")[0] for p in problems] == [
+        "residency", "container.volumes.0.persistent", "container.volumes.1.external"]
+    assert "persistent (local) volumes are not supported" in problems[1]
+
+
+def test_docker_parameters_have_one_table_for_admission_and_driver() -> None:
+    from kade.spec.docker_parameters import NO_EQUIVALENT, PARAMETERS, Target, apply_parameter
+
+    assert not set(PARAMETERS) & set(NO_EQUIVALENT)
+    t = Target()
+    for key, value in [("memory-swap", "1g"), ("shm-size", "64m"), ("oom-kill-disable", "true"),
+                       ("cpuset-cpus", "0"), ("entrypoint", "/bin/sh"), ("init", "false"),
+                       ("network-alias", "db"), ("ip", "10.5.0.9"), ("dns-opt", "ndots:2"),
+                       ("group-add", "audio"), ("read-only", ""), ("tmpfs", "/run:size=1m"),
+                       ("health-interval", "1m30s"), ("device-read-bps", "/dev/sda:1mb"),
+                       ("e", "A=1"), ("--label", "tier=db"), ("cpus", "1.5"),
+                       ("mount", "type=bind,source=/srv,target=/srv,readonly"),
+                       ("volumes-from", "other:ro"), ("expose", "7000-7001/udp")]:
+        apply_parameter(key, value, t)
+    assert t.host["MemorySwap"] == 1 << 30 and t.host["ShmSize"] == 64 << 20
+    assert t.host["OomKillDisable"] is True and t.host["CpusetCpus"] == "0"
+    assert t.host["Init"] is False and t.host["ReadonlyRootfs"] is True
+    assert t.host["DnsOptions"] == ["ndots:2"] and t.host["GroupAdd"] == ["audio"]
+    assert t.host["Tmpfs"] == {"/run": "size=1m"} and t.host["NanoCpus"] == 1_500_000_000
+    assert t.host["BlkioDeviceReadBps"] == [{"Path": "/dev/sda", "Rate": 1 << 20}]
+    assert t.host["Mounts"] == [{"Type": "bind", "Target": "/srv", "Source": "/srv",
+                                 "ReadOnly": True}]
+    assert t.host["VolumesFrom"] == ["other:ro"]
+    assert t.endpoint == {"Aliases": ["db"], "IPAMConfig": {"IPv4Address": "10.5.0.9"}}
+    assert t.config["Entrypoint"] == ["/bin/sh"] and t.config["Env"] == ["A=1"]
+    assert t.config["Labels"] == {"tier": "db"}
+    assert t.config["Healthcheck"] == {"Interval": 90 * 10**9}
+    assert set(t.config["ExposedPorts"]) == {"7000/udp", "7001/udp"}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("memory-swap", "lots", "memory-swap: 'lots' is not a size such as 64m or 1g"),
+    ("oom-kill-disable", "maybe", "oom-kill-disable: 'maybe' is not true or false"),
+    ("health-interval", "5 minutes", "health-interval: '5 minutes' is not a duration"),
+    ("restart", "always", "'restart' is not supported: kade restarts tasks itself"),
+    ("publish", "80:80", "'publish' is not supported: ports are kade's"),
+    ("mount", "type=nfs,target=/x", "mount: 'type=nfs,target=/x' is not type=bind|volume"),
+])
+def test_docker_parameter_values_are_checked_at_deploy(key: str, value: str,
+                                                       expected: str) -> None:
+    [problem] = errors_of({**SITE, "container": {"docker": {
+        "image": "i", "parameters": [{"key": key, "value": value}]}}})
+    assert problem.startswith("container.docker.parameters.0: " + expected)
+
+
+def test_fields_added_later_leave_the_hash_of_apps_without_them_alone() -> None:
+    import hashlib
+
+    app = parse_app({"id": "/a", "cmd": "sleep 1"}).app
+    before = {k: v for k, v in app.wire().items() if k not in ("fetch", "instances", "version",
+                                                                "upgradeStrategy")}
+    for key in ("backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds", "killSelection"):
+        before.pop(key)
+    raw = json.dumps(before, sort_keys=True, separators=(",", ":")).encode()
+    assert spec_hash(app) == hashlib.sha256(raw).hexdigest()[:16]
+    fetched = parse_app({"id": "/a", "cmd": "sleep 1", "fetch": [{"uri": "http://h/x"}]}).app
+    assert spec_hash(fetched) != spec_hash(app)
+
+
+def test_network_scoped_parameters_need_a_network_of_the_apps_own() -> None:
+    params = [{"key": "net-alias", "value": "db"}]
+    assert errors_of({**SITE, "container": {"docker": {"image": "i", "parameters": params}}}) == [
+        'container.docker.parameters.0: net-alias applies on a Docker network of the app\'s '
+        'own: networks [{"mode": "container", "name": …}]']
+    assert parse_app({**SITE, "networks": [{"mode": "container", "name": "backend"}],
+                      "container": {"docker": {"image": "i", "parameters": params}}})

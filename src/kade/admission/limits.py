@@ -45,6 +45,7 @@ class Limits:
     max_networks: int = 8
     max_routes: int = 64
     max_templates: int = 64
+    max_fetch: int = 64  # each one a download of up to 1 GiB before the task starts
 
 
 LIMITS = Limits()
@@ -127,6 +128,7 @@ def check_bounds(app: AppSpec, limits: Limits = LIMITS) -> list[str]:
         "networks": (len(app.networks), limits.max_networks),
         "routes": (len(app.routes), limits.max_routes),
         "templates": (len(app.templates), limits.max_templates),
+        "fetch": (len(app.fetch), limits.max_fetch),
         "portDefinitions": (len(app.port_definitions or []), limits.max_ports),
         "container.portMappings": (len(app.port_mappings()), limits.max_ports),
         "container.volumes": (len(app.container.volumes) if app.container else 0,

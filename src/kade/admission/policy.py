@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kade.spec.docker_parameters import canonical
 from kade.spec.model import AppSpec
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
@@ -88,13 +89,19 @@ def check_policy(app: AppSpec, policy: ContainerPolicy, *,
                                  "--allow-privileged"))
     for i, param in enumerate(docker.parameters if docker else []):
         where = f"container.docker.parameters.{i} ({param.key}={param.value})"
-        problems.extend(_check_parameter(where, param.key, param.value, policy))
+        problems.extend(_check_parameter(where, canonical(param.key), param.value, policy,
+                                         realpath))
     for i, volume in enumerate(app.container.volumes if app.container else []):
         if ":" in volume.container_path or "," in volume.container_path:
             # Docker splits a bind at ':': a path holding one could shift the fields
             problems.append(f"container.volumes.{i}.containerPath: must not contain ':' or ','")
         problems.extend(_check_host_path(f"container.volumes.{i}.hostPath", volume.host_path,
                                          policy, realpath))
+    for i, f in enumerate(app.fetch):  # kade reads the file, as root: the host path is judged
+        local = f.uri[len("file://"):] if f.uri.lower().startswith("file://") else f.uri
+        if local.startswith("/"):
+            problems.extend(_check_host_path(f"fetch.{i}.uri", local.split("?")[0], policy,
+                                             realpath))
     network = app.docker_network_name or ""
     if network.startswith("container:") and not policy.allow_host_namespaces:
         problems.append(_refused("networks.0.name", "joining another container's network "
@@ -111,7 +118,30 @@ def check_policy(app: AppSpec, policy: ContainerPolicy, *,
     return problems
 
 
-def _check_parameter(where: str, key: str, value: str, policy: ContainerPolicy) -> list[str]:
+def _check_parameter(where: str, key: str, value: str, policy: ContainerPolicy,
+                     realpath: Callable[[str], str]) -> list[str]:
+    if key == "privileged":
+        if value.strip().lower() in ("false", "0", "no", "off") or policy.allow_privileged:
+            return []
+        return [_refused(where, "privileged containers are", "--allow-privileged")]
+    if key == "volume":  # host:container[:options], or a Docker volume name
+        host_path, _, rest = value.partition(":")
+        if not rest:
+            return []  # an anonymous volume: nothing of the host
+        return _check_host_path(where, host_path, policy, realpath)
+    if key == "mount":
+        return _check_mount(where, value, policy, realpath)
+    if key in ("volumes-from", "cgroupns", "cgroup-parent"):
+        if key == "cgroupns" and value.strip().lower() == "private":
+            return []
+        what = {"volumes-from": "mounting another container's volumes (and its host paths) is",
+                "cgroupns": "the host's cgroup namespace is",
+                "cgroup-parent": "placing the container in another cgroup is"}[key]
+        if policy.allow_host_namespaces:
+            return []
+        return [_refused(where, what, "--allow-host-namespaces")]
+    if key in ("device-cgroup-rule", "gpus") and not policy.allow_devices:
+        return [_refused(where, "host devices are", "--allow-devices")]
     if key == "cap-add":
         cap = capability(value)
         if not cap:
@@ -143,6 +173,23 @@ def _check_parameter(where: str, key: str, value: str, policy: ContainerPolicy) 
     if key == "label" and value.partition("=")[0].startswith("kade."):
         return [f"{where}: the label prefix kade. is reserved for kade's own labels"]
     return []
+
+
+def _check_mount(where: str, value: str, policy: ContainerPolicy,
+                 realpath: Callable[[str], str]) -> list[str]:
+    """A bind's source is a host path; a volume's `device=` option binds one too."""
+    opts = [item.partition("=") for item in value.split(",")]
+    kind = next((v for k, _, v in opts if k.strip().lower() == "type"), "volume")
+    problems = []
+    for k, _, v in opts:
+        k = k.strip().lower()
+        if kind == "bind" and k in ("source", "src"):
+            problems += _check_host_path(where, v.strip(), policy, realpath)
+        elif k == "volume-opt" and v.partition("=")[0] == "device":
+            device = v.partition("=")[2]
+            problems += _check_host_path(where, device, policy, realpath) if device.startswith(
+                "/") else [f"{where}: the volume option device must be an absolute host path"]
+    return problems
 
 
 def _check_host_path(where: str, path: str, policy: ContainerPolicy,

@@ -144,6 +144,7 @@ def up(
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
                         handlers=[log_handler(err)])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise
     try:
         for addr in (api_addr, dns_addr, http_addr, router_admin_addr, https_addr):
             if addr is not None:

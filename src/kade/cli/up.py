@@ -128,7 +128,7 @@ async def make_driver(cfg: UpConfig) -> Driver:
                          "docker,exec")
     drivers: list[Driver] = []
     if "docker" in wanted or "auto" in wanted:
-        docker = DockerDriver(publish_ip=cfg.publish_ip)
+        docker = DockerDriver(publish_ip=cfg.publish_ip, fetch_cache=cfg.data_dir / "fetch-cache")
         try:
             await docker.resources()
             drivers.append(docker)

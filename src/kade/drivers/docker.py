@@ -1,7 +1,9 @@
 """The Docker driver: tasks as containers of a real Docker Engine, through its HTTP API.
 
 Containers carry kade's labels (state lives in labels too), run with an init so SIGTERM
-reaches the app, and have no restart policy: kade replaces failed tasks itself.
+reaches the app, and have no restart policy: kade replaces failed tasks itself. An app's
+`fetch` files are downloaded by kade and copied into the container before it starts, at
+`$MESOS_SANDBOX` (`/mnt/mesos/sandbox`), where Marathon's Docker apps find them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import os
 import re
 import signal
 import struct
+import tarfile
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import aiodocker
 import aiohttp
@@ -34,7 +39,8 @@ from kade.drivers.base import (
     WorkloadEvent,
     WorkloadState,
 )
-from kade.drivers.docker_config import MIN_MEMORY_MIB, container_config
+from kade.drivers.docker_config import MIN_MEMORY_MIB, SANDBOX, container_config
+from kade.drivers.fetch import DEFAULT_LIMITS, FetchLimits, fetch_all
 
 __all__ = ["MIN_MEMORY_MIB", "DockerDriver", "PullProgress", "container_config", "container_name"]
 
@@ -117,9 +123,15 @@ class DockerDriver:
     name = "docker"
     default_user: str | None = None  # a container's user is its image's
 
-    def __init__(self, *, publish_ip: str = "0.0.0.0", docker_url: str | None = None) -> None:
+    def __init__(self, *, publish_ip: str = "0.0.0.0", docker_url: str | None = None,
+                 fetch_cache: Path | None = None,
+                 fetch_limits: FetchLimits = DEFAULT_LIMITS) -> None:
+        """`fetch_cache`: where `fetch` entries with `cache: true` are kept (None: fetched
+        every time)."""
         self.publish_ip = publish_ip
         self.docker_url = docker_url
+        self.fetch_cache = fetch_cache
+        self.fetch_limits = fetch_limits
         self._docker: aiodocker.Docker | None = None
 
     def _client(self) -> aiodocker.Docker:
@@ -154,6 +166,17 @@ class DockerDriver:
     async def start(self, spec: LaunchSpec, progress: Callable[[str], None]) -> Workload:
         config = container_config(spec, publish_ip=self.publish_ip)
         await self._ensure_image(config["Image"], spec, progress)
+        with tempfile.TemporaryDirectory(prefix="kade-fetch-") as tmp:
+            sandbox = None
+            if spec.app.fetch:  # before anything is created: a failed fetch leaves nothing
+                sandbox = Path(tmp) / "sandbox"
+                sandbox.mkdir()
+                await fetch_all(list(spec.app.fetch), sandbox, cache_dir=self.fetch_cache,
+                                limits=self.fetch_limits, progress=progress)
+            return await self._create_and_start(spec, config, sandbox)
+
+    async def _create_and_start(self, spec: LaunchSpec, config: dict[str, Any],
+                                sandbox: Path | None) -> Workload:
         name = container_name(spec.task_id)
         docker = self._client()
         try:
@@ -166,6 +189,8 @@ class DockerDriver:
         except DockerError as e:
             raise DriverError(f"creating {name}: {e.message}") from e
         try:
+            if sandbox is not None:
+                await self._upload_sandbox(container.id, sandbox)
             await container.start()
         except DockerError as e:
             await self.remove(container.id)  # nothing half-made is left behind
@@ -174,6 +199,16 @@ class DockerDriver:
         if info is None:
             raise DriverError(f"container {name} vanished right after it started")
         return workload_of(info)
+
+    async def _upload_sandbox(self, container_id: str, sandbox: Path) -> None:
+        """The fetched files into the created container at MESOS_SANDBOX, as one tar."""
+        with tempfile.TemporaryFile() as archive:
+            await asyncio.to_thread(_tar_sandbox, sandbox, archive)
+            archive.seek(0)
+            async with self._client()._query(
+                    f"containers/{container_id}/archive", method="PUT", data=archive,
+                    params={"path": "/"}, headers={"Content-Type": "application/x-tar"}):
+                pass
 
     async def _ensure_image(self, image: str, spec: LaunchSpec,
                             progress: Callable[[str], None]) -> None:
@@ -327,6 +362,17 @@ class DockerDriver:
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+
+
+def _tar_sandbox(sandbox: Path, out: IO[bytes]) -> None:
+    """`sandbox` as `mnt/mesos/sandbox/…`; the directory writable by the container's user,
+    whoever the image makes it (Mesos gives the task its sandbox)."""
+    def writable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if info.name == SANDBOX.lstrip("/"):
+            info.mode = 0o1777
+        return info
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.add(sandbox, arcname=SANDBOX.lstrip("/"), filter=writable)
 
 
 def _event_of(raw: dict[str, Any]) -> WorkloadEvent | None:

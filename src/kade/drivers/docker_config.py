@@ -13,13 +13,14 @@ import math
 from typing import Any
 
 from kade.drivers.base import DriverError, LaunchSpec
-from kade.spec.model import SUPPORTED_PARAMETERS
+from kade.spec.docker_parameters import Target, apply_parameter
 
 MIN_MEMORY_MIB = 6  # Docker refuses less
 DEFAULT_PIDS_LIMIT = 1024
 DEFAULT_LOG_CONFIG: dict[str, Any] = {
     "Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 NO_NEW_PRIVILEGES = "no-new-privileges"
+SANDBOX = "/mnt/mesos/sandbox"  # where a Docker app's fetched files are, as under Mesos
 
 
 def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[str, Any]:
@@ -30,7 +31,8 @@ def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[s
     config: dict[str, Any] = {
         "Image": app.image,
         "Labels": spec.labels(),
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Env": [f"{k}={v}" for k, v in spec.env.items()]
+               + ([f"MESOS_SANDBOX={SANDBOX}"] if app.fetch else []),
         "StopTimeout": math.ceil(app.task_kill_grace_period_seconds),
     }
     if app.cmd is not None and app.args is not None:
@@ -64,9 +66,7 @@ def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[s
                   for v in app.container.volumes]
     if binds:
         host["Binds"] = binds
-    if app.container and app.container.docker:
-        for p in app.container.docker.parameters:
-            _apply_parameter(p.key, p.value, config, host)
+    _parameters(spec, config, host)
     _defaults(host)
     return config
 
@@ -110,57 +110,17 @@ def _networking(spec: LaunchSpec, publish_ip: str, config: dict[str, Any],
     host["PortBindings"] = bindings
 
 
-def _apply_parameter(key: str, value: str, config: dict[str, Any],
-                     host: dict[str, Any]) -> None:
-    if key not in SUPPORTED_PARAMETERS:
-        raise DriverError(f"docker parameter {key!r} is not supported "
-                          f"(supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
-    k, _, v = value.partition("=")
-    if key == "label":
-        if k.startswith("kade."):
-            raise DriverError(f"label {k!r}: the kade. prefix is reserved")
-        config["Labels"][k] = v
-    elif key == "env":
-        config["Env"].append(value)
-    elif key in ("hostname", "user", "workdir", "stop-signal"):
-        field = {"hostname": "Hostname", "user": "User", "workdir": "WorkingDir",
-                 "stop-signal": "StopSignal"}[key]
-        config[field] = value
-    elif key in ("add-host", "cap-add", "cap-drop", "dns", "dns-search", "security-opt"):
-        field = {"add-host": "ExtraHosts", "cap-add": "CapAdd", "cap-drop": "CapDrop",
-                 "dns": "Dns", "dns-search": "DnsSearch", "security-opt": "SecurityOpt"}[key]
-        host.setdefault(field, []).append(value)
-    elif key == "ulimit":
-        soft, _, hard = v.partition(":")
+def _parameters(spec: LaunchSpec, config: dict[str, Any], host: dict[str, Any]) -> None:
+    """`container.docker.parameters`, through the one table admission checks them with."""
+    docker = spec.app.container.docker if spec.app.container else None
+    if docker is None or not docker.parameters:
+        return
+    target = Target(config=config, host=host)
+    for p in docker.parameters:
         try:
-            limit = {"Name": k, "Soft": int(soft), "Hard": int(hard or soft)}
-        except ValueError:
-            raise DriverError(f"ulimit {value!r}: expected name=soft[:hard]") from None
-        host.setdefault("Ulimits", []).append(limit)
-    elif key == "log-driver":
-        host.setdefault("LogConfig", {"Type": "", "Config": {}})["Type"] = value
-    elif key == "log-opt":
-        host.setdefault("LogConfig", {"Type": "", "Config": {}})["Config"][k] = v
-    elif key == "sysctl":
-        host.setdefault("Sysctls", {})[k] = v
-    elif key == "read-only":
-        host["ReadonlyRootfs"] = value.lower() in ("", "true", "1", "yes")
-    elif key == "tmpfs":
-        path, _, opts = value.partition(":")
-        host.setdefault("Tmpfs", {})[path] = opts
-    elif key in ("pid", "ipc", "uts", "userns"):
-        field = {"pid": "PidMode", "ipc": "IpcMode", "uts": "UTSMode",
-                 "userns": "UsernsMode"}[key]
-        host[field] = value
-    elif key == "device":  # host[:container[:permissions]], as `docker run --device`
-        parts = value.split(":")
-        if not parts[0].startswith("/") or len(parts) > 3:
-            raise DriverError(f"device {value!r}: expected /dev/host[:/dev/container[:rwm]]")
-        host.setdefault("Devices", []).append({
-            "PathOnHost": parts[0], "PathInContainer": parts[1] if len(parts) > 1 else parts[0],
-            "CgroupPermissions": parts[2] if len(parts) > 2 else "rwm"})
-    elif key == "pids-limit":
-        try:
-            host["PidsLimit"] = int(value)
-        except ValueError:
-            raise DriverError(f"pids-limit {value!r}: expected a number") from None
+            apply_parameter(p.key, p.value, target)
+        except ValueError as e:
+            raise DriverError(f"docker parameter {e}") from None
+    if target.endpoint:  # aliases, a fixed address…: on the container's network
+        network = host.get("NetworkMode") or "default"
+        config["NetworkingConfig"] = {"EndpointsConfig": {network: target.endpoint}}

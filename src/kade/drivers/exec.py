@@ -3,7 +3,8 @@
 Each task gets a sandbox `<work_dir>/<task id>/` holding its `stdout` and `stderr` and a
 `task.json` (labels, env, pid and the process start time). The process runs in its own
 session, so it outlives the agent; a restarted agent re-finds it from task.json and tells a
-reused pid apart by the start time in /proc. Exits are noticed at once through a pidfd,
+reused pid apart by the start time in /proc. The app's `fetch` URIs are put into the sandbox
+before the process starts (`kade.drivers.fetch`). Exits are noticed at once through a pidfd,
 which works for processes that are not our children too (their exit code is then unknown).
 """
 
@@ -32,6 +33,7 @@ from kade.drivers.base import (
     Workload,
     WorkloadEvent,
 )
+from kade.drivers.fetch import DEFAULT_LIMITS, FetchLimits, fetch_all
 
 EXEC_OUTPUT_LIMIT = 4096  # bytes of exec output kept (the tail: errors come last)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -83,11 +85,17 @@ class ExecDriver:
 
     name = "exec"
 
-    def __init__(self, work_dir: Path, *, default_user: str | None = None) -> None:
+    def __init__(self, work_dir: Path, *, default_user: str | None = None,
+                 fetch_cache: Path | None = None,
+                 fetch_limits: FetchLimits = DEFAULT_LIMITS) -> None:
         """`default_user`: who runs a command app that names no `user` (None: kade's own
-        user). `kade up` as root passes `nobody` unless root commands are allowed."""
+        user). `kade up` as root passes `nobody` unless root commands are allowed.
+        `fetch_cache`: where `fetch` entries with `cache: true` are kept (default: beside
+        `work_dir`, `fetch-cache`)."""
         self.work_dir = Path(work_dir)
         self.default_user = default_user
+        self.fetch_cache = fetch_cache or self.work_dir.parent / "fetch-cache"
+        self.fetch_limits = fetch_limits
         self._watches: dict[str, _Watch] = {}
         self._subscribers: set[asyncio.Queue[WorkloadEvent]] = set()
 
@@ -231,11 +239,22 @@ class ExecDriver:
             raise DriverError(f"user: {user!r} is not a user of this host") from None
         box.mkdir(parents=True, mode=0o700)
         _link_mounts(box, spec)
+        if app.fetch:
+            before = set(os.listdir(box))
+            try:
+                await fetch_all(list(app.fetch), box, cache_dir=self.fetch_cache,
+                                limits=self.fetch_limits, progress=progress)
+            except DriverError:
+                await asyncio.to_thread(shutil.rmtree, box, True)
+                raise
+            if account is not None and account.pw_uid != os.geteuid():
+                _chown_new(box, set(os.listdir(box)) - before, account)
         home = os.environ.get("HOME", str(box))
         if account is not None and account.pw_uid != os.geteuid():
             # the sandbox is the task's own: its working directory, where it writes
             os.chown(box, account.pw_uid, account.pw_gid)
             home = str(box)
+            _traversable(self.work_dir)
         env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH), "HOME": home, **spec.env}
         try:
             pid = _spawn(app.cmd, box, env, account)
@@ -383,6 +402,26 @@ def _link_mounts(box: Path, spec: LaunchSpec) -> None:
             except OSError:
                 pass
         link.symlink_to(m.host_path)
+
+
+def _traversable(work_dir: Path) -> None:
+    """The task's user may pass through (not list) kade's directories down to its sandbox: a
+    shell's `cd sub` changes to the whole path, from the root, not from where it is."""
+    for d in (work_dir, work_dir.parent):
+        mode = d.stat().st_mode & 0o7777
+        if mode & 0o011 != 0o011:
+            d.chmod(mode | 0o011)
+
+
+def _chown_new(box: Path, names: set[str], account: pwd.struct_passwd) -> None:
+    """Fetched files belong to the task's user, as the sandbox does (links are not followed)."""
+    for name in names:
+        top = box / name
+        os.lchown(top, account.pw_uid, account.pw_gid)
+        if top.is_dir() and not top.is_symlink():
+            for root, dirs, files in os.walk(top):
+                for entry in dirs + files:
+                    os.lchown(os.path.join(root, entry), account.pw_uid, account.pw_gid)
 
 
 def _account(user: str | None) -> pwd.struct_passwd | None:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kade.spec.base import SpecModel
+from kade.spec.docker_parameters import PARAMETERS
 from kade.spec.routes import RouteSpec
 from kade.spec.templates import TemplateSpec
 
@@ -34,15 +35,9 @@ class PortMapping(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-# `container.docker.parameters` keys the Docker driver understands (`docker run --<key>`).
-# Those that reach the host (cap-add, security-opt, sysctl, device, the namespace ones) are
-# refused by admission unless the server's container policy allows them.
-SUPPORTED_PARAMETERS: frozenset[str] = frozenset({
-    "label", "env", "hostname", "user", "workdir", "add-host", "cap-add", "cap-drop",
-    "ulimit", "log-driver", "log-opt", "dns", "dns-search", "security-opt", "sysctl",
-    "read-only", "tmpfs", "pids-limit", "stop-signal", "pid", "ipc", "uts", "userns",
-    "device",
-})
+# `container.docker.parameters` keys the Docker driver translates (`docker run --<key>`); those
+# that reach the host are refused by admission unless the server's container policy allows them.
+SUPPORTED_PARAMETERS: frozenset[str] = frozenset(PARAMETERS)
 
 
 class DockerParameter(SpecModel):
@@ -76,6 +71,16 @@ class Network(SpecModel):
     mode: Literal["host", "container/bridge", "container"] = "host"
     name: str | None = None  # a Docker network, for mode "container"
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+class FetchUri(SpecModel):
+    """One file the task needs in its sandbox before it starts (Marathon's `fetch`)."""
+
+    uri: str = Field(min_length=1)
+    extract: bool = True  # archives (tar, tgz, tbz2, txz, zip) are unpacked
+    executable: bool = False  # mode 0755 instead of 0644
+    cache: bool = False  # kept by URL on the node and reused
+    output_file: str | None = None  # the file's name in the sandbox (default: the URI's)
 
 
 class CommandValue(SpecModel):
@@ -143,6 +148,7 @@ class AppSpec(SpecModel):
     user: str | None = None
     routes: list[RouteSpec] = Field(default_factory=list)
     templates: list[TemplateSpec] = Field(default_factory=list)
+    fetch: list[FetchUri] = Field(default_factory=list)
     restarted_at: str | None = None  # set by `kade restart`: part of the spec hash
     version: str | None = None  # set by kade when the version is stored
 

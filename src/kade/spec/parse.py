@@ -13,27 +13,26 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ValidationError
 
+from kade.spec.docker_parameters import ENDPOINT_PARAMETERS, canonical, parameter_problem
 from kade.spec.document import load_document
 from kade.spec.errors import SpecError
 from kade.spec.groups import parent_of, resolve_id
-from kade.spec.model import SUPPORTED_PARAMETERS, AppSpec
+from kade.spec.legacy import migrate
+from kade.spec.model import AppSpec
 
 __all__ = ["MAX_ID_LENGTH", "RESERVED_ID_SEGMENTS", "Parsed", "SpecError", "load_document",
            "normalize_id", "parse_app", "spec_hash"]
 
 # Marathon fields that kade accepts but does not act on (yet).
 UNSUPPORTED = {
-    "fetch": "fetching URIs into the sandbox is not supported",
-    "uris": "fetching URIs into the sandbox is not supported",
     "storeUrls": "not supported",
     "executor": "custom executors are not supported",
     "gpus": "GPUs are not supported",
-    "residency": "resident tasks are not supported",
     "secrets": "secrets are not supported",
-    "ipAddress": "use `networks` instead",
     "readinessChecks": "readiness checks are not supported; health checks gate routing",
     "unreachableStrategy": "not supported on one machine",
     "acceptedResourceRoles": "Mesos roles do not apply",
@@ -74,8 +73,11 @@ def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
     for server_side in ("version", "versionInfo", "tasks", "deployments", "tasksRunning",
                         "tasksHealthy", "tasksUnhealthy", "tasksStaged", "lastTaskFailure"):
         data.pop(server_side, None)
+    migrated = migrate(data)
+    if migrated.problems:
+        raise SpecError(migrated.problems)
     try:
-        app = AppSpec.model_validate(data)
+        app = AppSpec.model_validate(migrated.data)
     except ValidationError as e:
         raise SpecError([_describe(err) for err in e.errors()]) from e
     problems = _check(app)
@@ -87,7 +89,7 @@ def parse_app(data: Any, *, app_id: str | None = None) -> Parsed:
     if problems:
         raise SpecError(problems)
     app = app.model_copy(update={"id": app_id, "dependencies": dependencies})
-    return Parsed(app=app, warnings=_warnings(app))
+    return Parsed(app=app, warnings=migrated.notes + _warnings(app))
 
 
 def _check_dependencies(app_id: str, given: list[str], resolved: list[str]) -> list[str]:
@@ -167,11 +169,12 @@ def _check(app: AppSpec) -> list[str]:
         problems.append("networks.0.name: a `container` network needs the Docker network name")
     docker = app.container.docker if app.container else None
     for i, param in enumerate(docker.parameters if docker else []):
-        if param.key not in SUPPORTED_PARAMETERS:
-            problems.append(f"container.docker.parameters.{i}.key: {param.key!r} is not "
-                            f"supported (supported: {', '.join(sorted(SUPPORTED_PARAMETERS))})")
-        elif (why := _parameter_value(param.key, param.value)) is not None:
-            problems.append(f"container.docker.parameters.{i}.value: {why}")
+        if (why := parameter_problem(param.key, param.value)) is not None:
+            problems.append(f"container.docker.parameters.{i}: {why}")
+        elif canonical(param.key) in ENDPOINT_PARAMETERS and app.network_mode != "container":
+            problems.append(f"container.docker.parameters.{i}: {param.key} applies on a "
+                            "Docker network of the app's own: networks [{\"mode\": "
+                            "\"container\", \"name\": …}]")
     for name in app.env:
         if not _ENV_NAME.match(name):
             problems.append(f"env.{name}: not a valid environment variable name")
@@ -182,10 +185,8 @@ def _check(app: AppSpec) -> list[str]:
     fixed = [p.requested_host_port for p in ports if p.requested_host_port]
     for port in sorted({p for p in fixed if fixed.count(p) > 1}):
         problems.append(f"ports: host port {port} is requested twice")
-    if app.network_mode in ("bridge", "container"):
-        for p in ports:
-            if not p.container_port:
-                problems.append(f"container.portMappings.{p.index}.containerPort: is required")
+    # containerPort 0 (or none): the container listens on the host port it is given, as in
+    # Marathon ("same as hostPort"); the driver publishes that port on itself.
     for i, hc in enumerate(app.health_checks):
         where = f"healthChecks.{i}"
         if hc.kind == "COMMAND":
@@ -204,21 +205,37 @@ def _check(app: AppSpec) -> list[str]:
             problems.append(f"{where}.path: must start with /")
     for i, c in enumerate(app.constraints):
         problems.extend(_check_constraint(i, c))
+    for i, f in enumerate(app.fetch):
+        problems.extend(_check_fetch(i, f.uri, f.output_file))
     return problems
 
 
-_ULIMIT = re.compile(r"^[a-z]+=-?\d+(:-?\d+)?$")
+FETCH_SCHEMES = ("http", "https", "file")
 
 
-def _parameter_value(key: str, value: str) -> str | None:
-    """Values the Docker driver would refuse at start, refused now (a deploy's error)."""
-    if key == "pids-limit" and not re.fullmatch(r"-?\d{1,18}", value.strip()):
-        return f"{value!r} is not a whole number of processes"
-    if key == "ulimit" and not _ULIMIT.match(value):
-        return f"{value!r} is not name=soft[:hard], such as nofile=1024:2048"
-    if key == "device" and (not value.startswith("/") or len(value.split(":")) > 3):
-        return f"{value!r} is not /dev/host[:/dev/container[:rwm]]"
-    return None
+def _check_fetch(i: int, uri: str, output_file: str | None) -> list[str]:
+    problems = []
+    scheme = uri.partition("://")[0].lower() if "://" in uri else ""
+    if scheme not in FETCH_SCHEMES and not uri.startswith("/"):
+        problems.append(f"fetch.{i}.uri: {uri!r}: only http, https and file URIs (or an "
+                        "absolute path on the node) can be fetched")
+    elif scheme == "file" and not uri.partition("://")[2].startswith("/"):
+        problems.append(f"fetch.{i}.uri: {uri!r}: a file URI names a path on this node "
+                        "(file:///path)")
+    name = output_file if output_file is not None else fetch_name(uri)
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        where = "outputFile" if output_file is not None else "uri"
+        problems.append(f"fetch.{i}.{where}: {name!r} cannot name a file in the sandbox")
+    return problems
+
+
+def fetch_name(uri: str) -> str:
+    """The file name a fetched URI gets in the sandbox: the last segment of its path."""
+    path = uri.partition("://")[2] if "://" in uri else uri
+    path = path.split("?")[0].split("#")[0]
+    if "://" in uri:
+        path = path.partition("/")[2]  # without the host
+    return unquote(path.rstrip("/").rpartition("/")[2])
 
 
 def _check_constraint(i: int, c: list[str]) -> list[str]:
@@ -273,8 +290,14 @@ _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "bac
                "maxLaunchDelaySeconds", "killSelection", "dependencies"}
 
 
+# Fields added after apps were stored: left out while empty, so an app that does not use one
+# keeps its hash and an upgrade of kade replaces no task.
+_ADDED_LATER = {"fetch"}
+
+
 def spec_hash(app: AppSpec) -> str:
     """A hash of everything that shapes a task; equal hashes mean a task need not be replaced."""
-    wire = {k: v for k, v in app.wire().items() if k not in _NO_RESTART}
+    wire = {k: v for k, v in app.wire().items()
+            if k not in _NO_RESTART and not (k in _ADDED_LATER and not v)}
     raw = json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
