@@ -341,7 +341,8 @@ def test_fields_added_later_leave_the_hash_of_apps_without_them_alone() -> None:
     app = parse_app({"id": "/a", "cmd": "sleep 1"}).app
     before = {k: v for k, v in app.wire().items() if k not in ("fetch", "instances", "version",
                                                                 "upgradeStrategy")}
-    for key in ("backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds", "killSelection"):
+    for key in ("backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds", "killSelection",
+                "dependencies"):
         before.pop(key)
     raw = json.dumps(before, sort_keys=True, separators=(",", ":")).encode()
     assert spec_hash(app) == hashlib.sha256(raw).hexdigest()[:16]

@@ -30,7 +30,7 @@ def _strip_extra(model: BaseModel) -> dict[str, Any]:
     omit: frozenset[str] = getattr(model, "wire_omit_defaults", frozenset())
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if name in omit and value == info.default:
+        if name in omit and value == info.get_default(call_default_factory=True):
             continue
         out[info.alias or name] = _wire_value(value)
     return out

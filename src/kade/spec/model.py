@@ -7,7 +7,7 @@ answers; docs/app-spec.md lists them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,6 +122,7 @@ ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_P
 
 
 class AppSpec(SpecModel):
+    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset({"fetch"})  # added later
     id: str
     cmd: str | None = None
     args: list[str] | None = None

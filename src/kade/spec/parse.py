@@ -290,14 +290,8 @@ _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "bac
                "maxLaunchDelaySeconds", "killSelection", "dependencies"}
 
 
-# Fields added after apps were stored: left out while empty, so an app that does not use one
-# keeps its hash and an upgrade of kade replaces no task.
-_ADDED_LATER = {"fetch"}
-
-
 def spec_hash(app: AppSpec) -> str:
     """A hash of everything that shapes a task; equal hashes mean a task need not be replaced."""
-    wire = {k: v for k, v in app.wire().items()
-            if k not in _NO_RESTART and not (k in _ADDED_LATER and not v)}
+    wire = {k: v for k, v in app.wire().items() if k not in _NO_RESTART}
     raw = json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
