@@ -470,3 +470,19 @@ def test_a_container_gets_the_directory_mounted_and_links_to_its_files() -> None
             ("www/value.txt", True, f"{MOUNT_POINT}/0-value.txt"),
             ("etc/app.conf", True, f"{MOUNT_POINT}/1-app.conf")]
     assert link_archive([Mount("/data", "/data")]) is None
+
+
+async def test_a_sandbox_with_only_rendered_files_goes_when_the_task_is_forgotten(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    boxes = tmp_path / "boxes"
+    templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers,
+                            sandbox=lambda t: boxes / t)
+    app = make_app(templates=[{"destination": "/etc/app.conf", "source": "x"}])
+    await templating.prepare_async(app, "shop_web.1", {})
+    await templating.prepare_async(app, "shop_web.2", {})
+    (boxes / "shop_web.2" / "stdout").write_text("the driver's")
+    templating.forget("shop_web.1")
+    templating.forget("shop_web.2")
+    assert sorted(p.name for p in boxes.iterdir()) == ["shop_web.2"]
+    assert [p.name for p in (boxes / "shop_web.2").iterdir()] == ["stdout"]

@@ -398,8 +398,14 @@ class Templating:
             config.env.update(parse_env_file(text, t.spec.destination))
 
     def forget(self, task_id: str) -> None:
-        """Drop a task's files under `root` (a sandbox goes with the task's workload)."""
+        """Drop a task's files; in a sandbox, also the sandbox if nothing else is in it (a
+        task that waited for a key and never started): the driver removes the rest."""
         shutil.rmtree(self.root / task_id, ignore_errors=True)
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):  # e.g. an id that names no sandbox
+                box = self.sandbox(task_id)
+                shutil.rmtree(box / SANDBOX_DIR, ignore_errors=True)
+                box.rmdir()  # only when empty
 
     def close(self) -> None:
         """Stop the worker processes (they stop at exit anyway)."""
