@@ -30,7 +30,7 @@ KEY = "bench/cli/greeting"
 
 
 def commands() -> dict[str, list[str]]:
-    kade = [PYTHON, "-c", "import sys; from kade.cli.main import main; sys.exit(main())"]
+    kade = [PYTHON, "-m", "kade"]  # what the `kade` script runs, in any checkout
     return {
         "python -c pass": [PYTHON, "-c", "pass"],
         "kade --help": [*kade, "--help"],
