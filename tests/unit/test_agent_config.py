@@ -484,3 +484,29 @@ async def test_a_sandbox_with_only_rendered_files_goes_when_the_task_is_forgotte
     templating.forget("shop_web.2")
     assert sorted(p.name for p in boxes.iterdir()) == ["shop_web.2"]
     assert [p.name for p in (boxes / "shop_web.2").iterdir()] == ["stdout"]
+
+
+@pytest.mark.parametrize("app", [docker_app(), make_app(templates=[
+    {"destination": "/etc/app.conf", "source": "x"}])], ids=["container", "command app"])
+async def test_a_task_started_by_an_older_kade_keeps_its_files_rewritten_in_place(
+    tmp_path: Path, workers: TemplateWorkers, app: AppSpec
+) -> None:
+    """Its files were bind-mounted one by one (or hard-linked into its sandbox), which only
+    sees a file that keeps its inode: it is adopted as it is, not restarted."""
+    kv = {"k": b"two"}
+    templating = Templating(tmp_path / "tasks", lambda: kv, lambda: {}, workers=workers,
+                            sandbox=lambda t: tmp_path / "boxes" / t)
+    app = app.model_copy(update={"templates": [app.templates[0].model_copy(
+        update={"source": '{{ key "k" }}', "change_mode": "noop"})]})
+    old = tmp_path / "tasks" / "shop_web.1" / "templates"
+    old.mkdir(parents=True, mode=0o700)
+    (old / "0-app.conf").write_text("one")
+    before = inode(old / "0-app.conf")
+    config = templating.adopt(app, "shop_web.1", 1.0)
+    assert [(m.host_path, m.container_path) for m in config.mounts] == \
+        [(str(old / "0-app.conf"), "/etc/app.conf")]
+    assert (await templating.refresh_async(config, {}, 2.0)).errors == []
+    assert (read(old / "0-app.conf"), inode(old / "0-app.conf")) == ("two", before)
+    # a task of this kade is adopted with its directory and links
+    fresh = await templating.prepare_async(app, "shop_web.2", {})
+    assert templating.adopt(app, "shop_web.2", 1.0).mounts == fresh.mounts

@@ -32,6 +32,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -346,13 +347,32 @@ class Templating:
         """The config of a task that ran before the agent started: its files are what the
         container sees; every template is due for a re-render, which applies its change mode
         if the KV tree changed meanwhile."""
-        config = self._config(app, task_id)
+        config = self._started_by_older_kade(self._config(app, task_id))
         for t in config.templates:
             try:
                 t.digest = _digest(t.path.read_text())
             except OSError:
                 t.digest = ""
             t.first_change = t.last_change = now
+        return config
+
+    def _started_by_older_kade(self, config: TaskConfig) -> TaskConfig:
+        """A task started before files were replaced by rename has each file bind-mounted
+        (a container: its `templates` directory is 0700) or hard-linked into its sandbox
+        (a command app: the files are under `root`): those see a file only while it keeps
+        its inode, so its files go on being rewritten in place. It is adopted as it is,
+        not restarted; its replacement gets the directory and links."""
+        legacy = self.root / config.task_id / "templates"
+        if config.in_place or not legacy.is_dir():
+            return config
+        if config.directory == legacy:  # a container's
+            if stat.S_IMODE(legacy.stat().st_mode) != 0o700:
+                return config
+        elif config.directory.exists():  # a command app's, in its sandbox
+            return config
+        config.directory, config.in_place = legacy, True
+        for t in config.templates:
+            t.path = legacy / t.path.name
         return config
 
     async def refresh_async(self, config: TaskConfig, env: Mapping[str, str], now: float
