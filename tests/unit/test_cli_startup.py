@@ -130,3 +130,25 @@ def test_an_error_is_the_apis_message_and_exit_code_1(api: str) -> None:
 ])
 def test_anything_else_is_left_to_the_full_command_line(argv: list[str]) -> None:
     assert answer(argv) is None
+
+
+def test_one_client_serves_threads_at_once(api: str) -> None:
+    from kade.client import Client
+
+    client = Client(api, token="secret")
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(50):
+            try:
+                assert client.get("/v1/tasks", app="/shop/web")["tasks"] == TASKS
+            except Exception as e:  # noqa: BLE001 (counted, not raised in a thread)
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert failures == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json as jsonlib
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -106,35 +107,47 @@ def _query(params: Mapping[str, Any] | None) -> str:
 
 @dataclass
 class Http:
-    """A keep-alive connection to one API, with its token and the CA of its certificate
-    (`KADE_CACERT`). Every CLI command reaches the API through one."""
+    """Keep-alive connections to one API, with its token and the CA of its certificate
+    (`KADE_CACERT`). Every CLI command reaches the API through one. Safe to share between
+    threads: each thread has its own connection, and each stream one of its own."""
 
     base: str
     timeout: float = 30.0
     headers: dict[str, str] = field(default_factory=dict)
-    _conn: http.client.HTTPConnection | None = None
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _open: set[http.client.HTTPConnection] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _new(self, timeout: float | None) -> http.client.HTTPConnection:
+        url = urlsplit(self.base)
+        host, port = url.hostname or "127.0.0.1", url.port
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            import ssl  # only for an API served over TLS
+
+            cacert = os.environ.get("KADE_CACERT")
+            context = ssl.create_default_context(cafile=cacert)
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        return conn
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self._conn is None:
-            url = urlsplit(self.base)
-            host, port = url.hostname or "127.0.0.1", url.port
-            if url.scheme == "https":
-                import ssl  # only for an API served over TLS
-
-                cacert = os.environ.get("KADE_CACERT")
-                context = ssl.create_default_context(cafile=cacert)
-                self._conn = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                                         context=context)
-            else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        self._conn.timeout = timeout
-        if self._conn.sock is not None:
-            self._conn.sock.settimeout(timeout)
-        return self._conn
+        """This thread's connection, with this request's timeout."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._new(timeout)
+        with self._lock:
+            self._open.add(conn)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
               content: bytes | str | Iterable[bytes] | None, headers: Mapping[str, str] | None,
-              timeout: float | None) -> http.client.HTTPResponse:
+              timeout: float | None, conn: http.client.HTTPConnection | None = None
+              ) -> http.client.HTTPResponse:
         sent = {**self.headers, **(headers or {})}
         body: bytes | Iterable[bytes] | None
         if json is not None:
@@ -147,7 +160,7 @@ class Http:
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""  # a Content-Length of 0, as the API's body checks expect
         target = urlsplit(self.base).path.rstrip("/") + path + _query(params)
-        conn = self._connection(timeout)
+        conn = conn or self._connection(timeout)
         # An idle connection the server has closed meanwhile fails on first use: once more
         # on a fresh one, when the body can be sent again.
         tries = 2 if conn.sock is not None and not _is_stream(body) else 1
@@ -167,7 +180,7 @@ class Http:
                                    | BrokenPipeError)
                 if not stale or attempt == tries - 1:
                     raise HTTPError(str(e) or type(e).__name__) from None
-        raise AssertionError("unreachable")
+        raise AssertionError("every attempt returns or raises")
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, content: bytes | str | Iterable[bytes] | None = None,
@@ -179,7 +192,7 @@ class Http:
         try:
             data = resp.read()
         except (OSError, http.client.HTTPException) as e:
-            self.close()
+            self._connection(None).close()
             raise HTTPError(f"reading the answer: {e}") from None
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
 
@@ -187,16 +200,19 @@ class Http:
     def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                timeout: float | None = None) -> Iterator[StreamedResponse]:
         """An answer read as it comes (no timeout unless given)."""
-        resp = self._send(method, path, params, None, None, None, timeout)
+        conn = self._new(timeout)  # a stream has a connection of its own
         try:
-            yield StreamedResponse(resp)
+            yield StreamedResponse(self._send(method, path, params, None, None, None, timeout,
+                                              conn))
         finally:
-            self.close()  # the rest of a stream is not read: the connection is spent
+            conn.close()  # the rest of a stream is not read: the connection is spent
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close every thread's connection (one used again reconnects)."""
+        with self._lock:
+            conns, self._open = self._open, set()
+        for conn in conns:
+            conn.close()
 
 
 @dataclass
