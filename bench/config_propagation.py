@@ -1,6 +1,7 @@
 """Configuration figures with a real container: from a KV write to the new file in the task.
 
 Usage: python bench/config_propagation.py [--changes 50] [--instances 1] [--poll-ms 1]
+                                          [--size BYTES]
 
 Against a fresh `kade up`, an app of `kade/site:1` runs busybox httpd on /www, where a
 template (`{{ key "bench/config/value" }}`, changeMode noop, no wait) is rendered to
@@ -109,6 +110,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--poll-ms", type=float, default=1.0, help="pause between polls")
     parser.add_argument("--pause-ms", type=float, default=100.0, help="pause between changes")
+    parser.add_argument("--size", type=int, default=0,
+                        help="pad values to about this many bytes, alternately longer and "
+                             "shorter (a bigger write is a wider window for a torn read)")
     args = parser.parse_args()
     puts: list[float] = []
     first: list[float] = []
@@ -125,6 +129,7 @@ def main() -> None:
                 raise RuntimeError(f"{url} does not serve the initial value")
         for i in range(args.changes):
             new = f"{i}-{uuid.uuid4().hex}"
+            new += "x" * max(0, args.size // (1 + i % 2) - len(new))
             put_s, arrived = one_change(api, kade, urls, old, new, args.poll_ms / 1e3, tally)
             puts.append(put_s)
             first.append(min(arrived))
@@ -145,7 +150,8 @@ def main() -> None:
           f"{args.changes * args.instances}")
     print(f"  torn reads (neither old nor new): {len(torn)} (empty: "
           f"{sum(1 for b in torn if not b)}, cut short: {torn.count('<response cut short>')}, "
-          f"other: {sorted({b for b in torn if b and b[0] != '<'})[:3]}); "
+          f"other: {sum(1 for b in torn if b and b[0] != '<')}, e.g. "
+          f"{[b[:40] + ('...' if len(b) > 40 else '') for b in torn if b and b[0] != '<'][:2]}); "
           f"containers restarted: {restarted}")
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-from kade.cli.main import main
+from kade.cli import main
 
 main()

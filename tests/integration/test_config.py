@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,8 +142,8 @@ def test_rendered_files_are_private_to_the_containers_user(kade: Kade) -> None:
     kade.deploy(app)
     [task] = kade.wait_healthy("/cfg/modes", 1)
     assert fetch(task, "/password.txt") == "s3cret"  # httpd runs as 1000: the file is its
-    out = subprocess.run(["docker", "exec", task["containerId"], "stat", "-c", "%a %u:%g %n",
-                          "/www/password.txt", "/www/motd.txt"],
+    out = subprocess.run(["docker", "exec", task["containerId"], "stat", "-L", "-c",
+                          "%a %u:%g %n", "/www/password.txt", "/www/motd.txt"],
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["600 1000:1000 /www/password.txt",
                                 "644 1000:1000 /www/motd.txt"]
@@ -154,3 +158,67 @@ def test_a_mode_that_opens_a_file_to_every_user_rejects_the_deploy(kade: Kade) -
         assert "templates.0.mode" in str(info.value) and why in str(info.value)
     with pytest.raises(ClientError):
         kade.get("/v1/apps/cfg/open")
+
+
+def in_container(task: dict[str, Any], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "exec", task["containerId"], *command],
+                          capture_output=True, text=True)
+
+
+def test_a_changed_file_is_replaced_whole_and_the_images_files_stay(kade: Kade) -> None:
+    """The destination is a link into the task's read-only directory of rendered files:
+    the rest of /etc is the image's, and a change swaps the file by rename."""
+    put(kade, "config/swap/level", "info")
+    kade.deploy({
+        "id": "/cfg/swap", "instances": 1, "cpus": 0.01, "mem": 16,
+        "container": {"docker": {"image": "kade/busybox:latest"}},
+        "cmd": "while true; do sleep 0.2; done",
+        "templates": [{"destination": "/etc/app/level.conf", "changeMode": "noop",
+                       "source": 'level={{ key "config/swap/level" }}'}],
+    })
+    [task] = wait_for(lambda: kade.running_tasks("/cfg/swap"), 30, "a running task")
+    assert in_container(task, "cat", "/etc/app/level.conf").stdout == "level=info"
+    assert in_container(task, "readlink", "/etc/app/level.conf").stdout.strip() == \
+        "/run/kade/templates/0-level.conf"
+    assert "root:" in in_container(task, "cat", "/etc/passwd").stdout  # not hidden
+    before = in_container(task, "stat", "-L", "-c", "%i", "/etc/app/level.conf").stdout
+    put(kade, "config/swap/level", "debug")
+    wait_for(lambda: in_container(task, "cat", "/etc/app/level.conf").stdout == "level=debug",
+             30, "the new file")
+    assert in_container(task, "stat", "-L", "-c", "%i", "/etc/app/level.conf").stdout != before
+    refused = in_container(task, "sh", "-c", "echo x > /run/kade/templates/0-level.conf")
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    assert kade.running_tasks("/cfg/swap")[0]["containerId"] == task["containerId"]
+
+
+@pytest.fixture
+def exec_kade(tmp_path: Path) -> Iterator[Kade]:
+    k = Kade(tmp_path / "kade", driver="exec")
+    try:
+        yield k.start()
+    finally:
+        k.cleanup()
+        for proc in Path("/proc").iterdir():  # the task processes it left
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"KADE_NODE={k.node}".encode() in environ:
+                os.killpg(int(proc.name), signal.SIGKILL)
+
+
+def test_a_command_app_follows_its_file_through_a_link_in_its_sandbox(
+    exec_kade: Kade
+) -> None:
+    k = exec_kade
+    put(k, "config/exec/colour", "red")
+    k.deploy({"id": "/cfg/exec", "instances": 1, "cpus": 0.01, "mem": 16,
+              "cmd": "exec busybox httpd -f -p 127.0.0.1:$PORT0 -h www",
+              "templates": [{"destination": "/www/colour.txt", "changeMode": "noop",
+                             "source": '{{ key "config/exec/colour" }}'}],
+              "healthChecks": [{"protocol": "TCP", "intervalSeconds": 1}]})
+    [task] = k.wait_healthy("/cfg/exec", 1)
+    assert fetch(task, "/colour.txt") == "red"  # httpd runs as nobody
+    put(k, "config/exec/colour", "green")
+    wait_for(lambda: fetch(task, "/colour.txt") == "green", 30, "the new file")
+    assert k.wait_healthy("/cfg/exec", 1)[0]["containerId"] == task["containerId"]

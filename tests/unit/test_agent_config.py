@@ -3,9 +3,12 @@ comes before a stop, against the real SQLite store and the fake driver."""
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import stat
+import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,17 @@ from typing import Any
 import pytest
 
 from kade import model
-from kade.agent.templating import Owner, Templating, file_owner
+from kade.agent.templating import (
+    MOUNT_POINT,
+    SANDBOX_DIR,
+    Owner,
+    Templating,
+    _replace,
+    file_owner,
+)
+from kade.drivers.base import DriverError, LaunchSpec, Mount
+from kade.drivers.docker_config import container_config, link_archive
+from kade.drivers.exec import _link_mounts
 from kade.spec import AppSpec
 from kade.store import Store
 from kade.templates import TemplateError, TemplateLimits, TemplateWorkers, encode_kv_value
@@ -44,8 +57,18 @@ def read(path: str) -> str:
     return Path(path).read_text()
 
 
-def inode(path: str) -> int:
+def inode(path: str | Path) -> int:
     return Path(path).stat().st_ino
+
+
+def files(mounts: list[Mount]) -> dict[str, Path]:
+    """Each destination and the host file its link leads to (mounted directory + name)."""
+    return {path: Path(m.host_path) / name for m in mounts for path, name in m.links}
+
+
+def only_file(mounts: list[Mount]) -> Path:
+    [path] = files(mounts).values()
+    return path
 
 
 def templated_app(change_mode: str = "restart") -> dict[str, Any]:
@@ -81,9 +104,10 @@ async def test_a_task_waits_for_a_missing_key_then_starts_with_it(
         assert running.message == ""
         spec = driver.specs[task.id]
         assert spec.env["GREETING"] == "hello"
-        [mount] = spec.mounts  # the env template is not a file in the container
-        assert mount.container_path == "/etc/app.conf" and mount.read_only
-        assert read(mount.host_path) == "greeting=hello"
+        [mount] = spec.mounts  # the directory; the env template is not a file in it
+        assert (mount.container_path, mount.read_only) == (MOUNT_POINT, True)
+        assert mount.links == (("/etc/app.conf", "0-app.conf"),)
+        assert read(only_file(spec.mounts)) == "greeting=hello"
         assert Path(mount.host_path).is_relative_to(tmp_path / "node")
 
 
@@ -123,14 +147,14 @@ async def test_a_signal_template_is_rewritten_and_the_task_signalled(
     async with running_agent(store, driver, tmp_path / "node"):
         await place(store, task)
         await until_status(store, task.id, "running")
-        [mount] = driver.specs[task.id].mounts
-        path = mount.host_path
+        path = only_file(driver.specs[task.id].mounts)
         before = inode(path)
 
         await put_kv(store, "cfg/greeting", b"bonjour")
         await until_true(store, lambda: driver.signals == [(task.id, "SIGUSR1")])
         assert read(path) == "greeting=bonjour"
-        assert inode(path) == before  # rewritten in place: the bind mount sees it
+        assert inode(path) != before  # a new file renamed over the old one
+        assert os.listdir(path.parent) == [path.name]  # no temporary file left
         status = await status_of(store, task.id)
         assert status is not None
         assert (status.state, status.config_stale) == ("running", False)
@@ -147,7 +171,7 @@ async def test_a_restart_template_that_changes_marks_the_task_stale(
     async with running_agent(store, driver, tmp_path / "node"):
         await place(store, task)
         await until_status(store, task.id, "running")
-        [mount] = driver.specs[task.id].mounts
+        path = only_file(driver.specs[task.id].mounts)
 
         await put_kv(store, "cfg/greeting", b"bonjour")
 
@@ -157,7 +181,7 @@ async def test_a_restart_template_that_changes_marks_the_task_stale(
 
         await until(store, stale)
         # The running task keeps the config it started with; the scheduler replaces it.
-        assert read(mount.host_path) == "greeting=hello"
+        assert read(path) == "greeting=hello"
         assert driver.signals == []
         assert driver.started() == [task.id]
 
@@ -218,10 +242,10 @@ async def test_rendered_files_are_private_in_private_directories(
     async with running_agent(store, driver, tmp_path / "node"):
         await place(store, task)
         await until_status(store, task.id, "running")
-        private, public = (Path(m.host_path) for m in driver.specs[task.id].mounts)
+        private, public = files(driver.specs[task.id].mounts).values()
         assert (mode_of(private), mode_of(public)) == (0o600, 0o644)
         assert private.stat().st_uid == os.geteuid()  # no user: kade's own
-        assert mode_of(private.parent) == 0o700  # .../tasks/<task>/templates
+        assert mode_of(private.parent) == 0o711  # .../tasks/<task>/templates: walk, not list
         assert mode_of(private.parent.parent) == 0o700  # .../tasks/<task>
         assert mode_of(tmp_path / "node" / "tasks") == 0o711
 
@@ -237,7 +261,7 @@ async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays
     async with running_agent(store, driver, tmp_path / "node"):
         await place(store, task)
         await until_status(store, task.id, "running")
-        [mount] = driver.specs[task.id].mounts
+        path = only_file(driver.specs[task.id].mounts)
 
         await put_kv(store, "cfg/blob", b"x" * 400_000)  # three times: over 1 MiB
 
@@ -248,9 +272,9 @@ async def test_a_file_over_the_size_cap_is_an_error_and_the_last_good_file_stays
         error = await until(store, config_error)
         assert error == ("template /etc/app.conf: the rendered file is larger than the "
                          "1 MiB limit")
-        assert read(mount.host_path) == "small" * 3
+        assert read(path) == "small" * 3
         await put_kv(store, "cfg/blob", b"fine")
-        await until_true(store, lambda: read(mount.host_path) == "fine" * 3)
+        await until_true(store, lambda: read(path) == "fine" * 3)
         assert await config_error() == ""
 
 
@@ -273,10 +297,10 @@ async def test_files_belong_to_the_user_the_task_runs_as(
     templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers)
     app = docker_app(parameters=[{"key": "user", "value": "1000:2000"}])
     config = await templating.prepare_async(app, "shop_web.1", {})
-    [path] = [Path(m.host_path) for m in config.mounts]
+    path = only_file(config.mounts)
     assert (path.stat().st_uid, path.stat().st_gid, mode_of(path)) == (1000, 2000, 0o600)
-    # Docker mounts the file itself: the container never walks the host directories
-    assert mode_of(path.parent) == mode_of(path.parent.parent) == 0o700
+    # the container walks the mounted directory to its file, never the ones above it
+    assert (mode_of(path.parent), mode_of(path.parent.parent)) == (0o711, 0o700)
 
 
 async def test_a_command_app_run_as_a_user_can_walk_to_its_files(
@@ -286,7 +310,7 @@ async def test_a_command_app_run_as_a_user_can_walk_to_its_files(
     templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers)
     app = make_app(user="nobody", templates=[{"destination": "/etc/app.conf", "source": "x"}])
     config = await templating.prepare_async(app, "shop_web.1", {})
-    [path] = [Path(m.host_path) for m in config.mounts]
+    path = only_file(config.mounts)
     assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert mode_of(path) == 0o600
     assert mode_of(path.parent) == mode_of(path.parent.parent) == 0o711  # walk, not list
@@ -322,13 +346,167 @@ async def test_a_write_never_follows_a_link_put_in_place_of_a_file(
     app = make_app(templates=[{"destination": "/etc/app.conf", "source": '{{ key "k" }}',
                                "changeMode": "noop"}])
     config = await templating.prepare_async(app, "shop_web.1", {})
-    [path] = [Path(m.host_path) for m in config.mounts]
+    path = only_file(config.mounts)
     target = tmp_path / "elsewhere"
     target.write_text("keep")
     path.unlink()
     path.symlink_to(target)
+    (path.parent / f".{path.name}.tmp").symlink_to(target)  # nor the temporary file's name
     kv["k"] = b"two"
     config.touched({"k"}, set(), 1.0)
     change = await templating.refresh_async(config, {}, 2.0)
-    assert len(change.errors) == 1 and "writing" in change.errors[0]
-    assert target.read_text() == "keep"
+    assert change.errors == []
+    assert target.read_text() == "keep"  # the links were replaced, not written through
+    assert not path.is_symlink() and read(path) == "two"
+
+
+def test_a_reader_sees_the_old_file_or_the_new_one_never_a_mix(tmp_path: Path) -> None:
+    """A file replaced again and again — longer, then shorter — while a thread reads it
+    without pause. (Written in place, a reader finds the new text followed by the rest of
+    the old one, or a file cut short, within a few hundred writes.)"""
+    path = tmp_path / "0-big.conf"
+    _replace(path, "a" * 100_000, 0o600, None)
+    torn: list[int] = []
+    reads = [0]
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            data = path.read_bytes()
+            reads[0] += 1
+            if len(set(data)) != 1 or len(data) % 100_000:
+                torn.append(len(data))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(2000):
+            _replace(path, chr(ord("a") + i % 26) * (100_000 * (1 + i % 2)), 0o600, None)
+    finally:
+        done.set()
+        thread.join()
+    assert torn == [] and reads[0] > 100
+    assert os.listdir(tmp_path) == [path.name] and mode_of(path) == 0o600
+
+
+async def test_a_read_only_container_gets_its_files_mounted_one_by_one(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    """No links can be put into a read-only root file system: each file is bind-mounted and
+    rewritten in place (the mount pins its inode)."""
+    kv = {"k": b"one"}
+    templating = Templating(tmp_path / "tasks", lambda: kv, lambda: {}, workers=workers)
+    app = docker_app(parameters=[{"key": "read-only", "value": "true"}])
+    app = app.model_copy(update={"templates": [
+        app.templates[0].model_copy(update={"source": '{{ key "k" }}', "change_mode": "noop"})]})
+    config = await templating.prepare_async(app, "shop_web.1", {})
+    [mount] = config.mounts
+    assert (mount.container_path, mount.links) == ("/etc/app.conf", ())
+    before = inode(mount.host_path)
+    kv["k"] = b"two"
+    config.touched({"k"}, set(), 1.0)
+    assert (await templating.refresh_async(config, {}, 2.0)).errors == []
+    assert (read(mount.host_path), inode(mount.host_path)) == ("two", before)
+    assert mode_of(Path(mount.host_path).parent) == 0o700
+
+
+async def test_a_command_apps_files_are_in_its_sandbox_owned_by_its_user(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers,
+                            command_user="nobody", sandbox=lambda t: tmp_path / "boxes" / t)
+    app = make_app(templates=[{"destination": "/etc/app.conf", "source": "x"}])
+    config = await templating.prepare_async(app, "shop_web.1", {})
+    [mount] = config.mounts
+    directory = tmp_path / "boxes" / "shop_web.1" / SANDBOX_DIR
+    assert mount.host_path == str(directory)
+    path = only_file(config.mounts)
+    for p, mode in ((directory, 0o700), (path, 0o600)):
+        assert (p.stat().st_uid, p.stat().st_gid, mode_of(p)) == \
+            (nobody.pw_uid, nobody.pw_gid, mode)
+    # a container's files stay under kade's own directory, whatever the sandbox
+    other = await templating.prepare_async(docker_app(), "shop_web.2", {})
+    assert Path(other.mounts[0].host_path).is_relative_to(tmp_path / "tasks")
+
+
+def launch(app: AppSpec, mounts: list[Mount]) -> LaunchSpec:
+    return LaunchSpec(task_id="shop_web.1", app=app, version="v1", spec_hash="h", node="n1",
+                      host="127.0.0.1", host_ports=[8080], env={}, mounts=mounts)
+
+
+def test_the_sandbox_links_each_destination_into_the_rendered_directory(
+    tmp_path: Path
+) -> None:
+    box = tmp_path / "box"
+    rendered = box / SANDBOX_DIR
+    rendered.mkdir(parents=True)
+    (rendered / "0-app.conf").write_text("v1")
+    mount = Mount(str(rendered), MOUNT_POINT, links=(("/etc/app.conf", "0-app.conf"),))
+    _link_mounts(box, launch(make_app(), [mount]))
+    link = box / "etc" / "app.conf"
+    assert os.readlink(link) == f"../{SANDBOX_DIR}/0-app.conf"  # never leaves the sandbox
+    (rendered / "next").write_text("v2")
+    os.replace(rendered / "next", rendered / "0-app.conf")
+    assert link.read_text() == "v2"
+
+    missing = Mount(str(rendered), MOUNT_POINT, links=(("/etc/other.conf", "1-other.conf"),))
+    with pytest.raises(DriverError, match="'/etc/other.conf': .*1-other.conf is missing"):
+        _link_mounts(tmp_path / "box2", launch(make_app(), [missing]))
+
+
+def test_a_container_gets_the_directory_mounted_and_links_to_its_files() -> None:
+    mount = Mount("/var/lib/kade/tasks/t/templates", MOUNT_POINT,
+                  links=(("/www/value.txt", "0-value.txt"), ("/etc/app.conf", "1-app.conf")))
+    app = docker_app()
+    config = container_config(launch(app, [mount]))
+    assert config["HostConfig"]["Binds"] == [f"/var/lib/kade/tasks/t/templates:{MOUNT_POINT}:ro"]
+    data = link_archive([mount])
+    assert data is not None
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert [(m.name, m.issym(), m.linkname) for m in tar.getmembers()] == [
+            ("www/value.txt", True, f"{MOUNT_POINT}/0-value.txt"),
+            ("etc/app.conf", True, f"{MOUNT_POINT}/1-app.conf")]
+    assert link_archive([Mount("/data", "/data")]) is None
+
+
+async def test_a_sandbox_with_only_rendered_files_goes_when_the_task_is_forgotten(
+    tmp_path: Path, workers: TemplateWorkers
+) -> None:
+    boxes = tmp_path / "boxes"
+    templating = Templating(tmp_path / "tasks", lambda: {}, lambda: {}, workers=workers,
+                            sandbox=lambda t: boxes / t)
+    app = make_app(templates=[{"destination": "/etc/app.conf", "source": "x"}])
+    await templating.prepare_async(app, "shop_web.1", {})
+    await templating.prepare_async(app, "shop_web.2", {})
+    (boxes / "shop_web.2" / "stdout").write_text("the driver's")
+    templating.forget("shop_web.1")
+    templating.forget("shop_web.2")
+    assert sorted(p.name for p in boxes.iterdir()) == ["shop_web.2"]
+    assert [p.name for p in (boxes / "shop_web.2").iterdir()] == ["stdout"]
+
+
+@pytest.mark.parametrize("app", [docker_app(), make_app(templates=[
+    {"destination": "/etc/app.conf", "source": "x"}])], ids=["container", "command app"])
+async def test_a_task_started_by_an_older_kade_keeps_its_files_rewritten_in_place(
+    tmp_path: Path, workers: TemplateWorkers, app: AppSpec
+) -> None:
+    """Its files were bind-mounted one by one (or hard-linked into its sandbox), which only
+    sees a file that keeps its inode: it is adopted as it is, not restarted."""
+    kv = {"k": b"two"}
+    templating = Templating(tmp_path / "tasks", lambda: kv, lambda: {}, workers=workers,
+                            sandbox=lambda t: tmp_path / "boxes" / t)
+    app = app.model_copy(update={"templates": [app.templates[0].model_copy(
+        update={"source": '{{ key "k" }}', "change_mode": "noop"})]})
+    old = tmp_path / "tasks" / "shop_web.1" / "templates"
+    old.mkdir(parents=True, mode=0o700)
+    (old / "0-app.conf").write_text("one")
+    before = inode(old / "0-app.conf")
+    config = templating.adopt(app, "shop_web.1", 1.0)
+    assert [(m.host_path, m.container_path) for m in config.mounts] == \
+        [(str(old / "0-app.conf"), "/etc/app.conf")]
+    assert (await templating.refresh_async(config, {}, 2.0)).errors == []
+    assert (read(old / "0-app.conf"), inode(old / "0-app.conf")) == ("two", before)
+    # a task of this kade is adopted with its directory and links
+    fresh = await templating.prepare_async(app, "shop_web.2", {})
+    assert templating.adopt(app, "shop_web.2", 1.0).mounts == fresh.mounts

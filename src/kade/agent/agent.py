@@ -91,7 +91,8 @@ class Agent:
         self._kv: dict[str, bytes] = {}
         self.templating = Templating(
             (data_dir or Path("/var/lib/kade")) / "tasks", lambda: self._kv,
-            services or (lambda: {}), command_user=driver.default_user)
+            services or (lambda: {}), command_user=driver.default_user,
+            sandbox=getattr(driver, "sandbox", None))  # the exec driver's
         self._tasks: dict[str, _TaskState] = {}
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}

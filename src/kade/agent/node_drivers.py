@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 from kade.drivers.base import Driver, DriverError, ExecResult, LaunchSpec, Workload, WorkloadEvent
 from kade.model import DRIVER_APPS, driver_for
@@ -26,6 +27,9 @@ class NodeDrivers:
         self.name = "+".join(self.names)
         # who runs a command app that names no user: the exec driver's choice
         self.default_user = next((d.default_user for d in drivers if d.default_user), None)
+        # where a command app's files go: the exec driver's sandbox (see Templating)
+        self.sandbox: Callable[[str], Path] | None = next(
+            (d.sandbox for d in drivers if hasattr(d, "sandbox")), None)
         self._owner: dict[str, Driver] = {}  # workload id → the driver that has it
 
     def for_app(self, app: AppSpec) -> Driver:

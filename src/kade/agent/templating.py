@@ -1,9 +1,26 @@
 """A task's configuration: its app's templates rendered from the KV tree and the catalog.
 
-Rendered files live in the task's directory on the node and are bind-mounted read-only into
-the container at their destinations. A file is rewritten in place (same inode) so that the
-bind mount sees the new content. What each render read is kept, so that a KV or catalog
-change re-renders only the templates that read what changed.
+A rendered file is never rewritten in place: the new text goes to a temporary file in the
+same directory, which is then renamed over the old one (as consul-template does), so a
+reader opens either the old file or the new one, never a mix of both nor an empty file.
+
+A rename replaces a directory entry, so the task must see the *directory*, not a bind mount
+of the single file (which pins the old inode). Template destinations are arbitrary paths in
+the task, and mounting each destination's directory would hide what the image has there
+(`/etc`, `/www`...). So each task's rendered files are in one directory of their own, seen
+by the task at one place, and every destination is a symbolic link into it:
+
+- a container gets the directory mounted read-only at `MOUNT_POINT`, and the driver puts
+  the links (`/www/value.txt -> /run/kade/templates/0-value.txt`) into the container's own
+  file system before it starts. A container with a read-only root file system cannot take
+  links: its files are bind-mounted one by one and rewritten in place, as before (a reader
+  may then see a half-written file; changeMode signal or restart avoids that);
+- a command app gets the directory inside its sandbox (`.kade-templates`), owned by the
+  task's user, since kade's data dir is closed to that user; its destinations are relative
+  links in the sandbox (`etc/app.conf -> ../.kade-templates/0-app.conf`).
+
+What each render read is kept, so that a KV or catalog change re-renders only the templates
+that read what changed.
 """
 
 from __future__ import annotations
@@ -15,6 +32,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +52,9 @@ from kade.templates import (
 from kade.templates.isolate import TemplateWorkers, default_limits
 
 Services = Callable[[], Mapping[str, Sequence[ServiceEndpoint]]]
+
+MOUNT_POINT = "/run/kade/templates"  # where a container sees its rendered files
+SANDBOX_DIR = ".kade-templates"  # where a command app's are, in its sandbox
 
 
 class ConfigWaiting(Exception):
@@ -59,11 +80,19 @@ class TaskConfig:
     templates: list[_Rendered]
     env: dict[str, str] = field(default_factory=dict)  # from `env: true` templates
     owner: Owner | None = None  # of the files; None: root
+    in_place: bool = False  # files bind-mounted one by one and rewritten in place
 
     @property
     def mounts(self) -> list[Mount]:
-        return [Mount(str(t.path), t.spec.destination, read_only=True)
-                for t in self.templates if not t.spec.env]
+        """The directory with a link per file template (see the module's docstring), or,
+        `in_place`, each file at its destination."""
+        files = [t for t in self.templates if not t.spec.env]
+        if self.in_place:
+            return [Mount(str(t.path), t.spec.destination, read_only=True) for t in files]
+        if not files:
+            return []
+        return [Mount(str(self.directory), MOUNT_POINT, read_only=True,
+                      links=tuple((t.spec.destination, t.path.name) for t in files))]
 
     def touched(self, keys: set[str], services: set[str], now: float) -> bool:
         """Note a change; True when any template read what changed."""
@@ -155,9 +184,19 @@ def file_owner(app: AppSpec, command_user: str | None = None) -> Owner | None:
         return None  # the driver refuses a user it cannot find
     if uid == 0 and gid == 0:
         return None
-    # Docker bind-mounts the file itself: the container never walks the host directories.
-    # A command app's process follows a link from its sandbox into them.
+    # A command app's process reaches its files in its sandbox; a container walks the
+    # mounted directory (0711), never the host directories above it.
     return Owner(uid, gid, traverse=here and uid != 0)
+
+
+def read_only_root(app: AppSpec) -> bool:
+    """Whether the app's container has a read-only root file system (Docker's `read-only`
+    parameter): no links can be put into it."""
+    if app.image is None or not app.container or not app.container.docker:
+        return False
+    flags = [p.value.lower() in ("", "true", "1", "yes")
+             for p in app.container.docker.parameters if p.key == "read-only"]
+    return bool(flags) and flags[-1]
 
 
 def _directory(path: Path, mode: int) -> None:
@@ -167,12 +206,39 @@ def _directory(path: Path, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _write(path: Path, text: str, mode: int, owner: Owner | None) -> None:
-    """Write in place: a bind mount pins the inode, so a rename would not be seen. The new
-    bytes go over the old ones before the file is cut to length, so a reader never finds it
-    empty (an app that must never see a half-written file uses changeMode signal or restart:
-    the signal comes after the write). Never through a link: kade runs as root, and the
-    file may belong to the task's user."""
+def _replace(path: Path, text: str, mode: int, owner: Owner | None) -> None:
+    """Write a temporary file next to `path` and rename it over `path`: a reader opens the
+    old file or the new one. Never through a link: kade runs as root, and the directory may
+    belong to the task's user (a command app's), who could put links in it. So the
+    directory is opened once without following a link, and everything happens relative to
+    it: the temporary file is created anew (O_EXCL), and the rename replaces a directory
+    entry, never writes through whatever the entry was."""
+    data = text.encode()
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        tmp = f".{path.name}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dfd)  # a leftover of a crash (a link is removed, not followed)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                     dir_fd=dfd)
+        try:
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_in_place(path: Path, text: str, mode: int, owner: Owner | None) -> None:
+    """Write in place, for a file bind-mounted by itself (a mount pins the inode, so a
+    rename would not be seen). The new bytes go over the old ones before the file is cut to
+    length, so a reader never finds it empty. Never through a link."""
     data = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
@@ -197,15 +263,19 @@ class Templating:
     memory and size limits) and writes them; owned by the agent, which says when.
 
     Files are 0600 by default (a template's `mode` may open them to reading), owned by the
-    task's user (`file_owner`), in directories that only root may list: 0700, or 0711 when
-    the task's process must walk through them to its files (a command app run as a user).
+    task's user (`file_owner`), in directories that only root (or, in a sandbox, the task's
+    user) may list: 0700, or 0711 where the task's process walks through them to its files.
     """
 
     def __init__(self, root: Path, kv: Callable[[], Mapping[str, bytes]],
                  services: Services, *, workers: TemplateWorkers | None = None,
-                 command_user: str | None = None) -> None:
+                 command_user: str | None = None,
+                 sandbox: Callable[[str], Path] | None = None) -> None:
+        """`sandbox`: the sandbox of a command app's task (the exec driver's), where its
+        files go; None: they stay under `root`, reached only by kade's own user."""
         self.root = root
         self.command_user = command_user
+        self.sandbox = sandbox
         self.kv = kv
         self.services = services
         self._workers = workers
@@ -230,13 +300,8 @@ class Templating:
     def _prepare(self, app: AppSpec, task_id: str, env: Mapping[str, str],
                  kv: Mapping[str, bytes], services: Mapping[str, Sequence[ServiceEndpoint]]
                  ) -> TaskConfig:
-        owner = file_owner(app, self.command_user)
-        directory = self.root / task_id / "templates"
-        self._directories(directory, owner)
-        config = TaskConfig(task_id, directory, [
-            _Rendered(spec, directory / f"{i}-{Path(spec.destination).name}")
-            for i, spec in enumerate(app.templates)
-        ], owner=owner)
+        config = self._config(app, task_id)
+        self._directories(config)
         for t in config.templates:
             try:
                 out = self.workers.render(t.spec, kv=kv, services=services, env=env)
@@ -248,27 +313,66 @@ class Templating:
                 raise _write_error(t, e) from e
         return config
 
-    def _directories(self, directory: Path, owner: Owner | None) -> None:
+    def _config(self, app: AppSpec, task_id: str) -> TaskConfig:
+        """Where a task's files are, and who they belong to (nothing written yet)."""
+        if self.sandbox is not None and app.image is None:
+            directory = self.sandbox(task_id) / SANDBOX_DIR
+        else:
+            directory = self.root / task_id / "templates"
+        return TaskConfig(task_id, directory, [
+            _Rendered(spec, directory / f"{i}-{Path(spec.destination).name}")
+            for i, spec in enumerate(app.templates)
+        ], owner=file_owner(app, self.command_user), in_place=read_only_root(app))
+
+    def _directories(self, config: TaskConfig) -> None:
+        """Under `root`: `<task>` 0700 (nobody walks it: a mount's source is resolved by
+        the kernel) and `<task>/templates` 0711 for a container (which walks it to its files,
+        but cannot list them), 0700 without links (files mounted one by one), or 0711 for a
+        command app run as a user. In a sandbox: the directory belongs to the task's user,
+        0700; the exec driver hands the sandbox itself over at start."""
+        directory, owner = config.directory, config.owner
+        if not directory.is_relative_to(self.root):  # a sandbox
+            directory.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            _directory(directory, 0o700)
+            if owner is not None and os.geteuid() == 0:
+                os.chown(directory, owner.uid, owner.gid)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)  # what is in it is protected by the modes below
-        mode = 0o711 if owner is not None and owner.traverse else 0o700
-        _directory(directory.parent, mode)
-        _directory(directory, mode)
+        walk = owner is not None and owner.traverse
+        _directory(directory.parent, 0o711 if walk else 0o700)
+        _directory(directory, 0o711 if walk or not config.in_place else 0o700)
 
     def adopt(self, app: AppSpec, task_id: str, now: float) -> TaskConfig:
         """The config of a task that ran before the agent started: its files are what the
         container sees; every template is due for a re-render, which applies its change mode
         if the KV tree changed meanwhile."""
-        directory = self.root / task_id / "templates"
-        config = TaskConfig(task_id, directory, [], owner=file_owner(app, self.command_user))
-        for i, spec in enumerate(app.templates):
-            path = directory / f"{i}-{Path(spec.destination).name}"
+        config = self._started_by_older_kade(self._config(app, task_id))
+        for t in config.templates:
             try:
-                digest = _digest(path.read_text())
+                t.digest = _digest(t.path.read_text())
             except OSError:
-                digest = ""
-            config.templates.append(_Rendered(spec, path, digest, first_change=now,
-                                              last_change=now))
+                t.digest = ""
+            t.first_change = t.last_change = now
+        return config
+
+    def _started_by_older_kade(self, config: TaskConfig) -> TaskConfig:
+        """A task started before files were replaced by rename has each file bind-mounted
+        (a container: its `templates` directory is 0700) or hard-linked into its sandbox
+        (a command app: the files are under `root`): those see a file only while it keeps
+        its inode, so its files go on being rewritten in place. It is adopted as it is,
+        not restarted; its replacement gets the directory and links."""
+        legacy = self.root / config.task_id / "templates"
+        if config.in_place or not legacy.is_dir():
+            return config
+        if config.directory == legacy:  # a container's
+            if stat.S_IMODE(legacy.stat().st_mode) != 0o700:
+                return config
+        elif config.directory.exists():  # a command app's, in its sandbox
+            return config
+        config.directory, config.in_place = legacy, True
+        for t in config.templates:
+            t.path = legacy / t.path.name
         return config
 
     async def refresh_async(self, config: TaskConfig, env: Mapping[str, str], now: float
@@ -307,13 +411,21 @@ class Templating:
         return change
 
     def _store(self, config: TaskConfig, t: _Rendered, text: str, reads: Reads) -> None:
-        _write(t.path, text, t.spec.file_mode, config.owner)
+        write = _write_in_place if config.in_place else _replace
+        write(t.path, text, t.spec.file_mode, config.owner)
         t.digest, t.reads = _digest(text), reads
         if t.spec.env:
             config.env.update(parse_env_file(text, t.spec.destination))
 
     def forget(self, task_id: str) -> None:
+        """Drop a task's files; in a sandbox, also the sandbox if nothing else is in it (a
+        task that waited for a key and never started): the driver removes the rest."""
         shutil.rmtree(self.root / task_id, ignore_errors=True)
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):  # e.g. an id that names no sandbox
+                box = self.sandbox(task_id)
+                shutil.rmtree(box / SANDBOX_DIR, ignore_errors=True)
+                box.rmdir()  # only when empty
 
     def close(self) -> None:
         """Stop the worker processes (they stop at exit anyway)."""

@@ -9,25 +9,20 @@ import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from kade.client.http import api_url, http_client, unreachable
-from kade.templates import (
-    InlineTemplate,
-    Reads,
-    ServiceEndpoint,
-    TemplateError,
-    render,
-)
-from kade.templates.encode import explode
-from kade.templates.kvdata import MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES
-from kade.templates.values import FunctionError
+from kade.cli.quick import entry_out as _entry_out
+from kade.cli.quick import error_text as _error_text
+from kade.cli.quick import kv_value as _value
+from kade.cli.quick import text_of as _text
+from kade.client.http import ConnectError, HTTPError, Response, api_url, http_client, unreachable
+
+# The template engine, YAML and rich are imported where they are used: `kade kv get` is
+# over before importing them would be (docs/benchmarks.md, CLI start-up).
+if TYPE_CHECKING:
+    from kade.templates import InlineTemplate, ServiceEndpoint
 
 kv_app = typer.Typer(no_args_is_help=True, add_completion=False,
                      help="Read and write the KV tree that templates render from.")
@@ -41,12 +36,16 @@ TXN_BODY_BYTES = 960 * 1024  # below the API's 1 MiB cap on a transaction body
 
 
 def _fail(message: str) -> NoReturn:
+    from rich.console import Console
+
     Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True,
                                soft_wrap=True)
     raise typer.Exit(1)
 
 
 def _note(message: str) -> None:
+    from rich.console import Console
+
     Console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -64,20 +63,20 @@ class KvApi:
         self.http.close()
 
     def call(self, method: str, path: str, *, after: str = "", **kwargs: Any
-             ) -> httpx.Response:
+             ) -> Response:
         """One request; an error answer ends the command with its message (and `after`,
         which says what was done before it)."""
         try:
             r = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError as e:
+        except ConnectError as e:
             _fail(unreachable(self.base, e))
-        except httpx.HTTPError as e:
+        except HTTPError as e:
             _fail(f"request to {self.base}{path} failed: {e}")
         if r.status_code >= 400 and r.status_code != 404:
             _fail(_error_text(r) + after)
         return r
 
-    def kv(self, method: str, key: str, **kwargs: Any) -> httpx.Response:
+    def kv(self, method: str, key: str, **kwargs: Any) -> Response:
         return self.call(method, "/v1/kv/" + urllib.parse.quote(key.lstrip("/")), **kwargs)
 
     def entries(self, prefix: str) -> list[dict[str, Any]]:
@@ -96,48 +95,15 @@ class KvApi:
         return [_endpoint(name, item) for item in r.json()]
 
 
-def _error_text(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return r.text.strip() or f"HTTP {r.status_code}"
-    if isinstance(data, dict):
-        if data.get("Errors"):
-            return "; ".join(f"op {e.get('OpIndex')}: {e.get('What')}" for e in data["Errors"])
-        return str(data.get("message") or data)
-    return str(data)
-
-
-def _value(entry: Mapping[str, Any]) -> bytes:
-    raw = entry.get("Value")
-    return base64.b64decode(raw) if raw else b""
-
-
 def _endpoint(name: str, item: Mapping[str, Any]) -> ServiceEndpoint:
+    from kade.templates import ServiceEndpoint
+
     node, svc = item.get("Node") or {}, item.get("Service") or {}
     return ServiceEndpoint(
         name=svc.get("Service") or name, id=svc.get("ID", ""),
         address=svc.get("Address") or node.get("Address", ""), port=int(svc.get("Port") or 0),
         node=node.get("Node", ""), node_address=node.get("Address", ""),
         tags=tuple(svc.get("Tags") or ()), meta=tuple(sorted((svc.get("Meta") or {}).items())))
-
-
-def _text(value: bytes) -> str | None:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def _entry_out(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """An entry for people and scripts: the value as text when it is text, else base64."""
-    value = _value(entry)
-    text = _text(value)
-    out = {"key": entry["Key"], "flags": entry.get("Flags", 0),
-           "create_index": entry.get("CreateIndex"), "modify_index": entry.get("ModifyIndex")}
-    if text is None:
-        return {**out, "value": base64.b64encode(value).decode(), "encoding": "base64"}
-    return {**out, "value": text}
 
 
 def _print_json(data: Any) -> None:
@@ -161,6 +127,9 @@ def get_command(
         if as_json:
             _print_json(entries)
             return
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table("KEY", "FLAGS", "VALUE", box=None)
         for e in entries:
             shown = e["value"] if "encoding" not in e else "<binary>"
@@ -191,6 +160,8 @@ def put_command(
     api_addr: ApiAddr = None,
 ) -> None:
     """Write a key."""
+    from kade.templates.kvdata import MAX_VALUE_BYTES
+
     if value == "-":
         data = sys.stdin.buffer.read()
     elif value.startswith("@"):
@@ -250,6 +221,9 @@ def ls_command(
 
 
 def _as_tree(prefix: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    from kade.templates.encode import explode
+    from kade.templates.values import FunctionError
+
     pairs = []
     for e in entries:
         text = _text(_value(e))
@@ -283,6 +257,8 @@ def export_command(
     if format == "json":
         _print_json(tree)
     else:
+        import yaml
+
         sys.stdout.write(yaml.safe_dump(tree, default_flow_style=False, sort_keys=True,
                                         allow_unicode=True) if tree else "{}\n")
 
@@ -308,6 +284,8 @@ def flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, bytes]]:
 
 
 def _load(file: Path) -> Any:
+    import yaml
+
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
     except OSError as e:
@@ -329,6 +307,8 @@ def import_command(
     api_addr: ApiAddr = None,
 ) -> None:
     """Write every key of a nested tree (what `export` prints) in one transaction."""
+    from kade.templates.kvdata import MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES
+
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     try:
@@ -361,6 +341,8 @@ def import_command(
 def txn_chunks(pairs: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
     """`pairs` in order, cut into transactions the API accepts: at most MAX_TXN_OPS keys and
     a JSON body of at most TXN_BODY_BYTES (base64 makes a value a third larger)."""
+    from kade.templates.kvdata import MAX_TXN_OPS
+
     chunks: list[list[tuple[str, bytes]]] = []
     size = 0
     for key, value in pairs:
@@ -384,6 +366,8 @@ def render_command(
     api_addr: ApiAddr = None,
 ) -> None:
     """Render a template once against the live KV tree and services (`consul-template -once`)."""
+    from kade.templates import InlineTemplate
+
     try:
         source = sys.stdin.read() if str(template_file) == "-" else template_file.read_text()
     except OSError as e:
@@ -411,6 +395,8 @@ def render_command(
 def render_live(template: InlineTemplate, api: KvApi, env: Mapping[str, str]) -> str:
     """Render, fetch what the render read but was not fetched yet, and again, until nothing
     new is read (consul-template's dependency loop, done once)."""
+    from kade.templates import Reads, TemplateError, render
+
     kv: dict[str, bytes] = {}
     services: dict[str, list[ServiceEndpoint]] = {}
     fetched = Reads()

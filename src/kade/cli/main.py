@@ -10,20 +10,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from kade.cli import quick
+from kade.cli.console import LazyConsole, make_table
 from kade.cli.kv import kv_app, render_command
 from kade.cli.token import token_app
 from kade.client import Client, ClientError
 from kade.client.http import default_data_dir
-from kade.spec import SpecError, load_document
+
+# Only what every command needs is imported here: rich, the spec model, the servers come
+# where they are used, so `kade apps` is over in a tenth of a second (docs/benchmarks.md).
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="kade: deploy, scale, configure, discover, route to and update containers.")
-# Piped output is not cut at 80 columns: tables stay whole for grep and less.
-console = Console(width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep
+console = LazyConsole()
+err = LazyConsole(stderr=True)
 
 ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
@@ -143,7 +144,7 @@ def up(
     from kade.router.main import check_admin_addr
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s",
-                        handlers=[log_handler(err)])
+                        handlers=[log_handler(err.rich)])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise
     try:
         for addr in (api_addr, dns_addr, http_addr, router_admin_addr, https_addr):
@@ -195,6 +196,8 @@ def down(
 
 
 def _read_apps(file: Path) -> list[Any]:
+    from kade.spec import SpecError, load_document
+
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
         data = load_document(text, file.name)
@@ -261,7 +264,7 @@ def _follow_deployment(client: Client, app_id: str, version: str, timeout: float
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} healthy {task.fields[extra]}"),
-                  console=err, disable=quiet, transient=False) as bar:
+                  console=err.rich, disable=quiet, transient=False) as bar:
         task = bar.add_task(f"{app_id} {dep['kind']}", total=max(dep["progress"]["instances"],
                                                                   1), extra="")
         while True:
@@ -296,7 +299,7 @@ def deployments(
     if as_json:
         _print_json(data["deployments"])
         return
-    table = Table("ID", "APP", "KIND", "VERSION", "STATUS", "HEALTHY", "OLD LEFT", "STARTED",
+    table = make_table("ID", "APP", "KIND", "VERSION", "STATUS", "HEALTHY", "OLD LEFT", "STARTED",
                   "MESSAGE")
     for d in data["deployments"]:
         p = d["progress"]
@@ -346,20 +349,7 @@ def router(ctx: typer.Context) -> None:
 @app.command()
 def apps(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
     """List apps: instances running/healthy/wanted, and status."""
-    data = _call(_client(api_addr).get, "/v1/apps")["apps"]
-    if as_json:
-        _print_json(data)
-        return
-    table = Table("ID", "RUNNING", "HEALTHY", "WANTED", "CPUS", "MEM", "VERSION", "STATUS")
-    for a in data:
-        if a["status"] == "quarantined":  # its definition cannot be read: show why
-            table.add_row(a["id"], str(a["tasksRunning"]), str(a["tasksHealthy"]), "-", "-",
-                          "-", "", f"quarantined: {a['quarantine']['reason']}")
-            continue
-        table.add_row(a["id"], str(a["tasksRunning"]), str(a["tasksHealthy"]),
-                      str(a["instances"]), f"{a['cpus']:g}", f"{a['mem']:g}",
-                      a["version"] or "", a["status"])
-    console.print(table)
+    quick.show(_call(_client(api_addr).get, "/v1/apps")["apps"], as_json, quick.apps_table)
 
 
 @app.command()
@@ -370,16 +360,7 @@ def tasks(
 ) -> None:
     """List tasks: state, health, host:ports, container, started."""
     data = _call(_client(api_addr).get, "/v1/tasks", app=app_id)["tasks"]
-    if as_json:
-        _print_json(data)
-        return
-    table = Table("TASK", "STATE", "HEALTH", "ENDPOINT", "CONTAINER", "STARTED", "MESSAGE")
-    for t in data:
-        ports = ",".join(str(p) for p in t["ports"])
-        endpoint = f"{t['host']}:{ports}" if ports else t["host"]
-        table.add_row(t["id"], t["state"].removeprefix("TASK_").lower(), t["health"], endpoint,
-                      (t["containerId"] or "")[:12], t["startedAt"] or "", t["message"] or "")
-    console.print(table)
+    quick.show(data, as_json, quick.tasks_table)
 
 
 def _app_path(app_id: str) -> str:
@@ -473,7 +454,7 @@ def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(data)
         return
-    table = Table("NODE", "ADDRESS", "CPUS", "MEM", "DRIVERS", "DRAINING")
+    table = make_table("NODE", "ADDRESS", "CPUS", "MEM", "DRIVERS", "DRAINING")
     for n in data:
         table.add_row(n["name"], n["address"], f"{n['cpus']:g}", f"{n['mem']:g}",
                       ",".join(n["drivers"]), "yes" if n["draining"] else "")
@@ -486,4 +467,9 @@ app.command("render")(render_command)
 
 
 def main() -> None:
+    """The whole command line (`kade.cli.main` is what an older install's `kade` script
+    names: it still answers the quick commands without typer's parsing)."""
+    code = quick.answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     app()

@@ -9,14 +9,13 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from kade.cli.console import LazyConsole, make_table
 from kade.client import Client, ClientError
 
 token_app = typer.Typer(no_args_is_help=True, help="Make, list and revoke API tokens.")
-console = Console(width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep
+console = LazyConsole()
+err = LazyConsole(stderr=True)
 
 ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR", help="API address [default: 127.0.0.1:7400]")]
@@ -70,7 +69,7 @@ def list_(api_addr: ApiAddr = None,
     if as_json:
         sys.stdout.write(json.dumps(tokens, indent=2) + "\n")
         return
-    table = Table("ID", "ROLE", "APPS", "KV", "CREATED", "EXPIRES", "DESCRIPTION")
+    table = make_table("ID", "ROLE", "APPS", "KV", "CREATED", "EXPIRES", "DESCRIPTION")
     for t in tokens:
         table.add_row(t["id"], t["role"], ",".join(t["apps"] or []) or "*",
                       ",".join(t["kv"] or []) if t["kv"] is not None else "",

@@ -18,9 +18,14 @@ LABEL_NODE = "kade.node"
 
 @dataclass(frozen=True)
 class Mount:
+    """A host path seen by the task at `container_path`. `links`: (path in the task, name
+    in this directory) pairs: each path is made a symbolic link to that file of the mounted
+    directory (a task's rendered templates, replaced by rename: see kade.agent.templating)."""
+
     host_path: str
     container_path: str
     read_only: bool = True
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

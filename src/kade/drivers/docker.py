@@ -39,7 +39,7 @@ from kade.drivers.base import (
     WorkloadEvent,
     WorkloadState,
 )
-from kade.drivers.docker_config import MIN_MEMORY_MIB, SANDBOX, container_config
+from kade.drivers.docker_config import MIN_MEMORY_MIB, SANDBOX, container_config, link_archive
 from kade.drivers.fetch import DEFAULT_LIMITS, FetchLimits, fetch_all
 
 __all__ = ["MIN_MEMORY_MIB", "DockerDriver", "PullProgress", "container_config", "container_name"]
@@ -188,6 +188,13 @@ class DockerDriver:
                 container = await docker.containers.create(config, name=name)
         except DockerError as e:
             raise DriverError(f"creating {name}: {e.message}") from e
+        try:
+            links = link_archive(spec.mounts)
+            if links is not None:  # rendered files, as links into their mounted directory
+                await container.put_archive("/", links)  # type: ignore[no-untyped-call]
+        except DockerError as e:
+            await self.remove(container.id)
+            raise DriverError(f"linking {name}'s templates: {e.message}") from e
         try:
             if sandbox is not None:
                 await self._upload_sandbox(container.id, sandbox)

@@ -9,10 +9,12 @@ admission's container policy; this module only translates.
 
 from __future__ import annotations
 
+import io
 import math
+import tarfile
 from typing import Any
 
-from kade.drivers.base import DriverError, LaunchSpec
+from kade.drivers.base import DriverError, LaunchSpec, Mount
 from kade.spec.docker_parameters import Target, apply_parameter
 
 MIN_MEMORY_MIB = 6  # Docker refuses less
@@ -69,6 +71,24 @@ def container_config(spec: LaunchSpec, *, publish_ip: str = "0.0.0.0") -> dict[s
     _parameters(spec, config, host)
     _defaults(host)
     return config
+
+
+def link_archive(mounts: list[Mount]) -> bytes | None:
+    """A tar of the symbolic links that mounts with `links` ask for, to be put into a
+    created container at `/` before it starts (None: no links). Only the links: a missing
+    parent directory is made by Docker (0755), an existing one keeps its owner and mode,
+    and a file of the image at a link's path is replaced, as a bind mount would hide it."""
+    entries = [(path, f"{m.container_path.rstrip('/')}/{name}")
+               for m in mounts for path, name in m.links]
+    if not entries:
+        return None
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, target in entries:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+            tar.addfile(info)
+    return buf.getvalue()
 
 
 def _defaults(host: dict[str, Any]) -> None:

@@ -230,14 +230,15 @@ class ExecDriver:
         if app.image is not None or not app.cmd:
             raise DriverError("the exec driver runs only command apps (cmd, no image)")
         box = self.sandbox(spec.task_id)
-        if box.exists():  # a leftover of the same task, e.g. from a crashed agent
-            await self.remove(spec.task_id)
+        if (box / "task.json").exists():  # a leftover of the same task (a crashed agent)
+            await self.remove(spec.task_id)  # (the sandbox may hold its rendered files)
         user = app.user or self.default_user
         try:
             account = _account(user)
         except KeyError:
             raise DriverError(f"user: {user!r} is not a user of this host") from None
-        box.mkdir(parents=True, mode=0o700)
+        box.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(box, 0o700)
         _link_mounts(box, spec)
         if app.fetch:
             before = set(os.listdir(box))
@@ -385,16 +386,23 @@ class ExecDriver:
 
 def _link_mounts(box: Path, spec: LaunchSpec) -> None:
     """No container, so a mount's path is taken inside the sandbox: `/etc/app.conf` becomes
-    `<sandbox>/etc/app.conf`, a hard link to the rendered file — the task's user cannot pass
-    through kade's private data dir to follow a symbolic one, and templates are rewritten in
-    place, so the link sees every new version. Directories (and files on another file
-    system) are linked symbolically."""
+    `<sandbox>/etc/app.conf`.
+
+    A mount with `links` (a task's rendered templates, in a directory of the sandbox that
+    the agent writes into by rename) becomes a relative symbolic link per file, which sees
+    every new version and never leaves the sandbox (the task's user cannot pass through
+    kade's private data dir). Any other file is hard-linked (the same reason); directories,
+    and files on another file system, are linked symbolically."""
     for m in spec.mounts:
-        rel = Path(m.container_path.lstrip("/"))
-        if ".." in rel.parts or not rel.parts:
-            raise DriverError(f"mount path {m.container_path!r} cannot be placed in a sandbox")
-        link = box / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
+        if m.links:
+            for path, name in m.links:
+                target = Path(m.host_path) / name
+                if not target.is_file():
+                    raise DriverError(f"mount path {path!r}: {target} is missing")
+                link = _in_box(box, path)
+                link.symlink_to(os.path.relpath(target, link.parent))
+            continue
+        link = _in_box(box, m.container_path)
         if Path(m.host_path).is_file():
             try:
                 os.link(m.host_path, link)
@@ -422,6 +430,16 @@ def _chown_new(box: Path, names: set[str], account: pwd.struct_passwd) -> None:
             for root, dirs, files in os.walk(top):
                 for entry in dirs + files:
                     os.lchown(os.path.join(root, entry), account.pw_uid, account.pw_gid)
+
+
+def _in_box(box: Path, path: str) -> Path:
+    """Where the task's `path` is in its sandbox; its directories are made."""
+    rel = Path(path.lstrip("/"))
+    if ".." in rel.parts or not rel.parts:
+        raise DriverError(f"mount path {path!r} cannot be placed in a sandbox")
+    link = box / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    return link
 
 
 def _account(user: str | None) -> pwd.struct_passwd | None:
