@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from kade.addresses import parse_duration
 from kade.router.proxy import Proxy
 from kade.router.table import TableError
 from kade.router.tls import Certificate, CertStore, remote_certificates
@@ -249,14 +250,9 @@ class Follower:
 
 
 def _seconds(wait: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "s", "m", "h"):
-        if wait.endswith(unit):
-            try:
-                return float(wait[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
+    """The blocking query's wait in seconds, for the request's own timeout (60 if unclear:
+    the control plane judges the text itself)."""
     try:
-        return float(wait)
+        return parse_duration(wait, "wait")
     except ValueError:
         return 60.0
