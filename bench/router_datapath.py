@@ -8,7 +8,7 @@ Drives a real `Proxy` with a one-route table: a client connection's `data_receiv
 request, the pooled upstream connection's `data_received` gets the answer, each writing into
 a transport that only counts bytes. Three kinds of request: the same bytes each time (as from
 wrk or a poller: the repeat memo serves them), a different path each time (parsed in full),
-and browser-like heads (~700 bytes: user agent, accept headers, a referer, a request id and
+and browser-like heads (~750 bytes: user agent, accept headers, a referer, a request id and
 a cookie, each request with its own path, query, id and cookie). With --access-log the
 proxy writes its JSON access log (to /dev/null). Prints µs per request, the best of the
 rounds, for this tree and each one given; --profile prints instead where the time of the

@@ -5,7 +5,7 @@ Usage: python bench/router_varied.py [--duration 5] [--rounds 3] [--connections 
                                      [--baseline-src OTHER/src]
 
 Browsers do not repeat one request: each has its own path and query, request id and cookie,
-in a head of about 700 bytes. `varied` sends such requests, a different one each time (4096
+in a head of about 750 bytes. `varied` sends such requests, a different one each time (4096
 per wrk thread, in turn); `identical` sends one of them over and over (what wrk or a poller
 does, and what the router's repeat memo serves). Every proxy runs as in production: kade
 with its metrics and a JSON access log, Traefik (file provider) with Prometheus metrics and
