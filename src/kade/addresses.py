@@ -1,8 +1,15 @@
-"""Addresses, parsed one way everywhere: `host:port`, `[v6]:port`, `:port`."""
+"""Addresses and durations, parsed one way everywhere: `host:port`, `[v6]:port`, `:port`;
+`250ms`, `10s`, `5m`."""
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
+
+# Consul's and Go's units; one number and one unit (Go's `1m30s` is not taken)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def split_addr(addr: str, default_host: str | None = None) -> tuple[str, int]:
@@ -22,3 +29,15 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address((host or "").strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """`250ms`, `10s`, `5m`, `1.5h` (Consul's `wait`, the router's timeouts) → seconds; a bare
+    number is seconds. ValueError naming `what` and the problem."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"{what}: {text!r} is not a duration (use e.g. 250ms, 10s, 5m)")
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what}: {text!r} must be a finite duration")
+    return seconds

@@ -11,29 +11,26 @@ Consul's rules (https://developer.hashicorp.com/consul/api-docs/features/blockin
 from __future__ import annotations
 
 import random
-import re
 
 from fastapi import HTTPException, Request, Response
 
+from kade.addresses import parse_duration
 from kade.api.closing import until_closing
 from kade.store.base import Store
 
 MAX_WAIT = 600.0
 DEFAULT_WAIT = 300.0
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?$")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_wait(text: str | None) -> float:
     """Consul's duration syntax (`10s`, `5m`, `250ms`; a bare number is seconds), capped."""
     if text is None or text == "":
         return DEFAULT_WAIT
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise HTTPException(400, f"wait: invalid duration {text!r} (use e.g. 10s, 5m)")
-    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    return min(seconds, MAX_WAIT)
+    try:
+        return min(parse_duration(text, "wait"), MAX_WAIT)
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from None
 
 
 def parse_index(text: str | None) -> int:

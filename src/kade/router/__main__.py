@@ -9,19 +9,20 @@ from pathlib import Path
 
 import uvloop
 
+from kade.addresses import parse_duration
 from kade.router.main import check_admin_addr, read_token, run_router
 from kade.router.proxy import ProxyConfig, parse_networks
 from kade.router.tls import CertStore, load_dir, load_files
 
 
 def _seconds(text: str) -> float:
-    """A timeout: a finite number of seconds above 0."""
+    """A timeout: seconds (`30`) or a duration (`500ms`, `30s`, `2m`), finite and above 0."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+        value = parse_duration(text, "timeout")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"timeout: {text!r} must be above 0")
     return value
 
 

@@ -1,7 +1,10 @@
 """The JSON access log: one line per request, buffered and written about once a second.
 
 Off unless asked for. Lines are formatted on the data path (they need the request's fields),
-but written in batches so a request never waits for a disk.
+but written in batches so a request never waits for a disk. A line is the text json.dumps
+would make, put together by hand: strings through the json module's own (C) escaping, the
+time stamp made once a second; on browser-like traffic json.dumps of a dict and strftime per
+request were a good part of the router's Python time.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
     from kade.router.exchange import Exchange
 
 FLUSH_LINES = 512
+_quote = json.encoder.encode_basestring_ascii  # a JSON string, escaped as json.dumps does
 
 
 class AccessLog:
@@ -23,24 +27,28 @@ class AccessLog:
         self.target = target
         self._file: IO[str] | None = None
         self._lines: list[str] = []
+        self._second = -1
+        self._stamp = ""  # the line's start, up to the client's address, for `_second`
 
     def add(self, x: Exchange, status: int, now: float) -> None:
         route = x.route
         up = x.target
-        line = json.dumps({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "client": x.client_ip,
-            "method": x.verb.decode("latin-1"),
-            "host": x.host,
-            "path": x.url.decode("latin-1"),
-            "status": status,
-            "bytes": x.bytes_out,
-            "duration_ms": round((now - x.start) * 1000, 3),
-            "router": route.name if route is not None else "",
-            "service": route.service.name if route is not None else "",
-            "upstream": up.url if up is not None else "",
-        }, separators=(",", ":"))
-        self._lines.append(line)
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = f'{{"time":"{when}Z","client":'
+        if route is not None:
+            names = f'"router":{_quote(route.name)},"service":{_quote(route.service.name)},'
+        else:
+            names = '"router":"","service":"",'
+        upstream = _quote(up.url) if up is not None else '""'
+        self._lines.append(
+            f'{self._stamp}{_quote(x.client_ip)},"method":{_quote(x.verb.decode("latin-1"))},'
+            f'"host":{_quote(x.host)},"path":{_quote(x.url.decode("latin-1"))},'
+            f'"status":{status},"bytes":{x.bytes_out},'
+            f'"duration_ms":{round((now - x.start) * 1000, 3)!r},{names}'
+            f'"upstream":{upstream}}}')
         if len(self._lines) >= FLUSH_LINES:
             self.flush()
 

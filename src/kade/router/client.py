@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -24,9 +24,10 @@ from kade.router.exchange import (
     P_QUEUE,
     P_UPGRADE,
     Exchange,
+    UpstreamSide,
     monotonic,
 )
-from kade.router.forwarding import Forwarding
+from kade.router.forwarding import Forwarding, ProxySide
 from kade.router.http import (
     H_CONNECTION,
     H_FWD,
@@ -37,11 +38,6 @@ from kade.router.http import (
     H_XFF,
     REQUEST_HEADERS,
 )
-
-if TYPE_CHECKING:
-    from kade.router.proxy import Proxy
-    from kade.router.upstream import UpstreamConnection
-
 
 
 class _Reject(Exception):
@@ -61,7 +57,7 @@ MAX_TEMPLATE = 1024  # longer requests (cookies...) rarely repeat: not worth has
 
 
 class ClientConnection(Forwarding, asyncio.Protocol):
-    def __init__(self, proxy: Proxy, tls: bool = False) -> None:
+    def __init__(self, proxy: ProxySide, tls: bool = False) -> None:
         self.proxy = proxy
         self.cfg = proxy.config
         self.tls = tls
@@ -83,7 +79,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         self.write_paused = False
         self.closing = False  # answer what is queued, then close
         self.reject = 0
-        self.tunnel: UpstreamConnection | None = None
+        self.tunnel: UpstreamSide | None = None
         self.tunnel_x: Exchange | None = None
         self.early: list[bytes] | None = None  # bytes after an upgrade request
         self.dead = False
@@ -105,7 +101,7 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             + b"\r\nx-forwarded-for: "
         self.forwarded_ws = self.forwarded.replace(b": http", b": ws")
         self.idle_since = monotonic()
-        self.proxy.clients.add(self)
+        self.proxy.client_came(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True

@@ -1,9 +1,15 @@
-"""A request and its response as they go through the proxy (the state both sides share)."""
+"""A request and its response as they go through the proxy (the state both sides share).
+
+The lowest of the data path's modules: the client connection (with its forwarding) and the
+upstream connection both use an Exchange, and each knows the other only through the narrow
+protocols below, so that ownership runs one way: proxy → client → forwarding → exchange,
+proxy → upstream → exchange.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from kade.router import http as h
@@ -11,15 +17,61 @@ from kade.router.rules_match import routing_path
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
-    from kade.router.client import ClientConnection
     from kade.router.table import Route
-    from kade.router.upstream import UpstreamConnection
 
 # reasons to pause reading from the client (a bit each)
 P_UPSTREAM, P_BODY, P_QUEUE, P_UPGRADE = 1, 2, 4, 8
 MAX_BUFFERED_BODY = 64 * 1024  # request body held while connecting / kept for a retry
 NO_BODY, LENGTH, CHUNKED = 0, 1, 2
 monotonic = time.monotonic
+
+
+class UpstreamSide(Protocol):
+    """An upstream connection as the client side sees it (kade.router.upstream)."""
+
+    server: Server
+    transport: Any
+    x: Exchange | None
+    tunnel: ClientSide | None
+    uses: int
+    closed: bool
+    got_bytes: bool
+    read_paused: bool
+    idle_since: float
+
+    def close(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ClientSide(Protocol):
+    """A client connection as its exchanges' upstream connections and the proxy's connector
+    see it (kade.router.client): where response bytes go, and what to call when the
+    upstream is done with, gives up on, or hands over an exchange."""
+
+    transport: Any
+    closing: bool
+    client_ip: str
+
+    def pause(self, reason: int) -> None: ...
+
+    def resume(self, reason: int) -> None: ...
+
+    def connected(self, x: Exchange, up: UpstreamSide) -> None: ...
+
+    def connect_failed(self, x: Exchange, server: Server) -> None: ...
+
+    def upstream_done(self, x: Exchange, up: UpstreamSide, keep: bool) -> None: ...
+
+    def upstream_lost(self, x: Exchange, up: UpstreamSide) -> None: ...
+
+    def upstream_failed(self, x: Exchange, up: UpstreamSide) -> None: ...
+
+    def start_tunnel(self, x: Exchange, up: UpstreamSide) -> None: ...
+
+    def tunnel_closed(self) -> None: ...
 
 
 class Exchange:
@@ -32,7 +84,7 @@ class Exchange:
                  "is_head", "upgrade", "tried", "sent_at", "connecting", "finished",
                  "host_header", "target", "_hdict", "_query", "body_at")
 
-    def __init__(self, conn: ClientConnection, start: float) -> None:
+    def __init__(self, conn: ClientSide, start: float) -> None:
         self.conn = conn
         self.start = start
         self.url = b""
@@ -44,7 +96,7 @@ class Exchange:
         self.client_ip = conn.client_ip
         self.route: Route | None = None
         self.server: Server | None = None
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: UpstreamSide | None = None
         self.head = b""
         self.body_mode = NO_BODY
         self.pending: list[bytes] | None = None  # body received before the upstream is ready

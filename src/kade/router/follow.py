@@ -15,18 +15,30 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
+from kade.addresses import parse_duration
 from kade.router.proxy import Proxy
 from kade.router.table import TableError
 from kade.router.tls import Certificate, CertStore, remote_certificates
 
-if TYPE_CHECKING:
-    from kade.router.workers import WorkerPool
-
 log = logging.getLogger("kade.router")
+
+
+class Peers(Protocol):
+    """The other worker processes (kade.router.workers' pool, which main hands over): fed
+    the same table and certificates, and counted in acknowledgements. The follower does not
+    own them."""
+
+    def broadcast(self, table: dict[str, Any]) -> None: ...
+
+    def broadcast_tls(self, tls: dict[str, Any]) -> None: ...
+
+    async def wait_applied(self, revision: int) -> None: ...
+
+    def draining(self) -> dict[str, int]: ...
 
 Loaded = tuple[list[Certificate], Certificate | None, list[str]]
 TABLE_FILE = "table.json"
@@ -82,7 +94,7 @@ class Follower:
         self.last_ack: dict[str, Any] | None = None
         self._watch: set[str] = set()  # removed servers to report until reported at 0
         self._ack_needed = asyncio.Event()
-        self.peers: WorkerPool | None = None  # other worker processes, fed and counted too
+        self.peers: Peers | None = None  # other worker processes, fed and counted too
         proxy.on_drained = self._ack_needed.set
 
     def request_ack(self) -> None:
@@ -238,14 +250,9 @@ class Follower:
 
 
 def _seconds(wait: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "s", "m", "h"):
-        if wait.endswith(unit):
-            try:
-                return float(wait[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
+    """The blocking query's wait in seconds, for the request's own timeout (60 if unclear:
+    the control plane judges the text itself)."""
     try:
-        return float(wait)
+        return parse_duration(wait, "wait")
     except ValueError:
         return 60.0

@@ -1,13 +1,14 @@
 """Serving an exchange: choosing a server, the upstream connection, retries, the end.
 
 A mixin of ClientConnection (kept apart to keep each file readable): it reads and writes the
-connection's state declared below.
+connection's state declared below. The proxy that owns the connection is seen through
+`ProxySide`, upstream connections through `UpstreamSide`: neither module is imported here.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kade.router import http as h
 from kade.router.exchange import (
@@ -17,25 +18,52 @@ from kade.router.exchange import (
     P_QUEUE,
     P_UPGRADE,
     Exchange,
+    UpstreamSide,
     monotonic,
 )
 
 if TYPE_CHECKING:
+    from kade.router.accesslog import AccessLog
     from kade.router.balancer import Server
-    from kade.router.proxy import Proxy, ProxyConfig
-    from kade.router.upstream import UpstreamConnection
+    from kade.router.config import ProxyConfig
+    from kade.router.table import Table
+
+
+class ProxySide(Protocol):
+    """The proxy as the client connections it accepted see it (kade.router.proxy)."""
+
+    config: ProxyConfig
+    table: Table
+    https_port: int
+    now: float
+    log: AccessLog | None
+
+    def connect(self, server: Server, x: Exchange) -> None: ...
+
+    def give_back(self, up: UpstreamSide) -> None: ...
+
+    def record(self, x: Exchange, status: int, now: float) -> None: ...
+
+    def drained(self, server: Server) -> None: ...
+
+    def is_trusted(self, ip: str) -> bool: ...
+
+    def client_came(self, conn: Any) -> None: ...
+
+    def client_gone(self, conn: Any) -> None: ...
 
 
 class Forwarding:
-    proxy: Proxy
+    proxy: ProxySide
     cfg: ProxyConfig
     transport: Any
+    client_ip: str
     queue: deque[Exchange]
     paused: int
     write_paused: bool
     closing: bool
     reject: int
-    tunnel: UpstreamConnection | None
+    tunnel: UpstreamSide | None
     tunnel_x: Exchange | None
     early: list[bytes] | None
     dead: bool
@@ -89,7 +117,7 @@ class Forwarding:
         else:
             self.attach(x, up)
 
-    def attach(self, x: Exchange, up: UpstreamConnection) -> None:
+    def attach(self, x: Exchange, up: UpstreamSide) -> None:
         x.connecting = False
         x.upstream = up
         up.x = x
@@ -125,7 +153,7 @@ class Forwarding:
             else:
                 x.replay.append(body)
 
-    def connected(self, x: Exchange, up: UpstreamConnection) -> None:
+    def connected(self, x: Exchange, up: UpstreamSide) -> None:
         if x.finished or self.dead or x.server is not up.server:
             self.proxy.give_back(up)
             return
@@ -145,7 +173,7 @@ class Forwarding:
                 return
         self.respond(x, 502)
 
-    def upstream_lost(self, x: Exchange, up: UpstreamConnection) -> None:
+    def upstream_lost(self, x: Exchange, up: UpstreamSide) -> None:
         """The upstream closed before the response was complete."""
         x.upstream = None
         x.streaming = False
@@ -173,7 +201,7 @@ class Forwarding:
         else:
             self.respond(x, 502)
 
-    def upstream_failed(self, x: Exchange, up: UpstreamConnection) -> None:
+    def upstream_failed(self, x: Exchange, up: UpstreamSide) -> None:
         """The upstream sent something that is not HTTP."""
         up.x = None
         up.close()
@@ -184,7 +212,7 @@ class Forwarding:
         else:
             self.respond(x, 502)
 
-    def upstream_done(self, x: Exchange, up: UpstreamConnection, keep: bool) -> None:
+    def upstream_done(self, x: Exchange, up: UpstreamSide, keep: bool) -> None:
         x.upstream = None
         server = up.server
         if (keep and x.req_done and not server.removed and not x.upgrade and not up.read_paused
@@ -220,7 +248,7 @@ class Forwarding:
         else:
             self.respond(x, 408)
 
-    def start_tunnel(self, x: Exchange, up: UpstreamConnection) -> None:
+    def start_tunnel(self, x: Exchange, up: UpstreamSide) -> None:
         self.tunnel = up
         self.tunnel_x = x
         up.tunnel = self

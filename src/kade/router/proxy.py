@@ -13,53 +13,22 @@ import ipaddress
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from kade.router.accesslog import AccessLog
 from kade.router.balancer import Server, parse_server_url
 from kade.router.client import ClientConnection
-from kade.router.exchange import Exchange
+from kade.router.config import ProxyConfig, parse_networks
+from kade.router.exchange import Exchange, UpstreamSide
 from kade.router.metrics import Gauges, Stats, render
 from kade.router.table import Table, compile_table, empty_table
 from kade.router.upstream import UpstreamConnection
 
+# the settings live in kade.router.config; importing them from here keeps working
+__all__ = ["Proxy", "ProxyConfig", "parse_networks"]
+
 monotonic = time.monotonic
-
-
-@dataclass
-class ProxyConfig:
-    response_header_timeout: float = 60.0  # request sent → response head (504 after)
-    header_timeout: float = 10.0  # a request head must arrive within (408 after)
-    body_timeout: float = 60.0  # a request body that sends nothing for this long: 408
-    idle_timeout: float = 90.0  # an idle keep-alive client connection is closed after
-    upstream_idle_timeout: float = 60.0  # pooled upstream connections are closed after
-    connect_timeout: float = 5.0
-    max_header_bytes: int = 32 * 1024  # 431 above
-    max_url_bytes: int = 8 * 1024  # 414 above
-    max_idle_per_server: int = 256
-    attempts: int = 3  # tries of an idempotent request (other server / fresh connection)
-    tick: float = 1.0  # how often timeouts are checked
-    # clients whose X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/Host/Port... are kept
-    # (CIDR ranges); from anyone else they are dropped and set from the connection
-    trusted_proxies: list[str] = field(default_factory=list)
-    https_port: int = 0  # where routes marked `tls` redirect plain HTTP requests (0: nowhere)
-
-
-def parse_networks(values: Iterable[str], what: str = "--trusted-proxies"
-                   ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """`10.0.0.0/8,::1` (items may hold commas) → networks; ValueError naming the bad one."""
-    nets = []
-    for value in values:
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            try:
-                nets.append(ipaddress.ip_network(item.strip(), strict=False))
-            except ValueError:
-                raise ValueError(f"{what}: {item.strip()!r} is not an IP address or CIDR "
-                                 f"range") from None
-    return nets
 
 
 class Proxy:
@@ -150,7 +119,7 @@ class Proxy:
             return
         x.conn.connected(x, up)
 
-    def give_back(self, up: UpstreamConnection) -> None:
+    def give_back(self, up: UpstreamSide) -> None:
         """An upstream connection done with its request: pooled if it may serve another."""
         server = up.server
         up.x = None
@@ -198,6 +167,9 @@ class Proxy:
         if tls is not None:
             self.https_port = server.sockets[0].getsockname()[1]
         return server
+
+    def client_came(self, conn: ClientConnection) -> None:
+        self.clients.add(conn)
 
     def client_gone(self, conn: ClientConnection) -> None:
         self.clients.discard(conn)

@@ -16,8 +16,7 @@ from kade.router.http import fast_head, remember_head, response_head, rewrite_re
 
 if TYPE_CHECKING:
     from kade.router.balancer import Server
-    from kade.router.exchange import Exchange
-    from kade.router.forwarding import Forwarding
+    from kade.router.exchange import ClientSide, Exchange
 
 MAX_RESPONSE_HEAD = 64 * 1024
 _CHUNKED = b"\r\ntransfer-encoding: chunked"
@@ -49,7 +48,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.idle_since = 0.0
         self.closed = False
-        self.tunnel: Forwarding | None = None
+        self.tunnel: ClientSide | None = None
         self.got_bytes = False
         self.out: list[bytes] = []
         self.close_delimited = False
