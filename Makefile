@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup up test lint bench clean-tasks
+.PHONY: setup up test lint bench-setup clean-tasks
 
 setup:
 	@bash scripts/setup.sh
@@ -17,3 +17,8 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
+
+# What the router benchmarks run against besides kade: nginx upstreams, HAProxy (Traefik
+# comes from the venv). `bench/router_varied.py`, `bench/router.py`.
+bench-setup: setup
+	apt-get -o DPkg::Lock::Timeout=300 install -y -q nginx-light haproxy
