@@ -82,9 +82,11 @@ def test_the_marathon_client_drives_an_app_through_its_life(kade: Kade) -> None:
     info = client.get_info()
     assert info.elected is True and info.leader == kade.addr
     assert client.get_leader() == {"leader": kade.addr}
-    events = _events(client, ["api_post_event", "status_update_event",
+    events = _events(client, ["event_stream_attached", "api_post_event", "status_update_event",
                               "health_status_changed_event", "deployment_success",
                               "app_terminated_event"])
+    # the stream starts now: changes made before it is attached would not be on it
+    _wait_event(events, lambda e: e.event_type == "event_stream_attached", "the stream")
 
     created = client.create_app("/mara/web", _web())
     assert created.id == "/mara/web" and created.deployments
