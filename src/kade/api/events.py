@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kade import model
-from kade.api.closing import closing_event
+from kade.api.closing import closing_event, watch_until_closing
 from kade.api.quarantine import quarantine_event
 from kade.api.security import principal_of
 from kade.auth import Principal, redact_env
@@ -72,30 +72,11 @@ def events_router(store: Store) -> APIRouter:
 async def _stream(store: Store, since: int, principal: Principal | None,
                   closing: asyncio.Event) -> AsyncIterator[bytes]:
     yield b": kade event stream\n\n"
-    watch = store.watch("", since).__aiter__()
-    pending: asyncio.Task[list[Event]] | None = None
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(watch.__anext__())
-            stop = asyncio.ensure_future(closing.wait())
-            done, _ = await asyncio.wait({pending, stop}, timeout=KEEPALIVE_SECONDS,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if stop in done:  # the server is stopping: the stream ends, the client resumes
-                return
-            if not done:
+        async for batch in watch_until_closing(store, since, closing, KEEPALIVE_SECONDS):
+            if batch is None:
                 yield b": keepalive\n\n"
                 continue
-            try:
-                batch = pending.result()
-            except Compacted as e:
-                reset = json.dumps({"type": "reset", "message": str(e)})
-                yield f"event: reset\ndata: {reset}\n\n".encode()
-                return
-            except StopAsyncIteration:
-                return
-            pending = None
             for event in batch:
                 for out in (event_json(event, principal), quarantine_event(event)):
                     if out is None:
@@ -103,6 +84,6 @@ async def _stream(store: Store, since: int, principal: Principal | None,
                     name, fields = out
                     data = json.dumps(fields, separators=(",", ":"))
                     yield f"id: {event.revision}\nevent: {name}\ndata: {data}\n\n".encode()
-    finally:
-        if pending is not None:
-            pending.cancel()
+    except Compacted as e:
+        reset = json.dumps({"type": "reset", "message": str(e)})
+        yield f"event: reset\ndata: {reset}\n\n".encode()

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kade import model
-from kade.api.closing import closing_event
+from kade.api.closing import closing_event, watch_until_closing
 from kade.api.marathon_views import deployment_plan, v2_definition, v2_state, v2_task
 from kade.api.security import principal_of
 from kade.auth import Principal, redact_env
@@ -153,26 +153,11 @@ async def _stream(store: Store, since: int, translator: Translator, wanted: Coll
         yield frame(None, attached)
     else:
         yield b": kade event stream\n\n"
-    watch = store.watch("", since).__aiter__()
-    pending: asyncio.Task[list[Event]] | None = None
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(watch.__anext__())
-            stop = asyncio.ensure_future(closing.wait())
-            done, _ = await asyncio.wait({pending, stop}, timeout=KEEPALIVE_SECONDS,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if stop in done:  # the server is stopping: the client reconnects
-                return
-            if not done:
+        async for batch in watch_until_closing(store, since, closing, KEEPALIVE_SECONDS):
+            if batch is None:
                 yield b"\n"  # Marathon's keepalive: an empty line
                 continue
-            try:
-                batch = pending.result()
-            except (Compacted, StopAsyncIteration):
-                return  # the client reconnects and resyncs, as after any drop
-            pending = None
             for event in batch:
                 task = None
                 if event.key.startswith(model.STATUS) and event.entry is not None:
@@ -182,6 +167,5 @@ async def _stream(store: Store, since: int, translator: Translator, wanted: Coll
                 for out in translator.translate(event, task):
                     if keep(out):
                         yield frame(event.revision, out)
-    finally:
-        if pending is not None:
-            pending.cancel()
+    except Compacted:
+        return  # the client reconnects and resyncs, as after any drop
