@@ -166,6 +166,19 @@ class Kade:
             capture_output=True, text=True, check=True).stdout
         return [line.split()[0] for line in out.splitlines() if line.split()[1:] != [version]]
 
+    def task_pids(self) -> list[int]:
+        """Processes of command apps this kade started (they carry its node in their env)."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    environ = (proc / "environ").read_bytes()
+                except OSError:
+                    continue
+                if f"KADE_NODE={self.node}".encode() in environ.split(b"\0"):
+                    pids.append(int(proc.name))
+        return pids
+
     def cleanup(self) -> None:
         if self.proc is not None:
             self.proc.kill()

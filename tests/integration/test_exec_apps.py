@@ -20,21 +20,9 @@ def exec_kade(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in _task_pids(k):
+        for pid in k.task_pids():
             os.killpg(pid, signal.SIGKILL)
 
-
-def _task_pids(k: Kade) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                environ = (proc / "environ").read_bytes()
-            except OSError:
-                continue
-            if f"KADE_NODE={k.node}".encode() in environ.split(b"\0"):
-                pids.append(int(proc.name))
-    return pids
 
 
 def test_command_app_is_served_healed_and_adopted(exec_kade: Kade) -> None:
@@ -63,7 +51,7 @@ def test_command_app_is_served_healed_and_adopted(exec_kade: Kade) -> None:
     assert after == before
 
     k.client.delete("/v1/apps/test/plain")
-    wait_for(lambda: not _task_pids(k), 30, "every process stopped")
+    wait_for(lambda: not k.task_pids(), 30, "every process stopped")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the default user applies when kade is root")

@@ -23,19 +23,6 @@ IMAGE_APP = {"id": "/mix/img", "cpus": 0.01, "mem": 16, "healthChecks": [HEALTH]
              "container": {"docker": {"image": "kade/site:1"}}}
 
 
-def task_pids(k: Kade) -> list[int]:
-    """Processes of command apps this kade started (they carry its node in their env)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                environ = (proc / "environ").read_bytes()
-            except OSError:
-                continue
-            if f"KADE_NODE={k.node}".encode() in environ.split(b"\0"):
-                pids.append(int(proc.name))
-    return pids
-
 
 @pytest.fixture
 def mixed(tmp_path: Path) -> Iterator[Kade]:
@@ -44,7 +31,7 @@ def mixed(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in task_pids(k):
+        for pid in k.task_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
@@ -76,7 +63,7 @@ def test_docker_and_command_apps_run_side_by_side_and_are_adopted(mixed: Kade) -
 
     k.client.delete("/v1/apps/mix/cmd")
     k.client.delete("/v1/apps/mix/img")
-    wait_for(lambda: not task_pids(k) and not k.containers(), 60, "every task stopped")
+    wait_for(lambda: not k.task_pids() and not k.containers(), 60, "every task stopped")
 
 
 def test_a_failed_task_is_logged_with_its_reason(mixed: Kade) -> None:
