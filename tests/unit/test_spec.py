@@ -186,10 +186,10 @@ def test_ids_with_an_action_word_as_a_segment_are_refused(app_id: str) -> None:
 
 
 def test_every_api_action_word_is_reserved() -> None:
-    from kade.api.apps import _ACTIONS
+    from kade.api.paths import ACTIONS
     from kade.spec import RESERVED_ID_SEGMENTS
 
-    assert set(_ACTIONS) <= RESERVED_ID_SEGMENTS
+    assert set(ACTIONS) <= RESERVED_ID_SEGMENTS
 
 
 def test_a_long_id_is_refused_by_its_length_before_any_pattern() -> None:

@@ -28,6 +28,7 @@ from kade.admission import (
     admit_scale,
     parse_body,
 )
+from kade.api.paths import split_app_path
 from kade.api.security import principal_of
 from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
 from kade.auth import can_deploy_app, redact_env
@@ -132,7 +133,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.get("/v1/apps/{path:path}")
     async def get_app_path(path: str, request: Request) -> Response:
-        app_id, action, arg = _split(path)
+        app_id, action, arg = split_app_path(path)
         who = principal_of(request)
         if action == "":
             return JSONResponse({"app": redact_env(await one_app(app_id), who)})
@@ -172,7 +173,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.put("/v1/apps/{path:path}")
     async def put_app(path: str, request: Request) -> JSONResponse:
-        app_id, action, _ = _split(path)
+        app_id, action, _ = split_app_path(path)
         if action:
             raise HTTPException(405, f"PUT is not allowed on /{action}")
         new = await admitted(request, app_id)
@@ -184,7 +185,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.post("/v1/apps/{path:path}")
     async def app_action(path: str, request: Request) -> JSONResponse:
-        app_id, action, _ = _split(path)
+        app_id, action, _ = split_app_path(path)
         now = clock()
         if action == "scale":
             try:
@@ -210,7 +211,7 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
     @r.delete("/v1/apps/{path:path}")
     async def delete_app(path: str) -> dict[str, Any]:
-        app_id, action, _ = _split(path)
+        app_id, action, _ = split_app_path(path)
         if action:
             raise HTTPException(405, f"DELETE is not allowed on /{action}")
         await intent.delete_app(store, app_id, clock())
@@ -246,20 +247,8 @@ def apps_router(store: Store, *, logs: Logs | None = None,
 
 
 # Each is also in kade.spec's RESERVED_ID_SEGMENTS, so no app id can contain one.
-_ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
-
-
 def _too_large(limit: int) -> HTTPException:
     return HTTPException(413, str(BodyTooLarge(limit)))
-
-
-def _split(path: str) -> tuple[str, str, str]:
-    """`shop/web/versions/2026-…` → ("/shop/web", "versions", "2026-…")."""
-    parts = [p for p in path.split("/") if p]
-    for i in range(len(parts) - 1, 0, -1):
-        if parts[i] in _ACTIONS:
-            return normalize_id("/".join(parts[:i])), parts[i], "/".join(parts[i + 1:])
-    return normalize_id("/".join(parts)), "", ""
 
 
 def describe(request: Request) -> str:

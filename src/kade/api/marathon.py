@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 import kade
 from kade import model
 from kade.admission import Admitted, ContainerPolicy, admit, parse_body
-from kade.api.apps import _split
 from kade.api.marathon_views import (
     active_count,
     app_labels_match,
@@ -31,6 +30,7 @@ from kade.api.marathon_views import (
     v2_queue_item,
     v2_task,
 )
+from kade.api.paths import split_app_path
 from kade.api.security import principal_of
 from kade.api.views import group_tasks
 from kade.auth import can_deploy_app, redact_env
@@ -84,17 +84,19 @@ async def deployment_of(store: Store, app_id: str) -> str:
     return max(deps, key=lambda d: d.started_at).id if deps else ""
 
 
+async def document(request: Request, what: str) -> Any:
+    """A request body as plain data, under admission's document rules (the front door caps
+    its size); 400 naming the problem."""
+    try:
+        return parse_body(await request.body())
+    except DocumentRefused as e:
+        raise HTTPException(400, f"invalid {what} definition: {e}") from None
+
+
 def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
                     policy: ContainerPolicy | None = None) -> APIRouter:
     r = APIRouter(prefix="/v2", tags=["marathon"])
     container_policy = policy or ContainerPolicy()
-
-    async def document(request: Request) -> Any:
-        """The request body as plain data (the front door caps its size)."""
-        try:
-            return parse_body(await request.body())
-        except DocumentRefused as e:
-            raise HTTPException(400, f"invalid app definition: {e}") from None
 
     async def admitted(data: Any, app_id: str | None = None) -> Admitted:
         return await asyncio.to_thread(admit, data, policy=container_policy, app_id=app_id)
@@ -133,7 +135,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.post("/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
-        data = await document(request)
+        data = await document(request, "app")
         new = await admitted(_from_client(data) if isinstance(data, dict) else data)
         check_scope(request, new.app.id)
         stored, _ = await intent.put_app(store, new.app, clock(), create_only=True)
@@ -159,7 +161,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
     async def put_apps(request: Request) -> JSONResponse:
         """Several apps at once (Marathon's batch update): all are admitted before any is
         written."""
-        data = await document(request)
+        data = await document(request, "app")
         if not isinstance(data, list) or not all(
                 isinstance(a, dict) and isinstance(a.get("id"), str) for a in data):
             raise HTTPException(422, "invalid app definitions: send a list of apps with ids")
@@ -178,7 +180,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.get("/apps/{path:path}")
     async def get_app(path: str, request: Request) -> Response:
-        app_id, action, arg = _split(path)
+        app_id, action, arg = split_app_path(path)
         who = principal_of(request)
         if action == "versions":
             if arg:
@@ -206,10 +208,10 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.put("/apps/{path:path}")
     async def put_app(path: str, request: Request) -> JSONResponse:
-        app_id, action, _ = _split(path)
+        app_id, action, _ = split_app_path(path)
         if action:
             raise HTTPException(405, f"PUT is not allowed on /{action}")
-        data = await document(request)
+        data = await document(request, "app")
         if not isinstance(data, dict):
             raise HTTPException(422, "invalid app definition: app definition must be an object")
         now = clock()
@@ -226,7 +228,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.post("/apps/{path:path}")
     async def app_action(path: str) -> JSONResponse:
-        app_id, action, _ = _split(path)
+        app_id, action, _ = split_app_path(path)
         if action != "restart":
             raise HTTPException(404, f"unknown app action {action!r}")
         now = clock()
@@ -238,7 +240,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
     @r.delete("/apps/{path:path}")
     async def delete_app(path: str, request: Request, scale: bool = False,
                          host: str | None = None) -> JSONResponse:
-        app_id, action, arg = _split(path)
+        app_id, action, arg = split_app_path(path)
         now = clock()
         if action == "":
             await intent.delete_app(store, app_id, now)
@@ -281,7 +283,7 @@ def marathon_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     @r.post("/tasks/delete")
     async def delete_tasks(request: Request, scale: bool = False) -> JSONResponse:
-        data = await document(request)
+        data = await document(request, "app")
         ids = data.get("ids") if isinstance(data, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise HTTPException(400, "ids: must be a list of task ids")

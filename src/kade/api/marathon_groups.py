@@ -17,13 +17,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from kade.admission import LIMITS, ContainerPolicy, admit, parse_body
-from kade.api.marathon import Snapshot, deployment_of
+from kade.admission import LIMITS, ContainerPolicy, admit
+from kade.api.marathon import Snapshot, deployment_of, document
 from kade.api.security import principal_of
 from kade.auth import redact_env
 from kade.deployments import intent
 from kade.model import iso
-from kade.spec import AppSpec, DocumentRefused, SpecError
+from kade.spec import AppSpec, SpecError
 from kade.spec.groups import dependency_order, flatten, is_under, resolve_id, tree
 from kade.store.base import Store
 
@@ -38,12 +38,6 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
                   policy: ContainerPolicy | None = None) -> APIRouter:
     r = APIRouter(prefix="/v2", tags=["marathon"])
     container_policy = policy or ContainerPolicy()
-
-    async def document(request: Request) -> Any:
-        try:
-            return parse_body(await request.body())
-        except DocumentRefused as e:
-            raise HTTPException(400, f"invalid group definition: {e}") from None
 
     async def admitted(apps: list[dict[str, Any]]) -> list[AppSpec]:
         """Every app of the group, or a SpecError with every problem named by its app."""
@@ -99,7 +93,7 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
     @r.post("/groups", status_code=201)
     async def create(request: Request) -> JSONResponse:
         try:
-            return await create_group(await document(request))
+            return await create_group(await document(request, "group"))
         except SpecError as e:
             return refused(e)
 
@@ -120,7 +114,7 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
     @r.put("/groups/{path:path}")
     async def update(path: str, request: Request) -> JSONResponse:
         try:
-            return await update_group(resolve_id(path, "/"), await document(request))
+            return await update_group(resolve_id(path, "/"), await document(request, "group"))
         except SpecError as e:
             return refused(e)
 

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kade import model
+from kade.api.paths import split_app_path
 from kade.auth import Principal, authenticate, can_deploy_app, can_write_kv
 from kade.auth.policy import decide, needed_permission
 from kade.store.base import Store
@@ -35,7 +36,6 @@ _CONSUL_PATHS = ("/v1/kv/", "/v1/txn", "/v1/catalog/", "/v1/health/", "/v1/statu
                  "/v1/agent/")
 _JSON_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml",
                "text/x-yaml")
-_APP_ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,8 @@ def presented_token(headers: Headers, path: str, query: bytes) -> str | None:
 
 def app_of_path(path: str) -> str | None:
     """`/v1/apps/shop/web/scale` → `/shop/web`."""
-    parts = [p for p in path[len("/v1/apps"):].split("/") if p]
-    for i in range(len(parts) - 1, 0, -1):
-        if parts[i] in _APP_ACTIONS:
-            parts = parts[:i]
-            break
-    return "/" + "/".join(parts) if parts else None
+    rest = path[len("/v1/apps"):]
+    return split_app_path(rest)[0] if rest.strip("/") else None
 
 
 class SecurityMiddleware:
