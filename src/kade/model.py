@@ -6,6 +6,8 @@ One writer per kind of fact (DESIGN.md):
 - `tasks/<task id>`      a task placed on a node, run or stop        written by the scheduler
 - `status/<task id>`     what runs: container, state, health         written by the agent
 - `nodes/<name>`         a node's resources and address              written by the agent
+- `nodectl/<name>`       what operators asked of a node: eligibility,  written by the API
+                         a drain and its deadline
 - `queue/<id>`           launch delay and why an app waits           written by the scheduler
 - `kv/<key>`             user configuration (Consul KV)              written by the API
 - `routers/<name>`       what a router may still send requests to    written by the API
@@ -40,6 +42,7 @@ VERSIONS = "versions/"
 TASKS = "tasks/"
 STATUS = "status/"
 NODES = "nodes/"
+NODECTL = "nodectl/"
 QUEUE = "queue/"
 KV = "kv/"
 ROUTERS = "routers/"
@@ -69,6 +72,10 @@ def status_key(task_id: str) -> str:
 
 def node_key(name: str) -> str:
     return NODES + name
+
+
+def nodectl_key(name: str) -> str:
+    return NODECTL + name
 
 
 def deployment_key(deployment_id: str) -> str:
@@ -184,6 +191,25 @@ class Node(Record):
     def runs(self, driver: str) -> bool:
         """Whether tasks that need `driver` (see `driver_for`) can run here."""
         return not self.drivers or driver in self.drivers
+
+
+class DrainSpec(Record):
+    """A drain an operator started (`kade node drain`): its tasks move elsewhere, surge-first."""
+
+    started_at: float
+    deadline: float  # after it, tasks not yet moved are stopped where they are
+    keep_system: bool = False  # leave the node's system-app tasks running
+    max_parallel: int = 1  # tasks of one app moved at a time
+
+
+class NodeControl(Record):
+    """What operators asked of a node. Kept apart from `nodes/<name>`, which the node's own
+    agent writes, so that the two writers never race on one key."""
+
+    name: str
+    eligible: bool = True  # False: no new task is placed here; running ones stay
+    drain: DrainSpec | None = None
+    updated_at: float = 0.0
 
 
 DRIVER_DOCKER = "docker"
