@@ -38,7 +38,7 @@ MAX_WAIT_SECONDS = 600.0
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    return JSONResponse({"message": message, **extra}, status_code=status)
 
 
 def _refused(e: Exception) -> JSONResponse:

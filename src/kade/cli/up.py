@@ -92,7 +92,7 @@ def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
                          "with --tls-cert/--tls-key, or pass --insecure-i-know")
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn without its own signal handling: `kade up` owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
@@ -216,7 +216,7 @@ async def serve(cfg: UpConfig) -> None:
         node_name=cfg.node, port_range=cfg.port_range, policy=cfg.policy,
         api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), logs=logs, extra=[admin])
     node = NodeSide(store, ncfg, control.view)
-    server = _Server(uvicorn.Config(
+    server = Server(uvicorn.Config(
         control.app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE)))

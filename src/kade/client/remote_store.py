@@ -189,7 +189,7 @@ def _message(resp: httpx.Response) -> str:
         data = resp.json()
     except ValueError:
         return resp.text[:200]
-    return str(data.get("error", data)) if isinstance(data, dict) else str(data)[:200]
+    return str(data.get("message", data)) if isinstance(data, dict) else str(data)[:200]
 
 
 def _answer(resp: httpx.Response) -> Any:
