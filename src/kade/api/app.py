@@ -28,6 +28,7 @@ from kade.api.marathon_events import marathon_events_router
 from kade.api.marathon_groups import groups_router
 from kade.api.quarantine import quarantine_router
 from kade.api.security import SecurityConfig, SecurityMiddleware
+from kade.api.store_api import store_router
 from kade.api.tokens import tokens_router
 from kade.deployments import intent
 from kade.model import Node, decode_all
@@ -59,6 +60,7 @@ def create_app(
     app.include_router(quarantine_router(store))
     app.include_router(_info_router(store))
     app.include_router(tokens_router(store, clock))
+    app.include_router(store_router(store))
     for router in extra or []:
         app.include_router(router)
     _errors(app)

@@ -43,11 +43,13 @@ async def until_closing(request: Request, waiting: Awaitable[T]) -> T | None:
 
 
 async def watch_until_closing(store: Store, since: int, closing: asyncio.Event,
-                              keepalive: float) -> AsyncIterator[list[Event] | None]:
-    """Every change after `since`, in batches, for an event stream: None when `keepalive`
-    seconds passed without one (time for the stream's keepalive); the iteration ends when
-    the server begins to stop. Raises Compacted when `since` is older than the history."""
-    watch = store.watch("", since).__aiter__()
+                              keepalive: float, prefix: str = ""
+                              ) -> AsyncIterator[list[Event] | None]:
+    """Every change under `prefix` after `since`, in batches, for an event stream: None when
+    `keepalive` seconds passed without one (time for the stream's keepalive); the iteration
+    ends when the server begins to stop. Raises Compacted when `since` is older than the
+    history."""
+    watch = store.watch(prefix, since).__aiter__()
     pending: asyncio.Task[list[Event]] | None = None
     try:
         while True:

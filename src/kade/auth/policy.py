@@ -48,6 +48,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     # what routers and agents report, and the table with its certificates
     (frozenset({"PUT"}), re.compile(r"/v1/router/ack"), "node"),
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
+    # the store as agents of a cluster follow it: only the prefixes of STORE_READ/STORE_WRITE
+    (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/store/.*"), "node"),
     # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)
     (_WRITE_METHODS, re.compile(r"/v1/(apps|tasks|deployments)(/.*)?"), "deploy"),
     (_WRITE_METHODS, re.compile(r"/v2/(apps|groups|tasks|deployments|queue)(/.*)?"), "deploy"),
@@ -56,6 +58,30 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     # everything else that only reads: kade's own API, Consul's, the OpenAPI description
     (_READ_METHODS, re.compile(r"/v[12]/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
 ]
+
+
+# What an agent reads and writes through the store API (`/v1/store/*`) when it runs on a
+# node of a cluster: what it needs to run its tasks, render their templates, and serve DNS and
+# routes; never tokens. It writes only what an agent reports (`kade.model`'s writers table).
+STORE_READ: tuple[str, ...] = (
+    "apps/", "versions/", "tasks/", "status/", "nodes/", "nodectl/", "queue/", "kv/",
+    "routers/", "deployments/", "stable/",
+)
+STORE_WRITE: tuple[str, ...] = ("status/", "nodes/")
+
+
+def store_read_scope(prefix: str) -> tuple[str, ...] | None:
+    """The readable prefixes a watch or range of `prefix` covers: `(prefix,)` when it lies
+    within one, the readable ones under it when it is wider (the answer is filtered to
+    them), None when it reaches nothing readable."""
+    if any(prefix.startswith(p) for p in STORE_READ):
+        return (prefix,)
+    under = tuple(p for p in STORE_READ if p.startswith(prefix))
+    return under or None
+
+
+def store_writable(key: str) -> bool:
+    return any(key.startswith(p) and len(key) > len(p) for p in STORE_WRITE)
 
 
 def needed_permission(method: str, path: str) -> Permission:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kade.cli import quick
+from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
 from kade.cli.kv import kv_app, render_command
 from kade.cli.token import token_app
@@ -23,6 +23,8 @@ from kade.client.http import default_data_dir
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="kade: deploy, scale, configure, discover, route to and update containers.")
+app.command()(roles.server)
+app.command()(roles.agent)
 console = LazyConsole()
 err = LazyConsole(stderr=True)
 

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,33 +24,19 @@ from rich.logging import RichHandler
 
 from kade import model
 from kade.addresses import is_loopback, split_addr
-from kade.admission import ContainerPolicy, admit_file, command_user
-from kade.agent.agent import Agent, AgentConfig
-from kade.api.app import create_app
+from kade.admission import ContainerPolicy, admit_file
 from kade.api.closing import closing_event
-from kade.api.consul_catalog import catalog_router
-from kade.api.consul_kv import kv_router
-from kade.api.routing import Routing, routing_router
-from kade.api.security import SecurityConfig
 from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
-from kade.catalog.model import Catalog
-from kade.catalog.view import CatalogView
-from kade.cli.router_proc import ensure_router, stop_router
-from kade.cli.supervise import RouterSupervisor, StartFailed
+from kade.cli.control import ControlConfig, ControlPlane
+from kade.cli.node_side import ROUTER_TOKEN_FILE, NodeConfig, NodeSide
 from kade.deployments import intent
-from kade.deployments.controller import Deployer
-from kade.dns.server import DnsServer
-from kade.drivers.base import LABEL_NODE, Driver
-from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document
 from kade.store import open_store
 from kade.store.base import CasFailed, LimitExceeded, Store
-from kade.templates import ServiceEndpoint
 
 log = logging.getLogger("kade")
 
 SHUTDOWN_GRACE = 2.0  # seconds open streams and blocking queries get when kade stops
-ROUTER_TOKEN_FILE = "token"  # in the router's state dir
 
 
 @dataclass
@@ -106,41 +92,12 @@ def check_api_exposure(api_addr: str, cert: Path | None, key: Path | None,
                          "with --tls-cert/--tls-key, or pass --insecure-i-know")
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn without its own signal handling: `kade up` owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-async def make_driver(cfg: UpConfig) -> Driver:
-    """Every driver this node has: `auto` is Docker when an engine answers, and exec (command
-    apps as plain processes) always; `docker`, `exec` or `docker,exec` name them."""
-    from kade.agent.node_drivers import NodeDrivers
-    from kade.drivers.docker import DockerDriver
-    from kade.drivers.exec import ExecDriver
-
-    wanted = [w.strip() for w in cfg.driver.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in ("auto", "docker", "exec")]
-    if unknown or not wanted:
-        raise SystemExit(f"kade: --driver {cfg.driver!r}: choose auto, docker, exec or "
-                         "docker,exec")
-    drivers: list[Driver] = []
-    if "docker" in wanted or "auto" in wanted:
-        docker = DockerDriver(publish_ip=cfg.publish_ip, fetch_cache=cfg.data_dir / "fetch-cache")
-        try:
-            await docker.resources()
-            drivers.append(docker)
-        except Exception as e:
-            await docker.close()
-            if "docker" in wanted:
-                raise SystemExit(f"kade: no Docker Engine answers: {e}") from None
-            log.warning("no Docker Engine answers (%s): running command apps only", e)
-    if "exec" in wanted or "auto" in wanted:
-        drivers.append(ExecDriver(cfg.data_dir / "sandboxes",
-                                  default_user=command_user(cfg.policy)))
-    return NodeDrivers(drivers)
 
 
 async def deploy_files(store: Store, paths: list[Path],
@@ -174,16 +131,6 @@ async def deploy_files(store: Store, paths: list[Path],
                 log.error("cannot deploy %s from %s: %s", item.app.id, file, e)
 
 
-def endpoints(catalog: Catalog) -> dict[str, list[ServiceEndpoint]]:
-    """Healthy endpoints per service, as templates' `service "name"` sees them."""
-    return {
-        name: [ServiceEndpoint(name=i.service, id=i.id, address=i.address, port=i.port,
-                               node=i.node, tags=i.tags, meta=i.meta)
-               for i in instances if i.passing]
-        for name, instances in catalog.services.items()
-    }
-
-
 async def seed_kv(store: Store, paths: list[Path]) -> None:
     """Create the keys of JSON/YAML trees that do not exist yet; existing keys keep their
     value, so changes made since survive a restart."""
@@ -208,14 +155,6 @@ async def seed_kv(store: Store, paths: list[Path]) -> None:
         log.info("seeded %d of %d keys from %s", created, len(pairs), path)
 
 
-async def stop_all(driver: Driver, node: str) -> None:
-    workloads = [w for w in await driver.list() if w.labels.get(LABEL_NODE, node) == node]
-    await asyncio.gather(*(driver.stop(w.id, 10) for w in workloads if w.state == "running"))
-    for w in workloads:
-        await driver.remove(w.id)
-    log.info("stopped %d tasks", len(workloads))
-
-
 def listen(addr: str, what: str) -> socket.socket:
     """Bind `addr` before anything starts: a port in use fails `kade up` at once, saying so."""
     host, port = split_addr(addr)
@@ -231,16 +170,27 @@ def listen(addr: str, what: str) -> socket.socket:
     return sock
 
 
+def node_config(cfg: UpConfig) -> NodeConfig:
+    return NodeConfig(
+        data_dir=cfg.data_dir, node=cfg.node, advertise=cfg.advertise, driver=cfg.driver,
+        publish_ip=cfg.publish_ip, policy=cfg.policy, dns_addr=cfg.dns_addr,
+        domain=cfg.domain, router=cfg.router, http_addr=cfg.http_addr,
+        router_admin_addr=cfg.router_admin_addr, access_log=cfg.access_log,
+        https_addr=cfg.https_addr, https_cert_dir=cfg.https_cert_dir,
+        router_admin_public=cfg.router_admin_public,
+        api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
+        api_cacert=cfg.tls_cert)
+
+
 async def serve(cfg: UpConfig) -> None:
     api_sock = listen(cfg.api_addr, "API")
     store = await open_store(cfg.data_dir)
     await ensure_token_file(store, cfg.data_dir / MANAGEMENT_TOKEN_FILE, role="admin",
                             description="management token of kade up", now=time.time())
-    router_dir = cfg.data_dir / "router"
-    router_dir.mkdir(mode=0o700, exist_ok=True)
-    await ensure_token_file(store, router_dir / ROUTER_TOKEN_FILE, role="node",
+    ncfg = node_config(cfg)
+    ncfg.router_dir.mkdir(mode=0o700, exist_ok=True)
+    await ensure_token_file(store, ncfg.router_dir / ROUTER_TOKEN_FILE, role="node",
                             description=f"router {cfg.node}-router", now=time.time())
-    driver = await make_driver(cfg)
     stop = asyncio.Event()
     stop_tasks = False
 
@@ -249,7 +199,7 @@ async def serve(cfg: UpConfig) -> None:
     @admin.get("/v1/processes")
     async def processes() -> dict[str, object]:
         """The processes kade up looks after, and how they fared."""
-        return {"router": supervisor.state.json() if cfg.router else None}
+        return node.processes()
 
     @admin.post("/v1/admin/shutdown")
     async def shutdown(stopTasks: bool = False) -> JSONResponse:  # noqa: N803 (API name)
@@ -258,74 +208,31 @@ async def serve(cfg: UpConfig) -> None:
         stop.set()
         return JSONResponse({"message": "shutting down", "stopTasks": stopTasks})
 
-    scheduler = Scheduler(store, port_range=cfg.port_range)
-    deployer = Deployer(store)
-    view = CatalogView(store)
-    agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise,
-                                             publish_ip=cfg.publish_ip),
-                  data_dir=cfg.data_dir, services=lambda: endpoints(view.catalog))
-    routing = Routing(store, view)
-    view.on_change(routing.rebuild)
-    view.on_change(lambda _catalog, changed: agent.services_changed(set(changed)))
-    app = create_app(
-        store, policy=cfg.policy,
-        logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
-        extra=[admin, kv_router(store), catalog_router(view, node_name=cfg.node),
-               routing_router(routing)],
-        security=SecurityConfig(hosts=tuple(cfg.api_hosts),
-                                cors_origins=tuple(cfg.cors_origins)),
-    )
-    if cfg.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
+    def logs(wid: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        assert node.driver is not None
+        return node.driver.logs(wid, follow=follow, tail=tail)
 
-        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins,
-                           allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "X-Kade-Token"])
-    server = _Server(uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False,
+    control = ControlPlane(store, ControlConfig(
+        node_name=cfg.node, port_range=cfg.port_range, policy=cfg.policy,
+        api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), logs=logs, extra=[admin])
+    node = NodeSide(store, ncfg, control.view)
+    server = Server(uvicorn.Config(
+        control.app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    dns = DnsServer(view, cfg.dns_addr, cfg.domain)
-    supervisor = RouterSupervisor(
-        lambda: ensure_router(
-            state_dir=router_dir, http_addr=cfg.http_addr, admin_addr=cfg.router_admin_addr,
-            api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
-            name=f"{cfg.node}-router", access_log=cfg.access_log,
-            token_file=router_dir / ROUTER_TOKEN_FILE, api_cacert=cfg.tls_cert,
-            https_addr=cfg.https_addr, tls_dir=cfg.https_cert_dir,
-            admin_public=cfg.router_admin_public),
-        ping_url=f"http://{cfg.router_admin_addr}/ping", log_file=router_dir / "router.log")
     try:
-        try:
-            await dns.start()
-        except OSError as e:
-            raise SystemExit(f"kade: cannot listen on {cfg.dns_addr} for DNS: {e.strerror} "
-                             "(choose another with --dns-addr)") from None
         async with asyncio.TaskGroup() as tg:
-            workers = [
-                tg.create_task(scheduler.run(), name="scheduler"),
-                tg.create_task(deployer.run(), name="deployer"),
-                tg.create_task(agent.run(), name="agent"),
-                tg.create_task(view.run(), name="catalog"),
-            ]
+            workers = [*await node.start(tg), *control.start(tg), *control.leader_loops(tg)]
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
-            await agent.ready.wait()
-            await view.ready()
-            routing.rebuild(view.catalog)
-            watch_router = None
-            if cfg.router:
-                try:
-                    pid = await supervisor.start()
-                except StartFailed as e:
-                    raise SystemExit(f"kade: {e}") from None
-                log.info("router (pid %d) on http://%s", pid, cfg.http_addr)
-                watch_router = tg.create_task(supervisor.run(), name="router supervisor")
+            await node.ready()
+            await control.ready()
+            watch_router = await node.start_router(tg)
             log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",
                      "https" if cfg.tls_cert else "http", cfg.api_addr, cfg.dns_addr, cfg.node,
-                     driver.name, cfg.data_dir)
+                     node.driver.name if node.driver else "-", cfg.data_dir)
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:
@@ -334,19 +241,16 @@ async def serve(cfg: UpConfig) -> None:
             await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("shutting down%s", " and stopping every task" if stop_tasks else
                      "; tasks and the router keep running")
-            closing_event(app).set()  # streams end, blocking queries answer now
+            closing_event(control.app).set()  # streams end, blocking queries answer now
             for task in workers:
                 task.cancel()
             if watch_router is not None:
                 watch_router.cancel()
-            if stop_tasks:
-                await stop_all(driver, cfg.node)
-                await asyncio.to_thread(stop_router, cfg.data_dir / "router")
+            await node.close(stop_tasks=stop_tasks)
             server.should_exit = True
             stopper.cancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await dns.close()
-        await driver.close()
+        await node.close()
         await store.close()

@@ -1,0 +1,78 @@
+"""The control plane of a kade process: the API (kade's, Consul's, Marathon's, the store's),
+the catalog view and the routing tables every server answers from, and the loops that must
+run once in a cluster — scheduler and deployer — which run where `leader_loops` is called:
+always in `kade up`, on the elected leader in `kade server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+
+from kade.admission import ContainerPolicy
+from kade.api.app import create_app
+from kade.api.apps import Logs
+from kade.api.consul_catalog import catalog_router
+from kade.api.consul_kv import kv_router
+from kade.api.routing import Routing, routing_router
+from kade.api.security import SecurityConfig
+from kade.catalog.view import CatalogView
+from kade.deployments.controller import Deployer
+from kade.scheduler.loop import Scheduler
+from kade.store.base import Store
+
+
+@dataclass
+class ControlConfig:
+    node_name: str  # what Consul's agent/self presents
+    port_range: tuple[int, int] = (31000, 32000)
+    policy: ContainerPolicy = field(default_factory=ContainerPolicy)
+    api_hosts: Sequence[str] = ()
+    cors_origins: Sequence[str] = ()
+
+
+class ControlPlane:
+    def __init__(self, store: Store, cfg: ControlConfig, *, logs: Logs | None = None,
+                 extra: Sequence[APIRouter] = (), clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.view = CatalogView(store)
+        self.routing = Routing(store, self.view)
+        self.view.on_change(self.routing.rebuild)
+        self.app: FastAPI = create_app(
+            store, policy=cfg.policy, logs=logs, clock=clock,
+            extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
+                   routing_router(self.routing)],
+            security=SecurityConfig(hosts=tuple(cfg.api_hosts),
+                                    cors_origins=tuple(cfg.cors_origins)),
+        )
+        if cfg.cors_origins:
+            from starlette.middleware.cors import CORSMiddleware
+
+            self.app.add_middleware(
+                CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Kade-Token"])
+
+    def start(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The catalog view, which the API, DNS and routing tables answer from."""
+        return [tg.create_task(self.view.run(), name="catalog")]
+
+    async def ready(self) -> None:
+        await self.view.ready()
+        self.routing.rebuild(self.view.catalog)
+
+    def leader_loops(self, tg: asyncio.TaskGroup, store: Store | None = None
+                     ) -> list[asyncio.Task[None]]:
+        """Scheduler and deployer, writing through `store` (a leader's fenced store)."""
+        store = store or self.store
+        return [
+            tg.create_task(Scheduler(store, port_range=self.cfg.port_range).run(),
+                           name="scheduler"),
+            tg.create_task(Deployer(store).run(), name="deployer"),
+        ]

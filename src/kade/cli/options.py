@@ -1,0 +1,148 @@
+"""Command-line options that several kade commands share (`up`, `server`, `agent`): each is
+defined once, with its environment variable (`KADE_<NAME>`) and help, and parsed once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from kade.admission import ContainerPolicy
+
+POLICY = "Container policy (docs/app-spec.md)"
+
+DataDir = Annotated[Path | None, typer.Option(
+    envvar="KADE_DATA_DIR",
+    help="state [default: /var/lib/kade as root, ~/.local/share/kade otherwise]")]
+LogLevel = Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")]
+ListenApi = Annotated[str, typer.Option("--api-addr", envvar="KADE_API_ADDR",
+                                        help="where the API listens")]
+Node = Annotated[str | None, typer.Option(envvar="KADE_NODE",
+                                          help="node name [default: hostname]")]
+Attr = Annotated[list[str] | None, typer.Option(
+    "--attr", envvar="KADE_ATTR",
+    help="a node attribute KEY=VALUE for constraints (az=1a); repeat for more "
+         "(KADE_ATTR: space-separated)")]
+Advertise = Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
+                                        help="address tasks are reached on")]
+DriverOpt = Annotated[str, typer.Option("--driver", envvar="KADE_DRIVER",
+                                        help="auto, docker, exec or docker,exec")]
+PublishIp = Annotated[str, typer.Option(envvar="KADE_PUBLISH_IP",
+                                        help="host IP bridge ports are published on")]
+Ports = Annotated[str, typer.Option(envvar="KADE_PORTS", help="host port range")]
+DnsAddr = Annotated[str, typer.Option(envvar="KADE_DNS_ADDR")]
+Domain = Annotated[str, typer.Option(envvar="KADE_DOMAIN", help="DNS domain")]
+HttpAddr = Annotated[str, typer.Option(envvar="KADE_HTTP_ADDR",
+                                       help="the router's HTTP listener")]
+RouterAdminAddr = Annotated[str, typer.Option(
+    envvar="KADE_ROUTER_ADMIN_ADDR", help="the router's /metrics, /ping, /table")]
+RouterOn = Annotated[bool, typer.Option(envvar="KADE_ROUTER",
+                                        help="start the router process")]
+AccessLog = Annotated[str | None, typer.Option(
+    envvar="KADE_ACCESS_LOG", help="router access log: a file, or - for the router's log")]
+HttpsAddr = Annotated[str | None, typer.Option(
+    envvar="KADE_HTTPS_ADDR", help="the router's HTTPS listener (off unless given)")]
+HttpsCertDir = Annotated[Path | None, typer.Option(
+    envvar="KADE_HTTPS_CERT_DIR",
+    help="certificates for HTTPS: NAME.crt with NAME.key (also kade/tls/<name>/ in KV)")]
+RouterAdminPublic = Annotated[bool, typer.Option(
+    "--router-admin-public", envvar="KADE_ROUTER_ADMIN_PUBLIC",
+    help="allow a non-loopback --router-admin-addr")]
+TlsCert = Annotated[Path | None, typer.Option(
+    envvar="KADE_TLS_CERT", help="serve the API over HTTPS with this certificate (PEM)")]
+TlsKey = Annotated[Path | None, typer.Option(
+    envvar="KADE_TLS_KEY", help="the certificate's private key (PEM)")]
+ApiHost = Annotated[list[str] | None, typer.Option(
+    envvar="KADE_API_HOST",
+    help="a DNS name the API is reached by (IP addresses and localhost always are)")]
+CorsOrigin = Annotated[list[str] | None, typer.Option(
+    envvar="KADE_CORS_ORIGIN",
+    help="a browser origin (https://host[:port]) allowed to call the API")]
+InsecureIKnow = Annotated[bool, typer.Option(
+    "--insecure-i-know", envvar="KADE_INSECURE_I_KNOW",
+    help="allow a non-loopback --api-addr without TLS")]
+Deploy = Annotated[list[Path] | None, typer.Option(
+    envvar="KADE_DEPLOY", help="app definitions (files or folders) to deploy once up")]
+SeedKv = Annotated[list[Path] | None, typer.Option(
+    envvar="KADE_SEED_KV", help="JSON/YAML trees of KV keys to create when missing")]
+
+AllowPrivileged = Annotated[bool, typer.Option(
+    "--allow-privileged", envvar="KADE_ALLOW_PRIVILEGED",
+    help="let apps run privileged containers", rich_help_panel=POLICY)]
+AllowCaps = Annotated[str, typer.Option(
+    envvar="KADE_ALLOW_CAPS", help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
+    rich_help_panel=POLICY)]
+AllowHostNamespaces = Annotated[bool, typer.Option(
+    "--allow-host-namespaces", envvar="KADE_ALLOW_HOST_NAMESPACES",
+    help="let apps share the host's pid/ipc/uts/userns", rich_help_panel=POLICY)]
+AllowUnconfined = Annotated[bool, typer.Option(
+    "--allow-unconfined", envvar="KADE_ALLOW_UNCONFINED",
+    help="let apps loosen seccomp/AppArmor/SELinux (security-opt)", rich_help_panel=POLICY)]
+AllowDevices = Annotated[bool, typer.Option(
+    "--allow-devices", envvar="KADE_ALLOW_DEVICES", help="let apps map host devices",
+    rich_help_panel=POLICY)]
+AllowSysctls = Annotated[bool, typer.Option(
+    "--allow-sysctls", envvar="KADE_ALLOW_SYSCTLS", help="let apps set kernel parameters",
+    rich_help_panel=POLICY)]
+AllowHostPaths = Annotated[str, typer.Option(
+    envvar="KADE_ALLOW_HOST_PATHS", help="host directories apps may mount (/srv/data,...)",
+    rich_help_panel=POLICY)]
+AllowDockerSocket = Annotated[bool, typer.Option(
+    "--allow-docker-socket", envvar="KADE_ALLOW_DOCKER_SOCKET",
+    help="let apps mount the Docker socket", rich_help_panel=POLICY)]
+AllowRootCommands = Annotated[bool, typer.Option(
+    "--allow-root-commands", envvar="KADE_ALLOW_ROOT_COMMANDS",
+    help="let command apps (no image) run as root on the host", rich_help_panel=POLICY)]
+
+
+def port_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        raise ValueError(f"--ports {text!r}: write a range such as 31000-32000") from None
+    if not 0 < bounds[0] <= bounds[1] < 65536:
+        raise ValueError(f"--ports {text!r} is not within 1-65535")
+    return bounds
+
+
+_ATTR_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
+_ATTR_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+
+
+def attributes(items: list[str] | None) -> dict[str, str]:
+    """`--attr az=1a --attr rack=r1` (or KADE_ATTR="az=1a rack=r1") → {"az": "1a", ...}."""
+    found: dict[str, str] = {}
+    for item in (part for raw in items or [] for part in raw.replace(",", " ").split()):
+        key, eq, value = item.partition("=")
+        if not eq or not _ATTR_KEY.fullmatch(key):
+            raise ValueError(f"--attr {item!r}: write KEY=VALUE, the key a letter then "
+                             "letters, digits, '_', '.' or '-' (at most 63)")
+        if not _ATTR_VALUE.fullmatch(value):
+            raise ValueError(f"--attr {item!r}: the value must be 1-128 letters, digits or "
+                             "'_.:/-'")
+        if key in ("hostname",):
+            raise ValueError(f"--attr {item!r}: {key} is set by kade (the node's name)")
+        found[key] = value
+    return found
+
+
+def container_policy(*, allow_privileged: bool, allow_caps: str, allow_host_namespaces: bool,
+                     allow_unconfined: bool, allow_devices: bool, allow_sysctls: bool,
+                     allow_host_paths: str, allow_docker_socket: bool,
+                     allow_root_commands: bool) -> ContainerPolicy:
+    from kade.admission import ContainerPolicy, capability
+
+    host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
+    for path in host_paths:
+        if not path.startswith("/"):
+            raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
+    return ContainerPolicy(
+        allow_privileged=allow_privileged,
+        allow_caps=frozenset(capability(c) for c in allow_caps.split(",") if c.strip()),
+        allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
+        allow_devices=allow_devices, allow_sysctls=allow_sysctls, allow_host_paths=host_paths,
+        allow_docker_socket=allow_docker_socket, allow_root_commands=allow_root_commands)
