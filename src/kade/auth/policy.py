@@ -48,6 +48,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     # what routers and agents report, and the table with its certificates
     (frozenset({"PUT"}), re.compile(r"/v1/router/ack"), "node"),
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
+    # eligibility and drains of nodes: operators (reading nodes is `read`, below)
+    (_WRITE_METHODS, re.compile(r"/v1/nodes(/.*)?"), "admin"),
     # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)
     (_WRITE_METHODS, re.compile(r"/v1/(apps|tasks|deployments)(/.*)?"), "deploy"),
     (_WRITE_METHODS, re.compile(r"/v2/(apps|groups|tasks|deployments|queue)(/.*)?"), "deploy"),

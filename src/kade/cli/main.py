@@ -14,6 +14,8 @@ import typer
 from kade.cli import quick
 from kade.cli.console import LazyConsole, make_table
 from kade.cli.kv import kv_app, render_command
+from kade.cli.nodes import node_app
+from kade.cli.nodes import nodes as nodes_command
 from kade.cli.token import token_app
 from kade.client import Client, ClientError
 from kade.client.http import default_data_dir
@@ -61,6 +63,9 @@ def up(
     api_addr: Annotated[str, typer.Option(envvar="KADE_API_ADDR")] = "127.0.0.1:7400",
     node: Annotated[str | None, typer.Option(envvar="KADE_NODE",
                                              help="node name [default: hostname]")] = None,
+    attr: Annotated[list[str] | None, typer.Option(
+        envvar="KADE_ATTR", help="a node attribute, key=value (az=1a); repeatable, or "
+                                 "comma-separated (KADE_ATTR=az=1a,rack=r1)")] = None,
     advertise: Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
                                            help="address tasks are reached on")] = "127.0.0.1",
     driver: Annotated[str, typer.Option(envvar="KADE_DRIVER",
@@ -71,7 +76,8 @@ def up(
     ports: Annotated[str, typer.Option(envvar="KADE_PORTS", help="host port range")]
     = "31000-32000",
     deploy: Annotated[list[Path] | None, typer.Option(
-        help="app definitions (files or folders) to deploy once up")] = None,
+        envvar="KADE_DEPLOY", help="app definitions (files or folders) to deploy once up")]
+    = None,
     dns_addr: Annotated[str, typer.Option(envvar="KADE_DNS_ADDR")] = "127.0.0.1:8600",
     domain: Annotated[str, typer.Option(envvar="KADE_DOMAIN", help="DNS domain")] = "consul",
     http_addr: Annotated[str, typer.Option(envvar="KADE_HTTP_ADDR",
@@ -80,11 +86,14 @@ def up(
     router_admin_addr: Annotated[str, typer.Option(
         envvar="KADE_ROUTER_ADMIN_ADDR", help="the router's /metrics, /ping, /table")]
     = "127.0.0.1:8081",
-    router: Annotated[bool, typer.Option(help="start the router process")] = True,
+    router: Annotated[bool, typer.Option(envvar="KADE_ROUTER",
+                                         help="start the router process")] = True,
     access_log: Annotated[str | None, typer.Option(
-        help="router access log: a file, or - for the router's log")] = None,
+        envvar="KADE_ACCESS_LOG", help="router access log: a file, or - for the router's log")]
+    = None,
     seed_kv: Annotated[list[Path] | None, typer.Option(
-        help="JSON/YAML trees of KV keys to create when missing")] = None,
+        envvar="KADE_SEED_KV", help="JSON/YAML trees of KV keys to create when missing")]
+    = None,
     log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
     tls_cert: Annotated[Path | None, typer.Option(
         envvar="KADE_TLS_CERT", help="serve the API over HTTPS with this certificate (PEM)")]
@@ -92,9 +101,11 @@ def up(
     tls_key: Annotated[Path | None, typer.Option(
         envvar="KADE_TLS_KEY", help="the certificate's private key (PEM)")] = None,
     api_host: Annotated[list[str] | None, typer.Option(
+        envvar="KADE_API_HOST",
         help="a DNS name the API is reached by (IP addresses and localhost always are)")]
     = None,
     cors_origin: Annotated[list[str] | None, typer.Option(
+        envvar="KADE_CORS_ORIGIN",
         help="a browser origin (https://host[:port]) allowed to call the API")] = None,
     https_addr: Annotated[str | None, typer.Option(
         envvar="KADE_HTTPS_ADDR", help="the router's HTTPS listener (off unless given)")]
@@ -104,33 +115,42 @@ def up(
         help="certificates for HTTPS: NAME.crt with NAME.key (also kade/tls/<name>/ in KV)")]
     = None,
     router_admin_public: Annotated[bool, typer.Option(
-        "--router-admin-public", help="allow a non-loopback --router-admin-addr")] = False,
+        "--router-admin-public", envvar="KADE_ROUTER_ADMIN_PUBLIC",
+        help="allow a non-loopback --router-admin-addr")] = False,
     insecure_i_know: Annotated[bool, typer.Option(
-        "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
+        "--insecure-i-know", envvar="KADE_INSECURE_I_KNOW",
+        help="allow a non-loopback --api-addr without TLS")] = False,
     allow_privileged: Annotated[bool, typer.Option(
-        "--allow-privileged", help="let apps run privileged containers",
+        "--allow-privileged", envvar="KADE_ALLOW_PRIVILEGED",
+        help="let apps run privileged containers",
         rich_help_panel=POLICY)] = False,
     allow_caps: Annotated[str, typer.Option(
-        help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
+        envvar="KADE_ALLOW_CAPS", help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
         rich_help_panel=POLICY)] = "",
     allow_host_namespaces: Annotated[bool, typer.Option(
-        "--allow-host-namespaces", help="let apps share the host's pid/ipc/uts/userns",
+        "--allow-host-namespaces", envvar="KADE_ALLOW_HOST_NAMESPACES",
+        help="let apps share the host's pid/ipc/uts/userns",
         rich_help_panel=POLICY)] = False,
     allow_unconfined: Annotated[bool, typer.Option(
-        "--allow-unconfined", help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
+        "--allow-unconfined", envvar="KADE_ALLOW_UNCONFINED",
+        help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
         rich_help_panel=POLICY)] = False,
     allow_devices: Annotated[bool, typer.Option(
-        "--allow-devices", help="let apps map host devices", rich_help_panel=POLICY)] = False,
+        "--allow-devices", envvar="KADE_ALLOW_DEVICES",
+        help="let apps map host devices", rich_help_panel=POLICY)] = False,
     allow_sysctls: Annotated[bool, typer.Option(
-        "--allow-sysctls", help="let apps set kernel parameters",
+        "--allow-sysctls", envvar="KADE_ALLOW_SYSCTLS", help="let apps set kernel parameters",
         rich_help_panel=POLICY)] = False,
     allow_host_paths: Annotated[str, typer.Option(
+        envvar="KADE_ALLOW_HOST_PATHS",
         help="host directories apps may mount (/srv/data,...)", rich_help_panel=POLICY)] = "",
     allow_docker_socket: Annotated[bool, typer.Option(
-        "--allow-docker-socket", help="let apps mount the Docker socket",
+        "--allow-docker-socket", envvar="KADE_ALLOW_DOCKER_SOCKET",
+        help="let apps mount the Docker socket",
         rich_help_panel=POLICY)] = False,
     allow_root_commands: Annotated[bool, typer.Option(
-        "--allow-root-commands", help="let command apps (no image) run as root on the host",
+        "--allow-root-commands", envvar="KADE_ALLOW_ROOT_COMMANDS",
+        help="let command apps (no image) run as root on the host",
         rich_help_panel=POLICY)] = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
@@ -140,6 +160,7 @@ def up(
 
     from kade.addresses import split_addr
     from kade.admission import ContainerPolicy, capability
+    from kade.admission.nodes import NodeRequestError, check_node_name, parse_attributes
     from kade.cli.up import UpConfig, check_api_exposure, log_handler, serve
     from kade.router.main import check_admin_addr
 
@@ -157,10 +178,15 @@ def up(
         check_api_exposure(api_addr, tls_cert, tls_key, insecure_i_know)
         check_admin_addr(router_admin_addr, router_admin_public,
                          flags=("--router-admin-addr", "--router-admin-public"))
+        if node:
+            check_node_name(node, "--node")
+        attributes = parse_attributes(attr or [])
         host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
         for path in host_paths:
             if not path.startswith("/"):
                 raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
+    except NodeRequestError as e:
+        _fail("; ".join(e.problems), 2)
     except ValueError as e:
         _fail(str(e), 2)
     policy = ContainerPolicy(
@@ -177,7 +203,7 @@ def up(
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
-                   router_admin_public=router_admin_public)
+                   router_admin_public=router_admin_public, attributes=attributes)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -447,22 +473,10 @@ def _copy_stream(api_addr: str | None, path: str, **params: Any) -> None:
         pass
 
 
-@app.command()
-def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
-    """List nodes and their resources."""
-    data = _call(_client(api_addr).get, "/v1/nodes")["nodes"]
-    if as_json:
-        _print_json(data)
-        return
-    table = make_table("NODE", "ADDRESS", "CPUS", "MEM", "DRIVERS", "DRAINING")
-    for n in data:
-        table.add_row(n["name"], n["address"], f"{n['cpus']:g}", f"{n['mem']:g}",
-                      ",".join(n["drivers"]), "yes" if n["draining"] else "")
-    console.print(table)
-
-
 app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).")
 app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
+app.command("nodes")(nodes_command)
+app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
 app.command("render")(render_command)
 
 

@@ -58,6 +58,7 @@ class UpConfig:
     data_dir: Path
     api_addr: str = "127.0.0.1:7400"
     node: str = field(default_factory=socket.gethostname)
+    attributes: dict[str, str] = field(default_factory=dict)  # `--attr az=1a`: constraints, zones
     advertise: str = "127.0.0.1"
     driver: str = "auto"  # docker | exec | docker,exec | auto (exec, and docker when it answers)
     publish_ip: str = "0.0.0.0"
@@ -262,7 +263,9 @@ async def serve(cfg: UpConfig) -> None:
     deployer = Deployer(store)
     view = CatalogView(store)
     agent = Agent(store, driver, AgentConfig(node=cfg.node, address=cfg.advertise,
-                                             publish_ip=cfg.publish_ip),
+                                             publish_ip=cfg.publish_ip,
+                                             attributes=cfg.attributes,
+                                             hostname=socket.gethostname()),
                   data_dir=cfg.data_dir, services=lambda: endpoints(view.catalog))
     routing = Routing(store, view)
     view.on_change(routing.rebuild)
