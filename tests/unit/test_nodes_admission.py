@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from kade.admission.nodes import (
     DEADLINE_DEFAULT,
@@ -16,6 +19,7 @@ from kade.admission.nodes import (
     parse_attributes,
 )
 from kade.cli.main import app
+from kade.cli.up import UpConfig
 
 
 def problems(fn: object, *args: object, **kwargs: object) -> list[str]:
@@ -117,3 +121,29 @@ def test_every_kade_up_flag_has_its_environment_variable() -> None:
                if p.param_type_name == "option" and p.name != "help"
                and p.envvar != f"KADE_{p.name.upper()}"]
     assert missing == []
+
+
+@pytest.mark.parametrize(("args", "environ", "attributes"), [
+    (["--attr", "az=1a", "--attr", "rack=r1"], {}, {"az": "1a", "rack": "r1"}),
+    ([], {"KADE_ATTR": "az=1b,rack=r2"}, {"az": "1b", "rack": "r2"}),
+    (["--attr", "az=1c"], {"KADE_ATTR": "az=1b"}, {"az": "1c"}),  # the flag wins
+])
+def test_attributes_reach_the_node_from_flags_or_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str],
+        environ: dict[str, str], attributes: dict[str, str]) -> None:
+    seen: list[UpConfig] = []
+
+    async def serve(cfg: UpConfig) -> None:
+        seen.append(cfg)
+
+    monkeypatch.setattr("kade.cli.up.serve", serve)
+    result = CliRunner().invoke(app, ["up", "--data-dir", str(tmp_path), "--node", "n1",
+                                      *args], env=environ)
+    assert result.exit_code == 0, result.output
+    assert (seen[0].node, seen[0].attributes) == ("n1", attributes)
+
+
+def test_kade_up_refuses_a_bad_node_name() -> None:
+    result = CliRunner().invoke(app, ["up", "--node", "drain"])
+    assert result.exit_code == 2
+    assert "--node: 'drain' is reserved (a word of the node API)" in result.output
