@@ -77,7 +77,9 @@ def progress_line(item: dict[str, Any]) -> str:
     if item["drain"] is None:
         return f"{item['node']}: {item['status']}, no drain"
     if item["drain"]["complete"]:
-        return f"{item['node']}: drained ({drain_text(item['drain'])})"
+        t = item["drain"]["tasks"]
+        kept = f", {t['kept']} kept" if t["kept"] else ""
+        return f"{item['node']}: drained, {t['done']} moved{kept}"
     return f"{item['node']}: {item['status']}, {drain_text(item['drain'])}"
 
 
