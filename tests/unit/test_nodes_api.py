@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from kade import model
 from kade.api.app import create_app
 from kade.api.closing import closing_event
+from kade.api.events import event_json
 from kade.auth import create_token, needed_permission
 from kade.model import Node, NodeControl, Task, TaskStatus
 from kade.store import SqliteStore
@@ -243,3 +244,30 @@ async def test_the_progress_stream_ends_when_kade_stops(
     await api.delete("/v1/nodes/n1/drain")
     r = await asyncio.wait_for(api.get("/v1/nodes/n1/drain", params={"watch": "true"}), 10)
     assert [p["drain"] for p in lines(r)] == [None]
+
+
+async def test_what_operators_asked_is_an_event_and_a_bad_record_is_quarantined(
+        api: httpx.AsyncClient, store: SqliteStore) -> None:
+    await register(store, "n1")
+    revision = await store.revision()
+    await api.put("/v1/nodes/n1/eligibility", json={"eligible": False})
+    async for batch in store.watch(model.NODECTL, revision):
+        shown = event_json(batch[0])
+        break
+    assert shown is not None
+    name, body = shown
+    assert (name, body["type"], body["key"], body["value"]["eligible"]) == (
+        "node_control_updated", "node_control", "n1", False)
+
+    await store.put(model.nodectl_key("n2"), b'{"name": "n2", "eligible": "maybe"}')
+    listed = (await api.get("/v1/quarantine")).json()["quarantined"]
+    assert [(q["key"], q["reason"].split(":")[0]) for q in listed] == [
+        ("nodectl/n2", "eligible")]
+    # every other node is shown as usual; the record that cannot be read is skipped
+    assert [(n["name"], n["eligible"]) for n in (await api.get("/v1/nodes")).json()["nodes"]
+            ] == [("n1", False)]
+    # an operator's new word replaces the record nobody can read
+    await register(store, "n2")
+    assert (await api.put("/v1/nodes/n2/eligibility", json={"eligible": True})
+            ).status_code == 200
+    assert (await api.get("/v1/quarantine")).json()["quarantined"] == []
