@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kade.api.node_views import AppFacts, drain_progress, known_names, node_json, node_status
+from kade.api.node_views import (
+    AppFacts,
+    DrainProgress,
+    index_tasks,
+    known_names,
+    node_json,
+    node_status,
+)
+from kade.api.node_views import drain_progress as progress_of
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskState, TaskStatus
 
 T0 = 1_800_000_000.0
@@ -25,6 +33,12 @@ def task(tid: str, app: str = "/web", on: str = "n1", *, created: float = T0 - 1
 def status(t: Task, state: TaskState = "running", health: str = "healthy") -> TaskStatus:
     return TaskStatus(task_id=t.id, app_id=t.app_id, node=t.node, state=state,
                       health=health, updated_at=T0)  # type: ignore[arg-type]
+
+
+def drain_progress(name: str, control: NodeControl, tasks: list[Task],
+                   statuses: dict[str, TaskStatus], apps: dict[str, AppFacts]
+                   ) -> DrainProgress | None:
+    return progress_of(name, control, index_tasks(tasks, statuses, apps))
 
 
 def draining(keep_system: bool = False, tasks: int = 0) -> NodeControl:
@@ -113,7 +127,7 @@ def test_a_node_as_the_api_shows_it() -> None:
                 gone.id: status(gone, "failed")}
     n = node(attributes={"az": "1a"}, ports_in_use=[31500], updated_at=T0)
     shown = node_json("n1", n, NodeControl(name="n1", eligible=False),
-                      [a, b, gone, elsewhere], statuses, APPS, T0)
+                      index_tasks([a, b, gone, elsewhere], statuses, APPS), T0)
     assert shown == {
         "name": "n1", "address": "10.0.0.1", "hostname": "host1", "attributes": {"az": "1a"},
         "drivers": [], "status": "ready", "eligible": False, "tasks": 2,
@@ -125,7 +139,7 @@ def test_a_node_as_the_api_shows_it() -> None:
 
 def test_a_node_whose_record_is_gone_is_down() -> None:
     a = task("a")
-    shown = node_json("n1", None, None, [a], {a.id: status(a)}, APPS, T0)
+    shown = node_json("n1", None, None, index_tasks([a], {a.id: status(a)}, APPS), T0)
     assert (shown["status"], shown["eligible"], shown["tasks"], shown["lastSeen"]) == (
         "down", True, 1, None)
     assert known_names(["n2"], ["n3"], [a, task("x", on="n4", desired="stop")]) == [

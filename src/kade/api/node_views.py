@@ -90,9 +90,33 @@ def _serving(status: TaskStatus | None, facts: AppFacts) -> bool:
     return status.health == "healthy" if facts.health_checked else status.health != "unhealthy"
 
 
-def drain_progress(name: str, control: NodeControl, tasks: Iterable[Task],
-                   statuses: Mapping[str, TaskStatus],
-                   apps: Mapping[str, AppFacts]) -> DrainProgress | None:
+@dataclass(frozen=True)
+class TaskIndex:
+    """The tasks of a snapshot grouped once, so that showing every node costs one pass over
+    the tasks rather than one per node."""
+
+    statuses: Mapping[str, TaskStatus]
+    apps: Mapping[str, AppFacts]
+    on: Mapping[str, list[Task]]  # node → the tasks placed on it
+    starting: Mapping[str, list[Task]]  # app → its active tasks not yet serving
+
+    def facts(self, app_id: str) -> AppFacts:
+        return self.apps.get(app_id, AppFacts())
+
+
+def index_tasks(tasks: Iterable[Task], statuses: Mapping[str, TaskStatus],
+                apps: Mapping[str, AppFacts]) -> TaskIndex:
+    on: dict[str, list[Task]] = {}
+    starting: dict[str, list[Task]] = {}
+    for task in tasks:
+        on.setdefault(task.node, []).append(task)
+        status = statuses.get(task.id)
+        if is_active(task, status) and not _serving(status, apps.get(task.app_id, AppFacts())):
+            starting.setdefault(task.app_id, []).append(task)
+    return TaskIndex(statuses, apps, on, starting)
+
+
+def drain_progress(name: str, control: NodeControl, index: TaskIndex) -> DrainProgress | None:
     """How far the drain of node `name` got; None when no drain is asked of it.
 
     A task on the node is *moving* while a replacement of its app, placed elsewhere since the
@@ -102,26 +126,23 @@ def drain_progress(name: str, control: NodeControl, tasks: Iterable[Task],
     drain = control.drain
     if drain is None:
         return None
-    per_app_active: dict[str, int] = {}
-    per_app_pending: dict[str, int] = {}
+    per_app: dict[str, int] = {}
     stopping = kept = 0
-    for task in tasks:
-        status = statuses.get(task.id)
-        facts = apps.get(task.app_id, AppFacts())
-        if task.node == name:
-            if _stopping(task, status):
-                stopping += 1
-            elif is_active(task, status):
-                if facts.system and drain.keep_system:
-                    kept += 1
-                else:
-                    per_app_active[task.app_id] = per_app_active.get(task.app_id, 0) + 1
-        elif (task.created_at >= drain.started_at and is_active(task, status)
-              and not _serving(status, facts)):
-            per_app_pending[task.app_id] = per_app_pending.get(task.app_id, 0) + 1
-    replacing = sum(min(count, per_app_pending.get(app_id, 0))
-                    for app_id, count in per_app_active.items())
-    active = sum(per_app_active.values())
+    for task in index.on.get(name, []):
+        status = index.statuses.get(task.id)
+        if _stopping(task, status):
+            stopping += 1
+        elif is_active(task, status):
+            if drain.keep_system and index.facts(task.app_id).system:
+                kept += 1
+            else:
+                per_app[task.app_id] = per_app.get(task.app_id, 0) + 1
+    replacing = 0
+    for app_id, count in per_app.items():
+        pending = sum(1 for t in index.starting.get(app_id, [])
+                      if t.node != name and t.created_at >= drain.started_at)
+        replacing += min(count, pending)
+    active = sum(per_app.values())
     return DrainProgress(
         node=name, started_at=drain.started_at, deadline=drain.deadline,
         total=max(drain.tasks_at_start, active + stopping + kept),
@@ -137,14 +158,12 @@ def node_status(node: Node | None, progress: DrainProgress | None) -> NodeStatus
     return "draining" if node.draining else "ready"
 
 
-def node_json(name: str, node: Node | None, control: NodeControl | None,
-              tasks: Iterable[Task], statuses: Mapping[str, TaskStatus],
-              apps: Mapping[str, AppFacts], now: float) -> dict[str, Any]:
+def node_json(name: str, node: Node | None, control: NodeControl | None, index: TaskIndex,
+              now: float) -> dict[str, Any]:
     """One node as `GET /v1/nodes` shows it. `node` None: the agent's record is gone."""
-    tasks = list(tasks)
-    progress = drain_progress(name, control, tasks, statuses, apps) if control else None
-    here = [t for t in tasks if t.node == name and is_active(t, statuses.get(t.id))]
-    task_ports = sorted({p for t in here for p in t.host_ports})
+    progress = drain_progress(name, control, index) if control else None
+    here = [t for t in index.on.get(name, []) if is_active(t, index.statuses.get(t.id))]
+    task_ports = {p for t in here for p in t.host_ports}
     held = node.ports_in_use if node is not None else []
     return {
         "name": name,
@@ -158,7 +177,7 @@ def node_json(name: str, node: Node | None, control: NodeControl | None,
         "cpus": {"used": round(sum(t.cpus for t in here), 6),
                  "total": node.cpus if node else 0.0},
         "mem": {"used": round(sum(t.mem for t in here), 6), "total": node.mem if node else 0.0},
-        "portsInUse": sorted(set(task_ports) | set(held)),
+        "portsInUse": sorted(task_ports | set(held)),
         "portsHeld": list(held),  # by processes other than kade's tasks
         "lastSeen": iso(node.updated_at) if node and node.updated_at else None,
         "drain": progress.json(now) if progress else None,

@@ -34,7 +34,7 @@ from kade.admission.nodes import (
     parse_attr,
 )
 from kade.api.closing import closing_event, watch_until_closing
-from kade.api.node_views import AppFacts, is_active, known_names, node_json
+from kade.api.node_views import AppFacts, TaskIndex, index_tasks, is_active, known_names, node_json
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskStatus, decode, decode_all
 from kade.spec import AppSpec, SpecError
 from kade.store.base import Compacted, Compare, Put, Store
@@ -51,8 +51,7 @@ class Snapshot:
     registered: set[str]  # names with a record, readable or not
     controls: dict[str, tuple[NodeControl, int]]  # with the record's mod_revision
     tasks: list[Task]
-    statuses: dict[str, TaskStatus]
-    apps: dict[str, AppFacts]
+    index: TaskIndex
 
     def names(self) -> list[str]:
         return known_names(self.nodes, self.controls, self.tasks)
@@ -65,12 +64,11 @@ class Snapshot:
         return found[0] if found else None
 
     def json(self, name: str, now: float) -> dict[str, Any]:
-        return node_json(name, self.nodes.get(name), self.control(name), self.tasks,
-                         self.statuses, self.apps, now)
+        return node_json(name, self.nodes.get(name), self.control(name), self.index, now)
 
     def active_on(self, name: str) -> int:
-        return sum(1 for t in self.tasks if t.node == name
-                   and is_active(t, self.statuses.get(t.id)))
+        return sum(1 for t in self.index.on.get(name, [])
+                   if is_active(t, self.index.statuses.get(t.id)))
 
     def with_attr(self, key: str, value: str) -> list[str]:
         return sorted(n for n, node in self.nodes.items() if node.attributes.get(key) == value)
@@ -88,13 +86,15 @@ async def read_snapshot(store: Store) -> Snapshot:
         control = decode(entry, NodeControl)
         if isinstance(control, NodeControl):
             controls[entry.key[len(model.NODECTL):]] = (control, entry.mod_revision)
+    tasks = decode_all(tasks_e, Task)[0]
+    statuses = {s.task_id: s for s in decode_all(status_e, TaskStatus)[0]}
+    apps = {a.id: AppFacts.of(a) for a in decode_all(apps_e, AppSpec)[0]}
     return Snapshot(
         nodes={n.name: n for n in decode_all(nodes_e, Node)[0]},
         registered={e.key[len(model.NODES):] for e in nodes_e},
         controls=controls,
-        tasks=decode_all(tasks_e, Task)[0],
-        statuses={s.task_id: s for s in decode_all(status_e, TaskStatus)[0]},
-        apps={a.id: AppFacts.of(a) for a in decode_all(apps_e, AppSpec)[0]},
+        tasks=tasks,
+        index=index_tasks(tasks, statuses, apps),
     )
 
 
