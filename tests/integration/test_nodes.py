@@ -106,7 +106,7 @@ def test_eligibility_drain_and_zone_drain(zoned: Kade, tmp_path: Path) -> None:
     assert progress["drain"]["complete"] is False
 
     out = cli(k, "node", "drain", k.node, "--cancel", "--enable")
-    assert out.stdout.strip() == f"{k.node}: drain cancelled, eligible", out.stderr
+    assert out.stdout.strip() == f"{k.node}: not draining, eligible", out.stderr
     shown = node(k)
     assert (shown["status"], shown["eligible"], shown["drain"]) == ("ready", True, None)
 

@@ -127,9 +127,10 @@ def drain(
     if cancel:
         if name is None:
             _fail("--cancel takes a node's name", 2)
-        _call(client.delete, f"/v1/nodes/{name}/drain", eligible=str(enable).lower())
-        console.print(f"{name}: drain cancelled, "
-                      f"{'eligible' if enable else 'still ineligible'}")
+        shown = _call(client.delete, f"/v1/nodes/{name}/drain",
+                      eligible=str(enable).lower())["node"]
+        console.print(f"{name}: not draining, "
+                      f"{'eligible' if shown['eligible'] else 'ineligible'}")
         return
     if name is not None:
         _call(client.post, f"/v1/nodes/{name}/drain", body)
