@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kade.client import Client, ClientError
-from tests.integration.harness import Kade, wait_for
+from tests.integration.harness import Kade
 
 WEB = {"id": "/nodes/web", "instances": 1, "cpus": 0.01, "mem": 16,
        "container": {"docker": {"image": "kade/site:1"}},
@@ -110,16 +110,27 @@ def test_eligibility_drain_and_zone_drain(zoned: Kade, tmp_path: Path) -> None:
     shown = node(k)
     assert (shown["status"], shown["eligible"], shown["drain"]) == ("ready", True, None)
 
-    # A zone drain of the one node of az=1a: with nothing left on it, it is done at once
-    # and the command, which follows it, ends.
-    k.client.delete("/v1/apps/nodes/web")
-    wait_for(lambda: node(k)["tasks"] == 0, 60, "the app's task stopped")
-    out = cli(k, "node", "drain", "--attr", "az=1a", "--deadline", "2m", "--keep-system")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == f"az=1a: 1 node(s) ineligible, draining: {k.node}"
-    assert f"{k.node}: drained" in out.stdout
+    # A zone drain of the one node of az=1a, followed live: when its last task is gone
+    # (here its app is destroyed), the progress says so and the command ends.
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "kade", "node", "drain", "--attr", "az=1a", "--deadline", "2m",
+         "--keep-system"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env(k))
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline().strip() == \
+            f"az=1a: 1 node(s) ineligible, draining: {k.node}"
+        assert follow.stdout.readline().startswith(f"{k.node}: draining, 1 left")
+        k.client.delete("/v1/apps/nodes/web")
+        rest, stderr = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait(10)
+    assert follow.returncode == 0, stderr
+    assert rest.splitlines()[-1] == f"{k.node}: drained, 1 moved", rest
     shown = node(k)
-    assert (shown["status"], shown["eligible"]) == ("drained", False)
+    assert (shown["status"], shown["eligible"], shown["tasks"]) == ("drained", False, 0)
     assert shown["drain"]["keepSystem"] is True
 
 
