@@ -68,6 +68,8 @@ def test_a_node_with_attributes_as_operators_see_it(zoned: Kade) -> None:
     [row] = [line for line in out.stdout.splitlines() if k.node in line]
     assert "az=1a,rack=r1" in row and "ready" in row and "yes" in row
     assert "0.01/" in row and "16/" in row
+    out = cli(k, "nodes", "--attr", "az=1b", "--json")
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
 
 
 def test_eligibility_drain_and_zone_drain(zoned: Kade, tmp_path: Path) -> None:

@@ -170,6 +170,11 @@ async def test_a_zone_drain(api: httpx.AsyncClient, store: SqliteStore) -> None:
                       (second, "nodectl/a1", True), (second, "nodectl/a2", True)]
     assert await store.get(model.nodectl_key("b1")) is None
 
+    listed = (await api.get("/v1/nodes", params={"attr": "az=1b"})).json()["nodes"]
+    assert [n["name"] for n in listed] == ["b1"]
+    r = await api.get("/v1/nodes", params={"attr": "az"})
+    assert r.status_code == 400 and r.json()["message"] == (
+        "attr: 'az' must be key=value, e.g. az=1a")
     zone = (await api.get("/v1/nodes/drain", params={"attr": "az=1a"})).json()
     assert [d["node"] for d in zone["drains"]] == ["a1", "a2"] and zone["complete"] is False
     r = await api.post("/v1/nodes/drain", json={"attr": "az=1c"})

@@ -172,10 +172,13 @@ def nodes_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
         return item["drain"] is None or bool(item["drain"]["complete"])
 
     @r.get("/v1/nodes")
-    async def list_nodes() -> dict[str, Any]:
+    async def list_nodes(attr: str | None = None) -> dict[str, Any]:
+        """Every node, or those with the attribute `attr` (`az=1a`)."""
+        selector = _selector(attr)
         snap = await read_snapshot(store)
         now = clock()
-        return {"nodes": [snap.json(name, now) for name in snap.names()]}
+        names = snap.with_attr(*selector) if selector else snap.names()
+        return {"nodes": [snap.json(name, now) for name in names]}
 
     @r.get("/v1/nodes/drain", response_model=None)
     async def zone_progress(request: Request, attr: str | None = None,

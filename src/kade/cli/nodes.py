@@ -38,10 +38,12 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         _fail(str(e))
 
 
-def nodes(api_addr: ApiAddr = None,
+def nodes(attr: Annotated[str | None, typer.Option(
+              help="only nodes with this attribute, e.g. az=1a")] = None,
+          api_addr: ApiAddr = None,
           as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """List nodes: attributes, status, eligibility, tasks, cpus and memory used."""
-    data = _call(Client(api_addr).get, "/v1/nodes")["nodes"]
+    data = _call(Client(api_addr).get, "/v1/nodes", attr=attr)["nodes"]
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
