@@ -176,6 +176,7 @@ class TaskStatus(Record):
 class Node(Record):
     name: str
     address: str
+    hostname: str = ""  # the machine's host name (the node's name may differ: `--node`)
     cpus: float
     mem: float  # MiB
     attributes: dict[str, str] = Field(default_factory=dict)
@@ -200,6 +201,7 @@ class DrainSpec(Record):
     deadline: float  # after it, tasks not yet moved are stopped where they are
     keep_system: bool = False  # leave the node's system-app tasks running
     max_parallel: int = 1  # tasks of one app moved at a time
+    tasks_at_start: int = 0  # tasks on the node when the drain began: its progress's total
 
 
 class NodeControl(Record):

@@ -141,7 +141,7 @@ def test_a_squatted_port_never_reaches_the_router_nor_crash_loops(
 
         # The port is reported on the node and avoided: more tasks never get it.
         [node] = kade.get("/v1/nodes")["nodes"]
-        assert node["ports_in_use"] == [port]
+        assert node["portsHeld"] == [port]
         kade.client.post(f"/v1/apps{APP}/scale", {"instances": 4})
         tasks = kade.wait_healthy(APP, 4)
         assert port not in {t["ports"][0] for t in tasks}

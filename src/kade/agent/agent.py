@@ -69,7 +69,8 @@ class AgentConfig:
     address: str = "127.0.0.1"
     cpus: float | None = None  # default: what the driver reports
     mem: float | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)  # checked by kade.admission.nodes
+    hostname: str = ""  # the machine's, shown beside the node's name
     publish_ip: str = "0.0.0.0"  # where task ports are bound: checked free before a start
 
 
@@ -126,6 +127,7 @@ class Agent:
         node = Node(
             name=self.config.node,
             address=self.config.address,
+            hostname=self.config.hostname,
             cpus=cpus,
             mem=mem,
             attributes=dict(self.config.attributes),

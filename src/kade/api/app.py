@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import kade
-from kade import model
 from kade.admission import ContainerPolicy
 from kade.api.apps import Logs, apps_router
 from kade.api.deployments import deployments_router
@@ -26,12 +25,12 @@ from kade.api.events import events_router
 from kade.api.marathon import marathon_router
 from kade.api.marathon_events import marathon_events_router
 from kade.api.marathon_groups import groups_router
+from kade.api.nodes import nodes_router
 from kade.api.quarantine import quarantine_router
 from kade.api.security import SecurityConfig, SecurityMiddleware
 from kade.api.store_api import store_router
 from kade.api.tokens import tokens_router
 from kade.deployments import intent
-from kade.model import Node, decode_all
 from kade.spec import SpecError
 from kade.store.base import CasFailed, Store
 
@@ -61,6 +60,7 @@ def create_app(
     app.include_router(_info_router(store))
     app.include_router(tokens_router(store, clock))
     app.include_router(store_router(store))
+    app.include_router(nodes_router(store, clock))
     for router in extra or []:
         app.include_router(router)
     _errors(app)
@@ -80,11 +80,6 @@ def _info_router(store: Store) -> APIRouter:
     async def info() -> dict[str, Any]:
         return {"name": "kade", "version": kade.__version__,
                 "revision": await store.revision()}
-
-    @r.get("/v1/nodes")
-    async def nodes() -> dict[str, Any]:
-        entries, _ = await store.range(model.NODES)
-        return {"nodes": [n.model_dump() for n in decode_all(entries, Node)[0]]}
 
     return r
 

@@ -19,7 +19,16 @@ from pydantic import BaseModel
 from kade import model
 from kade.api.routing import RouterState
 from kade.api.views import quarantine_json
-from kade.model import Deployment, Node, QueueEntry, Task, TaskStatus, Unreadable, decode
+from kade.model import (
+    Deployment,
+    Node,
+    NodeControl,
+    QueueEntry,
+    Task,
+    TaskStatus,
+    Unreadable,
+    decode,
+)
 from kade.spec import AppSpec
 from kade.store.base import Entry, Event, Store
 
@@ -30,6 +39,7 @@ RECORDS: dict[str, type[BaseModel]] = {
     model.TASKS: Task,
     model.STATUS: TaskStatus,
     model.NODES: Node,
+    model.NODECTL: NodeControl,
     model.QUEUE: QueueEntry,
     model.DEPLOYMENTS: Deployment,
     model.ROUTERS: RouterState,

@@ -50,6 +50,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
     # the store as agents of a cluster follow it: only the prefixes of STORE_READ/STORE_WRITE
     (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/store/.*"), "node"),
+    # eligibility and drains of nodes: operators (reading nodes is `read`, below)
+    (_WRITE_METHODS, re.compile(r"/v1/nodes(/.*)?"), "admin"),
     # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)
     (_WRITE_METHODS, re.compile(r"/v1/(apps|tasks|deployments)(/.*)?"), "deploy"),
     (_WRITE_METHODS, re.compile(r"/v2/(apps|groups|tasks|deployments|queue)(/.*)?"), "deploy"),

@@ -11,9 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
+from kade.cli import options as o
 from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
 from kade.cli.kv import kv_app, render_command
+from kade.cli.nodes import node_app
+from kade.cli.nodes import nodes as nodes_command
 from kade.cli.token import token_app
 from kade.client import Client, ClientError
 from kade.client.http import default_data_dir
@@ -32,7 +35,6 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
-POLICY = "Container policy (docs/app-spec.md)"
 
 
 def _client(addr: str | None) -> Client:
@@ -57,91 +59,46 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def up(
-    data_dir: Annotated[Path, typer.Option(envvar="KADE_DATA_DIR",
-                                           help="state (SQLite) [default: /var/lib/kade as root, "
-                                                "~/.local/share/kade otherwise]")] = None,  # type: ignore[assignment]
-    api_addr: Annotated[str, typer.Option(envvar="KADE_API_ADDR")] = "127.0.0.1:7400",
-    node: Annotated[str | None, typer.Option(envvar="KADE_NODE",
-                                             help="node name [default: hostname]")] = None,
-    advertise: Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
-                                           help="address tasks are reached on")] = "127.0.0.1",
-    driver: Annotated[str, typer.Option(envvar="KADE_DRIVER",
-                                        help="auto, docker, exec or docker,exec")] = "auto",
-    publish_ip: Annotated[str, typer.Option(envvar="KADE_PUBLISH_IP",
-                                            help="host IP bridge ports are published on")]
-    = "0.0.0.0",
-    ports: Annotated[str, typer.Option(envvar="KADE_PORTS", help="host port range")]
-    = "31000-32000",
-    deploy: Annotated[list[Path] | None, typer.Option(
-        help="app definitions (files or folders) to deploy once up")] = None,
-    dns_addr: Annotated[str, typer.Option(envvar="KADE_DNS_ADDR")] = "127.0.0.1:8600",
-    domain: Annotated[str, typer.Option(envvar="KADE_DOMAIN", help="DNS domain")] = "consul",
-    http_addr: Annotated[str, typer.Option(envvar="KADE_HTTP_ADDR",
-                                           help="the router's HTTP listener")]
-    = "127.0.0.1:8080",
-    router_admin_addr: Annotated[str, typer.Option(
-        envvar="KADE_ROUTER_ADMIN_ADDR", help="the router's /metrics, /ping, /table")]
-    = "127.0.0.1:8081",
-    router: Annotated[bool, typer.Option(help="start the router process")] = True,
-    access_log: Annotated[str | None, typer.Option(
-        help="router access log: a file, or - for the router's log")] = None,
-    seed_kv: Annotated[list[Path] | None, typer.Option(
-        help="JSON/YAML trees of KV keys to create when missing")] = None,
-    log_level: Annotated[str, typer.Option(envvar="KADE_LOG_LEVEL")] = "info",
-    tls_cert: Annotated[Path | None, typer.Option(
-        envvar="KADE_TLS_CERT", help="serve the API over HTTPS with this certificate (PEM)")]
-    = None,
-    tls_key: Annotated[Path | None, typer.Option(
-        envvar="KADE_TLS_KEY", help="the certificate's private key (PEM)")] = None,
-    api_host: Annotated[list[str] | None, typer.Option(
-        help="a DNS name the API is reached by (IP addresses and localhost always are)")]
-    = None,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        help="a browser origin (https://host[:port]) allowed to call the API")] = None,
-    https_addr: Annotated[str | None, typer.Option(
-        envvar="KADE_HTTPS_ADDR", help="the router's HTTPS listener (off unless given)")]
-    = None,
-    https_cert_dir: Annotated[Path | None, typer.Option(
-        envvar="KADE_HTTPS_CERT_DIR",
-        help="certificates for HTTPS: NAME.crt with NAME.key (also kade/tls/<name>/ in KV)")]
-    = None,
-    router_admin_public: Annotated[bool, typer.Option(
-        "--router-admin-public", help="allow a non-loopback --router-admin-addr")] = False,
-    insecure_i_know: Annotated[bool, typer.Option(
-        "--insecure-i-know", help="allow a non-loopback --api-addr without TLS")] = False,
-    allow_privileged: Annotated[bool, typer.Option(
-        "--allow-privileged", help="let apps run privileged containers",
-        rich_help_panel=POLICY)] = False,
-    allow_caps: Annotated[str, typer.Option(
-        help="capabilities apps may add (NET_BIND_SERVICE,... or ALL)",
-        rich_help_panel=POLICY)] = "",
-    allow_host_namespaces: Annotated[bool, typer.Option(
-        "--allow-host-namespaces", help="let apps share the host's pid/ipc/uts/userns",
-        rich_help_panel=POLICY)] = False,
-    allow_unconfined: Annotated[bool, typer.Option(
-        "--allow-unconfined", help="let apps loosen seccomp/AppArmor/SELinux (security-opt)",
-        rich_help_panel=POLICY)] = False,
-    allow_devices: Annotated[bool, typer.Option(
-        "--allow-devices", help="let apps map host devices", rich_help_panel=POLICY)] = False,
-    allow_sysctls: Annotated[bool, typer.Option(
-        "--allow-sysctls", help="let apps set kernel parameters",
-        rich_help_panel=POLICY)] = False,
-    allow_host_paths: Annotated[str, typer.Option(
-        help="host directories apps may mount (/srv/data,...)", rich_help_panel=POLICY)] = "",
-    allow_docker_socket: Annotated[bool, typer.Option(
-        "--allow-docker-socket", help="let apps mount the Docker socket",
-        rich_help_panel=POLICY)] = False,
-    allow_root_commands: Annotated[bool, typer.Option(
-        "--allow-root-commands", help="let command apps (no image) run as root on the host",
-        rich_help_panel=POLICY)] = False,
+    data_dir: o.DataDir = None,
+    api_addr: o.ListenApi = "127.0.0.1:7400",
+    node: o.Node = None,
+    attr: o.Attr = None,
+    advertise: o.Advertise = "127.0.0.1",
+    driver: o.DriverOpt = "auto",
+    publish_ip: o.PublishIp = "0.0.0.0",
+    ports: o.Ports = "31000-32000",
+    deploy: o.Deploy = None,
+    dns_addr: o.DnsAddr = "127.0.0.1:8600",
+    domain: o.Domain = "consul",
+    http_addr: o.HttpAddr = "127.0.0.1:8080",
+    router_admin_addr: o.RouterAdminAddr = "127.0.0.1:8081",
+    router: o.RouterOn = True,
+    access_log: o.AccessLog = None,
+    seed_kv: o.SeedKv = None,
+    log_level: o.LogLevel = "info",
+    tls_cert: o.TlsCert = None,
+    tls_key: o.TlsKey = None,
+    api_host: o.ApiHost = None,
+    cors_origin: o.CorsOrigin = None,
+    https_addr: o.HttpsAddr = None,
+    https_cert_dir: o.HttpsCertDir = None,
+    router_admin_public: o.RouterAdminPublic = False,
+    insecure_i_know: o.InsecureIKnow = False,
+    allow_privileged: o.AllowPrivileged = False,
+    allow_caps: o.AllowCaps = "",
+    allow_host_namespaces: o.AllowHostNamespaces = False,
+    allow_unconfined: o.AllowUnconfined = False,
+    allow_devices: o.AllowDevices = False,
+    allow_sysctls: o.AllowSysctls = False,
+    allow_host_paths: o.AllowHostPaths = "",
+    allow_docker_socket: o.AllowDockerSocket = False,
+    allow_root_commands: o.AllowRootCommands = False,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
-    import asyncio
-
     import uvloop
 
     from kade.addresses import split_addr
-    from kade.admission import ContainerPolicy, capability
+    from kade.admission.nodes import NodeRequestError, check_node_name, parse_attributes
     from kade.cli.up import UpConfig, check_api_exposure, log_handler, serve
     from kade.router.main import check_admin_addr
 
@@ -152,25 +109,23 @@ def up(
         for addr in (api_addr, dns_addr, http_addr, router_admin_addr, https_addr):
             if addr is not None:
                 split_addr(addr)
-        low, _, high = ports.partition("-")
-        port_range = (int(low), int(high))
-        if not 0 < port_range[0] <= port_range[1] < 65536:
-            raise ValueError(f"port range {ports!r} is not within 1-65535")
+        port_range = o.port_range(ports)
         check_api_exposure(api_addr, tls_cert, tls_key, insecure_i_know)
         check_admin_addr(router_admin_addr, router_admin_public,
                          flags=("--router-admin-addr", "--router-admin-public"))
-        host_paths = tuple(p.strip() for p in allow_host_paths.split(",") if p.strip())
-        for path in host_paths:
-            if not path.startswith("/"):
-                raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
+        if node:
+            check_node_name(node, "--node")
+        attributes = parse_attributes(attr or [])
+        policy = o.container_policy(
+            allow_privileged=allow_privileged, allow_caps=allow_caps,
+            allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
+            allow_devices=allow_devices, allow_sysctls=allow_sysctls,
+            allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
+            allow_root_commands=allow_root_commands)
+    except NodeRequestError as e:
+        _fail("; ".join(e.problems), 2)
     except ValueError as e:
         _fail(str(e), 2)
-    policy = ContainerPolicy(
-        allow_privileged=allow_privileged,
-        allow_caps=frozenset(capability(c) for c in allow_caps.split(",") if c.strip()),
-        allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
-        allow_devices=allow_devices, allow_sysctls=allow_sysctls, allow_host_paths=host_paths,
-        allow_docker_socket=allow_docker_socket, allow_root_commands=allow_root_commands)
     cfg = UpConfig(data_dir=data_dir or default_data_dir(), api_addr=api_addr,
                    advertise=advertise, driver=driver, publish_ip=publish_ip,
                    port_range=port_range, deploy=list(deploy or []), dns_addr=dns_addr,
@@ -179,11 +134,10 @@ def up(
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
-                   router_admin_public=router_admin_public)
+                   router_admin_public=router_admin_public, attributes=attributes)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
-    _ = asyncio
 
 
 @app.command()
@@ -449,22 +403,10 @@ def _copy_stream(api_addr: str | None, path: str, **params: Any) -> None:
         pass
 
 
-@app.command()
-def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
-    """List nodes and their resources."""
-    data = _call(_client(api_addr).get, "/v1/nodes")["nodes"]
-    if as_json:
-        _print_json(data)
-        return
-    table = make_table("NODE", "ADDRESS", "CPUS", "MEM", "DRIVERS", "DRAINING")
-    for n in data:
-        table.add_row(n["name"], n["address"], f"{n['cpus']:g}", f"{n['mem']:g}",
-                      ",".join(n["drivers"]), "yes" if n["draining"] else "")
-    console.print(table)
-
-
 app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).")
 app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
+app.command("nodes")(nodes_command)
+app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
 app.command("render")(render_command)
 
 

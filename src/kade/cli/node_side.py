@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,8 @@ class NodeSide:
         self.agent = Agent(self.store, self.driver,
                            AgentConfig(node=cfg.node, address=cfg.advertise,
                                        attributes=dict(cfg.attributes),
-                                       publish_ip=cfg.publish_ip),
+                                       publish_ip=cfg.publish_ip,
+                                       hostname=socket.gethostname()),
                            data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog))
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))
         try:

@@ -3,7 +3,6 @@ defined once, with its environment variable (`KADE_<NAME>`) and help, and parsed
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,8 +23,8 @@ Node = Annotated[str | None, typer.Option(envvar="KADE_NODE",
                                           help="node name [default: hostname]")]
 Attr = Annotated[list[str] | None, typer.Option(
     "--attr", envvar="KADE_ATTR",
-    help="a node attribute KEY=VALUE for constraints (az=1a); repeat for more "
-         "(KADE_ATTR: space-separated)")]
+    help="a node attribute, key=value (az=1a); repeatable, or comma-separated "
+         "(KADE_ATTR=az=1a,rack=r1)")]
 Advertise = Annotated[str, typer.Option(envvar="KADE_ADVERTISE",
                                         help="address tasks are reached on")]
 DriverOpt = Annotated[str, typer.Option("--driver", envvar="KADE_DRIVER",
@@ -107,27 +106,6 @@ def port_range(text: str) -> tuple[int, int]:
     if not 0 < bounds[0] <= bounds[1] < 65536:
         raise ValueError(f"--ports {text!r} is not within 1-65535")
     return bounds
-
-
-_ATTR_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
-_ATTR_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
-
-
-def attributes(items: list[str] | None) -> dict[str, str]:
-    """`--attr az=1a --attr rack=r1` (or KADE_ATTR="az=1a rack=r1") → {"az": "1a", ...}."""
-    found: dict[str, str] = {}
-    for item in (part for raw in items or [] for part in raw.replace(",", " ").split()):
-        key, eq, value = item.partition("=")
-        if not eq or not _ATTR_KEY.fullmatch(key):
-            raise ValueError(f"--attr {item!r}: write KEY=VALUE, the key a letter then "
-                             "letters, digits, '_', '.' or '-' (at most 63)")
-        if not _ATTR_VALUE.fullmatch(value):
-            raise ValueError(f"--attr {item!r}: the value must be 1-128 letters, digits or "
-                             "'_.:/-'")
-        if key in ("hostname",):
-            raise ValueError(f"--attr {item!r}: {key} is set by kade (the node's name)")
-        found[key] = value
-    return found
 
 
 def container_policy(*, allow_privileged: bool, allow_caps: str, allow_host_namespaces: bool,

@@ -115,6 +115,7 @@ def agent(
 
     from kade.addresses import split_addr
     from kade.admission import ContainerPolicy
+    from kade.admission.nodes import NodeRequestError, check_node_name, parse_attributes
     from kade.auth.tokens import read_token_file
     from kade.cli.agent import AgentRoleConfig, serve_agent
     from kade.cli.node_side import NodeConfig
@@ -134,7 +135,11 @@ def agent(
                 split_addr(addr)
         check_admin_addr(router_admin_addr, router_admin_public,
                          flags=("--router-admin-addr", "--router-admin-public"))
-        attributes = o.attributes(attr)
+        if node:
+            check_node_name(node, "--node")
+        attributes = parse_attributes(attr or [])
+    except NodeRequestError as e:
+        _fail("; ".join(e.problems))
     except ValueError as e:
         _fail(str(e))
     token = os.environ.get("KADE_TOKEN", "").strip() or (

@@ -44,6 +44,7 @@ class UpConfig:
     data_dir: Path
     api_addr: str = "127.0.0.1:7400"
     node: str = field(default_factory=socket.gethostname)
+    attributes: dict[str, str] = field(default_factory=dict)  # `--attr az=1a`: constraints, zones
     advertise: str = "127.0.0.1"
     driver: str = "auto"  # docker | exec | docker,exec | auto (exec, and docker when it answers)
     publish_ip: str = "0.0.0.0"
@@ -173,7 +174,8 @@ def listen(addr: str, what: str) -> socket.socket:
 def node_config(cfg: UpConfig) -> NodeConfig:
     return NodeConfig(
         data_dir=cfg.data_dir, node=cfg.node, advertise=cfg.advertise, driver=cfg.driver,
-        publish_ip=cfg.publish_ip, policy=cfg.policy, dns_addr=cfg.dns_addr,
+        publish_ip=cfg.publish_ip, attributes=dict(cfg.attributes), policy=cfg.policy,
+        dns_addr=cfg.dns_addr,
         domain=cfg.domain, router=cfg.router, http_addr=cfg.http_addr,
         router_admin_addr=cfg.router_admin_addr, access_log=cfg.access_log,
         https_addr=cfg.https_addr, https_cert_dir=cfg.https_cert_dir,

@@ -1,0 +1,146 @@
+"""A node's status, usage and drain progress, computed from plain records."""
+
+from __future__ import annotations
+
+from kade.api.node_views import (
+    AppFacts,
+    DrainProgress,
+    index_tasks,
+    known_names,
+    node_json,
+    node_status,
+)
+from kade.api.node_views import drain_progress as progress_of
+from kade.model import DrainSpec, Node, NodeControl, Task, TaskState, TaskStatus
+
+T0 = 1_800_000_000.0
+WEB = AppFacts(health_checked=True)
+AGENT = AppFacts(system=True)
+APPS = {"/web": WEB, "/agent": AGENT, "/job": AppFacts()}
+
+
+def node(name: str = "n1", **fields: object) -> Node:
+    return Node(name=name, address="10.0.0.1", hostname="host1", cpus=4, mem=4096,
+                **fields)  # type: ignore[arg-type]
+
+
+def task(tid: str, app: str = "/web", on: str = "n1", *, created: float = T0 - 100,
+         desired: str = "run", ports: tuple[int, ...] = ()) -> Task:
+    return Task(id=tid, app_id=app, version="v1", spec_hash="h", node=on, cpus=0.5, mem=128,
+                host_ports=list(ports), created_at=created, desired=desired)  # type: ignore[arg-type]
+
+
+def status(t: Task, state: TaskState = "running", health: str = "healthy") -> TaskStatus:
+    return TaskStatus(task_id=t.id, app_id=t.app_id, node=t.node, state=state,
+                      health=health, updated_at=T0)  # type: ignore[arg-type]
+
+
+def drain_progress(name: str, control: NodeControl, tasks: list[Task],
+                   statuses: dict[str, TaskStatus], apps: dict[str, AppFacts]
+                   ) -> DrainProgress | None:
+    return progress_of(name, control, index_tasks(tasks, statuses, apps))
+
+
+def draining(keep_system: bool = False, tasks: int = 0) -> NodeControl:
+    return NodeControl(name="n1", eligible=False, drain=DrainSpec(
+        started_at=T0, deadline=T0 + 300, keep_system=keep_system, tasks_at_start=tasks))
+
+
+def test_no_drain_no_progress() -> None:
+    assert drain_progress("n1", NodeControl(name="n1"), [], {}, APPS) is None
+
+
+def test_progress_counts_left_moving_done_and_kept() -> None:
+    a, b, c = task("a"), task("b"), task("c", "/job")
+    sys_task = task("s", "/agent")
+    # a's replacement is starting on n2; b has no replacement yet; c was stopped already
+    # (its replacement served, so the old one is on its way out); d is gone from the store.
+    a2 = task("a2", on="n2", created=T0 + 5)
+    c_old = c.model_copy(update={"desired": "stop"})
+    c2 = task("c2", "/job", on="n2", created=T0 + 1)
+    tasks = [a, b, c_old, sys_task, a2, c2]
+    statuses = {a.id: status(a), b.id: status(b), c.id: status(c, "killing"),
+                sys_task.id: status(sys_task), a2.id: status(a2, "starting", "unknown"),
+                c2.id: status(c2)}
+    p = drain_progress("n1", draining(keep_system=True, tasks=5), tasks, statuses, APPS)
+    assert p is not None
+    assert (p.total, p.left, p.moving, p.done, p.kept) == (5, 1, 2, 1, 1)
+    assert not p.complete
+    assert p.json(T0 + 10)["tasks"] == {"total": 5, "left": 1, "moving": 2, "done": 1,
+                                        "kept": 1}
+    assert p.json(T0 + 10)["deadlinePassed"] is False
+    assert p.json(T0 + 300)["deadlinePassed"] is True
+
+
+def test_a_replacement_that_serves_no_longer_makes_its_task_moving() -> None:
+    """Surge-first: once the replacement is healthy the old task is stopped; until the
+    scheduler does so, the task is left (its replacement no longer counts as moving it)."""
+    a, a2 = task("a"), task("a2", on="n2", created=T0 + 5)
+    p = drain_progress("n1", draining(tasks=1), [a, a2], {a.id: status(a), a2.id: status(a2)},
+                       APPS)
+    assert p is not None and (p.left, p.moving) == (1, 0)
+    # a replacement started before the drain is an ordinary task of the app, not one
+    older = task("a3", on="n2", created=T0 - 1)
+    p = drain_progress("n1", draining(tasks=1), [a, older],
+                       {a.id: status(a), older.id: status(older, "starting", "unknown")}, APPS)
+    assert p is not None and (p.left, p.moving) == (1, 0)
+
+
+def test_without_health_checks_a_running_replacement_serves() -> None:
+    j, j2 = task("j", "/job"), task("j2", "/job", on="n2", created=T0 + 1)
+    statuses = {j.id: status(j), j2.id: status(j2, "running", "unknown")}
+    p = drain_progress("n1", draining(tasks=1), [j, j2], statuses, APPS)
+    assert p is not None and (p.left, p.moving) == (1, 0)
+    statuses[j2.id] = status(j2, "staging", "unknown")
+    p = drain_progress("n1", draining(tasks=1), [j, j2], statuses, APPS)
+    assert p is not None and (p.left, p.moving) == (0, 1)
+
+
+def test_complete_when_nothing_is_left_but_kept_system_tasks() -> None:
+    s = task("s", "/agent")
+    p = drain_progress("n1", draining(keep_system=True, tasks=3), [s], {s.id: status(s)}, APPS)
+    assert p is not None and p.complete and (p.done, p.kept) == (2, 1)
+    # without keepSystem the system task is the last to move
+    p = drain_progress("n1", draining(tasks=3), [s], {s.id: status(s)}, APPS)
+    assert p is not None and not p.complete and p.left == 1
+    # ended tasks are not on the node any more
+    p = drain_progress("n1", draining(tasks=3), [s], {s.id: status(s, "killed")}, APPS)
+    assert p is not None and p.complete and p.done == 3
+
+
+def test_status() -> None:
+    assert node_status(None, None) == "down"
+    assert node_status(node(), None) == "ready"
+    assert node_status(node(draining=True), None) == "draining"
+    empty = drain_progress("n1", draining(), [], {}, APPS)
+    assert node_status(node(), empty) == "drained"
+    a = task("a")
+    busy = drain_progress("n1", draining(), [a], {a.id: status(a)}, APPS)
+    assert node_status(node(), busy) == "draining"
+
+
+def test_a_node_as_the_api_shows_it() -> None:
+    a, b = task("a", ports=(31000,)), task("b", ports=(31001,))
+    gone = task("g", ports=(31002,))
+    elsewhere = task("e", on="n2")
+    statuses = {a.id: status(a), b.id: status(b, "starting", "unknown"),
+                gone.id: status(gone, "failed")}
+    n = node(attributes={"az": "1a"}, ports_in_use=[31500], updated_at=T0)
+    shown = node_json("n1", n, NodeControl(name="n1", eligible=False),
+                      index_tasks([a, b, gone, elsewhere], statuses, APPS), T0)
+    assert shown == {
+        "name": "n1", "address": "10.0.0.1", "hostname": "host1", "attributes": {"az": "1a"},
+        "drivers": [], "status": "ready", "eligible": False, "tasks": 2,
+        "cpus": {"used": 1.0, "total": 4.0}, "mem": {"used": 256.0, "total": 4096.0},
+        "portsInUse": [31000, 31001, 31500], "portsHeld": [31500],
+        "lastSeen": "2027-01-15T08:00:00.000Z", "drain": None,
+    }
+
+
+def test_a_node_whose_record_is_gone_is_down() -> None:
+    a = task("a")
+    shown = node_json("n1", None, None, index_tasks([a], {a.id: status(a)}, APPS), T0)
+    assert (shown["status"], shown["eligible"], shown["tasks"], shown["lastSeen"]) == (
+        "down", True, 1, None)
+    assert known_names(["n2"], ["n3"], [a, task("x", on="n4", desired="stop")]) == [
+        "n1", "n2", "n3"]
