@@ -367,14 +367,16 @@ def test_every_docker_definition_that_fits_one_host_runs(tmp_path: Path) -> None
 # Command apps and groups, on a node with both drivers, run as published but for the Python 2
 # `python -m SimpleHTTPServer`, which is `python3 -m http.server` here, URIs served locally and
 # cpus that fit this machine's two cores.
-# Not here: Tomcat (a JVM and Tomcat from the internet), basic-1 (runs what its script prints,
-# then exits), basic-4 (its fetched script is not executable, on Marathon too), the 1.5 apps
-# (one depends on an app the file does not define, so it waits, as it should).
+# basic-1 runs what its fetched script prints: here, a server. Not here: Tomcat (a JVM and
+# Tomcat from the internet), basic-4 (its fetched script is not executable, on Marathon too),
+# the 1.5 apps (one depends on an app the file does not define, so it waits, as it should).
 UNCHANGED = ["marathon-docs-basics-0.json", "marathon-docs-app-simple.json",
              "marathon-docs-app-check-http-example.json"]
 PYTHON2 = ["marathon-examples-PythonSimpleHTTPServer.json", "marathon-examples-labels.json"]
-FETCHED_ZIP = ["marathon-docs-basics-2.json", "marathon-docs-basics-3-cache.json"]
+FETCHED = ["marathon-docs-basics-1.json", "marathon-docs-basics-2.json",
+           "marathon-docs-basics-3-cache.json"]
 COOL_SCRIPT = '#!/bin/sh\nexec python3 -m http.server "$PORT0"\n'
+PRINTS_A_SERVER = '#!/bin/sh\necho python3 -m http.server "$PORT0"\n'
 
 
 def python3(app: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +397,8 @@ def test_command_apps_and_groups_run(tmp_path: Path) -> None:
         info = zipfile.ZipInfo("app/cool-script.sh")
         info.external_attr = 0o755 << 16
         z.writestr(info, COOL_SCRIPT)
+    (root / "app").mkdir()  # basic-1's app/cool-script.sh
+    (root / "app/cool-script.sh").write_text(PRINTS_A_SERVER)
     top = Path(tempfile.mkdtemp(prefix="kadetest-corpus-"))
     top.chmod(0o711)
     k = Kade(top / "kade", driver="docker,exec")
@@ -403,7 +407,7 @@ def test_command_apps_and_groups_run(tmp_path: Path) -> None:
             k.start()
             apps = [small(loaded(n)) for n in UNCHANGED] + [
                 small(python3(loaded(n))) for n in PYTHON2]
-            for name in FETCHED_ZIP:
+            for name in FETCHED:
                 app = small(loaded(name))
                 app["fetch"] = [{**f, "uri": f["uri"].replace("https://example.com", served_at)}
                                 for f in app["fetch"]]
