@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kade.admission import Admitted, ContainerPolicy, admit_file
+from kade.api.marathon_views import v2_definition
 from kade.spec import SpecError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "marathon"
@@ -226,6 +227,7 @@ def test_what_the_added_definitions_mean() -> None:
         (True, False), (True, True)]
     [basic4] = load("marathon-docs-basics-4.json", DENY)  # Marathon's destPath
     assert [f.output_file for f in basic4.app.fetch] == ["cool-script.sh"]
+    assert [f["destPath"] for f in v2_definition(basic4.app)["fetch"]] == ["cool-script.sh"]
     [inky] = load("marathon-docs-native-docker-inky.json", DENY)
     assert (inky.app.image, inky.app.args, inky.app.cmd) == ("mesosphere/inky", ["hello"], None)
     # groups: ids made absolute, dependencies resolved (a group's apply to each of its apps)
