@@ -101,8 +101,7 @@ REFUSED: dict[str, tuple[ContainerPolicy, str]] = {
         "container.docker.parameters.2: 'lxc-conf' is not a docker run option with an Engine "
         "API equivalent"),
     # a reference listing every field, some contradicting others (Marathon refuses it too)
-    "marathon-docs-app.json": (DENY, "ipAddress: cannot be used with container.docker.network "
-                                     "BRIDGE"),
+    "marathon-docs-app.json": (DENY, "cmd: cmd and args cannot both be set"),
     "marathon-examples-Play.json": (DENY, f"id: 'Hello-Play' {_ID}"),
     "marathon-examples-start_rails.json": (DENY, f"id: 'Rails' {_ID}"),
     "public-aman343-gunicorn-flask.json": (DENY, f"id: 'Armature-250' {_ID}"),
@@ -344,3 +343,14 @@ def test_a_group_file_refuses_every_app_by_its_id() -> None:
         admit_file(json.dumps(group).encode(), "g.json", policy=DENY)
     assert info.value.problems == ["/g/a: instances: must be >= 0",
                                    "/g/b: container.docker.image: must not be empty"]
+
+
+@pytest.mark.parametrize(("network", "mode"), [("BRIDGE", "container/bridge"), ("HOST", "host"),
+                                               ("USER", "container")])
+def test_ip_address_with_an_older_docker_network_asks_for_that_network(network: str,
+                                                                       mode: str) -> None:
+    """As Marathon 1.5 migrates it (the reference definition, app.json, does this)."""
+    data = json.dumps({"id": "a", "ipAddress": {"networkName": "n"},
+                       "container": {"docker": {"image": "i", "network": network}}}).encode()
+    [app] = admit_file(data, "a.json", policy=DENY)
+    assert app.app.networks[0].mode == mode

@@ -92,7 +92,8 @@ def _unsupported(m: Migrated) -> None:
 
 
 def _ip_address(m: Migrated) -> None:
-    """`ipAddress` (Marathon ≤ 1.4, IP per task) → a `container` network and its ports."""
+    """`ipAddress` (Marathon ≤ 1.4, IP per task) → a `container` network and its ports (the
+    network a BRIDGE or HOST `docker.network` names, as Marathon 1.5 migrates it)."""
     d = m.data
     ip = d.pop("ipAddress", None)
     if ip is None:
@@ -110,11 +111,13 @@ def _ip_address(m: Migrated) -> None:
                           "(container.docker.image); a command app runs on the host network")
         return
     legacy = docker.get("network")
-    if legacy not in (None, "USER"):
+    if legacy not in (None, "USER", "BRIDGE", "HOST"):
         m.problems.append(f"ipAddress: cannot be used with container.docker.network {legacy}")
         return
-    name = ip.get("networkName") or DEFAULT_NETWORK
-    network: dict[str, Any] = {"mode": "container", "name": name}
+    network: dict[str, Any] = {"mode": "container",
+                               "name": ip.get("networkName") or DEFAULT_NETWORK}
+    if legacy in ("BRIDGE", "HOST"):  # Marathon reads these as asking for that network
+        network = {"mode": _NETWORK_MODES[legacy]}
     if isinstance(ip.get("labels"), dict) and ip["labels"]:
         network["labels"] = ip["labels"]
     d["networks"] = [network]
@@ -127,7 +130,7 @@ def _ip_address(m: Migrated) -> None:
     discovery = ip.get("discovery")
     found = discovery.get("ports") if isinstance(discovery, dict) else None
     has_mappings = container.get("portMappings") or docker.get("portMappings")
-    if isinstance(found, list) and found and not has_mappings:
+    if isinstance(found, list) and found and not has_mappings and legacy != "HOST":
         mappings = []
         for i, p in enumerate(found):
             if not isinstance(p, dict) or "number" not in p:
