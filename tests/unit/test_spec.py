@@ -59,7 +59,7 @@ def test_the_talks_health_check_is_accepted_verbatim() -> None:
         ({"constraints": [["hostname", "NEAR"]]}, "constraints.0: unknown operator 'NEAR'"),
         ({"constraints": [["rack", "LIKE", "("]]}, "constraints.0: invalid regular expression"),
         ({"env": {"1BAD": "x"}}, "env.1BAD: not a valid environment variable name"),
-        ({"env": {"A": {"secret": "s"}}}, "env.A: must be a string"),
+        ({"env": {"A": {"secret": "s"}}}, "env.A: secret references are not supported"),
     ],
 )
 def test_errors_name_the_field(change: dict[str, object], expected: str) -> None:

@@ -9,6 +9,7 @@ from kade.admission.admit import (
     Admitted,
     BodyTooLarge,
     admit,
+    admit_apps,
     admit_body,
     admit_file,
     admit_scale,
@@ -18,7 +19,8 @@ from kade.admission.limits import LIMITS, Limits, check_bounds, check_strings
 from kade.admission.policy import ContainerPolicy, capability, check_policy, command_user
 
 __all__ = [
-    "LIMITS", "Admitted", "BodyTooLarge", "ContainerPolicy", "Limits", "admit", "admit_body",
+    "LIMITS", "Admitted", "BodyTooLarge", "ContainerPolicy", "Limits", "admit", "admit_apps",
+    "admit_body",
     "admit_file", "admit_scale", "capability", "check_bounds", "check_policy", "check_strings",
     "command_user", "parse_body",
 ]

@@ -18,6 +18,7 @@ from kade.catalog.build import check_app
 from kade.router.rules import check_rule
 from kade.spec import AppSpec, SpecError, load_document, parse_app
 from kade.spec.errors import DocumentError
+from kade.spec.groups import flatten, is_group
 from kade.templates import check_templates
 
 
@@ -83,11 +84,30 @@ def admit_body(raw: bytes, *, policy: ContainerPolicy, app_id: str | None = None
     return admit(parse_body(raw, limits=limits), policy=policy, app_id=app_id, limits=limits)
 
 
+def admit_apps(apps: list[dict[str, Any]], *, policy: ContainerPolicy,
+               limits: Limits = LIMITS) -> list[Admitted]:
+    """The apps of a group (as `kade.spec.groups.flatten` gives them: absolute ids), all or
+    nothing: one bad app refuses them all, each problem prefixed by its app's id."""
+    admitted: list[Admitted] = []
+    problems: list[str] = []
+    for data in apps:
+        try:
+            admitted.append(admit(data, policy=policy, limits=limits))
+        except SpecError as e:
+            problems += [f"{data['id']}: {p}" for p in e.problems]
+    if problems:
+        raise SpecError(problems)
+    return admitted
+
+
 def admit_file(raw: bytes, filename: str, *, policy: ContainerPolicy,
                limits: Limits = LIMITS) -> list[Admitted]:
-    """A file of one app definition or a list of them (`kade up --deploy`). All or nothing:
-    one bad app rejects the file, with the problems of each app prefixed by its place."""
+    """A file of one app definition, a list of them or a group (`kade up --deploy`). All or
+    nothing: one bad app rejects the file, with the problems of each app prefixed by its place
+    (its id, in a group). A group's dependencies must be apps of the file."""
     data = parse_body(raw, filename=filename, limits=limits)
+    if is_group(data):
+        return admit_apps(flatten(data).apps, policy=policy, limits=limits)
     items = data if isinstance(data, list) else [data]
     admitted: list[Admitted] = []
     problems: list[str] = []

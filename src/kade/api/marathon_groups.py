@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from kade.admission import LIMITS, ContainerPolicy, admit
+from kade.admission import LIMITS, ContainerPolicy, admit_apps
 from kade.api.marathon import Snapshot, deployment_of, document
 from kade.api.security import principal_of
 from kade.auth import redact_env
@@ -41,17 +41,8 @@ def groups_router(store: Store, *, clock: Callable[[], float] = time.time,
 
     async def admitted(apps: list[dict[str, Any]]) -> list[AppSpec]:
         """Every app of the group, or a SpecError with every problem named by its app."""
-        out: list[AppSpec] = []
-        problems: list[str] = []
-        for data in apps:
-            try:
-                out.append((await asyncio.to_thread(
-                    admit, data, policy=container_policy)).app)
-            except SpecError as e:
-                problems += [f"{data['id']}: {p}" for p in e.problems]
-        if problems:
-            raise SpecError(problems)
-        return out
+        found = await asyncio.to_thread(admit_apps, apps, policy=container_policy)
+        return [a.app for a in found]
 
     async def write(apps: list[AppSpec], now: float) -> JSONResponse | None:
         last = None

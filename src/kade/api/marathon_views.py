@@ -59,6 +59,9 @@ def v2_definition(app: AppSpec) -> dict[str, Any]:
         out["container"] = {k: wire["container"].get(k) for k in _CONTAINER_KEYS}
     if isinstance(wire.get("upgradeStrategy"), dict):
         out["upgradeStrategy"] = {k: wire["upgradeStrategy"].get(k) for k in _UPGRADE_KEYS}
+    if out.get("fetch"):  # Marathon names the file in the sandbox `destPath`
+        out["fetch"] = [{("destPath" if k == "outputFile" else k): v for k, v in f.items()}
+                        for f in out["fetch"]]
     out["ports"] = service_ports(app)
     out["versionInfo"] = {"lastScalingAt": app.version, "lastConfigChangeAt": app.version}
     return _drop_nulls(out)  # type: ignore[no-any-return]

@@ -43,6 +43,14 @@ def resolve_id(ref: str, base: str) -> str:
     return "/" + "/".join(parts)
 
 
+def is_group(data: Any) -> bool:
+    """A group definition, not an app's: `apps` or `groups` listed, and nothing an app runs
+    (`cmd`, `args`, `container`). A file given to `kade up --deploy` may hold either."""
+    return (isinstance(data, dict)
+            and any(isinstance(data.get(k), list) for k in ("apps", "groups"))
+            and not {"cmd", "args", "container"} & set(data))
+
+
 def is_under(app_id: str, group_id: str) -> bool:
     return group_id == "/" or app_id == group_id or app_id.startswith(group_id.rstrip("/") + "/")
 

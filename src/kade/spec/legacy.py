@@ -27,14 +27,33 @@ class Migrated:
 
 def migrate(data: dict[str, Any]) -> Migrated:
     """`data` (a copy is changed) in today's shape, with what was done and what is refused."""
-    out = Migrated(dict(data))
+    out = Migrated(_without_nulls(data))
     _unsupported(out)
     if out.problems:
         return out
+    _network_parameter(out)
     _ip_address(out)
+    _docker_network(out)
     _ports(out)
     _uris(out)
+    _dest_path(out)
     return out
+
+
+# Maps of the user's own names: there a null value is a mistake to name, not a field left out.
+_USER_MAPS = frozenset({"env", "labels"})
+
+
+def _without_nulls(value: Any, key: str = "") -> Any:
+    """Marathon reads a field set to null as a field left out, and definitions exported from it
+    are full of them (`"cmd": null`, `"fetch": null`, `"labels": null`): so does kade."""
+    if isinstance(value, dict):
+        keep_nulls = key in _USER_MAPS
+        return {k: _without_nulls(v, k) for k, v in value.items()
+                if v is not None or keep_nulls}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _unsupported(m: Migrated) -> None:
@@ -46,6 +65,15 @@ def _unsupported(m: Migrated) -> None:
         m.problems.append("residency: resident tasks are not supported: kade replaces a task "
                           "anywhere; keep state in a hostPath volume or a Docker volume")
     container = d.get("container")
+    if isinstance(container, dict) and "image" in container and "docker" not in container:
+        m.problems.append("container.image: the container format of Marathon before 0.7 "
+                          "(container.image, container.options) is not supported: write "
+                          "container.docker.image (the image name, without docker:///)")
+    env = d.get("env")
+    for name, value in sorted(env.items()) if isinstance(env, dict) else []:
+        if isinstance(value, dict) and "secret" in value:
+            m.problems.append(f"env.{name}: secret references are not supported: set the "
+                              "value, or render a file with a template (templates)")
     volumes = container.get("volumes") if isinstance(container, dict) else None
     for i, v in enumerate(volumes if isinstance(volumes, list) else []):
         if not isinstance(v, dict):
@@ -64,7 +92,8 @@ def _unsupported(m: Migrated) -> None:
 
 
 def _ip_address(m: Migrated) -> None:
-    """`ipAddress` (Marathon ≤ 1.4, IP per task) → a `container` network and its ports."""
+    """`ipAddress` (Marathon ≤ 1.4, IP per task) → a `container` network and its ports (the
+    network a BRIDGE or HOST `docker.network` names, as Marathon 1.5 migrates it)."""
     d = m.data
     ip = d.pop("ipAddress", None)
     if ip is None:
@@ -82,11 +111,13 @@ def _ip_address(m: Migrated) -> None:
                           "(container.docker.image); a command app runs on the host network")
         return
     legacy = docker.get("network")
-    if legacy not in (None, "USER"):
+    if legacy not in (None, "USER", "BRIDGE", "HOST"):
         m.problems.append(f"ipAddress: cannot be used with container.docker.network {legacy}")
         return
-    name = ip.get("networkName") or DEFAULT_NETWORK
-    network: dict[str, Any] = {"mode": "container", "name": name}
+    network: dict[str, Any] = {"mode": "container",
+                               "name": ip.get("networkName") or DEFAULT_NETWORK}
+    if legacy in ("BRIDGE", "HOST"):  # Marathon reads these as asking for that network
+        network = {"mode": _NETWORK_MODES[legacy]}
     if isinstance(ip.get("labels"), dict) and ip["labels"]:
         network["labels"] = ip["labels"]
     d["networks"] = [network]
@@ -99,7 +130,7 @@ def _ip_address(m: Migrated) -> None:
     discovery = ip.get("discovery")
     found = discovery.get("ports") if isinstance(discovery, dict) else None
     has_mappings = container.get("portMappings") or docker.get("portMappings")
-    if isinstance(found, list) and found and not has_mappings:
+    if isinstance(found, list) and found and not has_mappings and legacy != "HOST":
         mappings = []
         for i, p in enumerate(found):
             if not isinstance(p, dict) or "number" not in p:
@@ -112,6 +143,61 @@ def _ip_address(m: Migrated) -> None:
             mappings.append(mapping)
         container["portMappings"] = mappings
     d["container"] = container
+
+
+# `docker.network` (Marathon <= 1.4) and the `networks` mode each names
+_NETWORK_MODES = {"HOST": "host", "BRIDGE": "container/bridge", "USER": "container"}
+# `--network` values that are not the name of a user-defined Docker network
+_DOCKER_MODES = ("host", "bridge", "none", "default")
+
+
+def _network_parameter(m: Migrated) -> None:
+    """`parameters: [{"key": "network", "value": "shop"}]` on a bridged app: with Marathon's
+    Docker containerizer the last `--network` wins, so the task joins the user-defined Docker
+    network `shop` (ports still published). That is kade's `container` network `shop`."""
+    d = m.data
+    container = d.get("container")
+    docker = container.get("docker") if isinstance(container, dict) else None
+    if not isinstance(container, dict) or not isinstance(docker, dict):
+        return
+    params = docker.get("parameters")
+    if (not isinstance(params, list) or d.get("networks") or d.get("ipAddress") is not None
+            or docker.get("network") not in (None, "BRIDGE", "USER")):
+        return
+    found = [(i, p) for i, p in enumerate(params) if isinstance(p, dict)
+             and isinstance(p.get("key"), str) and isinstance(p.get("value"), str)
+             and p["key"].strip().lstrip("-") in ("network", "net")]
+    if len(found) != 1:
+        return
+    i, param = found[0]
+    name = param["value"].strip()
+    if not name or name in _DOCKER_MODES or name.startswith("container:"):
+        return  # validation names the parameter and what to use instead
+    d["networks"] = [{"mode": "container", "name": name}]
+    docker = {k: v for k, v in docker.items() if k != "network"}
+    docker["parameters"] = params[:i] + params[i + 1:]
+    d["container"] = {**container, "docker": docker}
+    m.notes.append(f"container.docker.parameters.{i}: {param['key']}={name}: the task joins "
+                   f"the Docker network {name} (networks)")
+
+
+def _docker_network(m: Migrated) -> None:
+    """`container.docker.network` beside `networks`: Marathon refuses the mix; kade accepts it
+    when both say the same, and refuses it naming both when they disagree (the app would
+    otherwise run on a network its command was not written for)."""
+    d = m.data
+    container = d.get("container")
+    docker = container.get("docker") if isinstance(container, dict) else None
+    legacy = docker.get("network") if isinstance(docker, dict) else None
+    networks = d.get("networks")
+    if legacy is None or not isinstance(networks, list) or not networks:
+        return
+    first = networks[0]
+    mode = first.get("mode", "host") if isinstance(first, dict) else None
+    if _NETWORK_MODES.get(legacy) != mode:
+        m.problems.append(f"container.docker.network: {legacy} disagrees with networks "
+                          f"(mode {mode}): set networks only (container.docker.network is "
+                          "the older way to choose the network)")
 
 
 def _ports(m: Migrated) -> None:
@@ -168,3 +254,19 @@ def _uris(m: Migrated) -> None:
         return
     d["fetch"] = [{"uri": u, "extract": u.split("?")[0].lower().endswith(ARCHIVES)}
                   for u in uris]
+
+
+def _dest_path(m: Migrated) -> None:
+    """`fetch[].destPath` (Marathon's name) → `outputFile`: the file's name in the sandbox."""
+    fetch = m.data.get("fetch")
+    if not isinstance(fetch, list):
+        return
+    entries = []
+    for i, entry in enumerate(fetch):
+        if isinstance(entry, dict) and "destPath" in entry:
+            entry = dict(entry)
+            dest = entry.pop("destPath")
+            if entry.setdefault("outputFile", dest) != dest:
+                m.problems.append(f"fetch.{i}: set destPath or outputFile, not both")
+        entries.append(entry)
+    m.data["fetch"] = entries
