@@ -163,9 +163,12 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
 
 
 @contextlib.asynccontextmanager
-async def store_on(cluster: EtcdCluster) -> AsyncIterator[EtcdStore]:
-    """An EtcdStore on `cluster` under a namespace of its own; the cluster is healed after."""
-    store = await EtcdStore(cluster.endpoints, namespace=f"t-{uuid.uuid4().hex[:12]}/",
+async def store_on(cluster: EtcdCluster, namespace: str | None = None
+                   ) -> AsyncIterator[EtcdStore]:
+    """An EtcdStore on `cluster` under `namespace` (default: one of its own); the cluster is
+    healed after. Two stores on one namespace are two kade servers of one cluster."""
+    namespace = namespace or f"t-{uuid.uuid4().hex[:12]}/"
+    store = await EtcdStore(cluster.endpoints, namespace=namespace,
                             read_timeout=1.0, write_timeout=2.0).connect()
     try:
         yield store
