@@ -136,6 +136,28 @@ class EtcdCluster:
                          for n in self.names if (self.root / f"{n}.log").exists())
         raise RuntimeError(f"etcd did not become healthy in {timeout} s:\n{logs}")
 
+    def wait_revision(self, revision: int, timeout: float = START_TIMEOUT) -> None:
+        """Wait until every running member has applied `revision` (so any one of them can
+        answer a read of it alone)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            revs = []
+            for i in range(len(self.names)):
+                if not self.running(i):
+                    continue
+                request = urllib.request.Request(
+                    f"{self.endpoints[i]}/v3/kv/range",
+                    data=b'{"key": "AA==", "serializable": true}', method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=1) as response:
+                        revs.append(int(json.loads(response.read())["header"]["revision"]))
+                except (OSError, ValueError, KeyError):
+                    revs.append(0)
+            if revs and min(revs) >= revision:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"etcd members did not apply revision {revision} in {timeout} s")
+
     def wait_until(self, check: str, timeout: float = START_TIMEOUT) -> None:
         """Wait until no member running has a leader (`check="no-leader"`)."""
         deadline = time.monotonic() + timeout

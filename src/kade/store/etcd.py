@@ -117,6 +117,8 @@ class EtcdStore:
         try:
             rev = await self.revision()
             await self._count_usage(rev)
+            with contextlib.suppress(StoreError):
+                await self._gw.check_quorum()  # prefer the leader
         except BaseException:
             await self._gw.close()
             raise

@@ -139,15 +139,29 @@ class Gateway:
         return time.monotonic() < self._degraded_until
 
     async def write(self, path: str, body: Json) -> Json:
-        """A request that changes etcd; sent to one member only once it was sent at all."""
+        """A request that changes etcd; sent to one member only once it was sent at all.
+
+        A member that cannot be reached was not sent the request: the next one is tried,
+        after waiting (up to the write timeout) for the members to have a leader, since a
+        member that lost its leader (it was the one that went) drops what it is sent."""
         if self.degraded:
             await self.check_quorum()
         failures: list[str] = []
-        for url in self.order():
+        tried: set[str] = set()
+        while True:
+            url = next((u for u in self.order() if u not in tried), None)
+            if url is None:
+                raise Unavailable(_unreachable(failures))
+            tried.add(url)
             try:
                 doc = await self._post(self._client, url, path, body, self._write_timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
                 failures.append(f"{url}: {_reason(e)}")
+                leader = await self.wait_for_leader(self._write_timeout)
+                if leader is None:
+                    await self.check_quorum()  # raises NoQuorum or Unavailable
+                else:
+                    self._prefer(leader)
                 continue
             except (httpx.TimeoutException, httpx.TransportError) as e:
                 await self.check_quorum()
@@ -161,7 +175,6 @@ class Gateway:
                                   "it may or may not have been applied") from None
             self._prefer(url)
             return doc
-        raise Unavailable(_unreachable(failures))
 
     async def read(self, path: str, body: Json) -> Json:
         """A linearizable read, or a serializable one when etcd cannot give that now."""
@@ -196,22 +209,49 @@ class Gateway:
         """A request to one member (status, a watch's progress), with the probe's timeout."""
         return await self._post(self._client, url, path, body, PROBE_TIMEOUT)
 
-    async def check_quorum(self) -> None:
-        """Raise NoQuorum or Unavailable when etcd cannot commit now; return when a member
-        has a leader (and prefer that member)."""
+    async def _statuses(self) -> tuple[list[tuple[str, Json]], list[str]]:
+        """Each member's status: (url, status) of those that answer, and why the others did
+        not."""
         async def status(url: str) -> tuple[str, Json | None, str]:
             try:
                 return url, await self.local(url, "/v3/maintenance/status", {}), ""
-            except (httpx.HTTPError, StoreError) as e:
+            except (httpx.HTTPError, StoreError, ValueError) as e:
                 return url, None, _reason(e)
 
         answers = await asyncio.gather(*(status(url) for url in self.endpoints))
         up = [(url, doc) for url, doc, _ in answers if doc is not None]
         down = [f"{url}: {why}" for url, doc, why in answers if doc is None]
-        led = [url for url, doc in up if str(doc.get("leader", "0")) != "0"]
-        if led:
+        return up, down
+
+    @staticmethod
+    def _leader_of(up: Sequence[tuple[str, Json]]) -> str | None:
+        """The endpoint of the leader the answering members agree on, if it answers too (a
+        follower names its old leader for an election timeout after that one went)."""
+        ids = {str(doc.get("header", {}).get("member_id")): url for url, doc in up}
+        for _, doc in up:
+            url = ids.get(str(doc.get("leader", "0")))
+            if url is not None:
+                return url
+        return None
+
+    async def wait_for_leader(self, timeout: float) -> str | None:
+        """The endpoint of the leader, waiting up to `timeout` for one (None: no leader)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            up, _ = await self._statuses()
+            leader = self._leader_of(up)
+            if leader is not None or time.monotonic() >= deadline:
+                return leader
+            await asyncio.sleep(0.05)
+
+    async def check_quorum(self) -> None:
+        """Raise NoQuorum or Unavailable when etcd cannot commit now; return when a member
+        leads (and prefer it: writes go to the leader without a hop)."""
+        up, down = await self._statuses()
+        leader = self._leader_of(up)
+        if leader is not None:
             self._degraded_until = 0.0
-            self._prefer(led[0])
+            self._prefer(leader)
             return
         self._degraded_until = time.monotonic() + DEGRADED_FOR
         if not up:
