@@ -14,9 +14,10 @@ through a change). One read transaction answers it. Keys deleted by etcd itself 
 lease ends get no mark: the store's follower (below) sees those deletes and counts them too.
 So a Consul blocking query on `kv/app/` wakes on a delete under it, from any server.
 
-One *follower* per store watches the whole namespace from the revision it opened at: it wakes
-`wait()`ers (one future per prefix, `kade.store.keys.Signals`, as on SQLite), counts deletes
-for prefix_revision(), and keeps what the quotas count (`kade.store.limits`). A write under a
+One *follower* per store watches the whole namespace from the revision it opened at, and
+keeps what it learns in `kade.store.etcd_follow.Followed`: it wakes `wait()`ers (one future
+per prefix, as on SQLite), caches prefix_revision() answers, counts deletes, and keeps what
+the quotas count (`kade.store.limits`). A write under a
 quota reads the values it replaces first and is refused (LimitExceeded, nothing written) past
 the bound; servers writing at once may pass it by what they write together, not more.
 Each watch() is its own etcd watch, resumed on another member from its last revision.
@@ -47,11 +48,10 @@ from kade.store.base import (
     Put,
     StoreError,
     TxnResult,
-    Unavailable,
     validate_op,
 )
 from kade.store.etcd_client import READ_TIMEOUT, WRITE_TIMEOUT, EtcdError, Gateway, Json
-from kade.store.keys import Signals, prefixes_hit
+from kade.store.etcd_follow import Followed
 from kade.store.limits import (
     LOG_REVISIONS,
     Quota,
@@ -61,14 +61,11 @@ from kade.store.limits import (
     default_quotas,
     entry_bytes,
     ops_delta,
-    usage_delta,
 )
 
 NAMESPACE = "kade/"
 MAX_VALUE_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 MiB)
 PAGE = 5_000  # keys per range request
-PREFIX_CACHE = 10_000  # prefix_revision answers kept in memory
-DELETES_KEPT = 10_000  # directories whose last delete the follower remembers
 RETRY = 0.5  # seconds between attempts of a watch to reach a member
 
 log = logging.getLogger(__name__)
@@ -94,16 +91,10 @@ class EtcdStore:
         base = default_quotas({}) if quotas is None else quotas
         self._quotas = (*base, Quota("", max_value_bytes=MAX_VALUE_BYTES,
                                      name="a value in etcd"))
-        self._counted = [q for q in self._quotas if q.max_keys or q.max_bytes]
-        self._usage = [Usage() for _ in self._counted]
+        self._f = Followed([q for q in self._quotas if q.max_keys or q.max_bytes])
         self._history = history
         self._compacted = 0
-        self._signals = Signals()
-        self._prefix_revs: dict[str, int] = {}
         self._reading: dict[str, asyncio.Future[tuple[int, int]]] = {}
-        self._deletes: dict[str, int] = {}  # directory -> last delete the follower saw
-        self._deletes_floor = 0  # deletes forgotten past DELETES_KEPT count for every prefix
-        self._seen = 0  # the last revision the follower handled
         self._follower: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -116,13 +107,13 @@ class EtcdStore:
         following it."""
         try:
             rev = await self.revision()
-            await self._count_usage(rev)
+            self._f.usage = await self._count_usage()
             with contextlib.suppress(StoreError):
                 await self._gw.check_quorum()  # prefer the leader
         except BaseException:
             await self._gw.close()
             raise
-        self._seen = rev
+        self._f.seen = rev
         self._follower = asyncio.get_running_loop().create_task(self._follow(rev))
         return self
 
@@ -173,9 +164,9 @@ class EtcdStore:
         cached prefix to the revision of each change under it, so a blocking query that
         wakes costs no round trip. An answer is cached only when the read was at least as
         new as what the follower handled (a lagging member's answer is not kept)."""
-        cached = self._prefix_revs.get(prefix)
+        cached = self._f.cached(prefix)
         if cached is not None:
-            return cached, self._seen
+            return cached, self._f.seen
         # One read per prefix at a time: a thousand blocking queries ask once.
         pending = self._reading.get(prefix)
         if pending is None:
@@ -197,24 +188,10 @@ class EtcdStore:
         for response in doc.get("responses", []):
             for kv in response.get("response_range", {}).get("kvs") or []:
                 found = max(found, codec.to_int(kv.get("mod_revision")))
-        found = max(found, self._seen_deletes(prefix))
+        found = max(found, self._f.seen_deletes(prefix))
         read_at = codec.header_revision(doc)
-        if read_at >= self._seen:
-            if len(self._prefix_revs) >= PREFIX_CACHE:
-                del self._prefix_revs[next(iter(self._prefix_revs))]
-            self._prefix_revs[prefix] = found
+        self._f.remember(prefix, found, read_at)
         return found, read_at
-
-    def _changed(self, keys: Sequence[str], rev: int) -> None:
-        for p in prefixes_hit(self._prefix_revs, keys):
-            self._prefix_revs[p] = max(self._prefix_revs[p], rev)
-
-    def _seen_deletes(self, prefix: str) -> int:
-        found = self._deletes_floor
-        for d, rev in self._deletes.items():
-            if rev > found and (d.startswith(prefix) or prefix.startswith(d)):
-                found = rev
-        return found
 
     # -- writes --------------------------------------------------------------------------
 
@@ -285,33 +262,38 @@ class EtcdStore:
         applied = planned[0] if succeeded else planned[1]
         events = codec.txn_events(self.ns, applied, doc.get("responses") or [], rev)
         if events:
-            self._changed([e.key for e in events], rev)
+            self._f.changed([e.key for e in events], rev)
         await self._maybe_compact(rev)
         return TxnResult(succeeded, rev, tuple(events)), doc
 
     async def _check_quotas(self, ops: Sequence[Op]) -> None:
         """Refuse `ops` when they would grow a counted quota past its bound."""
-        for quota, usage in zip(self._counted, self._usage, strict=True):
+        for quota, usage in zip(self._f.counted, self._f.usage, strict=True):
             if not any(isinstance(op, Put) and op.key.startswith(quota.prefix) for op in ops):
                 continue
             current: dict[str, bytes] = {}
             for op in ops:
+                touches = op.key.startswith(quota.prefix) or (
+                    isinstance(op, Delete) and op.prefix and quota.prefix.startswith(op.key))
+                if not touches:
+                    continue
                 if isinstance(op, Delete) and op.prefix:
                     current.update((e.key, e.value) for e in (await self.range(op.key))[0])
                 elif (e := await self.get(op.key)) is not None:
                     current[op.key] = e.value
             check_usage(quota, usage, ops_delta(quota.prefix, ops, current))
 
-    async def _count_usage(self, rev: int) -> None:
-        for i, quota in enumerate(self._counted):
+    async def _count_usage(self) -> list[Usage]:
+        usage = []
+        for quota in self._f.counted:
             entries, _ = await self.range(quota.prefix)
-            self._usage[i] = Usage(len(entries),
-                                   sum(entry_bytes(e.key, e.value) for e in entries))
+            usage.append(Usage(len(entries), sum(entry_bytes(e.key, e.value) for e in entries)))
+        return usage
 
     def usage(self) -> list[tuple[Quota, Usage]]:
         """Each counted quota and what the follower counts now (for metrics and tests)."""
-        return [(q, Usage(u.keys, u.bytes)) for q, u in zip(self._counted, self._usage,
-                                                             strict=True)]
+        return [(q, Usage(u.keys, u.bytes))
+                for q, u in zip(self._f.counted, self._f.usage, strict=True)]
 
     # -- leases --------------------------------------------------------------------------
 
@@ -397,20 +379,20 @@ class EtcdStore:
         deadline = loop.time() + timeout
         retries = 3
         while True:
-            fut = self._signals.acquire(prefix)
+            fut = self._f.signals.acquire(prefix)
             try:
                 current, read_at = await self._prefix_revision(prefix)
                 left = deadline - loop.time()
                 if current > after or left <= 0:
                     return current
-                if self._seen > read_at and retries > 0:
+                if self._f.seen > read_at and retries > 0:
                     retries -= 1
                     continue  # the follower moved on while a lagging member answered: ask again
                 # The follower may still bring changes up to `after` (this store's own
                 # writes, seen late): they wake us, and we wait again.
                 await asyncio.wait({fut}, timeout=left)
             finally:
-                self._signals.release(prefix, fut)
+                self._f.signals.release(prefix, fut)
             self._check_open()
 
     async def _follow(self, rev: int) -> None:
@@ -418,38 +400,19 @@ class EtcdStore:
         while not self._closed:
             try:
                 async for batch in self.watch("", rev):
-                    self._handle(batch)
+                    self._f.handle(batch)
                     rev = batch[-1].revision
             except Compacted:
                 log.warning("the store fell behind etcd's history; recounting from now")
                 with contextlib.suppress(StoreError):
                     rev = await self.revision()
-                    await self._count_usage(rev)
-                    self._deletes_floor = max(self._deletes_floor, rev)
-                    self._prefix_revs.clear()
-                    self._seen = rev
-                    self._signals.fire_all(rev)
-            except Unavailable:
+                    self._f.restart(rev, await self._count_usage())
+            except StoreError as e:  # etcd refused the watch: keep trying, from where it was
+                if self._closed:
+                    return
+                log.warning("the store's follower of etcd stopped (%s); resuming from %d",
+                            e, rev)
                 await asyncio.sleep(RETRY)
-
-    def _handle(self, batch: list[Event]) -> None:
-        for quota, usage in zip(self._counted, self._usage, strict=True):
-            delta = usage_delta(quota.prefix, batch)
-            usage.keys += delta.keys
-            usage.bytes += delta.bytes
-        for e in batch:
-            if e.kind == "delete":
-                d = e.key[: e.key.rfind("/") + 1]
-                self._deletes.pop(d, None)
-                self._deletes[d] = e.revision
-        while len(self._deletes) > DELETES_KEPT:
-            oldest = next(iter(self._deletes))
-            self._deletes_floor = max(self._deletes_floor, self._deletes.pop(oldest))
-        self._seen = batch[-1].revision
-        for rev in sorted({e.revision for e in batch}):
-            keys = [e.key for e in batch if e.revision == rev]
-            self._changed(keys, rev)
-            self._signals.notify(keys, rev)
 
     async def close(self) -> None:
         if self._closed:
@@ -459,7 +422,7 @@ class EtcdStore:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
-        self._signals.fire_all(self._seen)
+        self._f.signals.fire_all(self._f.seen)
         await self._gw.close()
 
     def _check_open(self) -> None:
