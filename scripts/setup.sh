@@ -12,6 +12,7 @@ need_pkgs=()
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # static: it runs FROM scratch
 command -v wrk >/dev/null || need_pkgs+=(wrk)
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)  # the store of a cluster, and its tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -q

@@ -6,6 +6,8 @@ One writer per kind of fact (DESIGN.md):
 - `tasks/<task id>`      a task placed on a node, run or stop        written by the scheduler
 - `status/<task id>`     what runs: container, state, health         written by the agent
 - `nodes/<name>`         a node's resources and address              written by the agent
+- `alive/<name>`         the node's agent is alive: under a lease it    written by the agent
+                         keeps alive (gone = the node is down)
 - `nodectl/<name>`       what operators asked of a node: eligibility,  written by the API
                          a drain and its deadline
 - `queue/<id>`           launch delay and why an app waits           written by the scheduler
@@ -43,6 +45,7 @@ TASKS = "tasks/"
 STATUS = "status/"
 NODES = "nodes/"
 NODECTL = "nodectl/"
+ALIVE = "alive/"
 QUEUE = "queue/"
 KV = "kv/"
 ROUTERS = "routers/"
@@ -72,6 +75,10 @@ def status_key(task_id: str) -> str:
 
 def node_key(name: str) -> str:
     return NODES + name
+
+
+def alive_key(name: str) -> str:
+    return ALIVE + name
 
 
 def nodectl_key(name: str) -> str:

@@ -12,11 +12,15 @@ from tests.integration.harness import Kade, wait_for
 
 
 class KadeServer(Kade):
-    """`kade server` on SQLite: the API and the control loops, no node of its own."""
+    """`kade server`: the API and the control loops, no node of its own; on etcd when given
+    its endpoints (each test cluster under a key prefix of its own), else on SQLite."""
 
-    def __init__(self, data_dir: Path, *, extra: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *, etcd: list[str] | None = None, prefix: str = "",
+                 extra: list[str] | None = None) -> None:
         super().__init__(data_dir, extra=extra)
         self.name = f"server-{self.node[5:]}"
+        self.etcd = etcd or []
+        self.prefix = prefix
 
     @property
     def url(self) -> str:
@@ -29,7 +33,8 @@ class KadeServer(Kade):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "kade", "server", "--data-dir", str(self.data_dir),
                 "--api-addr", self.addr, "--name", self.name, "--ports", self.port_range,
-                *self.extra]
+                *(["--etcd", ",".join(self.etcd), "--etcd-prefix", self.prefix, "--leader-ttl",
+                   "2"] if self.etcd else []), *self.extra]
 
     def start(self) -> KadeServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +50,11 @@ class KadeServer(Kade):
 
     def node_names(self) -> list[str]:
         return [n["name"] for n in self.get("/v1/nodes")["nodes"]]
+
+    def leader(self) -> str | None:
+        """The name of the server that leads, as this one sees it."""
+        found = self.get("/v1/servers")["servers"]
+        return next((str(s["name"]) for s in found if s["leader"]), None)
 
 
 class KadeAgent(Kade):

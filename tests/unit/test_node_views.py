@@ -110,6 +110,7 @@ def test_complete_when_nothing_is_left_but_kept_system_tasks() -> None:
 
 def test_status() -> None:
     assert node_status(None, None) == "down"
+    assert node_status(node(), None, alive=False) == "down"  # its agent's lease ended
     assert node_status(node(), None) == "ready"
     assert node_status(node(draining=True), None) == "draining"
     empty = drain_progress("n1", draining(), [], {}, APPS)

@@ -45,9 +45,11 @@ async def api(app: FastAPI, store: SqliteStore) -> AsyncIterator[httpx.AsyncClie
 
 
 async def register(store: SqliteStore, name: str, **attributes: str) -> None:
+    """A node whose agent runs: its record, and its liveness key (kade.agent.liveness)."""
     node = Node(name=name, address="127.0.0.1", hostname="h", cpus=2, mem=1024,
                 attributes=attributes, updated_at=NOW)
     await store.put(model.node_key(name), node.dump())
+    await store.put(model.alive_key(name), b"{}")
 
 
 async def place(store: SqliteStore, tid: str, on: str, *, created: float = NOW - 10,
@@ -74,6 +76,14 @@ def test_permissions() -> None:
     assert needed_permission("POST", "/v1/nodes/n1/drain") == "admin"
     assert needed_permission("DELETE", "/v1/nodes/n1/drain") == "admin"
     assert needed_permission("POST", "/v1/nodes/drain") == "admin"
+
+
+async def test_a_node_whose_agent_stopped_keeping_its_lease_is_down(
+        api: httpx.AsyncClient, store: SqliteStore) -> None:
+    await register(store, "n1", az="1a")
+    await store.delete(model.alive_key("n1"))  # what the lease's end does
+    node = (await api.get("/v1/nodes/n1")).json()
+    assert (node["status"], node["attributes"]) == ("down", {"az": "1a"})  # shown, not forgotten
 
 
 async def test_list_and_one_node(api: httpx.AsyncClient, store: SqliteStore) -> None:

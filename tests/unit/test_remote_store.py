@@ -17,12 +17,13 @@ import uvicorn
 
 from kade import model
 from kade.admission.store_ops import StoreRequestError, admit_txn
+from kade.agent.liveness import Liveness
 from kade.api.app import create_app
 from kade.api.closing import closing_event
 from kade.auth.tokens import create_token
 from kade.client.remote_store import Refused, RemoteStore, Unreachable
 from kade.store import CasFailed, Compare, Put, SqliteStore
-from kade.store.base import Compacted, Event
+from kade.store.base import Compacted, Event, LeaseExpired
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,7 +108,7 @@ async def test_reads_and_reports_as_in_process(server: Server, remote: RemoteSto
 
 async def test_a_node_reads_and_writes_only_what_an_agent_needs(server: Server,
                                                                 remote: RemoteStore) -> None:
-    with pytest.raises(Refused, match="apps/web.*not writable.*status/, nodes/"):
+    with pytest.raises(Refused, match="apps/web.*not writable.*status/, nodes/, alive/"):
         await remote.put("apps/web", b"{}")
     with pytest.raises(Refused, match="tokens/.*not readable"):
         await remote.range("tokens/")
@@ -209,3 +210,41 @@ async def test_a_bad_transaction_changes_nothing(server: Server, remote: RemoteS
     with pytest.raises(Refused, match=r"success\[1\].key: 'apps/x' is not writable"):
         await remote.txn([], [Put("status/a", b"1"), Put("apps/x", b"2")])
     assert await server.store.revision() == before
+
+
+# -- leases: an agent's liveness ------------------------------------------------------------
+
+async def test_leases_through_the_store_api(server: Server, remote: RemoteStore) -> None:
+    lease = await remote.grant(5)
+    await remote.put("alive/n1", b"up", lease=lease)
+    assert await remote.keepalive(lease) > 0
+    assert (await server.store.get("alive/n1")) is not None
+    await remote.revoke(lease)  # the key goes with it
+    assert await server.store.get("alive/n1") is None
+    with pytest.raises(LeaseExpired):
+        await remote.keepalive(lease)
+    with pytest.raises(Refused, match="ttl: must be a number of seconds from 1 to 300"):
+        await remote.grant(0.1)
+
+
+async def test_a_node_is_alive_while_its_agent_keeps_the_lease(server: Server,
+                                                               remote: RemoteStore) -> None:
+    liveness = Liveness(remote, "n1", ttl=1.5)
+    keeping = asyncio.create_task(liveness.run())
+    await asyncio.wait_for(liveness.alive.wait(), 10)
+    await asyncio.sleep(2.5)  # longer than the lease: kept alive
+    assert await server.store.get(model.alive_key("n1")) is not None
+
+    await server.store.revoke(liveness.lease)  # the servers saw it down: it comes back
+    deadline = asyncio.get_running_loop().time() + 10
+    while (entry := await server.store.get(model.alive_key("n1"))) is None:
+        assert asyncio.get_running_loop().time() < deadline, "not announced again"
+        await asyncio.sleep(0.1)
+    assert b'"node": "n1"' in entry.value
+
+    keeping.cancel()  # the agent dies: the key goes when the lease ends
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeping
+    while await server.store.get(model.alive_key("n1")) is not None:
+        assert asyncio.get_running_loop().time() < deadline + 10, "still alive"
+        await asyncio.sleep(0.1)

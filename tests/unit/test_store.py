@@ -1,4 +1,5 @@
-"""The embedded store, as the components built on it see it."""
+"""The embedded SQLite store: what only it does (files, restarts, its history). What every
+backend does is in test_store_protocol.py."""
 
 from __future__ import annotations
 
@@ -16,10 +17,7 @@ from typing import Any
 import pytest
 
 from kade.store import (
-    CasFailed,
     Compacted,
-    Compare,
-    Delete,
     Entry,
     Event,
     Put,
@@ -52,47 +50,6 @@ def summary(events: list[Event]) -> list[tuple[int, str, str, bytes | None]]:
 # -- reads and writes ------------------------------------------------------------------------
 
 
-async def test_put_get_range_delete(store: SqliteStore) -> None:
-    assert await store.revision() == 0
-    assert await store.get("app/web") is None
-    assert await store.range("") == ([], 0)
-
-    await store.put("app/web", b"spec 1")
-    await store.put("app/api", b"spec 2")
-    await store.put("apple", b"fruit")
-    await store.put("app/ünïcode/☃", b"\x00\xff")
-
-    web = await store.get("app/web")
-    assert web is not None and web.value == b"spec 1"
-    entries, rev = await store.range("app/")
-    assert [e.key for e in entries] == ["app/api", "app/web", "app/ünïcode/☃"]
-    assert rev == 4
-    assert (await store.get("app/ünïcode/☃")) is not None
-
-    assert await store.delete("app/web") == 5
-    assert await store.get("app/web") is None
-    assert [e.key for e in (await store.range("app"))[0]] == ["app/api", "app/ünïcode/☃", "apple"]
-
-
-async def test_revisions_follow_etcd(store: SqliteStore) -> None:
-    assert await store.put("k", b"a") == 1
-    assert await store.put("other", b"x") == 2
-    assert await store.put("k", b"b") == 3
-    k = await store.get("k")
-    assert k is not None
-    assert (k.create_revision, k.mod_revision, k.version) == (1, 3, 2)
-
-    assert await store.delete("k") == 4
-    assert await store.delete("k") == 4  # nothing deleted: no new revision
-    assert await store.delete("nothing/", prefix=True) == 4
-    assert await store.revision() == 4
-
-    assert await store.put("k", b"c") == 5  # re-created: a new life
-    k = await store.get("k")
-    assert k is not None
-    assert (k.create_revision, k.mod_revision, k.version) == (5, 5, 1)
-
-
 async def test_revision_never_goes_back_after_deleting_everything(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path)
     await s.put("a", b"1")
@@ -106,103 +63,7 @@ async def test_revision_never_goes_back_after_deleting_everything(tmp_path: Path
     await s.close()
 
 
-async def test_put_with_expect_is_compare_and_swap(store: SqliteStore) -> None:
-    rev = await store.put("leader", b"node-1", expect=0)  # create only
-    with pytest.raises(CasFailed):
-        await store.put("leader", b"node-2", expect=0)
-    with pytest.raises(CasFailed):
-        await store.put("leader", b"node-2", expect=rev + 10)
-    rev2 = await store.put("leader", b"node-2", expect=rev)
-    entry = await store.get("leader")
-    assert entry is not None and entry.value == b"node-2" and entry.mod_revision == rev2
-    assert await store.revision() == rev2  # failed attempts made no revision
-
-    with pytest.raises(CasFailed):
-        await store.delete("leader", expect=rev)
-    assert await store.delete("leader", expect=rev2) == rev2 + 1
-    assert await store.get("leader") is None
-
-
-async def test_keys_and_values_are_checked(store: SqliteStore) -> None:
-    with pytest.raises(ValueError):
-        await store.put("", b"x")
-    with pytest.raises(TypeError):
-        await store.put("k", "text")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        await store.put("\ud800", b"x")
-    with pytest.raises(ValueError):
-        await store.delete("k", expect=1, prefix=True)
-    assert await store.revision() == 0
-
-
-# -- transactions ----------------------------------------------------------------------------
-
-
-async def test_txn_success_and_failure_branches(store: SqliteStore) -> None:
-    await store.put("cfg/a", b"1")
-    a = await store.get("cfg/a")
-    assert a is not None
-
-    ok = await store.txn(
-        [Compare("cfg/a", a.mod_revision), Compare("cfg/b", 0)],
-        [Put("cfg/a", b"2"), Put("cfg/b", b"new"), Delete("cfg/c")],
-        [Put("cfg/failed", b"yes")],
-    )
-    assert ok.succeeded and ok.revision == 2  # several ops, one revision
-    assert summary(list(ok.events)) == [(2, "put", "cfg/a", b"2"), (2, "put", "cfg/b", b"new")]
-
-    lost = await store.txn(
-        [Compare("cfg/a", a.mod_revision)],  # stale now
-        [Put("cfg/a", b"3")],
-        [Put("cfg/failed", b"yes")],
-    )
-    assert not lost.succeeded and lost.revision == 3
-    entry = await store.get("cfg/a")
-    assert entry is not None and entry.value == b"2"
-    assert await store.get("cfg/failed") is not None
-
-    nothing = await store.txn([Compare("cfg/a", 1)], [Put("x", b"")])
-    assert not nothing.succeeded and nothing.revision == 3 and nothing.events == ()
-
-
-async def test_txn_replaces_a_subtree_in_one_revision(store: SqliteStore) -> None:
-    await store.put("tree/old", b"1")
-    result = await store.txn([], [Delete("tree/", prefix=True), Put("tree/new", b"2")])
-    assert result.revision == 2
-    entries, _ = await store.range("tree/")
-    assert [(e.key, e.create_revision) for e in entries] == [("tree/new", 2)]
-
-
-async def test_txn_is_atomic_when_an_op_fails_midway(store: SqliteStore) -> None:
-    await store.put("a", b"before")
-    released = memoryview(b"payload")
-    released.release()  # reading it fails, after the first op was applied
-    with pytest.raises(ValueError):
-        await store.txn([], [Put("a", b"after"), Delete("a"), Put("b", released)])  # type: ignore[arg-type]
-    entry = await store.get("a")
-    assert entry is not None and entry.value == b"before"
-    assert await store.get("b") is None
-    assert await store.revision() == 1
-    assert await store.put("b", b"ok") == 2  # the store is still usable
-
-
 # -- prefix delete and prefix revision -------------------------------------------------------
-
-
-async def test_prefix_delete_is_one_revision(store: SqliteStore) -> None:
-    for key in ("svc/web/1", "svc/web/2", "svc/webmail/1", "svc/api/1"):
-        await store.put(key, b"x")
-    watch = store.watch("svc/", 4)
-    rev = await store.delete("svc/web/", prefix=True)
-    assert rev == 5
-    assert [e.key for e in (await store.range("svc/"))[0]] == ["svc/api/1", "svc/webmail/1"]
-    batch = await next_batch(watch)
-    assert [(e.revision, e.kind, e.key) for e in batch] == [
-        (5, "delete", "svc/web/1"),
-        (5, "delete", "svc/web/2"),
-    ]
-    assert batch[0].prev is not None and batch[0].prev.value == b"x"
-    await watch.aclose()  # type: ignore[attr-defined]
 
 
 async def test_prefix_revision_counts_deletes_and_survives_restart(tmp_path: Path) -> None:
@@ -247,46 +108,6 @@ async def test_prefix_revision_stays_monotonic_after_compaction(tmp_path: Path) 
 
 
 # -- watches ---------------------------------------------------------------------------------
-
-
-async def test_watch_replays_then_streams_live_in_order(store: SqliteStore) -> None:
-    await store.put("app/a", b"1")  # 1
-    await store.put("node/n1", b"up")  # 2
-    await store.put("app/b", b"2")  # 3
-    watch = store.watch("app/", 0)
-    replay = await next_batch(watch)
-    assert summary(replay) == [(1, "put", "app/a", b"1"), (3, "put", "app/b", b"2")]
-
-    pending = asyncio.ensure_future(next_batch(watch))
-    await asyncio.sleep(0.01)
-    assert not pending.done()
-    await store.put("node/n2", b"up")  # 4: not ours
-    await asyncio.sleep(0.01)
-    assert not pending.done()
-    await store.put("app/a", b"1b")  # 5
-    assert summary(await pending) == [(5, "put", "app/a", b"1b")]
-
-    seen: list[tuple[int, str, str, bytes | None]] = []
-    for i in range(50):
-        await store.put(f"app/k{i % 7}", str(i).encode())
-    await store.delete("app/", prefix=True)
-    while len(seen) < 57:
-        seen += summary(await next_batch(watch))
-    revisions = [r for r, *_ in seen]
-    assert revisions == sorted(revisions)
-    assert [v for _, kind, _, v in seen[:50]] == [str(i).encode() for i in range(50)]
-    assert {kind for _, kind, _, _ in seen[50:]} == {"delete"}
-    await watch.aclose()  # type: ignore[attr-defined]
-
-
-async def test_watch_batches_hold_whole_revisions(store: SqliteStore) -> None:
-    watch = store.watch("", 0)
-    pending = asyncio.ensure_future(next_batch(watch))
-    await asyncio.sleep(0.01)
-    await store.txn([], [Put(f"t/{i}", b"") for i in range(100)])
-    batch = await pending
-    assert len(batch) == 100 and {e.revision for e in batch} == {1}
-    await watch.aclose()  # type: ignore[attr-defined]
 
 
 async def test_watch_from_the_log_matches_memory(tmp_path: Path) -> None:
@@ -378,55 +199,6 @@ async def test_watchers_end_when_the_store_closes(tmp_path: Path) -> None:
         await s.get("x/1")
 
 
-# -- wait (blocking queries) -----------------------------------------------------------------
-
-
-async def test_wait_wakes_on_change_under_prefix(store: SqliteStore) -> None:
-    await store.put("kv/a", b"1")
-    # Already past `after`: answers at once.
-    assert await store.wait("kv/", 0, 60) == 1
-
-    waiter = asyncio.ensure_future(store.wait("kv/", 1, 60))
-    await asyncio.sleep(0.01)
-    await store.put("other", b"x")
-    await asyncio.sleep(0.01)
-    assert not waiter.done()
-    await store.delete("kv/a")
-    assert await asyncio.wait_for(waiter, 10) == 3
-
-
-async def test_wait_returns_at_timeout(store: SqliteStore) -> None:
-    await store.put("kv/a", b"1")
-    assert await store.wait("kv/", 1, 0.05) == 1
-    assert await store.wait("empty/", 0, 0.05) == 0
-
-
-async def test_a_thousand_waiters_wake_on_one_write(store: SqliteStore) -> None:
-    await store.put("svc/web", b"1")
-    same = [asyncio.ensure_future(store.wait("svc/", 1, 60)) for _ in range(500)]
-    each = [asyncio.ensure_future(store.wait("svc/web"[: 1 + i % 7], 1, 60)) for i in range(250)]
-    root = [asyncio.ensure_future(store.wait("", 1, 60)) for _ in range(250)]
-    untouched = asyncio.ensure_future(store.wait("svc/api", 0, 60))
-    await asyncio.sleep(0.05)
-    assert not any(t.done() for t in same + each + root)
-    rev = await store.put("svc/web", b"2")
-    results = await asyncio.wait_for(asyncio.gather(*same, *each, *root), 10)
-    assert set(results[:500]) == {rev}
-    assert set(results) == {rev}
-    assert not untouched.done()
-    untouched.cancel()
-
-
-async def test_cancelled_waiters_do_not_disturb_others(store: SqliteStore) -> None:
-    a = asyncio.ensure_future(store.wait("p/", 0, 60))
-    b = asyncio.ensure_future(store.wait("p/", 0, 60))
-    await asyncio.sleep(0.01)
-    a.cancel()
-    await asyncio.sleep(0.01)
-    await store.put("p/x", b"")
-    assert await asyncio.wait_for(b, 10) == 1
-
-
 # -- the data directory ----------------------------------------------------------------------
 
 
@@ -504,45 +276,6 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         await s.close()
 
     asyncio.run(check())
-
-
-# -- edges of key ranges ---------------------------------------------------------------------
-
-
-async def test_prefixes_at_the_edges_of_unicode(store: SqliteStore) -> None:
-    keys = ["a", "a\ud7ff", "a\ud7ffz", "a\ue000", "a\U0010ffff", "a\U0010ffffb", "b", "\U0010ffff"]
-    for key in keys:
-        await store.put(key, b"")
-
-    async def under(prefix: str) -> list[str]:
-        return [e.key for e in (await store.range(prefix))[0]]
-
-    assert await under("a\ud7ff") == ["a\ud7ff", "a\ud7ffz"]
-    assert await under("a\U0010ffff") == ["a\U0010ffff", "a\U0010ffffb"]
-    assert await under("\U0010ffff") == ["\U0010ffff"]
-    assert await under("a") == sorted(keys)[:6]
-    assert await store.prefix_revision("a\ud7ff") == 3
-    assert await store.delete("a\U0010ffff", prefix=True) == 9
-    assert await under("a") == ["a", "a\ud7ff", "a\ud7ffz", "a\ue000"]
-
-
-async def test_big_prefix_delete_wakes_exactly_the_right_waiters(store: SqliteStore) -> None:
-    await store.txn([], [Put(f"tasks/{app}/{i:04d}", b"") for app in "abc" for i in range(500)])
-    rev = await store.revision()
-    hit = ["tasks/b/", "tasks/b/0499", "tasks/", "", "t", "tasks/b/00"]
-    missed = ["tasks/a/", "tasks/c/0000", "tasks/bb", "tasks/b/0500", "x"]
-    for p in hit + missed:  # cache every answer before the write
-        await store.prefix_revision(p)
-    waits = {p: asyncio.ensure_future(store.wait(p, rev, 60)) for p in hit + missed}
-    await asyncio.sleep(0.01)
-    deleted = await store.delete("tasks/b/", prefix=True)
-    done = await asyncio.wait_for(asyncio.gather(*(waits[p] for p in hit)), 10)
-    assert done == [deleted] * len(hit)
-    await asyncio.sleep(0.01)
-    assert not any(waits[p].done() for p in missed)
-    assert await store.prefix_revision("tasks/a/") == rev
-    for p in missed:
-        waits[p].cancel()
 
 
 # -- bounds of history -----------------------------------------------------------------------

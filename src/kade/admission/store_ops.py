@@ -52,6 +52,19 @@ def read_scope(prefix: str, what: str = "prefix") -> tuple[str, ...]:
     return scope
 
 
+MIN_LEASE_TTL, MAX_LEASE_TTL = 1.0, 300.0
+
+
+def admit_lease_ttl(data: Any) -> float:
+    """`{"ttl": seconds}` for a new lease, within bounds."""
+    ttl = data.get("ttl") if isinstance(data, dict) else None
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool) \
+            or not MIN_LEASE_TTL <= ttl <= MAX_LEASE_TTL:
+        raise StoreRequestError(f"ttl: must be a number of seconds from {MIN_LEASE_TTL:g} to "
+                                f"{MAX_LEASE_TTL:g}")
+    return float(ttl)
+
+
 def admit_txn(data: Any) -> StoreTxn:
     """A transaction document (`kade.store.wire.txn_json`) → checked compares and ops."""
     if not isinstance(data, dict):

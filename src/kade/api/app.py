@@ -28,11 +28,12 @@ from kade.api.marathon_groups import groups_router
 from kade.api.nodes import nodes_router
 from kade.api.quarantine import quarantine_router
 from kade.api.security import SecurityConfig, SecurityMiddleware
+from kade.api.servers import servers_router
 from kade.api.store_api import store_router
 from kade.api.tokens import tokens_router
 from kade.deployments import intent
 from kade.spec import SpecError
-from kade.store.base import CasFailed, Store
+from kade.store.base import CasFailed, Store, Unavailable
 
 log = logging.getLogger("kade.api")
 
@@ -61,6 +62,7 @@ def create_app(
     app.include_router(tokens_router(store, clock))
     app.include_router(store_router(store))
     app.include_router(nodes_router(store, clock))
+    app.include_router(servers_router(store))
     for router in extra or []:
         app.include_router(router)
     _errors(app)
@@ -101,6 +103,11 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(intent.Conflict)
     async def conflict(_: Request, e: intent.Conflict) -> JSONResponse:
         return _message(409, str(e))
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_: Request, e: Unavailable) -> JSONResponse:
+        # etcd without quorum or out of reach: reads may still answer, this did not
+        return _message(503, f"the store cannot take this now: {e}", headers={"Retry-After": "2"})
 
     @app.exception_handler(CasFailed)
     async def cas(_: Request, e: CasFailed) -> JSONResponse:

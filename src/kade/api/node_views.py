@@ -6,8 +6,9 @@ with them again whenever a record they read changes, and the tests call them wit
 values.
 
 Status, in this order:
-- `down`: something refers to the node (a drain, an eligibility, a task) but its agent's
-  record `nodes/<name>` is gone — what its lease's expiry does in a cluster;
+- `down`: its agent is not alive — `alive/<name>`, which the agent keeps under a lease, is
+  gone (the agent died or lost the servers for longer than the lease's time to live) — or
+  something refers to the node (a drain, an eligibility, a task) but it has no record;
 - `drained`: a drain was asked and nothing is left to move;
 - `draining`: a drain was asked and tasks are still on the node;
 - `ready`: otherwise. Eligibility is shown beside it, not in it: a node can be ready and
@@ -150,8 +151,9 @@ def drain_progress(name: str, control: NodeControl, index: TaskIndex) -> DrainPr
         keep_system=drain.keep_system, max_parallel=drain.max_parallel)
 
 
-def node_status(node: Node | None, progress: DrainProgress | None) -> NodeStatus:
-    if node is None:
+def node_status(node: Node | None, progress: DrainProgress | None, alive: bool = True
+                ) -> NodeStatus:
+    if node is None or not alive:
         return "down"
     if progress is not None:
         return "drained" if progress.complete else "draining"
@@ -159,8 +161,9 @@ def node_status(node: Node | None, progress: DrainProgress | None) -> NodeStatus
 
 
 def node_json(name: str, node: Node | None, control: NodeControl | None, index: TaskIndex,
-              now: float) -> dict[str, Any]:
-    """One node as `GET /v1/nodes` shows it. `node` None: the agent's record is gone."""
+              now: float, alive: bool = True) -> dict[str, Any]:
+    """One node as `GET /v1/nodes` shows it. `node` None: the agent's record is gone;
+    `alive` False: its agent's liveness key is."""
     progress = drain_progress(name, control, index) if control else None
     here = [t for t in index.on.get(name, []) if is_active(t, index.statuses.get(t.id))]
     task_ports = {p for t in here for p in t.host_ports}
@@ -171,7 +174,7 @@ def node_json(name: str, node: Node | None, control: NodeControl | None, index: 
         "hostname": node.hostname if node else "",
         "attributes": dict(node.attributes) if node else {},
         "drivers": list(node.drivers) if node else [],
-        "status": node_status(node, progress),
+        "status": node_status(node, progress, alive),
         "eligible": control.eligible if control else True,
         "tasks": len(here),
         "cpus": {"used": round(sum(t.cpus for t in here), 6),

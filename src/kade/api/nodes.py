@@ -42,13 +42,14 @@ from kade.store.base import Compacted, Compare, Put, Store
 KEEPALIVE_SECONDS = 15.0
 _RETRIES = 10  # compare-and-swap attempts before a write answers 409
 # What a node's view is computed from: a change elsewhere does not recompute it.
-_WATCHED = (model.NODES, model.NODECTL, model.TASKS, model.STATUS, model.APPS)
+_WATCHED = (model.NODES, model.ALIVE, model.NODECTL, model.TASKS, model.STATUS, model.APPS)
 
 
 @dataclass
 class Snapshot:
     nodes: dict[str, Node]
     registered: set[str]  # names with a record, readable or not
+    alive: set[str]  # names whose agent keeps `alive/<name>` (kade.agent.liveness)
     controls: dict[str, tuple[NodeControl, int]]  # with the record's mod_revision
     tasks: list[Task]
     index: TaskIndex
@@ -64,7 +65,8 @@ class Snapshot:
         return found[0] if found else None
 
     def json(self, name: str, now: float) -> dict[str, Any]:
-        return node_json(name, self.nodes.get(name), self.control(name), self.index, now)
+        return node_json(name, self.nodes.get(name), self.control(name), self.index, now,
+                         alive=name in self.alive)
 
     def active_on(self, name: str) -> int:
         return sum(1 for t in self.index.on.get(name, [])
@@ -77,6 +79,7 @@ class Snapshot:
 async def read_snapshot(store: Store) -> Snapshot:
     """Every record a node's view reads, each decoded under the one bad-record policy."""
     nodes_e, _ = await store.range(model.NODES)
+    alive_e, _ = await store.range(model.ALIVE)
     ctl_e, _ = await store.range(model.NODECTL)
     tasks_e, _ = await store.range(model.TASKS)
     status_e, _ = await store.range(model.STATUS)
@@ -92,6 +95,7 @@ async def read_snapshot(store: Store) -> Snapshot:
     return Snapshot(
         nodes={n.name: n for n in decode_all(nodes_e, Node)[0]},
         registered={e.key[len(model.NODES):] for e in nodes_e},
+        alive={e.key[len(model.ALIVE):] for e in alive_e},
         controls=controls,
         tasks=tasks,
         index=index_tasks(tasks, statuses, apps),

@@ -15,6 +15,9 @@ watch) is answered filtered.
   {"progress": revision} for changes it may not see, {"compacted": n} when `after` is
   older than the history; ends when the server stops
 - `POST /v1/store/txn`               `kade.store.wire.txn_json` → its result
+- `POST /v1/store/leases` {"ttl"} → {"id", "ttl"}; `PUT /v1/store/leases/{id}` keeps it
+  alive → {"ttl"} (404 once it ended); `DELETE /v1/store/leases/{id}` ends it (an agent's
+  liveness: its node's `alive/` key lives under one)
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from kade.admission.store_ops import StoreRequestError, admit_txn, check_key, read_scope
+from kade.admission.store_ops import (
+    StoreRequestError,
+    admit_lease_ttl,
+    admit_txn,
+    check_key,
+    read_scope,
+)
 from kade.api.closing import closing_event, until_closing, watch_until_closing
 from kade.spec import load_document
 from kade.spec.errors import DocumentError
-from kade.store.base import Compacted, Event, LimitExceeded, Store, StoreError
+from kade.store.base import Compacted, Event, LeaseExpired, LimitExceeded, Store, StoreError
 from kade.store.wire import entry_json, event_json, txn_result_json
 
 KEEPALIVE_SECONDS = 5.0  # a watcher that hears nothing for 3× this knows its server is gone
@@ -44,6 +53,8 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 def _refused(e: Exception) -> JSONResponse:
     if isinstance(e, StoreRequestError):
         return _error(e.status, str(e))
+    if isinstance(e, LeaseExpired):
+        return _error(404, str(e), kind="lease")
     if isinstance(e, LimitExceeded):
         return _error(413 if e.kind == "value" else 507, str(e), kind=e.kind, limit=e.limit,
                       prefix=e.prefix)
@@ -135,6 +146,36 @@ def store_router(store: Store) -> APIRouter:
         except (StoreRequestError, StoreError) as e:
             return _refused(e)
         return JSONResponse(txn_result_json(result))
+
+    @r.post("/v1/store/leases")
+    async def grant(request: Request) -> Response:
+        try:
+            data = load_document((await request.body()).decode("utf-8"), "lease.json")
+            ttl = admit_lease_ttl(data)
+            lease = await store.grant(ttl)
+        except (DocumentError, UnicodeDecodeError) as e:
+            return _error(400, f"body: not a JSON document ({e})")
+        except (StoreRequestError, StoreError) as e:
+            return _refused(e)
+        return JSONResponse({"id": lease, "ttl": ttl})
+
+    @r.put("/v1/store/leases/{lease}")
+    async def keepalive(lease: int) -> Response:
+        try:
+            ttl = await store.keepalive(lease)
+        except LeaseExpired as e:
+            return _error(404, str(e), kind="lease")
+        except StoreError as e:
+            return _refused(e)
+        return JSONResponse({"ttl": ttl})
+
+    @r.delete("/v1/store/leases/{lease}")
+    async def revoke(lease: int) -> Response:
+        try:
+            await store.revoke(lease)
+        except StoreError as e:
+            return _refused(e)
+        return JSONResponse({"id": lease})
 
     return r
 

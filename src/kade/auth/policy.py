@@ -66,10 +66,10 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
 # node of a cluster: what it needs to run its tasks, render their templates, and serve DNS and
 # routes; never tokens. It writes only what an agent reports (`kade.model`'s writers table).
 STORE_READ: tuple[str, ...] = (
-    "apps/", "versions/", "tasks/", "status/", "nodes/", "nodectl/", "queue/", "kv/",
+    "apps/", "versions/", "tasks/", "status/", "nodes/", "alive/", "nodectl/", "queue/", "kv/",
     "routers/", "deployments/", "stable/",
 )
-STORE_WRITE: tuple[str, ...] = ("status/", "nodes/")
+STORE_WRITE: tuple[str, ...] = ("status/", "nodes/", "alive/")
 
 
 def store_read_scope(prefix: str) -> tuple[str, ...] | None:

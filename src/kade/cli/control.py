@@ -7,9 +7,11 @@ always in `kade up`, on the elected leader in `kade server`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -23,7 +25,11 @@ from kade.api.security import SecurityConfig
 from kade.catalog.view import CatalogView
 from kade.deployments.controller import Deployer
 from kade.scheduler.loop import Scheduler
-from kade.store.base import Store
+from kade.store.base import Store, StoreError
+from kade.store.election import Election, NotLeader
+from kade.store.fenced import FencedStore
+
+log = logging.getLogger("kade")
 
 
 @dataclass
@@ -67,12 +73,39 @@ class ControlPlane:
         await self.view.ready()
         self.routing.rebuild(self.view.catalog)
 
-    def leader_loops(self, tg: asyncio.TaskGroup, store: Store | None = None
-                     ) -> list[asyncio.Task[None]]:
-        """Scheduler and deployer, writing through `store` (a leader's fenced store)."""
+    def leader_loops(self, store: Store | None = None) -> dict[str, Coroutine[Any, Any, None]]:
+        """Scheduler and deployer by name, writing through `store` (a leader's fenced store)."""
         store = store or self.store
-        return [
-            tg.create_task(Scheduler(store, port_range=self.cfg.port_range).run(),
-                           name="scheduler"),
-            tg.create_task(Deployer(store).run(), name="deployer"),
-        ]
+        return {"scheduler": Scheduler(store, port_range=self.cfg.port_range).run(),
+                "deployer": Deployer(store).run()}
+
+    async def lead(self, election: Election, value: bytes, stop: asyncio.Event) -> None:
+        """Stand for leader until `stop`; while leading, run the leader's loops with every
+        write fenced. A lost lead stops them at once; the server stands again."""
+        while not stop.is_set():
+            try:
+                leadership = await election.campaign(value)
+            except StoreError as e:
+                log.warning("cannot stand for leader (%s); trying again", e)
+                await asyncio.sleep(1.0)
+                continue
+            log.info("leading: scheduler and deployer run on this server")
+            tasks = [asyncio.create_task(coro, name=name)
+                     for name, coro in self.leader_loops(FencedStore(leadership)).items()]
+            waits = [asyncio.create_task(leadership.lost.wait()),
+                     asyncio.create_task(stop.wait())]
+            try:
+                await asyncio.wait({*tasks, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (*tasks, *waits):
+                    task.cancel()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, results, strict=True):
+                if isinstance(result, Exception) and not isinstance(result, NotLeader):
+                    log.error("%s failed while leading: %s", task.get_name(), result,
+                              exc_info=result)
+            if stop.is_set():
+                await leadership.resign()  # the next server leads at once
+                return
+            leadership.stop()
+            log.warning("no longer leading: scheduler and deployer stopped here")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from kade.admission import ContainerPolicy, command_user
 from kade.agent.agent import Agent, AgentConfig
+from kade.agent.liveness import TTL as LIVENESS_TTL
+from kade.agent.liveness import Liveness
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
@@ -49,6 +51,7 @@ class NodeConfig:
     router_admin_public: bool = False
     api_url: str = "http://127.0.0.1:7400"  # where the router follows the control plane
     api_cacert: Path | None = None
+    node_ttl: float = LIVENESS_TTL  # seconds without a keepalive before the node is down
 
     @property
     def router_dir(self) -> Path:
@@ -152,9 +155,13 @@ class NodeSide:
         if self.agent is not None:
             self.agent.services_changed(changed)
 
-    async def ready(self) -> None:
+    async def ready(self, tg: asyncio.TaskGroup) -> None:
+        """The agent has adopted what runs here; the node is announced alive."""
         assert self.agent is not None, "start() first"
         await self.agent.ready.wait()
+        liveness = Liveness(self.store, self.cfg.node, ttl=self.cfg.node_ttl)
+        self._tasks.append(tg.create_task(liveness.run(), name="liveness"))
+        await liveness.alive.wait()
 
     async def start_router(self, tg: asyncio.TaskGroup) -> asyncio.Task[None] | None:
         """The router process (found running, or started), and its supervision."""

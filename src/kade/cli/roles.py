@@ -35,6 +35,16 @@ def server(
     data_dir: o.DataDir = None,
     name: Annotated[str | None, typer.Option(
         envvar="KADE_SERVER_NAME", help="this server's name [default: hostname]")] = None,
+    etcd: Annotated[str | None, typer.Option(
+        envvar="KADE_ETCD", help="etcd endpoints, comma-separated (http://10.0.0.1:2379,...): "
+                                 "the cluster's store [default: SQLite in --data-dir, one "
+                                 "server]")] = None,
+    etcd_prefix: Annotated[str, typer.Option(
+        envvar="KADE_ETCD_PREFIX", help="kade's keys in etcd (clusters sharing an etcd each "
+                                        "take their own)")] = "kade/",
+    leader_ttl: Annotated[float, typer.Option(
+        envvar="KADE_LEADER_TTL", min=1.0, max=60.0,
+        help="seconds a dead leader is waited for before another server leads")] = 3.0,
     api_addr: o.ListenApi = "127.0.0.1:7400",
     ports: o.Ports = "31000-32000",
     tls_cert: o.TlsCert = None,
@@ -79,7 +89,9 @@ def server(
         data_dir=data_dir or default_data_dir(), name=name or socket.gethostname(),
         api_addr=api_addr, port_range=port_range, tls_cert=tls_cert, tls_key=tls_key,
         api_hosts=list(api_host or []), cors_origins=list(cors_origin or []), policy=policy,
-        deploy=list(deploy or []), seed_kv=list(seed_kv or []))))
+        deploy=list(deploy or []), seed_kv=list(seed_kv or []),
+        etcd=[u.strip() for u in (etcd or "").split(",") if u.strip()], leader_ttl=leader_ttl,
+        etcd_prefix=etcd_prefix)))
 
 
 def agent(

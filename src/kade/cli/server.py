@@ -2,7 +2,9 @@
 leader) scheduler and deployer — without a node of its own. Agents (`kade agent`) join it
 through its store API with a node token.
 
-With `--data-dir` only, one server keeps the store in SQLite like `kade up` does.
+The store is etcd (`--etcd`), shared by every server: each answers the API, and the one the
+election chose runs the scheduler and the deployer, its writes fenced (docs/cluster.md). With
+`--data-dir` only, one server keeps the store in SQLite like `kade up` does.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from fastapi.responses import JSONResponse
 
 from kade.admission import ContainerPolicy
 from kade.api.closing import closing_event
+from kade.api.servers import ELECTION, candidate_value
 from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
 from kade.cli.control import ControlConfig, ControlPlane
 from kade.cli.up import SHUTDOWN_GRACE, Server, deploy_files, listen, seed_kv
-from kade.store import open_store
+from kade.store import StoreError, open_store
+from kade.store.election import Election
+from kade.store.etcd import NAMESPACE as ETCD_PREFIX
 
 log = logging.getLogger("kade")
 
 NODE_TOKEN_FILE = "node.token"  # in the data dir: what agents join with (role node)
+LEADER_TTL = 3.0  # seconds: a leader that dies is followed by another within about this
 
 
 @dataclass
@@ -43,17 +49,25 @@ class ServerConfig:
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)
     deploy: list[Path] = field(default_factory=list)
     seed_kv: list[Path] = field(default_factory=list)
+    etcd: list[str] = field(default_factory=list)  # endpoints; none: SQLite in data_dir
+    leader_ttl: float = LEADER_TTL
+    etcd_prefix: str = ETCD_PREFIX  # kade's keys in etcd: several clusters can share one
 
 
 async def serve_server(cfg: ServerConfig) -> None:
     api_sock = listen(cfg.api_addr, "API")
-    store = await open_store(cfg.data_dir)
+    cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        store = await open_store(cfg.data_dir, etcd=cfg.etcd or None, namespace=cfg.etcd_prefix)
+    except StoreError as e:
+        raise SystemExit(f"kade server: {e}") from None
     now = time.time()
     await ensure_token_file(store, cfg.data_dir / MANAGEMENT_TOKEN_FILE, role="admin",
                             description=f"management token of server {cfg.name}", now=now)
     await ensure_token_file(store, cfg.data_dir / NODE_TOKEN_FILE, role="node",
                             description=f"agents joining server {cfg.name}", now=now)
     stop = asyncio.Event()
+    scheme = "https" if cfg.tls_cert else "http"
     admin = APIRouter()
 
     @admin.post("/v1/admin/shutdown")
@@ -73,14 +87,17 @@ async def serve_server(cfg: ServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            workers = [*control.start(tg), *control.leader_loops(tg)]
+            election = Election(store, ELECTION, ttl=cfg.leader_ttl)
+            workers = [*control.start(tg), tg.create_task(
+                control.lead(election, candidate_value(cfg.name, f"{scheme}://{cfg.api_addr}"),
+                             stop),
+                name="leadership")]
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
             await control.ready()
-            log.info("kade server %s is up: API on %s://%s, data in %s; agents join with "
-                     "--servers %s://%s --token-file %s", cfg.name,
-                     "https" if cfg.tls_cert else "http", cfg.api_addr, cfg.data_dir,
-                     "https" if cfg.tls_cert else "http", cfg.api_addr,
-                     cfg.data_dir / NODE_TOKEN_FILE)
+            log.info("kade server %s is up: API on %s://%s, store %s; agents join with "
+                     "--servers %s://%s --token-file %s", cfg.name, scheme, cfg.api_addr,
+                     f"etcd {','.join(cfg.etcd)}" if cfg.etcd else f"in {cfg.data_dir}",
+                     scheme, cfg.api_addr, cfg.data_dir / NODE_TOKEN_FILE)
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:
@@ -88,7 +105,9 @@ async def serve_server(cfg: ServerConfig) -> None:
             stopper = tg.create_task(stop.wait())
             await asyncio.wait({stopper, api, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server %s shutting down", cfg.name)
+            stop.set()  # a leader resigns: the next server leads at once
             closing_event(control.app).set()
+            await asyncio.wait(workers[1:], timeout=5)
             for task in workers:
                 task.cancel()
             server.should_exit = True

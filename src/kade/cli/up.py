@@ -227,9 +227,11 @@ async def serve(cfg: UpConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            workers = [*await node.start(tg), *control.start(tg), *control.leader_loops(tg)]
+            workers = [*await node.start(tg), *control.start(tg),
+                       *(tg.create_task(coro, name=name)
+                         for name, coro in control.leader_loops().items())]
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
-            await node.ready()
+            await node.ready(tg)
             await control.ready()
             watch_router = await node.start_router(tg)
             log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",

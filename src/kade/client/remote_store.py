@@ -25,6 +25,7 @@ from kade.store.base import (
     Delete,
     Entry,
     Event,
+    LeaseExpired,
     LimitExceeded,
     Op,
     Put,
@@ -99,9 +100,10 @@ class RemoteStore:
         data = await self._call("GET", "/v1/store/range", params={"prefix": prefix})
         return [entry_from(e) for e in data["entries"]], int(data["revision"])
 
-    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+    async def put(self, key: str, value: bytes, *, expect: int | None = None,
+                  lease: int = 0) -> int:
         compares = [Compare(key, expect)] if expect is not None else []
-        result = await self.txn(compares, [Put(key, value)])
+        result = await self.txn(compares, [Put(key, value, lease)])
         if not result.succeeded:
             raise CasFailed(f"{key}: changed since revision {expect}")
         return result.revision
@@ -128,6 +130,17 @@ class RemoteStore:
                                 params={"prefix": prefix, "after": after, "timeout": timeout},
                                 timeout=timeout + REQUEST_TIMEOUT)
         return int(data["prefixRevision"])
+
+    async def grant(self, ttl: float) -> int:
+        data = await self._call("POST", "/v1/store/leases", body={"ttl": ttl})
+        return int(data["id"])
+
+    async def keepalive(self, lease: int) -> float:
+        data = await self._call("PUT", f"/v1/store/leases/{lease}")
+        return float(data["ttl"])
+
+    async def revoke(self, lease: int) -> None:
+        await self._call("DELETE", f"/v1/store/leases/{lease}")
 
     async def watch(self, prefix: str, after: int) -> AsyncIterator[list[Event]]:
         """Batches after `after`, resumed on another server when one goes away."""
@@ -184,6 +197,13 @@ class Refused(StoreError):
         self.status = status
 
 
+def _json(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
 def _message(resp: httpx.Response) -> str:
     try:
         data = resp.json()
@@ -200,6 +220,9 @@ def _answer(resp: httpx.Response) -> Any:
         data = resp.json()
         raise LimitExceeded(message, kind=data.get("kind", "value"),
                             limit=int(data.get("limit", 0)), prefix=str(data.get("prefix", "")))
+    if resp.status_code == 404 and isinstance(data := _json(resp), dict) \
+            and data.get("kind") == "lease":
+        raise LeaseExpired(message)
     if resp.status_code in (400, 401, 403, 404, 415):
         raise Refused(f"the kade server refused: {message}", resp.status_code)
     raise StoreError(f"the kade server answered {resp.status_code}: {message}")

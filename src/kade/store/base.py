@@ -40,8 +40,11 @@ class Compare:
 
 @dataclass(frozen=True, slots=True)
 class Put:
+    """Write `key`; with a `lease` (from Store.grant), the key is deleted when the lease ends."""
+
     key: str
     value: bytes
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,19 @@ class LimitExceeded(StoreError):
         self.prefix = prefix
 
 
+class Unavailable(StoreError):
+    """The store cannot be reached (every endpoint named in the message failed); retry later."""
+
+
+class NoQuorum(Unavailable):
+    """The store answers but cannot commit: etcd has lost its quorum. Writes are refused until
+    it returns; reads still answer from what a member holds."""
+
+
+class LeaseExpired(StoreError):
+    """The lease is unknown: it expired, was revoked, or died with the process that held it."""
+
+
 class Compacted(StoreError):
     """A watch asked for revisions that are no longer kept; re-read a snapshot."""
 
@@ -102,11 +118,15 @@ class Store(Protocol):
         """Every entry whose key starts with `prefix`, sorted by key, and the revision read at."""
         ...
 
-    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+    async def put(
+        self, key: str, value: bytes, *, expect: int | None = None, lease: int = 0
+    ) -> int:
         """Write `key`; with `expect`, only if its mod_revision is `expect` (0 = must not exist).
+        With `lease`, the key goes (a delete event) when the lease ends.
 
-        Returns the new revision; raises CasFailed when the guard does not hold, and
-        LimitExceeded (writing nothing) when the value or a quota's usage would be too large.
+        Returns the new revision; raises CasFailed when the guard does not hold, LeaseExpired
+        for a lease that is gone, and LimitExceeded (writing nothing) when the value or a
+        quota's usage would be too large.
         """
         ...
 
@@ -140,4 +160,38 @@ class Store(Protocol):
         Returns prefix_revision(prefix) at that moment (blocking queries build on this)."""
         ...
 
+    async def grant(self, ttl: float) -> int:
+        """A new lease that ends `ttl` seconds from now unless kept alive; returns its id.
+
+        Backends may round `ttl` up (etcd: whole seconds, and at least its minimum)."""
+        ...
+
+    async def keepalive(self, lease: int) -> float:
+        """Restart the lease's time to live; returns it in seconds. Raises LeaseExpired when
+        the lease is gone (its keys are deleted already)."""
+        ...
+
+    async def revoke(self, lease: int) -> None:
+        """End the lease now, deleting its keys (one revision); a lease already gone is fine."""
+        ...
+
     async def close(self) -> None: ...
+
+
+def validate_op(op: Op) -> None:
+    """Refuse what no backend can store, before anything is written: both backends call it."""
+    if not isinstance(op, Put | Delete):
+        raise TypeError(f"not a store operation: {op!r}")
+    if not isinstance(op.key, str):
+        raise TypeError(f"key must be str, not {type(op.key).__name__}")
+    if op.key == "" and not (isinstance(op, Delete) and op.prefix):
+        raise ValueError("key must not be empty")
+    try:
+        op.key.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"key {op.key!r} is not valid UTF-8") from None
+    if isinstance(op, Put):
+        if not isinstance(op.value, bytes | bytearray | memoryview):
+            raise TypeError(f"value of {op.key!r} must be bytes, not {type(op.value).__name__}")
+        if not isinstance(op.lease, int) or op.lease < 0:
+            raise ValueError(f"lease of {op.key!r} must be a lease id (or 0), not {op.lease!r}")

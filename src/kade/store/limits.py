@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from kade.store.base import Event, LimitExceeded
+from kade.store.base import Delete, Event, LimitExceeded, Put
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -202,3 +202,25 @@ def default_quotas(env: Mapping[str, str] | None = None) -> tuple[Quota, ...]:
         max_bytes=parse_size(ENV_KV_MAX_BYTES, size) if size else KV_MAX_BYTES,
     )
     return kv, Quota("", max_value_bytes=ANY_MAX_VALUE_BYTES, name="the store")
+
+
+def ops_delta(prefix: str, ops: Iterable[Put | Delete], current: Mapping[str, bytes]) -> Usage:
+    """How applying `ops` in order changes keys and bytes under `prefix`, given the `current`
+    values of every key they touch (a backend that cannot count inside its transaction, etcd,
+    checks a write with this before sending it)."""
+    state = dict(current)
+    for op in ops:
+        if isinstance(op, Put):
+            state[op.key] = bytes(op.value)
+        elif op.prefix:
+            for key in [k for k in state if k.startswith(op.key)]:
+                del state[key]
+        else:
+            state.pop(op.key, None)
+
+    def count(values: Mapping[str, bytes]) -> Usage:
+        under = [(k, v) for k, v in values.items() if k.startswith(prefix)]
+        return Usage(len(under), sum(entry_bytes(k, v) for k, v in under))
+
+    before, after = count(current), count(state)
+    return Usage(after.keys - before.keys, after.bytes - before.bytes)

@@ -2,7 +2,8 @@
 
 `kv` holds the live keys, `log` the change history (a row per event, with the previous
 entry, so a watch resuming from the log sees what a live one sees), `tomb` and `reaped` the
-deletes that prefix_revision() must count, `meta` the revision and the compaction point.
+deletes that prefix_revision() must count, `meta` the revision and the compaction point,
+`leased` the keys written under a lease (deleted at the next open: leases live in memory).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ CREATE INDEX IF NOT EXISTS log_rev ON log (rev);
 CREATE TABLE IF NOT EXISTS tomb (key TEXT PRIMARY KEY, rev INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tomb_rev ON tomb (rev);
 CREATE TABLE IF NOT EXISTS reaped (dir TEXT PRIMARY KEY, rev INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leased (key TEXT PRIMARY KEY, lease INTEGER NOT NULL);
 """
 
 

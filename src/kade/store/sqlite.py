@@ -15,7 +15,8 @@ auto-vacuum), so the file does not grow with history. The data dir is 0700 and i
 0600 (`kade.store.files`). Deleted keys leave a tombstone so that prefix_revision() counts
 deletes, also after a restart; old tombstones are folded into their parent directory
 (`reaped`), which keeps the answer monotonic at the cost of being conservative for that
-directory.
+directory. Leases are timers of this process (`kade.store.leases`); the keys under them are
+listed in `leased`, and deleted at the next open, since their leases died with the process.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from kade.store.base import (
     Put,
     StoreError,
     TxnResult,
+    validate_op,
 )
 from kade.store.files import open_private, private_dir, private_file
 from kade.store.history import Ring, log_row, read_log
 from kade.store.keys import Signals, key_range, parent_dir, prefixes_hit
+from kade.store.leases import Lease, Leases, Sleeper
 from kade.store.limits import (
     LOG_BYTES,
     LOG_REVISIONS,
@@ -81,6 +84,7 @@ class SqliteStore:
         history_bytes: int = LOG_BYTES,
         ring_bytes: int = RING_BYTES,
         quotas: Sequence[Quota] | None = None,
+        clock: Sleeper | None = None,
     ) -> None:
         if history < 1 or history_bytes < 1:
             raise ValueError("history must keep at least one revision and one byte")
@@ -128,11 +132,13 @@ class SqliteStore:
         self._ring = Ring(self._rev + 1, min(ring, history), ring_bytes)
         self._prefix_revs: dict[str, int] = {}
         self._signals = Signals()
+        self._leases = Leases(self._expire, clock)
         self._closed = False
         try:
             self._maybe_compact()
             if older_file:
                 convert(self._db, self.data_dir)
+            self._drop_orphans()
         except BaseException:
             self._db.close()
             os.close(self._lock_fd)
@@ -163,10 +169,12 @@ class SqliteStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+    async def put(
+        self, key: str, value: bytes, *, expect: int | None = None, lease: int = 0
+    ) -> int:
         self._check_open()
         compares = [] if expect is None else [Compare(key, expect)]
-        result = self._txn(compares, [Put(key, value)], ())
+        result = self._txn(compares, [Put(key, value, lease)], ())
         if not result.succeeded:
             raise CasFailed(f"put {key!r}: mod_revision is not {expect}")
         return result.revision
@@ -191,14 +199,18 @@ class SqliteStore:
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
     ) -> TxnResult:
         for op in (*success, *failure):
-            _validate(op)
+            validate_op(op)
             if isinstance(op, Put):
                 check_value(self._quotas, op.key, len(op.value))
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             succeeded = all(self._mod_rev(c.key) == c.mod_revision for c in compares)
-            events = self._apply(success if succeeded else failure)
+            applied = success if succeeded else failure
+            leased = {op.key: op.lease for op in applied if isinstance(op, Put)}
+            for lease in set(leased.values()) - {0}:
+                self._leases.get(lease)  # raises LeaseExpired, writing nothing
+            events = self._apply(applied)
             deltas = [usage_delta(q.prefix, events) for q in self._quotas]
             for quota, usage, delta in zip(self._quotas, self._usage, deltas, strict=True):
                 check_usage(quota, usage, delta)
@@ -212,6 +224,11 @@ class SqliteStore:
         for usage, delta in zip(self._usage, deltas, strict=True):
             usage.keys += delta.keys
             usage.bytes += delta.bytes
+        for e in events:
+            if e.kind == "put":
+                self._leases.attach(e.key, leased[e.key])
+            else:
+                self._leases.detach(e.key)
         if events:
             self._committed(events)
         return TxnResult(succeeded, self._rev, tuple(events))
@@ -236,6 +253,10 @@ class SqliteStore:
                     (entry.key, entry.value, entry.create_revision, rev, entry.version),
                 )
                 db.execute("DELETE FROM tomb WHERE key = ?", (op.key,))
+                if op.lease:
+                    db.execute("INSERT OR REPLACE INTO leased VALUES (?, ?)", (op.key, op.lease))
+                elif prev is not None:
+                    db.execute("DELETE FROM leased WHERE key = ?", (op.key,))
                 events.append(Event(rev, "put", op.key, entry, prev))
                 continue
             if op.prefix:
@@ -255,6 +276,7 @@ class SqliteStore:
             db.executemany(
                 "INSERT OR REPLACE INTO tomb VALUES (?, ?)", [(e.key, rev) for e in gone]
             )
+            db.executemany("DELETE FROM leased WHERE key = ?", [(e.key,) for e in gone])
             events.extend(Event(rev, "delete", e.key, None, e) for e in gone)
         db.executemany(
             "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -276,6 +298,39 @@ class SqliteStore:
             self._maybe_compact()
         except sqlite3.Error:  # the write itself is done; compaction retries on the next one
             log.warning("store compaction failed", exc_info=True)
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def grant(self, ttl: float) -> int:
+        self._check_open()
+        return self._leases.grant(ttl)
+
+    async def keepalive(self, lease: int) -> float:
+        self._check_open()
+        return self._leases.keepalive(lease)
+
+    async def revoke(self, lease: int) -> None:
+        self._check_open()
+        if lease in self._leases:
+            self._end(lease)
+
+    def _expire(self, lease: Lease) -> None:
+        if not self._closed:
+            self._end(lease.id)
+
+    def _end(self, lease_id: int) -> None:
+        """Delete the lease's keys in one revision, then forget it."""
+        keys = self._leases.keys_of(lease_id)
+        self._leases.forget(lease_id)
+        if keys:
+            self._txn([], [Delete(k) for k in keys], ())
+
+    def _drop_orphans(self) -> None:
+        """Delete keys left under a lease by a previous process (its leases died with it)."""
+        keys = [k for (k,) in self._db.execute("SELECT key FROM leased ORDER BY key")]
+        if keys:
+            log.info("deleting %d keys whose leases ended with the previous process", len(keys))
+            self._txn([], [Delete(k) for k in keys], ())
 
     # -- compaction ----------------------------------------------------------------------
 
@@ -391,6 +446,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        self._leases.close()
         self._signals.fire_all(self._rev)
         self._db.close()
         os.close(self._lock_fd)  # releases the flock
@@ -435,17 +491,3 @@ class SqliteStore:
             del self._prefix_revs[next(iter(self._prefix_revs))]
         self._prefix_revs[prefix] = found
         return found
-
-def _validate(op: Op) -> None:
-    if not isinstance(op, Put | Delete):
-        raise TypeError(f"not a store operation: {op!r}")
-    if not isinstance(op.key, str):
-        raise TypeError(f"key must be str, not {type(op.key).__name__}")
-    if op.key == "" and not (isinstance(op, Delete) and op.prefix):
-        raise ValueError("key must not be empty")
-    try:
-        op.key.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"key {op.key!r} is not valid UTF-8") from None
-    if isinstance(op, Put) and not isinstance(op.value, bytes | bytearray | memoryview):
-        raise TypeError(f"value of {op.key!r} must be bytes, not {type(op.value).__name__}")

@@ -74,7 +74,10 @@ def txn_json(compares: list[Compare] | tuple[Compare, ...], success: list[Op] | 
 
 def op_json(op: Op) -> dict[str, Any]:
     if isinstance(op, Put):
-        return {"put": op.key, "value": base64.b64encode(op.value).decode()}
+        d: dict[str, Any] = {"put": op.key, "value": base64.b64encode(op.value).decode()}
+        if op.lease:
+            d["lease"] = op.lease
+        return d
     return {"delete": op.key, "prefix": op.prefix}
 
 
@@ -88,7 +91,8 @@ def op_from(d: Any, where: str) -> Op:
     if not isinstance(d, dict):
         raise WireError(f"{where}: must be an object")
     if "put" in d:
-        return Put(key=_str(d, "put", where), value=_bytes(d, "value", where))
+        lease = _int(d, "lease", where) if "lease" in d else 0
+        return Put(key=_str(d, "put", where), value=_bytes(d, "value", where), lease=lease)
     if "delete" in d:
         prefix = d.get("prefix", False)
         if not isinstance(prefix, bool):
