@@ -82,7 +82,7 @@ async def test_a_node_whose_agent_stopped_keeping_its_lease_is_down(
         api: httpx.AsyncClient, store: SqliteStore) -> None:
     await register(store, "n1", az="1a")
     await store.delete(model.alive_key("n1"))  # what the lease's end does
-    node = (await api.get("/v1/nodes/n1")).json()
+    node = (await api.get("/v1/nodes/n1")).json()["node"]
     assert (node["status"], node["attributes"]) == ("down", {"az": "1a"})  # shown, not forgotten
 
 
