@@ -84,6 +84,7 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
             stopper = tg.create_task(stop.wait())
             await asyncio.wait({stopper, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("agent %s shutting down; tasks and the router keep running", cfg.node.node)
+            node.cancel()
             for task in workers:
                 task.cancel()
             if watch_router is not None:

@@ -177,15 +177,22 @@ class NodeSide:
     def processes(self) -> dict[str, object]:
         return {"router": self.supervisor.state.json() if self.cfg.router else None}
 
-    async def close(self, *, stop_tasks: bool = False) -> None:
+    def cancel(self) -> None:
+        """Stop the node side's own work (agent, liveness); tasks and the router go on."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def stop_tasks(self) -> None:
+        """Stop every task of this node and its router (`kade down --stop-tasks`)."""
+        if self.driver is not None:
+            await stop_all(self.driver, self.cfg.node)
+        await asyncio.to_thread(stop_router, self.cfg.router_dir)
+
+    async def close(self) -> None:
+        """Release DNS and the drivers: call once the task group has ended."""
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        if stop_tasks and self.driver is not None:
-            await stop_all(self.driver, self.cfg.node)
-            await asyncio.to_thread(stop_router, self.cfg.router_dir)
         await self.dns.close()
         if self.driver is not None:
             await self.driver.close()

@@ -250,7 +250,9 @@ async def serve(cfg: UpConfig) -> None:
                 task.cancel()
             if watch_router is not None:
                 watch_router.cancel()
-            await node.close(stop_tasks=stop_tasks)
+            node.cancel()
+            if stop_tasks:
+                await node.stop_tasks()
             server.should_exit = True
             stopper.cancel()
     finally:
