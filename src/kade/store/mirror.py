@@ -184,6 +184,10 @@ class Mirror:
     def table(self, source: Source[T]) -> Table[T]:
         return cast(Table[T], self._tables[source.prefix])
 
+    def quarantined(self) -> dict[str, Unreadable]:
+        """Every mirrored record that cannot be read, by key."""
+        return {bad.key: bad for table in self._tables.values() for bad in table.bad.values()}
+
     @property
     def revision(self) -> int:
         """The store revision the tables are at (0 before the first snapshot)."""
