@@ -139,7 +139,7 @@ class Table(Generic[T]):
         changes = [
             Change(self.source.prefix, self._keys.get(name) or fresh._keys[name], name,
                    self.items.get(name), fresh.items.get(name), fresh.bad.get(name))
-            for name in sorted(self.mods.keys() | fresh.mods.keys())
+            for name in self.mods.keys() | fresh.mods.keys()
             if self.mods.get(name) != fresh.mods.get(name)
         ]
         self.items.clear()
