@@ -187,3 +187,11 @@ async def test_a_prefix_emptied_before_the_first_read_is_mirrored_empty(
     await sqlite.txn([], [Put("a/x", item(1)), Delete("a/x")])
     async with mirrored(sqlite, A) as (mirror, batches):
         assert numbers(mirror.table(A)) == {} and batches[0].changes == ()
+
+
+async def test_ready_says_so_when_the_mirror_stopped_before_loading(sqlite: SqliteStore) -> None:
+    closing = asyncio.Event()
+    closing.set()
+    mirror = Mirror(sqlite, [A], closing=closing)
+    await mirror.run()
+    assert await mirror.ready() is False

@@ -66,7 +66,8 @@ class Deployer:
         return set(self.mirror.table(APPS).bad)
 
     async def _follow(self) -> None:
-        await self.mirror.ready()
+        if not await self.mirror.ready():
+            return
         while True:
             self._changed.clear()
             wrote = await self._judge()

@@ -92,7 +92,8 @@ class Scheduler:
         self._changed.set()
 
     async def _schedule(self) -> None:
-        await self.mirror.ready()
+        if not await self.mirror.ready():
+            return
         conflicts = 0
         while True:
             self._changed.clear()

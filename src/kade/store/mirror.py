@@ -177,6 +177,7 @@ class Mirror:
         self._callbacks: list[Callable[[Batch], None]] = []
         self._revision = 0
         self._loaded = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- for the owner ----------------------------------------------------------------------
@@ -204,9 +205,18 @@ class Mirror:
 
         return unsubscribe
 
-    async def ready(self) -> None:
-        """Until the first snapshot is in the tables."""
-        await self._loaded.wait()
+    async def ready(self) -> bool:
+        """Until the first snapshot is in the tables (True), or the mirror stopped before it
+        had one (False)."""
+        if not self._loaded.is_set():
+            loaded = asyncio.ensure_future(self._loaded.wait())
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({loaded, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                loaded.cancel()
+                stopped.cancel()
+        return self._loaded.is_set()
 
     async def wait_for(self, revision: int, timeout: float | None = None) -> bool:
         """Until the tables include `revision` (read-your-writes for an owner that wrote);
@@ -229,12 +239,17 @@ class Mirror:
 
     async def run(self) -> None:
         """Mirror until the closing event is set, the task is cancelled or the store closes."""
-        while not self._stopping():
-            try:
-                await self._session()
-                return
-            except Compacted as e:
-                log.warning("%s fell behind the store's history (%s); reloading", self.name, e)
+        self._stopped.clear()
+        try:
+            while not self._stopping():
+                try:
+                    await self._session()
+                    return
+                except Compacted as e:
+                    log.warning("%s fell behind the store's history (%s); reloading",
+                                self.name, e)
+        finally:
+            self._stopped.set()
 
     def _stopping(self) -> bool:
         return self._closing is not None and self._closing.is_set()
