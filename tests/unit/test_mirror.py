@@ -195,3 +195,59 @@ async def test_ready_says_so_when_the_mirror_stopped_before_loading(sqlite: Sqli
     mirror = Mirror(sqlite, [A], closing=closing)
     await mirror.run()
     assert await mirror.ready() is False
+
+
+async def test_history_lost_while_catching_up_to_one_revision_reloads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SqliteStore(tmp_path / "small", history=5, ring=1)
+    bursts = [2]
+
+    async def writer(prefix: str) -> None:
+        if prefix == "a/" and bursts[0]:  # the first two loads fall behind before they watch
+            bursts[0] -= 1
+            for i in range(20):
+                await store.put("a/x", item(i))
+    try:
+        async with mirrored(InterleavingStore(store, writer), A, B) as (mirror, batches):
+            assert numbers(mirror.table(A)) == {"x": 19}
+            assert mirror.revision == await store.revision()
+            assert [b.reload for b in batches] == [True]  # the owner saw one snapshot only
+        assert caplog.text.count("fell behind") == 2
+    finally:
+        await store.close()
+
+
+async def test_the_tables_equal_the_store_after_writers_raced_the_load_and_the_watch(
+    sqlite: SqliteStore,
+) -> None:
+    """Writes between the reads and during the watch, puts, deletes and transactions over
+    both prefixes and others: the tables end as a fresh read of the store."""
+    step = [0]
+
+    async def write() -> None:
+        i = step[0] = step[0] + 1
+        ops: list[Put | Delete] = [Put(f"a/{i % 7}", item(i)), Put(f"b/{i % 5}", item(i)),
+                                   Put(f"c/{i % 3}", item(i))]
+        if i % 4 == 0:
+            ops.append(Delete(f"a/{(i + 3) % 7}"))
+        if i % 6 == 0:
+            ops.append(Put(f"b/{i % 5}", b"not json"))
+        await sqlite.txn([], ops)
+
+    async def between(_prefix: str) -> None:
+        for _ in range(3):
+            await write()
+
+    async with mirrored(InterleavingStore(sqlite, between), A, B) as (mirror, _):
+        for _ in range(40):
+            await write()
+            await asyncio.sleep(0)
+        assert await mirror.wait_for(await sqlite.revision(), timeout=5)
+        for source, table in ((A, mirror.table(A)), (B, mirror.table(B))):
+            entries, _ = await sqlite.range(source.prefix)
+            assert table.mods == {source.name_of(e.key): e.mod_revision for e in entries}
+            good = {source.name_of(e.key): Item.load(e.value) for e in entries
+                    if e.value != b"not json"}
+            assert table.items == good
+            assert set(table.bad) == set(table.mods) - set(good)

@@ -220,7 +220,8 @@ class Mirror:
 
     async def wait_for(self, revision: int, timeout: float | None = None) -> bool:
         """Until the tables include `revision` (read-your-writes for an owner that wrote);
-        False at `timeout`."""
+        False at `timeout`. A mirror of one prefix reaches only the revisions of changes
+        under it: wait there for a revision that wrote under it."""
         if self._revision >= revision:
             return True
         entry = (revision, asyncio.get_running_loop().create_future())
