@@ -41,10 +41,9 @@ from kade.drivers.base import (
 )
 from kade.model import HealthResult, Node, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec
-from kade.store.base import Entry, Store, StoreError
-from kade.store.mirror import Batch, Mirror, Source, records
-from kade.templates import TemplateError
-from kade.templates.kvdata import decode_kv_value
+from kade.store.base import Store, StoreError
+from kade.store.mirror import Batch, Mirror, records
+from kade.templates import KV_VALUES, TemplateError
 
 log = logging.getLogger("kade.agent")
 
@@ -52,13 +51,6 @@ RETRY_AFTER = 2.0  # seconds before a task whose step failed is looked at again
 DEFAULT_GRACE = 10.0  # SIGTERM → SIGKILL when the task's app version is not known
 
 TASKS = records(model.TASKS, Task)
-
-
-def _kv_value(entry: Entry) -> bytes:
-    return decode_kv_value(entry.value)[0]
-
-
-KV: Source[bytes] = Source(model.KV, _kv_value)  # user key → value, what templates read
 
 
 @dataclass
@@ -100,9 +92,9 @@ class Agent:
         self.driver = driver
         self.config = config
         self.clock = clock
-        self.mirror = Mirror(store, [TASKS, KV], name=f"agent {config.node}")
+        self.mirror = Mirror(store, [TASKS, KV_VALUES], name=f"agent {config.node}")
         self.mirror.on_batch(self._on_batch)
-        self._kv = self.mirror.table(KV).items
+        self._kv = self.mirror.table(KV_VALUES).items
         self._adopted = False  # placements are acted upon once what runs has been adopted
         self.templating = Templating(
             (data_dir or Path("/var/lib/kade")) / "tasks", lambda: self._kv,
@@ -194,7 +186,7 @@ class Agent:
                 continue
             self._state(task_id).task = task
             self._poke(task_id)
-        keys = {change.name for change in batch.of(KV)}
+        keys = {change.name for change in batch.of(KV_VALUES)}
         if keys:
             self._config_changed(keys, set())
 
