@@ -308,14 +308,15 @@ async def test_loaded_means_at_one_revision_however_writers_interleave(
     already holds what changed under a prefix it had read first (and `seen` is not ahead)."""
     await seed(store)
 
-    async def agent_reports(prefix: str) -> None:
-        if prefix == model.STATUS:
-            await put_status(store, "w1", "/shop/web", "running", "healthy")
+    async def scheduler_places(prefix: str) -> None:
+        if prefix == model.TASKS:  # read before the statuses
+            await put_task(store, "w2", "/shop/web", 31003)
+            await put_status(store, "w2", "/shop/web", "running", "healthy")
 
-    view = CatalogView(InterleavingStore(store, agent_reports))
+    view = CatalogView(InterleavingStore(store, scheduler_places))
     published: list[Catalog] = []
     view.on_change(lambda catalog, _changed: published.append(catalog))
     async with view.running():
         first = published[0]
-        assert [i.task_id for i in first.instances("web-shop", passing=True)] == ["w1"]
+        assert [i.task_id for i in first.instances("web-shop", passing=True)] == ["w2"]
         assert view.seen == await store.revision()

@@ -26,8 +26,10 @@ from kade.store.mirror import Batch, Change, Mirror, records
 
 log = logging.getLogger(__name__)
 
-SOURCES = (records(model.APPS, AppSpec), records(model.TASKS, model.Task),
-           records(model.STATUS, model.TaskStatus), records(model.NODES, model.Node))
+# Nodes first: a snapshot then feeds the index each node before any task (a node's change
+# looks at the tasks placed on it).
+SOURCES = (records(model.NODES, model.Node), records(model.APPS, AppSpec),
+           records(model.TASKS, model.Task), records(model.STATUS, model.TaskStatus))
 
 ChangeCallback = Callable[[Catalog, frozenset[str]], None]
 

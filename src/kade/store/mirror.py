@@ -122,6 +122,13 @@ class Table(Generic[T]):
         return self.put(event.entry, old)
 
     def put(self, entry: Entry, old: T | None = None) -> Change:
+        name, record = self.load(entry)
+        if isinstance(record, Unreadable):
+            return Change(self.source.prefix, entry.key, name, old, None, record)
+        return Change(self.source.prefix, entry.key, name, old, record)
+
+    def load(self, entry: Entry) -> tuple[str, T | Unreadable]:
+        """Take `entry` in; its name and its record (or why it cannot be read)."""
         name = self.source.name_of(entry.key)
         self.mods[name] = entry.mod_revision
         self._keys[name] = entry.key
@@ -129,19 +136,23 @@ class Table(Generic[T]):
         if isinstance(record, Unreadable):
             self.items.pop(name, None)
             self.bad[name] = record
-            return Change(self.source.prefix, entry.key, name, old, None, record)
-        self.items[name] = record
-        self.bad.pop(name, None)
-        return Change(self.source.prefix, entry.key, name, old, record)
+        else:
+            self.items[name] = record
+            self.bad.pop(name, None)
+        return name, record
 
     def replace_with(self, fresh: Table[T]) -> list[Change]:
-        """Become `fresh` in place (owners may hold this table); the keys that differ."""
+        """Become `fresh` in place (owners may hold this table); the keys that differ, in the
+        order of `fresh` (the store's key order), then those that are gone."""
+        prefix, mods, items = self.source.prefix, self.mods, self.items
         changes = [
-            Change(self.source.prefix, self._keys.get(name) or fresh._keys[name], name,
-                   self.items.get(name), fresh.items.get(name), fresh.bad.get(name))
-            for name in self.mods.keys() | fresh.mods.keys()
-            if self.mods.get(name) != fresh.mods.get(name)
+            Change(prefix, key, name, items.get(name), fresh.items.get(name),
+                   fresh.bad.get(name))
+            for name, key in fresh._keys.items()
+            if mods.get(name) != fresh.mods[name]
         ]
+        changes += [Change(prefix, key, name, items.get(name), None)
+                    for name, key in self._keys.items() if name not in fresh.mods]
         self.items.clear()
         self.items.update(fresh.items)
         self.bad.clear()
@@ -263,7 +274,7 @@ class Mirror:
             staged[prefix] = fresh = Table(table.source)
             read_at[prefix] = revision
             for entry in entries:
-                fresh.put(entry)
+                fresh.load(entry)
         start, target = min(read_at.values()), max(read_at.values())
         live = False
         if start == target:
