@@ -36,7 +36,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -67,10 +67,10 @@ def records(prefix: str, cls: type[M], name: Callable[[str], str] | None = None)
     return Source(prefix, lambda entry: decode(entry, cls), name)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """A key of a mirrored prefix changed. `old` and `new` are records (None: absent, or
-    unreadable); `bad` says why the key's new record cannot be read."""
+    unreadable); `bad` says why the key's new record cannot be read. (A tuple: a snapshot
+    makes one per key, and a tuple is made three times faster than a frozen dataclass.)"""
 
     prefix: str
     key: str
