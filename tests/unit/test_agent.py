@@ -21,7 +21,7 @@ from kade.drivers.base import (
     Workload,
 )
 from kade.model import Node
-from kade.store import Delete, Store
+from kade.store import Delete, SqliteStore, Store
 from kade.testing.fake_driver import FakeDriver
 from tests.unit.test_agent_support import (
     HOST,
@@ -296,3 +296,29 @@ async def test_the_node_is_registered_and_keeps_its_drain_flag(
         node = Node.load(entry.value)
         assert (node.address, node.cpus, node.mem, node.drivers, node.draining) == (
             HOST, 3.0, 2048.0, ["fake"], True)
+
+
+async def test_an_agent_that_fell_behind_the_history_reloads_its_placements(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SqliteStore(tmp_path / "small", history=5, ring=1)
+    try:
+        driver = Driver(store)
+        app = make_app()
+        await store_app(store, app)
+        old, new = make_task(app, "shop_web.1"), make_task(app, "shop_web.2")
+        async with running_agent(store, driver, tmp_path / "node"):
+            await place(store, old)
+            running = await until_status(store, old.id, "running")
+            # A burst with no pause for the agent: its history is compacted away, and with it
+            # the forgetting of one task and the placing of another.
+            await forget(store, old.id)
+            await place(store, new)
+            for i in range(50):
+                await store.put(model.KV + "busy", str(i).encode())
+            await until_status(store, new.id, "running")
+            await until_true(store, lambda: running.container_id not in driver.workloads)
+            assert driver.stopped() == [running.container_id]
+        assert "fell behind" in caplog.text
+    finally:
+        await store.close()

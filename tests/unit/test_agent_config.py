@@ -30,6 +30,7 @@ from kade.drivers.exec import _link_mounts
 from kade.spec import AppSpec
 from kade.store import Store
 from kade.templates import TemplateError, TemplateLimits, TemplateWorkers, encode_kv_value
+from tests.unit.interleaving_store import InterleavingStore
 from tests.unit.test_agent_support import (
     Driver,
     make_app,
@@ -510,3 +511,22 @@ async def test_a_task_started_by_an_older_kade_keeps_its_files_rewritten_in_plac
     # a task of this kade is adopted with its directory and links
     fresh = await templating.prepare_async(app, "shop_web.2", {})
     assert templating.adopt(app, "shop_web.2", 1.0).mounts == fresh.mounts
+
+
+async def test_a_key_written_while_the_agent_loads_reaches_the_template(
+    store: Store, driver: Driver, tmp_path: Path
+) -> None:
+    """On a store where writers go on between the agent's reads, a KV write right after it
+    read the tree is still seen: its placements and KV are followed from one revision."""
+    app = make_app(**templated_app())
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    await place(store, task)
+
+    async def user_writes(prefix: str) -> None:
+        if prefix == model.KV:
+            await put_kv(store, "cfg/greeting", b"hello")
+
+    async with running_agent(InterleavingStore(store, user_writes), driver, tmp_path / "node"):
+        await until_status(store, task.id, "running")
+        assert driver.specs[task.id].env["GREETING"] == "hello"

@@ -14,6 +14,7 @@ from kade.catalog import Catalog, CatalogView
 from kade.model import Node, Task, TaskStatus
 from kade.spec import parse_app
 from kade.store import Put, SqliteStore
+from tests.unit.interleaving_store import InterleavingStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -298,3 +299,24 @@ async def test_a_view_that_fell_behind_the_kept_history_reloads(
         assert "fell behind" in caplog.text
     finally:
         await store.close()
+
+
+async def test_loaded_means_at_one_revision_however_writers_interleave(
+    store: SqliteStore,
+) -> None:
+    """On a store where writers go on between the view's reads, the first catalog it serves
+    already holds what changed under a prefix it had read first (and `seen` is not ahead)."""
+    await seed(store)
+
+    async def scheduler_places(prefix: str) -> None:
+        if prefix == model.TASKS:  # read before the statuses
+            await put_task(store, "w2", "/shop/web", 31003)
+            await put_status(store, "w2", "/shop/web", "running", "healthy")
+
+    view = CatalogView(InterleavingStore(store, scheduler_places))
+    published: list[Catalog] = []
+    view.on_change(lambda catalog, _changed: published.append(catalog))
+    async with view.running():
+        first = published[0]
+        assert [i.task_id for i in first.instances("web-shop", passing=True)] == ["w2"]
+        assert view.seen == await store.revision()

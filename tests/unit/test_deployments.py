@@ -14,6 +14,7 @@ from kade.deployments.controller import Deployer
 from kade.model import Deployment, Task, TaskStatus, decode_all
 from kade.spec import AppSpec, parse_app, spec_hash
 from kade.store import SqliteStore, Store
+from tests.unit.interleaving_store import InterleavingStore
 from tests.unit.test_agent_support import until
 
 V1 = "2026-01-01T00:00:00.000Z"
@@ -164,6 +165,37 @@ async def test_the_deployer_judges_the_rest_and_holds_an_unreadable_apps_deploym
                                                       ("destroy", "succeeded")]
         assert "apps/bad" not in deployer.quarantined
         assert not runner.done()
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
+async def test_a_task_turning_healthy_while_the_deployer_loads_is_not_missed(
+    store: SqliteStore,
+) -> None:
+    """On a store where other writers go on between the deployer's reads, a write to what it
+    read first is still seen: its load is at one revision, its watch starts there."""
+    now = [100.0]
+    spec = app(instances=1).model_copy(update={"id": "/a", "version": None})
+    spec, _ = await intent.put_app(store, spec, now[0])
+    t = task(1, spec)
+    await store.put(model.task_key(t.id), t.dump())
+    await store.put(model.status_key(t.id), status(t, health="unknown").dump())
+
+    async def agent_reports(prefix: str) -> None:
+        if prefix == model.STATUS:  # the deployer read the statuses; the task turns healthy
+            await store.put(model.status_key(t.id), status(t).dump())
+
+    deployer = Deployer(InterleavingStore(store, agent_reports), clock=lambda: now[0])
+    runner = asyncio.create_task(deployer.run())
+    try:
+        async def succeeded() -> Deployment | None:
+            [d] = await deployments_of(store, "/a")
+            return d if d.status == "succeeded" else None
+
+        done = await until(store, succeeded, timeout=5)
+        assert (done.healthy, done.instances) == (1, 1)
     finally:
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -19,6 +19,7 @@ from kade.scheduler.loop import Scheduler
 from kade.scheduler.sim import app_spec, node
 from kade.spec import AppSpec, spec_hash
 from kade.store import Compare, Op, Put, SqliteStore, Store, TxnResult
+from tests.unit.interleaving_store import InterleavingStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -332,5 +333,34 @@ async def test_an_unreadable_app_made_valid_again_is_planned(store: SqliteStore)
         await put_app(store, app_spec("/web", instances=1))
         await until(store, lambda: _at_least(running(store, "/web"), 1))
         assert scheduler.snapshot().unreadable == frozenset()
+    finally:
+        await stop(runner)
+
+
+async def test_a_failure_reported_while_the_scheduler_loads_is_replaced(
+    store: SqliteStore,
+) -> None:
+    """On a store where writers go on between the scheduler's reads, what changed under a
+    prefix it had already read is still seen."""
+    await store.put(model.node_key("n1"), node("n1").dump())
+    app = app_spec("/web", backoffSeconds=0)
+    await put_app(store, app)
+    first = Task(id="web.1", app_id="/web", version=app.version or "", spec_hash=spec_hash(app),
+                 node="n1", host="127.0.0.1", created_at=0)
+    await store.put(model.task_key(first.id), first.dump())
+    await report(store, first, "running")
+
+    async def agent_reports(prefix: str) -> None:
+        if prefix == model.STATUS:
+            await report(store, first, "failed", exit_code=1)
+
+    _, runner = await start(InterleavingStore(store, agent_reports))
+    try:
+        async def replaced() -> list[Task] | None:
+            tasks = await running(store, "/web")
+            return tasks if tasks and tasks[0].id != first.id else None
+
+        await until(store, replaced)
+        assert await store.get(model.task_key(first.id)) is None
     finally:
         await stop(runner)

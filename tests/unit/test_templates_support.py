@@ -7,17 +7,16 @@ import pytest
 from pydantic import ValidationError
 
 from kade.spec.templates import TemplateSpec, TemplateWait
-from kade.store.base import Entry, Event
+from kade.store.base import Entry
 from kade.templates import (
+    KV_VALUES,
     FunctionError,
     Reads,
     TemplateError,
     affected_templates,
-    apply_kv_events,
     check_templates,
     decode_kv_value,
     encode_kv_value,
-    kv_snapshot,
     parse_env_file,
     render,
     render_due,
@@ -70,17 +69,10 @@ def test_values_written_around_the_api_read_as_plain() -> None:
         encode_kv_value(b"", -1)
 
 
-def test_kv_snapshot_and_events() -> None:
-    stored = encode_kv_value(b"data", 3)
-    snap = kv_snapshot([Entry("kv/a/b", stored, 1, 1, 1), Entry("apps/x", b"{}", 1, 1, 1)])
-    assert snap == {"a/b": b"data"}
-    changed = apply_kv_events(snap, [
-        Event(2, "put", "kv/c", Entry("kv/c", encode_kv_value(b"new"), 2, 2, 1)),
-        Event(2, "delete", "kv/a/b", None),
-        Event(2, "put", "tasks/t", Entry("tasks/t", b"{}", 2, 2, 1)),
-    ])
-    assert changed == {"c", "a/b"}
-    assert snap == {"c": b"new"}
+def test_kv_values_are_what_templates_read_by_user_key() -> None:
+    entry = Entry("kv/a/b", encode_kv_value(b"data", 3), 1, 1, 1)
+    assert KV_VALUES.prefix == "kv/"
+    assert (KV_VALUES.name_of(entry.key), KV_VALUES.decode(entry)) == ("a/b", b"data")
 
 
 def test_affected_templates_only_those_that_read_the_change() -> None:

@@ -1,7 +1,8 @@
 """The agent: makes the tasks placed on its node run, and reports what runs.
 
-It learns of placements from the store's watch of `tasks/`, and of containers that die from
-the driver's event stream: nothing is polled. Each task is reconciled level-triggered by
+It learns of placements, and of the KV its templates read, from a store mirror of `tasks/`
+and `kv/` (a snapshot at one revision, then one watch), and of containers that die from the
+driver's event stream: nothing is polled. Each task is reconciled level-triggered by
 `_sync` (look at the task, its workload and its last status; do the one next step), one
 worker per task so that steps of one task never overlap.
 
@@ -40,13 +41,16 @@ from kade.drivers.base import (
 )
 from kade.model import HealthResult, Node, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec
-from kade.store.base import Compacted, Event, Store, StoreError
-from kade.templates import TemplateError, apply_kv_events, kv_snapshot
+from kade.store.base import Store, StoreError
+from kade.store.mirror import Batch, Mirror, records
+from kade.templates import KV_VALUES, TemplateError
 
 log = logging.getLogger("kade.agent")
 
 RETRY_AFTER = 2.0  # seconds before a task whose step failed is looked at again
 DEFAULT_GRACE = 10.0  # SIGTERM → SIGKILL when the task's app version is not known
+
+TASKS = records(model.TASKS, Task)
 
 
 @dataclass
@@ -89,7 +93,10 @@ class Agent:
         self.driver = driver
         self.config = config
         self.clock = clock
-        self._kv: dict[str, bytes] = {}
+        self.mirror = Mirror(store, [TASKS, KV_VALUES], name=f"agent {config.node}")
+        self.mirror.on_batch(self._on_batch)
+        self._kv = self.mirror.table(KV_VALUES).items
+        self._adopted = False  # placements are acted upon once what runs has been adopted
         self.templating = Templating(
             (data_dir or Path("/var/lib/kade")) / "tasks", lambda: self._kv,
             services or (lambda: {}), command_user=driver.default_user,
@@ -108,11 +115,13 @@ class Agent:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await self._register_node()
-            revision = await self._load()
-            tg.create_task(self._follow_store(revision))
-            tg.create_task(self._follow_kv(revision))
+            tg.create_task(self.mirror.run())
+            if not await self.mirror.ready():
+                return
+            await self._adopt()
             tg.create_task(self._follow_driver())
             tg.create_task(self.ports.run())
+            self._adopted = True
             for task_id in list(self._tasks):
                 self._poke(task_id)
             self.ready.set()
@@ -143,16 +152,12 @@ class Agent:
                 "ports_in_use": self.ports.registering(previous.ports_in_use)})
         await self.store.put(key, node.dump())
 
-    async def _load(self) -> int:
-        kv, _ = await self.store.range(model.KV)
-        self._kv = kv_snapshot(kv)
-        tasks, revision = await self.store.range(model.TASKS)
+    async def _adopt(self) -> None:
+        """The last statuses this node reported, and the workloads that run: kept as they are
+        (placed tasks) or stopped (orphans) once every task is looked at."""
         statuses, _ = await self.store.range(model.STATUS)
         # Unreadable records are skipped (quarantined): the scheduler forgets such a task,
         # and a workload of it is then an orphan like any other.
-        for task in decode_all(tasks, Task)[0]:
-            if task.node == self.config.node:
-                self._state(task.id).task = task
         for status in decode_all(statuses, TaskStatus)[0]:
             if status.node == self.config.node:
                 self._state(status.task_id).status = status
@@ -162,7 +167,6 @@ class Agent:
             state = self._state(workload.task_id)
             state.workload = workload
             state.adopted = workload.state == "running"
-        return revision
 
     def _state(self, task_id: str) -> _TaskState:
         state = self._tasks.get(task_id)
@@ -170,60 +174,23 @@ class Agent:
             state = self._tasks[task_id] = _TaskState()
         return state
 
-    async def _follow_store(self, revision: int) -> None:
-        while True:
-            try:
-                async for batch in self.store.watch(model.TASKS, revision):
-                    for event in batch:
-                        self._on_task_event(event)
-                return
-            except Compacted:  # fell behind the kept history: start again from a snapshot
-                revision = await self._reload_tasks()
-
-    async def _reload_tasks(self) -> int:
-        entries, revision = await self.store.range(model.TASKS)
-        placed = {t.id: t for t in decode_all(entries, Task)[0] if t.node == self.config.node}
-        for task_id, state in list(self._tasks.items()):
-            if state.task is not None and task_id not in placed:
-                state.task = None
-                self._poke(task_id)
-        for task_id, task in placed.items():
-            if self._state(task_id).task != task:
-                self._state(task_id).task = task
-                self._poke(task_id)
-        log.warning("agent fell behind the store's history: reloaded %d tasks", len(placed))
-        return revision
-
-    def _on_task_event(self, event: Event) -> None:
-        task_id = event.key[len(model.TASKS):]
-        if event.kind == "delete":
-            if task_id in self._tasks:
-                self._tasks[task_id].task = None
-                self._poke(task_id)
-            return
-        assert event.entry is not None
-        task = decode(event.entry, Task)
-        if isinstance(task, Unreadable):
-            return  # quarantined: what runs is left as it is until it is replaced or deleted
-        if task.node != self.config.node:
-            return
-        self._state(task_id).task = task
-        self._poke(task_id)
-
-    async def _follow_kv(self, revision: int) -> None:
-        while True:
-            try:
-                async for batch in self.store.watch(model.KV, revision):
-                    changed = apply_kv_events(self._kv, batch)
-                    self._config_changed(changed, set())
-                return
-            except Compacted:  # fell behind: a fresh snapshot, and every key that differs
-                entries, revision = await self.store.range(model.KV)
-                fresh = kv_snapshot(entries)
-                changed = {k for k in self._kv.keys() | fresh.keys()
-                           if self._kv.get(k) != fresh.get(k)}
-                self._kv = fresh
-                self._config_changed(changed, set())
+    def _on_batch(self, batch: Batch) -> None:
+        """Placements and KV changed (or were reloaded: the changes are what differs)."""
+        for change in batch.of(TASKS):
+            task_id = change.name
+            if change.bad is not None:
+                continue  # quarantined: what runs is left as it is until replaced or deleted
+            task: Task | None = change.new
+            if task is None or task.node != self.config.node:
+                if task_id in self._tasks and self._tasks[task_id].task is not None:
+                    self._tasks[task_id].task = None  # forgotten, or no longer placed here
+                    self._poke(task_id)
+                continue
+            self._state(task_id).task = task
+            self._poke(task_id)
+        keys = {change.name for change in batch.of(KV_VALUES)}
+        if keys:
+            self._config_changed(keys, set())
 
     def services_changed(self, services: set[str]) -> None:
         """The catalog changed these services (wired by the composition root)."""
@@ -283,7 +250,7 @@ class Agent:
 
     def _poke(self, task_id: str) -> None:
         self._dirty.add(task_id)
-        if task_id not in self._workers and self._tg is not None:
+        if task_id not in self._workers and self._tg is not None and self._adopted:
             self._workers[task_id] = self._tg.create_task(self._work(task_id))
 
     async def _work(self, task_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 
 from kade.store.base import Event, Store
+from kade.store.mirror import watch_until
 
 T = TypeVar("T")
 
@@ -42,34 +43,11 @@ async def until_closing(request: Request, waiting: Awaitable[T]) -> T | None:
     return task.result() if not task.cancelled() else None
 
 
-async def watch_until_closing(store: Store, since: int, closing: asyncio.Event,
-                              keepalive: float, prefix: str = ""
-                              ) -> AsyncIterator[list[Event] | None]:
+def watch_until_closing(store: Store, since: int, closing: asyncio.Event,
+                        keepalive: float, prefix: str = ""
+                        ) -> AsyncIterator[list[Event] | None]:
     """Every change under `prefix` after `since`, in batches, for an event stream: None when
     `keepalive` seconds passed without one (time for the stream's keepalive); the iteration
     ends when the server begins to stop. Raises Compacted when `since` is older than the
     history."""
-    watch = store.watch(prefix, since).__aiter__()
-    pending: asyncio.Task[list[Event]] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(watch.__anext__())
-            stop = asyncio.ensure_future(closing.wait())
-            done, _ = await asyncio.wait({pending, stop}, timeout=keepalive,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if stop in done:  # the stream ends, the client resumes
-                return
-            if not done:
-                yield None
-                continue
-            try:
-                batch = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield batch
-    finally:
-        if pending is not None:
-            pending.cancel()
+    return watch_until(store, prefix, since, closing, keepalive)

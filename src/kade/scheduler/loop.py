@@ -1,13 +1,13 @@
-"""The scheduler's runner: keeps a snapshot from one store watch and applies plans to it.
+"""The scheduler's runner: keeps a view of the store through a mirror and applies plans to it.
 
-It reads apps, tasks, statuses, nodes and queue entries once, then follows every change
-through a single watch of the whole store (filtered here), so its view is always a prefix of
-the store's history. After each batch of changes, and at the plan's `wake_at`, it plans; a
-non-empty plan is written as one transaction guarded on every key it touches: new tasks must
-not exist, stopped and forgotten tasks and queue entries must still be at the revision the
-plan saw. A guard that fails drops the whole plan; the loop waits until its view includes the
-write that beat it and plans again from there, so nothing is merged blindly. One transaction
-also keeps a failed task's removal and the failure count it adds together.
+Apps, tasks, statuses, nodes and queue entries come from one store mirror (a snapshot at one
+revision, then one ordered watch), so its view is always the store at some revision. After
+each batch of changes, and at the plan's `wake_at`, it plans; a non-empty plan is written as
+one transaction guarded on every key it touches: new tasks must not exist, stopped and
+forgotten tasks and queue entries must still be at the revision the plan saw. A guard that
+fails drops the whole plan; the loop waits until its view includes the write that beat it and
+plans again from there, so nothing is merged blindly. One transaction also keeps a failed
+task's removal and the failure count it adds together.
 """
 
 from __future__ import annotations
@@ -19,23 +19,21 @@ import uuid
 from collections.abc import Callable
 from types import MappingProxyType
 
-from pydantic import BaseModel
-
 from kade import model
 from kade.model import Node, QueueEntry, Task, TaskStatus
 from kade.scheduler.plan import Plan, Snapshot, plan
 from kade.spec import AppSpec, spec_hash
-from kade.store.base import Compacted, Compare, Delete, Entry, Event, Op, Put, Store, StoreError
+from kade.store.base import Compare, Delete, Op, Put, Store
+from kade.store.mirror import Batch, Mirror, records
 
 log = logging.getLogger("kade.scheduler")
 
-PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES, model.QUEUE)
-_GUARDED = (model.TASKS, model.QUEUE)  # the keys this loop writes: their revisions are kept
 _MAX_RETRY_PAUSE = 1.0
-_RECORDS: dict[str, type[BaseModel]] = {
-    model.APPS: AppSpec, model.TASKS: Task, model.STATUS: TaskStatus, model.NODES: Node,
-    model.QUEUE: QueueEntry,
-}
+APPS = records(model.APPS, AppSpec, name=model.app_id_of_key)
+TASKS = records(model.TASKS, Task)
+STATUSES = records(model.STATUS, TaskStatus)
+NODES = records(model.NODES, Node)
+QUEUE = records(model.QUEUE, QueueEntry, name=lambda key: model.app_id_of_key(key, model.QUEUE))
 
 
 class Scheduler:
@@ -49,19 +47,16 @@ class Scheduler:
         self.store = store
         self.port_range = port_range
         self.clock = clock
-        self._apps: dict[str, AppSpec] = {}
+        self.mirror = Mirror(store, [APPS, TASKS, STATUSES, NODES, QUEUE], name="scheduler")
+        self._apps = self.mirror.table(APPS)
+        self._tasks = self.mirror.table(TASKS)
+        self._statuses = self.mirror.table(STATUSES)
+        self._nodes = self.mirror.table(NODES)
+        self._queue = self.mirror.table(QUEUE)
         self._hashes: dict[str, str] = {}
-        self._unreadable: set[str] = set()
-        self._tasks: dict[str, Task] = {}
-        self._statuses: dict[str, TaskStatus] = {}
-        self._nodes: dict[str, Node] = {}
-        self._queue: dict[str, QueueEntry] = {}
-        self._mod: dict[str, int] = {}  # mod_revision of each key under _GUARDED
-        self._read_at: dict[str, int] = {}  # revision each prefix was read at
-        self._revision = 0  # the store revision the view includes
         self._changed = asyncio.Event()  # something changed since the last plan
-        self._progress = asyncio.Event()  # the view moved forward
         self._ready = asyncio.Event()
+        self.mirror.on_batch(self._on_batch)
         self.last_plan: Plan | None = None  # the last non-empty plan written (for debugging)
 
     # -- for the API ----------------------------------------------------------------------
@@ -69,9 +64,10 @@ class Scheduler:
     def snapshot(self) -> Snapshot:
         """A copy of the current view: queue reasons, tasks, statuses."""
         return Snapshot(
-            apps=dict(self._apps), tasks=dict(self._tasks), statuses=dict(self._statuses),
-            nodes=dict(self._nodes), queue=dict(self._queue), hashes=dict(self._hashes),
-            unreadable=frozenset(self._unreadable),
+            apps=dict(self._apps.items), tasks=dict(self._tasks.items),
+            statuses=dict(self._statuses.items), nodes=dict(self._nodes.items),
+            queue=dict(self._queue.items), hashes=dict(self._hashes),
+            unreadable=frozenset(self._apps.bad),
         )
 
     async def wait_ready(self) -> None:
@@ -81,41 +77,23 @@ class Scheduler:
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Schedule until cancelled. Reloads everything if the watch falls behind history."""
-        while True:
-            target = await self._load()
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._follow(min(self._read_at.values())))
-                    tg.create_task(self._schedule(target))
-            except* Compacted as group:
-                log.warning("scheduler fell behind the store's history (%s); reloading",
-                            group.exceptions[0])
+        """Schedule until cancelled or the store closes."""
+        async with asyncio.TaskGroup() as tg:
+            scheduling = tg.create_task(self._schedule())
+            await self.mirror.run()
+            scheduling.cancel()
 
-    async def _load(self) -> int:
-        for table in (self._apps, self._hashes, self._tasks, self._statuses, self._nodes,
-                      self._queue, self._mod, self._read_at):
-            table.clear()
-        self._unreadable.clear()
-        for prefix in PREFIXES:
-            entries, revision = await self.store.range(prefix)
-            self._read_at[prefix] = revision
-            for entry in entries:
-                self._put(entry)
-        self._revision = min(self._read_at.values())
-        return max(self._read_at.values())
+    def _on_batch(self, batch: Batch) -> None:
+        for change in batch.of(APPS):  # an unreadable app's tasks are left alone
+            if change.new is None:
+                self._hashes.pop(change.name, None)
+            else:
+                self._hashes[change.name] = spec_hash(change.new)
+        self._changed.set()
 
-    async def _follow(self, after: int) -> None:
-        async for batch in self.store.watch("", after):
-            for event in batch:
-                self._apply_event(event)
-            self._revision = max(self._revision, batch[-1].revision)
-            self._changed.set()
-            self._progress.set()
-        raise StoreError("the store's watch ended")
-
-    async def _schedule(self, target: int) -> None:
-        await self._until(target)
+    async def _schedule(self) -> None:
+        if not await self.mirror.ready():
+            return
         conflicts = 0
         while True:
             self._changed.clear()
@@ -126,7 +104,7 @@ class Scheduler:
                 await self._sleep(p.wake_at)
                 continue
             ok, revision = await self._write(p, now)
-            await self._until(revision)
+            await self.mirror.wait_for(revision)
             if ok:
                 conflicts = 0
                 self._ready.set()
@@ -136,11 +114,6 @@ class Scheduler:
                 conflicts += 1
                 if conflicts > 1:
                     await asyncio.sleep(min(0.05 * 2 ** (conflicts - 2), _MAX_RETRY_PAUSE))
-
-    async def _until(self, revision: int) -> None:
-        while self._revision < revision:
-            self._progress.clear()
-            await self._progress.wait()
 
     async def _sleep(self, wake_at: float | None) -> None:
         timeout = None if wake_at is None else max(0.0, wake_at - self.clock()) + 0.001
@@ -171,23 +144,24 @@ class Scheduler:
             ops.append(Put(key, task.dump()))
         for stop in p.stops:
             key = model.task_key(stop.task_id)
-            stopped = self._tasks[stop.task_id].model_copy(
+            stopped = self._tasks.items[stop.task_id].model_copy(
                 update={"desired": "stop", "stop_reason": stop.reason}
             )
-            compares.append(Compare(key, self._mod.get(key, 0)))
+            compares.append(Compare(key, self._tasks.mod(stop.task_id)))
             ops.append(Put(key, stopped.dump()))
         for retag in p.retags:
             key = model.task_key(retag.task_id)
-            moved = self._tasks[retag.task_id].model_copy(update={"version": retag.version})
-            compares.append(Compare(key, self._mod.get(key, 0)))
+            moved = self._tasks.items[retag.task_id].model_copy(
+                update={"version": retag.version})
+            compares.append(Compare(key, self._tasks.mod(retag.task_id)))
             ops.append(Put(key, moved.dump()))
         for task_id in p.forgets:
             key = model.task_key(task_id)
-            compares.append(Compare(key, self._mod.get(key, 0)))
+            compares.append(Compare(key, self._tasks.mod(task_id)))
             ops += [Delete(key), Delete(model.status_key(task_id))]
         for app_id, entry in p.queue.items():
             key = model.queue_key(app_id)
-            compares.append(Compare(key, self._mod.get(key, 0)))
+            compares.append(Compare(key, self._queue.mod(app_id)))
             ops.append(Delete(key) if entry is None else Put(key, entry.dump()))
         result = await self.store.txn(compares, ops)
         if not result.succeeded:
@@ -210,75 +184,8 @@ class Scheduler:
     def _view(self) -> Snapshot:
         """The live state, uncopied: only for planning, which does not await."""
         return Snapshot(
-            apps=MappingProxyType(self._apps), tasks=MappingProxyType(self._tasks),
-            statuses=MappingProxyType(self._statuses), nodes=MappingProxyType(self._nodes),
-            queue=MappingProxyType(self._queue), hashes=MappingProxyType(self._hashes),
-            unreadable=frozenset(self._unreadable),
+            apps=MappingProxyType(self._apps.items), tasks=MappingProxyType(self._tasks.items),
+            statuses=MappingProxyType(self._statuses.items),
+            nodes=MappingProxyType(self._nodes.items), queue=MappingProxyType(self._queue.items),
+            hashes=MappingProxyType(self._hashes), unreadable=frozenset(self._apps.bad),
         )
-
-    def _apply_event(self, event: Event) -> None:
-        prefix = _prefix_of(event.key)
-        if prefix is None or event.revision <= self._read_at.get(prefix, 0):
-            return  # not ours, or already in what was read
-        if event.kind == "delete" or event.entry is None:
-            self._delete(prefix, event.key)
-        else:
-            self._put(event.entry)
-
-    def _put(self, entry: Entry) -> None:
-        key = entry.key
-        prefix = _prefix_of(key)
-        if prefix is None:
-            return
-        if prefix in _GUARDED:
-            self._mod[key] = entry.mod_revision
-        name = key[len(prefix):]
-        record = model.decode(entry, _RECORDS[prefix])
-        if isinstance(record, model.Unreadable):
-            # Quarantined (logged once by decode). Its revision stays known: a plan may still
-            # overwrite or delete the bad record (a task nobody can read is forgotten with its
-            # status; a queue entry rewritten). An unreadable app's tasks are left alone.
-            self._drop(prefix, key)
-            if prefix == model.APPS:
-                self._unreadable.add(model.app_id_of_key(key))
-            return
-        if isinstance(record, AppSpec):
-            app_id = model.app_id_of_key(key)
-            self._apps[app_id] = record
-            self._hashes[app_id] = spec_hash(record)
-            self._unreadable.discard(app_id)
-        elif isinstance(record, Task):
-            self._tasks[name] = record
-        elif isinstance(record, TaskStatus):
-            self._statuses[name] = record
-        elif isinstance(record, Node):
-            self._nodes[name] = record
-        elif isinstance(record, QueueEntry):
-            self._queue[model.app_id_of_key(key, model.QUEUE)] = record
-
-    def _delete(self, prefix: str, key: str) -> None:
-        self._mod.pop(key, None)
-        self._drop(prefix, key)
-
-    def _drop(self, prefix: str, key: str) -> None:
-        name = key[len(prefix):]
-        if prefix == model.APPS:
-            app_id = model.app_id_of_key(key)
-            self._apps.pop(app_id, None)
-            self._hashes.pop(app_id, None)
-            self._unreadable.discard(app_id)
-        elif prefix == model.TASKS:
-            self._tasks.pop(name, None)
-        elif prefix == model.STATUS:
-            self._statuses.pop(name, None)
-        elif prefix == model.NODES:
-            self._nodes.pop(name, None)
-        else:
-            self._queue.pop(model.app_id_of_key(key, model.QUEUE), None)
-
-
-def _prefix_of(key: str) -> str | None:
-    for prefix in PREFIXES:
-        if key.startswith(prefix):
-            return prefix
-    return None

@@ -11,12 +11,7 @@ from kade.templates.isolate import (
     default_workers,
     set_default_limits,
 )
-from kade.templates.kvdata import (
-    apply_kv_events,
-    decode_kv_value,
-    encode_kv_value,
-    kv_snapshot,
-)
+from kade.templates.kvdata import KV_VALUES, decode_kv_value, encode_kv_value
 from kade.templates.limits import SizeError
 from kade.templates.lookups import Reads, ServiceEndpoint
 from kade.templates.render import (
@@ -31,10 +26,9 @@ from kade.templates.render import (
 from kade.templates.values import FunctionError
 
 __all__ = [
-    "FunctionError", "InlineTemplate", "MissingKeyError", "Reads", "Rendered",
+    "KV_VALUES", "FunctionError", "InlineTemplate", "MissingKeyError", "Reads", "Rendered",
     "ServiceEndpoint", "SizeError", "TemplateError", "TemplateLimits", "TemplateSource",
-    "TemplateWorkers", "affected_templates", "apply_kv_events", "check_template",
-    "check_templates", "check_templates_async", "decode_kv_value", "default_workers",
-    "encode_kv_value", "kv_snapshot", "parse_env_file", "render", "render_due",
-    "set_default_limits",
+    "TemplateWorkers", "affected_templates", "check_template", "check_templates",
+    "check_templates_async", "decode_kv_value", "default_workers", "encode_kv_value",
+    "parse_env_file", "render", "render_due", "set_default_limits",
 ]

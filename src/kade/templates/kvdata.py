@@ -11,10 +11,9 @@ Anything else (a value written around the API) reads as a plain value with flags
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from kade.model import KV
-from kade.store.base import Entry, Event
+from kade.store.base import Entry
+from kade.store.mirror import Source
 
 MAX_FLAGS = 2**64 - 1
 MAX_KEY_BYTES = 512
@@ -45,25 +44,9 @@ def user_key(store_key: str) -> str:
     return store_key[len(KV):] if store_key.startswith(KV) else store_key
 
 
-def kv_snapshot(entries: Iterable[Entry]) -> dict[str, bytes]:
-    """Store entries under `kv/` → {user key: value}, the `kv` input of `render`."""
-    out: dict[str, bytes] = {}
-    for e in entries:
-        if e.key.startswith(KV):
-            out[e.key[len(KV):]] = decode_kv_value(e.value)[0]
-    return out
+def _value(entry: Entry) -> bytes:
+    return decode_kv_value(entry.value)[0]
 
 
-def apply_kv_events(snapshot: dict[str, bytes], events: Iterable[Event]) -> set[str]:
-    """Bring `snapshot` up to date with store events in place; returns the user keys changed."""
-    changed: set[str] = set()
-    for ev in events:
-        if not ev.key.startswith(KV):
-            continue
-        key = ev.key[len(KV):]
-        changed.add(key)
-        if ev.entry is None:
-            snapshot.pop(key, None)
-        else:
-            snapshot[key] = decode_kv_value(ev.entry.value)[0]
-    return changed
+# The `kv` input of `render` as a store mirror keeps it: user key → value.
+KV_VALUES: Source[bytes] = Source(KV, _value)
