@@ -75,7 +75,7 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
         write_secret_file(cfg.node.router_dir / ROUTER_TOKEN_FILE, cfg.token)
         async with asyncio.TaskGroup() as tg:
             workers = [*await node.start(tg), tg.create_task(view.run(), name="catalog")]
-            await node.ready(tg)
+            await node.ready()
             await view.ready()
             watch_router = await node.start_router(tg)
             log.info("kade agent %s is up: servers %s, DNS on %s, driver %s, data in %s",

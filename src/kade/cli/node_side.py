@@ -148,20 +148,21 @@ class NodeSide:
         except OSError as e:
             raise SystemExit(f"kade: cannot listen on {cfg.dns_addr} for DNS: {e.strerror} "
                              "(choose another with --dns-addr)") from None
-        self._tasks = [tg.create_task(self.agent.run(), name="agent")]
+        # alive before the agent registers the node: a node is never seen down while it starts
+        liveness = Liveness(self.store, cfg.node, ttl=cfg.node_ttl)
+        self._tasks = [tg.create_task(liveness.run(), name="liveness")]
+        await liveness.alive.wait()
+        self._tasks.append(tg.create_task(self.agent.run(), name="agent"))
         return self._tasks
 
     def _services_changed(self, changed: set[str]) -> None:
         if self.agent is not None:
             self.agent.services_changed(changed)
 
-    async def ready(self, tg: asyncio.TaskGroup) -> None:
-        """The agent has adopted what runs here; the node is announced alive."""
+    async def ready(self) -> None:
+        """The agent has adopted what runs here."""
         assert self.agent is not None, "start() first"
         await self.agent.ready.wait()
-        liveness = Liveness(self.store, self.cfg.node, ttl=self.cfg.node_ttl)
-        self._tasks.append(tg.create_task(liveness.run(), name="liveness"))
-        await liveness.alive.wait()
 
     async def start_router(self, tg: asyncio.TaskGroup) -> asyncio.Task[None] | None:
         """The router process (found running, or started), and its supervision."""

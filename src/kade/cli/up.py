@@ -231,7 +231,7 @@ async def serve(cfg: UpConfig) -> None:
                        *(tg.create_task(coro, name=name)
                          for name, coro in control.leader_loops().items())]
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
-            await node.ready(tg)
+            await node.ready()
             await control.ready()
             watch_router = await node.start_router(tg)
             log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",
