@@ -193,6 +193,9 @@ class Node(Record):
     # Host ports something other than kade's tasks holds (seen by the agent's bind test):
     # the planner assigns them to no task until the agent sees them free again.
     ports_in_use: list[int] = Field(default_factory=list)
+    # The host ports its tasks are given (`--ports`); empty: the scheduler's range. Agents
+    # sharing a machine each take their own.
+    port_range: list[int] = Field(default_factory=list)
     draining: bool = False
     updated_at: float = 0.0
 

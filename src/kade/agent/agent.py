@@ -75,6 +75,7 @@ class AgentConfig:
     mem: float | None = None
     attributes: dict[str, str] = field(default_factory=dict)  # checked by kade.admission.nodes
     hostname: str = ""  # the machine's, shown beside the node's name
+    port_range: tuple[int, int] | None = None  # host ports for its tasks; None: the scheduler's
     publish_ip: str = "0.0.0.0"  # where task ports are bound: checked free before a start
 
 
@@ -137,6 +138,7 @@ class Agent:
             name=self.config.node,
             address=self.config.address,
             hostname=self.config.hostname,
+            port_range=list(self.config.port_range or ()),
             cpus=cpus,
             mem=mem,
             attributes=dict(self.config.attributes),

@@ -52,6 +52,7 @@ class NodeConfig:
     api_url: str = "http://127.0.0.1:7400"  # where the router follows the control plane
     api_cacert: Path | None = None
     node_ttl: float = LIVENESS_TTL  # seconds without a keepalive before the node is down
+    port_range: tuple[int, int] | None = None  # host ports for tasks here (None: the servers')
 
     @property
     def router_dir(self) -> Path:
@@ -140,7 +141,8 @@ class NodeSide:
                            AgentConfig(node=cfg.node, address=cfg.advertise,
                                        attributes=dict(cfg.attributes),
                                        publish_ip=cfg.publish_ip,
-                                       hostname=socket.gethostname()),
+                                       hostname=socket.gethostname(),
+                                       port_range=cfg.port_range),
                            data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog))
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))
         try:

@@ -110,6 +110,14 @@ def agent(
     advertise: o.Advertise = "127.0.0.1",
     driver: o.DriverOpt = "auto",
     publish_ip: o.PublishIp = "0.0.0.0",
+    ports: Annotated[str | None, typer.Option(
+        envvar="KADE_PORTS", help="host port range for this node's tasks (agents sharing a "
+                                  "machine each take their own) [default: the servers']")]
+    = None,
+    node_ttl: Annotated[float, typer.Option(
+        envvar="KADE_NODE_TTL", min=2.0, max=300.0,
+        help="seconds without contact with the servers before this node counts as down")]
+    = 10.0,
     dns_addr: o.DnsAddr = "127.0.0.1:8600",
     domain: o.Domain = "consul",
     http_addr: o.HttpAddr = "127.0.0.1:8080",
@@ -150,6 +158,7 @@ def agent(
         if node:
             check_node_name(node, "--node")
         attributes = parse_attributes(attr or [])
+        port_range = o.port_range(ports) if ports else None
     except NodeRequestError as e:
         _fail("; ".join(e.problems))
     except ValueError as e:
@@ -167,5 +176,6 @@ def agent(
         policy=ContainerPolicy(allow_root_commands=allow_root_commands), dns_addr=dns_addr,
         domain=domain, router=router, http_addr=http_addr, router_admin_addr=router_admin_addr,
         access_log=access_log, https_addr=https_addr, https_cert_dir=https_cert_dir,
-        router_admin_public=router_admin_public, api_url=urls[0], api_cacert=cacert)
+        router_admin_public=router_admin_public, api_url=urls[0], api_cacert=cacert,
+        port_range=port_range, node_ttl=node_ttl)
     uvloop.run(serve_agent(AgentRoleConfig(servers=urls, token=token, node=ncfg, cacert=cacert)))
