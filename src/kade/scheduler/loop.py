@@ -22,19 +22,20 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from kade import model
-from kade.model import Node, QueueEntry, Task, TaskStatus
+from kade.model import Node, NodeControl, QueueEntry, Task, TaskStatus
+from kade.scheduler.index import TaskIndex
 from kade.scheduler.plan import Plan, Snapshot, plan
 from kade.spec import AppSpec, spec_hash
 from kade.store.base import Compacted, Compare, Delete, Entry, Event, Op, Put, Store, StoreError
 
 log = logging.getLogger("kade.scheduler")
 
-PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES, model.QUEUE)
+PREFIXES = (model.APPS, model.TASKS, model.STATUS, model.NODES, model.NODECTL, model.QUEUE)
 _GUARDED = (model.TASKS, model.QUEUE)  # the keys this loop writes: their revisions are kept
 _MAX_RETRY_PAUSE = 1.0
 _RECORDS: dict[str, type[BaseModel]] = {
     model.APPS: AppSpec, model.TASKS: Task, model.STATUS: TaskStatus, model.NODES: Node,
-    model.QUEUE: QueueEntry,
+    model.QUEUE: QueueEntry, model.NODECTL: NodeControl,
 }
 
 
@@ -55,7 +56,11 @@ class Scheduler:
         self._tasks: dict[str, Task] = {}
         self._statuses: dict[str, TaskStatus] = {}
         self._nodes: dict[str, Node] = {}
+        self._controls: dict[str, NodeControl] = {}
         self._queue: dict[str, QueueEntry] = {}
+        # Tasks and statuses indexed, and what changed since the last plan: plans between
+        # two reloads look at only that (plan(..., changed=...)).
+        self._index = TaskIndex()
         self._mod: dict[str, int] = {}  # mod_revision of each key under _GUARDED
         self._read_at: dict[str, int] = {}  # revision each prefix was read at
         self._revision = 0  # the store revision the view includes
@@ -71,7 +76,7 @@ class Scheduler:
         return Snapshot(
             apps=dict(self._apps), tasks=dict(self._tasks), statuses=dict(self._statuses),
             nodes=dict(self._nodes), queue=dict(self._queue), hashes=dict(self._hashes),
-            unreadable=frozenset(self._unreadable),
+            unreadable=frozenset(self._unreadable), controls=dict(self._controls),
         )
 
     async def wait_ready(self) -> None:
@@ -94,8 +99,9 @@ class Scheduler:
 
     async def _load(self) -> int:
         for table in (self._apps, self._hashes, self._tasks, self._statuses, self._nodes,
-                      self._queue, self._mod, self._read_at):
+                      self._controls, self._queue, self._mod, self._read_at):
             table.clear()
+        self._index = TaskIndex()  # its first plan is a full one
         self._unreadable.clear()
         for prefix in PREFIXES:
             entries, revision = await self.store.range(prefix)
@@ -120,7 +126,7 @@ class Scheduler:
         while True:
             self._changed.clear()
             now = self.clock()
-            p = plan(self._view(), now, self.port_range)
+            p = plan(self._view(), now, self.port_range, self._index.take_changes())
             if p.empty:
                 self._ready.set()
                 await self._sleep(p.wake_at)
@@ -131,8 +137,9 @@ class Scheduler:
                 conflicts = 0
                 self._ready.set()
             else:
-                # Lost a race: plan again from a view that includes the winner's write. The
-                # pause only matters if something keeps winning.
+                # Lost a race: plan again, in full, from a view that includes the winner's
+                # write. The pause only matters if something keeps winning.
+                self._index.everything_changed()
                 conflicts += 1
                 if conflicts > 1:
                     await asyncio.sleep(min(0.05 * 2 ** (conflicts - 2), _MAX_RETRY_PAUSE))
@@ -214,6 +221,7 @@ class Scheduler:
             statuses=MappingProxyType(self._statuses), nodes=MappingProxyType(self._nodes),
             queue=MappingProxyType(self._queue), hashes=MappingProxyType(self._hashes),
             unreadable=frozenset(self._unreadable),
+            controls=MappingProxyType(self._controls), index=self._index,
         )
 
     def _apply_event(self, event: Event) -> None:
@@ -247,14 +255,23 @@ class Scheduler:
             self._apps[app_id] = record
             self._hashes[app_id] = spec_hash(record)
             self._unreadable.discard(app_id)
+            self._index.app_changed(app_id)
         elif isinstance(record, Task):
             self._tasks[name] = record
+            self._index.put_task(record)
         elif isinstance(record, TaskStatus):
             self._statuses[name] = record
+            self._index.put_status(record)
         elif isinstance(record, Node):
             self._nodes[name] = record
+            self._index.node_changed(name)
+        elif isinstance(record, NodeControl):
+            self._controls[name] = record
+            self._index.node_changed(name)
         elif isinstance(record, QueueEntry):
-            self._queue[model.app_id_of_key(key, model.QUEUE)] = record
+            app_id = model.app_id_of_key(key, model.QUEUE)
+            self._queue[app_id] = record
+            self._index.app_changed(app_id)
 
     def _delete(self, prefix: str, key: str) -> None:
         self._mod.pop(key, None)
@@ -267,14 +284,23 @@ class Scheduler:
             self._apps.pop(app_id, None)
             self._hashes.pop(app_id, None)
             self._unreadable.discard(app_id)
+            self._index.app_changed(app_id)
         elif prefix == model.TASKS:
             self._tasks.pop(name, None)
+            self._index.delete_task(name)
         elif prefix == model.STATUS:
             self._statuses.pop(name, None)
+            self._index.delete_status(name)
         elif prefix == model.NODES:
             self._nodes.pop(name, None)
+            self._index.node_changed(name)
+        elif prefix == model.NODECTL:
+            self._controls.pop(name, None)
+            self._index.node_changed(name)
         else:
-            self._queue.pop(model.app_id_of_key(key, model.QUEUE), None)
+            app_id = model.app_id_of_key(key, model.QUEUE)
+            self._queue.pop(app_id, None)
+            self._index.app_changed(app_id)
 
 
 def _prefix_of(key: str) -> str | None:
