@@ -58,6 +58,7 @@ class TaskIndex:
         self._tasks: dict[str, Task] = {}
         self._states: dict[str, str] = {}  # task id -> reported state
         self._holding: set[str] = set()
+        self._holding_on: dict[str, dict[str, int]] = {}  # node -> app id -> tasks holding
         self.usage: dict[str, Usage] = {}
         self.orphans: set[str] = set()  # status ids whose task is gone
         self._changed_apps: set[str] = set()
@@ -84,7 +85,12 @@ class TaskIndex:
         return sorted(tasks.values(), key=attrgetter("id")) if tasks else []
 
     def apps_on(self, node: str) -> Iterable[str]:
+        """Apps with a task placed on the node, ended or not."""
         return self._on_node.get(node, {}).keys()
+
+    def apps_holding(self, node: str) -> Iterable[str]:
+        """Apps with a task on the node that has not ended."""
+        return self._holding_on.get(node, {}).keys()
 
     def nodes_in_use(self) -> Iterable[str]:
         return self._on_node.keys()
@@ -191,6 +197,14 @@ class TaskIndex:
                 ports[port] = n
             else:
                 ports.pop(port, None)
+        apps = self._holding_on.setdefault(task.node, {})
+        held = apps.get(task.app_id, 0) + sign
+        if held > 0:
+            apps[task.app_id] = held
+        else:
+            apps.pop(task.app_id, None)
+            if not apps:
+                del self._holding_on[task.node]
         if sign > 0:
             self._holding.add(task.id)
         else:

@@ -253,6 +253,29 @@ class Cluster:
                 best = (key, state, ports)
         return None if best is None else (best[1], best[2])
 
+    def place_each(
+        self, req: Request, per_node: dict[str, int], names: Iterable[str]
+    ) -> tuple[list[tuple[Node, tuple[int, ...]]], str]:
+        """One task on each of `names` (a system app's), where it fits; and why not on the
+        others, in plain words ("" if it fit everywhere)."""
+        out: list[tuple[Node, tuple[int, ...]]] = []
+        reasons: list[str] = []
+        for name in names:
+            if not self.usable(name):
+                reasons.append(f"{name}: {self.closed.get(name, 'not registered')}")
+                continue
+            state = self._state(name)
+            ports = self._fit(state, req, self._counts(req, per_node))
+            if isinstance(ports, str):
+                reasons.append(f"{name}: {ports}")
+                continue
+            self._charge(state, req, ports)
+            per_node[name] = per_node.get(name, 0) + 1
+            out.append((state.node, ports))
+        if len(reasons) > MAX_REASONS:
+            reasons = [*reasons[:MAX_REASONS], f"and {len(reasons) - MAX_REASONS} more"]
+        return out, "; ".join(reasons)
+
     def explain(self, req: Request, per_node: Mapping[str, int]) -> str:
         """Why no node takes another task of the app, node by node, in plain words."""
         if not self.nodes:

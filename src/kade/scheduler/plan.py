@@ -29,16 +29,18 @@ after applying a plan gives an empty one. Marathon's behaviour is the reference:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kade.model import TERMINAL, Node, NodeControl, QueueEntry, Task, TaskStatus, driver_for
 from kade.scheduler.backoff import count_failures, reset_at
 from kade.scheduler.constraints import Constraint
+from kade.scheduler.drain import closed_nodes, drains, move
 from kade.scheduler.index import Changed, TaskIndex
 from kade.scheduler.placement import Cluster, Request
 from kade.scheduler.rollout import capacity, is_healthy, kill_order
+from kade.scheduler.system import plan_system
 from kade.spec import AppSpec, spec_hash
 
 
@@ -142,13 +144,15 @@ class _Planner:
         self.port_range = port_range
         self.index = snap.index or TaskIndex.build(snap.tasks.values(), snap.statuses.values())
         self.draining = {name for name, n in snap.nodes.items() if n.draining}
+        self.drains = drains(snap.nodes, snap.controls)
         self._cluster: Cluster | None = None
 
     @property
     def cluster(self) -> Cluster:
         """Built on first use: a plan with nothing to place need not add up the nodes."""
         if self._cluster is None:
-            self._cluster = Cluster(self.snap.nodes, self.index.usage, self.port_range)
+            self._cluster = Cluster(self.snap.nodes, self.index.usage, self.port_range,
+                                    closed_nodes(self.snap.nodes, self.snap.controls))
         return self._cluster
 
     def run(self, changed: Changed | None) -> Plan:
@@ -196,8 +200,10 @@ class _Planner:
         if changed is None:
             return set(snap.apps) | set(index.app_ids()) | set(snap.queue)
         apps = set(changed.apps) | set(snap.queue)
-        for name in changed.nodes | self.draining:
+        for name in changed.nodes | self.draining | self.drains.keys():
             apps.update(index.apps_on(name))
+        if changed.nodes:
+            apps.update(a for a, spec in snap.apps.items() if spec.type == "system")
         return apps
 
     # -- one app -------------------------------------------------------------------------
@@ -212,11 +218,15 @@ class _Planner:
     def _app(self, app_id: str, app: AppSpec) -> None:
         snap, now = self.snap, self.now
         current_hash = snap.hashes.get(app_id) or spec_hash(app)
+        system = app.type == "system"
         failed: list[tuple[Task, TaskStatus]] = []
         new: list[Task] = []
         old: list[Task] = []
+        movers: list[Task] = []  # current tasks on draining nodes (drain.py)
+        stopping: list[Task] = []
         for task in self.index.tasks_of(app_id):
             status = snap.statuses.get(task.id)
+            drain = self.drains.get(task.node)
             if status is not None and status.state in TERMINAL:
                 self.forgets.append(task.id)
                 if task.desired == "run":
@@ -224,10 +234,19 @@ class _Planner:
             elif task.desired == "stop":
                 if task.node not in snap.nodes:
                     self.forgets.append(task.id)
-            elif task.spec_hash == current_hash and task.node not in self.draining:
-                new.append(task)
+                else:
+                    stopping.append(task)
+            elif system:
+                new.append(task)  # system.py sorts them out node by node
+            elif drain is not None and now >= drain.deadline:
+                self.stops.append(Stop(task.id, f"node {task.node}: the drain's deadline passed"))
             else:
-                old.append(task)
+                if drain is not None:
+                    self.wakes.append(drain.deadline)
+                if task.spec_hash != current_hash or task.node in self.draining:
+                    old.append(task)
+                else:
+                    (new if drain is None else movers).append(task)
 
         entry = snap.queue.get(app_id)
         if entry is not None and entry.failures > 0 and entry.spec_hash not in ("", current_hash):
@@ -237,14 +256,26 @@ class _Planner:
             entry = count_failures(app, entry or QueueEntry(app_id=app_id), failed, now)
             entry = entry.model_copy(update={"spec_hash": current_hash})
         elif entry is not None and entry.failures > 0:
-            at = reset_at(app, entry, [(t, snap.statuses.get(t.id)) for t in new])
+            current = [(t, snap.statuses.get(t.id)) for t in new if t.spec_hash == current_hash]
+            at = reset_at(app, entry, current)
             if at is not None and at <= now:
                 entry = entry.model_copy(update={"failures": 0, "delay_until": 0.0})
             elif at is not None:
                 self.wakes.append(at)
         self.entries[app_id] = entry
 
-        keep, count = self._reconcile(app, new, old)
+        req = _request(app)
+        launch_on: list[str] = []
+        if system:
+            sp = plan_system(app, current_hash, new, stopping, snap.statuses, snap.nodes,
+                             self.cluster.closed, self.drains, self._services_on(app_id), req,
+                             now)
+            self.stops.extend(Stop(t.id, why) for t, why in sp.stops)
+            self.wakes.extend(sp.wakes)
+            keep, launch_on = sp.keep, sp.launch_on
+            count = len(launch_on)
+        else:
+            keep, count = self._reconcile(app, new, old, movers)
         version = app.version or ""
         self.retags.extend(
             Retag(t.id, version) for t in keep
@@ -263,23 +294,23 @@ class _Planner:
         per_node: dict[str, int] = {}
         for task in keep:
             per_node[task.node] = per_node.get(task.node, 0) + 1
-        req = Request(
-            cpus=app.cpus,
-            mem=app.mem,
-            ports=tuple(p.requested_host_port for p in app.ports()),
-            constraints=tuple(Constraint.parse(c) for c in app.constraints),
-            driver=driver_for(app),
-        )
-        placed = self.cluster.place(req, per_node, count)
-        version, cpus, mem = app.version or "", app.cpus, app.mem
+        if system:
+            placed, refused = self.cluster.place_each(req, per_node, launch_on)
+            if refused:
+                self.held[app_id] = f"not running on every node: {refused}"
+        else:
+            placed = self.cluster.place(req, per_node, count)
+            if len(placed) < count:
+                self.unplaced.append((app_id, req, per_node))
+        cpus, mem = app.cpus, app.mem
         self.launches.extend(
             Launch(app_id, version, current_hash, node.name, node.address, ports, cpus, mem)
             for node, ports in placed
         )
-        if len(placed) < count:
-            self.unplaced.append((app_id, req, per_node))
 
-    def _reconcile(self, app: AppSpec, new: list[Task], old: list[Task]) -> tuple[list[Task], int]:
+    def _reconcile(
+        self, app: AppSpec, new: list[Task], old: list[Task], movers: list[Task]
+    ) -> tuple[list[Task], int]:
         """Stop what must go; return the tasks that stay active and how many to launch."""
         statuses = self.snap.statuses
         n = app.instances
@@ -288,6 +319,15 @@ class _Planner:
             for task in order[: len(new) - n]:
                 self.stops.append(Stop(task.id, "scaled down"))
             new = order[len(new) - n:]
+        if movers and not old:
+            order = kill_order(app, movers, statuses)
+            excess = max(0, len(movers) - n)  # more than the app wants, wherever they run
+            self.stops.extend(Stop(t.id, "scaled down") for t in order[:excess])
+            parallel = min(self.drains[t.node].max_parallel for t in movers)
+            m = move(app, new, order[excess:], statuses, parallel)
+            self.stops.extend(Stop(t.id, self._replace_reason(app, t)) for t in m.stop)
+            return [*new, *m.stay], m.launch
+        old = old + movers  # during an upgrade, the upgrade replaces them
         if not old:
             return new, n - len(new)
         min_healthy, max_capacity = capacity(n, app.upgrade_strategy)
@@ -323,10 +363,31 @@ class _Planner:
         status = self.snap.statuses.get(task.id)
         return status is not None and status.state in TERMINAL
 
+    def _services_on(self, app_id: str) -> Callable[[str], list[str]]:
+        """For a system app: the apps, system apps aside, with a task on a node that has not
+        ended."""
+        apps = self.snap.apps
+
+        def others(node: str) -> list[str]:
+            return [a for a in self.index.apps_holding(node)
+                    if a != app_id and (a not in apps or apps[a].type != "system")]
+        return others
+
     def _replace_reason(self, app: AppSpec, task: Task) -> str:
-        if task.node in self.draining:
+        if task.node in self.draining or task.node in self.drains:
             return f"node {task.node} is draining"
         return f"replaced by version {app.version}" if app.version else "replaced by a new spec"
+
+
+def _request(app: AppSpec) -> Request:
+    """What one task of `app` needs from a node."""
+    return Request(
+        cpus=app.cpus,
+        mem=app.mem,
+        ports=tuple(p.requested_host_port for p in app.ports()),
+        constraints=tuple(Constraint.parse(c) for c in app.constraints),
+        driver=driver_for(app),
+    )
 
 
 def _blank(entry: QueueEntry) -> bool:
