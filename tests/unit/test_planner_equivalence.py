@@ -6,7 +6,9 @@ Each seed generates a cluster (nodes with attributes, drivers, ports held by oth
 draining nodes; apps with constraints, fixed and assigned ports, health checks, upgrade
 strategies, dependencies) and runs it through many steps of random events: tasks start, turn
 healthy or unhealthy, fail, end; apps scale, change, disappear; nodes join, leave, drain.
-At every step the three plans must be equal.
+At every step the three plans must be equal. With operators' controls (eligibility, drains)
+and system apps, which the reference does not know, a plan of only what changed must still be
+the full plan.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kade.model import TERMINAL, Node
+from kade.model import TERMINAL, DrainSpec, Node, NodeControl
 from kade.scheduler.sim import Simulation, app_spec, node
 from kade.spec import AppSpec
 from tests.unit import planner_reference
@@ -165,3 +167,44 @@ def test_many_apps_on_many_nodes_place_like_the_reference() -> None:
         check_step(sim, now)
         now += 5
         events(rng, sim, now, step)
+
+
+def operator_events(rng: random.Random, sim: Simulation, now: float) -> None:
+    """What operators do: eligibility, drains with deadlines, system apps."""
+    roll = rng.random()
+    names = sorted(sim.nodes)
+    if roll < 0.1 and names:
+        name = rng.choice(names)
+        sim.control(NodeControl(name=name, eligible=rng.random() < 0.5))
+    elif roll < 0.2 and names:
+        name = rng.choice(names)
+        spec = DrainSpec(started_at=now, deadline=now + rng.choice([5.0, 30.0, 600.0]),
+                         keep_system=rng.random() < 0.3, max_parallel=rng.randint(1, 3))
+        sim.control(NodeControl(name=name, eligible=False, drain=spec))
+    elif roll < 0.25 and sim.controls:
+        sim.control(None, rng.choice(sorted(sim.controls)))
+    elif roll < 0.32:
+        app = random_app(rng, f"/sys/s{rng.randint(0, 2)}", [], f"s{now}")
+        sim.add_app(app.model_copy(update={"type": "system",
+                                           "instances": rng.choice([0, 1, 1, 1])}))
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_with_drains_and_system_apps_a_plan_of_what_changed_is_the_full_plan(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    sim = Simulation(port_range=PORTS)
+    for i in range(rng.randint(2, 6)):
+        sim.add_node(random_node(rng, f"n{i}").model_copy(update={"draining": False}))
+    for i in range(rng.randint(1, 6)):
+        sim.add_app(random_app(rng, f"/a{i}", [], "v0"))
+    now = T0
+    for step in range(25):
+        changed = sim.take_changes()
+        full = sim.plan(now)
+        if changed is not None:
+            assert sim.plan(now, changed) == full
+        sim.apply(full, now)
+        now += rng.choice([0.5, 1.0, 3.0, 20.0])
+        if rng.random() < 0.5:  # quiet steps too: only time passes (deadlines, backoffs)
+            events(rng, sim, now, step)
+            operator_events(rng, sim, now)
