@@ -67,11 +67,35 @@ class TaskIndex:
 
     @classmethod
     def build(cls, tasks: Iterable[Task], statuses: Iterable[TaskStatus]) -> TaskIndex:
+        """The index of these tasks and statuses (the same as putting them one by one)."""
         index = cls()
+        states = index._states
         for status in statuses:
-            index.put_status(status)
+            states[status.task_id] = status.state
+        by_app, on_node, known = index._by_app, index._on_node, index._tasks
+        usage, holding, holding_on = index.usage, index._holding, index._holding_on
+        amounts: dict[float, int] = {}  # few distinct amounts: each converted once
         for task in tasks:
-            index.put_task(task)
+            task_id, app_id, node = task.id, task.app_id, task.node
+            known[task_id] = task
+            by_app.setdefault(app_id, {})[task_id] = task
+            apps = on_node.setdefault(node, {})
+            apps[app_id] = apps.get(app_id, 0) + 1
+            if states.get(task_id) in TERMINAL:
+                continue
+            # what _hold(task, 1) does, inlined: a full plan builds this for every task
+            used = usage.get(node)
+            if used is None:
+                used = usage[node] = Usage()
+            cpus, mem = task.cpus, task.mem
+            used.cpus += amounts[cpus] if cpus in amounts else amounts.setdefault(cpus, units(cpus))
+            used.mem += amounts[mem] if mem in amounts else amounts.setdefault(mem, units(mem))
+            for port in task.host_ports:
+                used.ports[port] = used.ports.get(port, 0) + 1
+            apps = holding_on.setdefault(node, {})
+            apps[app_id] = apps.get(app_id, 0) + 1
+            holding.add(task_id)
+        index.orphans = {task_id for task_id in states if task_id not in known}
         return index
 
     # -- reading -----------------------------------------------------------------------------

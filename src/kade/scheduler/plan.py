@@ -264,9 +264,9 @@ class _Planner:
                 self.wakes.append(at)
         self.entries[app_id] = entry
 
-        req = _request(app)
+        req = _request(app) if system else None
         launch_on: list[str] = []
-        if system:
+        if system and req is not None:
             sp = plan_system(app, current_hash, new, stopping, snap.statuses, snap.nodes,
                              self.cluster.closed, self.drains, self._services_on(app_id), req,
                              now)
@@ -294,11 +294,12 @@ class _Planner:
         per_node: dict[str, int] = {}
         for task in keep:
             per_node[task.node] = per_node.get(task.node, 0) + 1
-        if system:
+        if req is not None:
             placed, refused = self.cluster.place_each(req, per_node, launch_on)
             if refused:
                 self.held[app_id] = f"not running on every node: {refused}"
         else:
+            req = _request(app)
             placed = self.cluster.place(req, per_node, count)
             if len(placed) < count:
                 self.unplaced.append((app_id, req, per_node))
