@@ -59,7 +59,8 @@ class TaskIndex:
         self._states: dict[str, str] = {}  # task id -> reported state
         self._holding: set[str] = set()
         self._holding_on: dict[str, dict[str, int]] = {}  # node -> app id -> tasks holding
-        self.usage: dict[str, Usage] = {}
+        self._usage: dict[str, Usage] = {}
+        self._unsettled = False  # see build()
         self.orphans: set[str] = set()  # status ids whose task is gone
         self._changed_apps: set[str] = set()
         self._changed_nodes: set[str] = set()
@@ -67,23 +68,38 @@ class TaskIndex:
 
     @classmethod
     def build(cls, tasks: Iterable[Task], statuses: Iterable[TaskStatus]) -> TaskIndex:
-        """The index of these tasks and statuses (the same as putting them one by one)."""
+        """The index of these tasks and statuses (the same as putting them one by one).
+
+        Only the tasks by app and the orphans are made at once: a full plan needs them. The
+        rest (resources per node, apps per node) is made when first asked for: a plan with
+        nothing to place never needs it."""
         index = cls()
         states = index._states
         for status in statuses:
             states[status.task_id] = status.state
-        by_app, on_node, known = index._by_app, index._on_node, index._tasks
-        usage, holding, holding_on = index.usage, index._holding, index._holding_on
-        amounts: dict[float, int] = {}  # few distinct amounts: each converted once
+        by_app, known = index._by_app, index._tasks
         for task in tasks:
+            known[task.id] = task
+            by_app.setdefault(task.app_id, {})[task.id] = task
+        index.orphans = {task_id for task_id in states if task_id not in known}
+        index._unsettled = True
+        return index
+
+    def _settle(self) -> None:
+        """Make what `build` left for later: resources and apps per node."""
+        if not self._unsettled:
+            return
+        self._unsettled = False
+        states, on_node = self._states, self._on_node
+        usage, holding, holding_on = self._usage, self._holding, self._holding_on
+        amounts: dict[float, int] = {}  # few distinct amounts: each converted once
+        for task in self._tasks.values():
             task_id, app_id, node = task.id, task.app_id, task.node
-            known[task_id] = task
-            by_app.setdefault(app_id, {})[task_id] = task
             apps = on_node.setdefault(node, {})
             apps[app_id] = apps.get(app_id, 0) + 1
             if states.get(task_id) in TERMINAL:
                 continue
-            # what _hold(task, 1) does, inlined: a full plan builds this for every task
+            # what _hold(task, 1) does, inlined: a full plan makes this for every task
             used = usage.get(node)
             if used is None:
                 used = usage[node] = Usage()
@@ -95,8 +111,6 @@ class TaskIndex:
             apps = holding_on.setdefault(node, {})
             apps[app_id] = apps.get(app_id, 0) + 1
             holding.add(task_id)
-        index.orphans = {task_id for task_id in states if task_id not in known}
-        return index
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -108,20 +122,26 @@ class TaskIndex:
         tasks = self._by_app.get(app_id)
         return sorted(tasks.values(), key=attrgetter("id")) if tasks else []
 
+    @property
+    def usage(self) -> dict[str, Usage]:
+        """What the tasks that hold resources take, by node."""
+        self._settle()
+        return self._usage
+
     def apps_on(self, node: str) -> Iterable[str]:
         """Apps with a task placed on the node, ended or not."""
+        self._settle()
         return self._on_node.get(node, {}).keys()
 
     def apps_holding(self, node: str) -> Iterable[str]:
         """Apps with a task on the node that has not ended."""
+        self._settle()
         return self._holding_on.get(node, {}).keys()
-
-    def nodes_in_use(self) -> Iterable[str]:
-        return self._on_node.keys()
 
     # -- changes -------------------------------------------------------------------------------
 
     def put_task(self, task: Task) -> None:
+        self._settle()
         old = self._tasks.get(task.id)
         if old is not None:
             self._remove(old)
@@ -135,6 +155,7 @@ class TaskIndex:
         self._changed_apps.add(task.app_id)
 
     def delete_task(self, task_id: str) -> None:
+        self._settle()
         old = self._tasks.pop(task_id, None)
         if old is None:
             return
@@ -144,6 +165,7 @@ class TaskIndex:
         self._changed_apps.add(old.app_id)
 
     def put_status(self, status: TaskStatus) -> None:
+        self._settle()
         self._states[status.task_id] = status.state
         task = self._tasks.get(status.task_id)
         if task is None:
@@ -158,6 +180,7 @@ class TaskIndex:
         self._changed_apps.add(task.app_id)
 
     def delete_status(self, task_id: str) -> None:
+        self._settle()
         if self._states.pop(task_id, None) is None:
             return
         self.orphans.discard(task_id)
@@ -209,9 +232,9 @@ class TaskIndex:
                     del self._on_node[task.node]
 
     def _hold(self, task: Task, sign: int) -> None:
-        usage = self.usage.get(task.node)
+        usage = self._usage.get(task.node)
         if usage is None:
-            usage = self.usage[task.node] = Usage()
+            usage = self._usage[task.node] = Usage()
         usage.cpus += sign * units(task.cpus)
         usage.mem += sign * units(task.mem)
         ports = usage.ports
@@ -234,5 +257,5 @@ class TaskIndex:
         else:
             self._holding.discard(task.id)
             if not usage.cpus and not usage.mem and not ports:
-                del self.usage[task.node]
+                del self._usage[task.node]
 
