@@ -12,15 +12,17 @@ after applying a plan gives an empty one. Marathon's behaviour is the reference:
   longer registered nobody will report, so they are forgotten at once (a returning agent
   stops containers that have no task).
 - Apps that are gone have all their tasks stopped and their queue entry deleted.
-- Active tasks of an older spec, and active tasks on a draining node, are replaced by a
-  rolling replacement under the app's upgradeStrategy (rollout.py): draining a node is an
-  upgrade of the tasks on it.
+- Active tasks of an older spec, and active tasks on a node whose record says `draining`,
+  are replaced by a rolling replacement under the app's upgradeStrategy (rollout.py).
+- Tasks on a node with an operator's drain (`nodectl/<name>`) move surge-first, and those
+  left at its deadline are stopped (drain.py); an ineligible node gets no new task.
+- System apps run one task on every eligible node that matches them (system.py).
 - Otherwise the app scales up to `instances` active tasks, or down in kill order.
 - Active tasks whose spec is unchanged but whose app got a new version (a scale, a change of
   backoff or upgrade strategy) are moved to that version without a restart, so that every
   task points at a stored version and shows as current.
-- New tasks are placed on registered, non-draining nodes (placement.py); when some cannot be
-  placed the queue entry's `waiting` says why, node by node.
+- New tasks are placed on registered, eligible, non-draining nodes (placement.py); when some
+  cannot be placed the queue entry's `waiting` says why, node by node.
 - An app that has no active task yet and whose `dependencies` are not all healthy (every
   instance of the dependency's current spec healthy) is not started: its queue entry waits
   for them. That is what deploys a group in dependency order. An app already running is not
