@@ -60,7 +60,7 @@ class TaskIndex:
         self._holding: set[str] = set()
         self._holding_on: dict[str, dict[str, int]] = {}  # node -> app id -> tasks holding
         self._usage: dict[str, Usage] = {}
-        self._unsettled = False  # see build()
+        self._unsettled = ""  # what build() left for later: "all", "apps" or nothing
         self.orphans: set[str] = set()  # status ids whose task is gone
         self._changed_apps: set[str] = set()
         self._changed_nodes: set[str] = set()
@@ -82,35 +82,46 @@ class TaskIndex:
             known[task.id] = task
             by_app.setdefault(task.app_id, {})[task.id] = task
         index.orphans = {task_id for task_id in states if task_id not in known}
-        index._unsettled = True
+        index._unsettled = "all"
         return index
 
-    def _settle(self) -> None:
-        """Make what `build` left for later: resources and apps per node."""
-        if not self._unsettled:
+    def _settle(self, usage_only: bool = False) -> None:
+        """Make what `build` left for later: resources per node, then apps per node (a full
+        plan that places tasks needs the first only)."""
+        if self._unsettled == "":
             return
-        self._unsettled = False
-        states, on_node = self._states, self._on_node
-        usage, holding, holding_on = self._usage, self._holding, self._holding_on
-        amounts: dict[float, int] = {}  # few distinct amounts: each converted once
+        if usage_only and self._unsettled == "apps":
+            return
+        states = self._states
+        if self._unsettled == "all":
+            usage = self._usage
+            amounts: dict[float, int] = {}  # few distinct amounts: each converted once
+            for task in self._tasks.values():
+                if states.get(task.id) in TERMINAL:
+                    continue
+                # what _hold(task, 1) does to usage, inlined: it runs for every task
+                used = usage.get(task.node)
+                if used is None:
+                    used = usage[task.node] = Usage()
+                cpus, mem = task.cpus, task.mem
+                used.cpus += amounts[cpus] if cpus in amounts else amounts.setdefault(cpus,
+                                                                                     units(cpus))
+                used.mem += amounts[mem] if mem in amounts else amounts.setdefault(mem, units(mem))
+                for port in task.host_ports:
+                    used.ports[port] = used.ports.get(port, 0) + 1
+            self._unsettled = "apps"
+        if usage_only:
+            return
+        on_node, holding, holding_on = self._on_node, self._holding, self._holding_on
         for task in self._tasks.values():
             task_id, app_id, node = task.id, task.app_id, task.node
             apps = on_node.setdefault(node, {})
             apps[app_id] = apps.get(app_id, 0) + 1
-            if states.get(task_id) in TERMINAL:
-                continue
-            # what _hold(task, 1) does, inlined: a full plan makes this for every task
-            used = usage.get(node)
-            if used is None:
-                used = usage[node] = Usage()
-            cpus, mem = task.cpus, task.mem
-            used.cpus += amounts[cpus] if cpus in amounts else amounts.setdefault(cpus, units(cpus))
-            used.mem += amounts[mem] if mem in amounts else amounts.setdefault(mem, units(mem))
-            for port in task.host_ports:
-                used.ports[port] = used.ports.get(port, 0) + 1
-            apps = holding_on.setdefault(node, {})
-            apps[app_id] = apps.get(app_id, 0) + 1
-            holding.add(task_id)
+            if states.get(task_id) not in TERMINAL:
+                apps = holding_on.setdefault(node, {})
+                apps[app_id] = apps.get(app_id, 0) + 1
+                holding.add(task_id)
+        self._unsettled = ""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -125,7 +136,7 @@ class TaskIndex:
     @property
     def usage(self) -> dict[str, Usage]:
         """What the tasks that hold resources take, by node."""
-        self._settle()
+        self._settle(usage_only=True)
         return self._usage
 
     def apps_on(self, node: str) -> Iterable[str]:
