@@ -79,11 +79,13 @@ class _NodeState:
         self.settle()
 
     def settle(self) -> None:
-        """After a change: advance the port cursor, recompute the ordering key."""
-        while self.next_port in self.ports:
-            self.next_port += 1
-        self.cpu_key = _cpu_key(self.free_cpus)
-        self.key = _order_key(self.cpu_key, self.rank, self.ranks)
+        """After a change: advance the port cursor, recompute the ordering keys."""
+        ports, port = self.ports, self.next_port
+        while port in ports:
+            port += 1
+        self.next_port = port
+        self.cpu_key = cpu_key = _cpu_key(self.free_cpus)
+        self.key = _order_key(cpu_key, self.rank, self.ranks)
 
 
 def _order_key(cpu_key: float, rank: int, ranks: int) -> int:
