@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from kade.model import NodeControl
+from kade.deployments.assess import assess
+from kade.model import Deployment, NodeControl
 from kade.scheduler.plan import Stop
 from kade.scheduler.rollout import is_healthy
 from kade.scheduler.sim import Simulation, app_spec, node
@@ -159,3 +160,16 @@ def test_the_type_is_validated_and_does_not_change_the_hash_of_services() -> Non
     with pytest.raises(SpecError) as bad:
         parse_app({"id": "/x", "cmd": "sleep 1", "type": "daemon"})
     assert bad.value.problems == ["type: must be one of 'service' or 'system'"]
+
+
+def test_a_deployment_of_a_system_app_succeeds_when_every_node_runs_it_healthy() -> None:
+    sim = cluster(exporter())
+    sim.step(T0)
+    app = sim.apps["/node-exporter"]
+    dep = Deployment(id="d1", app_id=app.id, kind="deploy", version=app.version,
+                     from_version=None, started_at=T0, deadline=T0 + 300)
+    judged = assess(dep, app, sim.tasks.values(), sim.statuses, T0 + 1)
+    assert (judged.status, judged.instances, judged.healthy) == ("running", 3, 0)
+    healthy_all(sim, T0 + 2)
+    judged = assess(dep, app, sim.tasks.values(), sim.statuses, T0 + 2)
+    assert (judged.status, judged.instances, judged.healthy) == ("succeeded", 3, 3)
