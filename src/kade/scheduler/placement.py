@@ -101,7 +101,6 @@ def _mem(x: float) -> str:
 
 
 _Choice = tuple[_NodeState, tuple[int, ...]]
-_END = -1  # a walk of the order that reached its end
 _NO_COUNTS: Mapping[str, Mapping[str, int]] = {}
 
 
@@ -203,7 +202,7 @@ class Cluster:
         rejected: set[str] = set()  # refused for good: resources, ports, fixed constraints
         while len(out) < count:
             counts = self._counts(req, per_node)
-            choice, _ = self._first_empty(req, per_node, counts, rejected, 0)
+            choice = self._first_empty(req, per_node, counts, rejected)
             if choice is None:
                 choice = self._best_used(req, per_node, counts, rejected)
                 if choice is None:
@@ -217,14 +216,12 @@ class Cluster:
 
     def _first_empty(
         self, req: Request, per_node: Mapping[str, int],
-        counts: Mapping[str, Mapping[str, int]], rejected: set[str], start: int,
-    ) -> tuple[_Choice | None, int]:
-        """The first open node in the order from position `start` without a task of the app
-        that fits, and its position. Charging it moves it further down the order (it has
-        fewer free cpus), so the nodes after it are found again from that same position."""
-        order, names, n = self._order, self._names, len(self._names)
-        for i in range(start, len(order)):
-            name = names[order[i] % n]
+        counts: Mapping[str, Mapping[str, int]], rejected: set[str],
+    ) -> _Choice | None:
+        """The first open node in the order without a task of the app that fits."""
+        names, n = self._names, len(self._names)
+        for key in self._order:
+            name = names[key % n]
             if per_node.get(name) or name in rejected:
                 continue
             state = self._state(name)
@@ -233,8 +230,8 @@ class Cluster:
                 if not isinstance(ports, _Temporary):
                     rejected.add(name)
                 continue
-            return (state, ports), i
-        return None, _END
+            return state, ports
+        return None
 
     def _best_used(
         self, req: Request, per_node: Mapping[str, int],
