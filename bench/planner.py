@@ -2,7 +2,9 @@
 are 10,000 apps x 10 instances on 1,000 nodes.
 
     .venv/bin/python bench/planner.py [--apps 1000] [--instances 10] [--nodes 100] [--no-loop]
-                                      [--reference]
+                                      [--reference] [--constraints '[["zone", "GROUP_BY"]]']
+
+Nodes have the attribute zone=z0, z1 or z2.
 
 Prints milliseconds (best and median of several runs) for:
 - from scratch: nothing placed yet, every task to place;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -60,6 +63,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-loop", action="store_true", help="skip the store-backed runs")
+    parser.add_argument("--constraints", type=json.loads, default=[],
+                        help='constraints of every app, e.g. \'[["zone", "GROUP_BY"]]\'')
     parser.add_argument("--reference", action="store_true",
                         help="time the planner kept in tests/unit/planner_reference.py too")
     args = parser.parse_args()
@@ -85,7 +90,8 @@ def main() -> None:
                           attributes={"zone": f"z{i % 3}"}))
     for i in range(args.apps):
         sim.add_app(app_spec(f"/team-{i % 20}/app-{i:04d}", instances=args.instances,
-                             cpus=0.1, mem=64, healthChecks=[{"path": "/health"}]))
+                             cpus=0.1, mem=64, healthChecks=[{"path": "/health"}],
+                             constraints=args.constraints))
     tasks = args.apps * args.instances
     print(f"{args.apps} apps x {args.instances} instances = {tasks} tasks, {args.nodes} nodes")
 

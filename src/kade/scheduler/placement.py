@@ -102,6 +102,7 @@ def _mem(x: float) -> str:
 
 _Choice = tuple[_NodeState, tuple[int, ...]]
 _NO_COUNTS: Mapping[str, Mapping[str, int]] = {}
+_NO_COUNT: Mapping[str, int] = {}
 
 
 class Cluster:
@@ -130,6 +131,7 @@ class Cluster:
             if name in nodes:
                 self.closed[name] = why
         self._states: dict[str, _NodeState] = {}
+        self._matches: dict[tuple[tuple[Constraint, ...], str], frozenset[str]] = {}
         self._names = sorted(nodes)
         self._ranks = {name: i for i, name in enumerate(self._names)}
         self._order = sorted(
@@ -197,18 +199,29 @@ class Cluster:
         self, req: Request, per_node: dict[str, int], count: int
     ) -> list[tuple[Node, tuple[int, ...]]]:
         """As `place`, but a refusal by a counting constraint (GROUP_BY) may lift once other
-        tasks of the app are placed: every task walks the order from its start again."""
+        tasks of the app are placed: every task walks the order from its start again. The
+        walk is of the nodes that match the app's other constraints and driver only (the same
+        for every app that has them, found once per plan), kept in order beside the cluster's."""
         out: list[tuple[Node, tuple[int, ...]]] = []
         rejected: set[str] = set()  # refused for good: resources, ports, fixed constraints
+        matching = self._matching(req)
+        names, n = self._names, len(self._names)
+        order = self._order  # all open nodes match: the cluster's own order (kept by _charge)
+        if len(matching) < len(order):
+            order = [key for key in order if names[key % n] in matching]
         while len(out) < count:
             counts = self._counts(req, per_node)
-            choice = self._first_empty(req, per_node, counts, rejected)
+            choice = self._first_empty(req, per_node, counts, rejected, order)
             if choice is None:
                 choice = self._best_used(req, per_node, counts, rejected)
                 if choice is None:
                     break
             state, ports = choice
+            before = state.key
             self._charge(state, req, ports)
+            if order is not self._order and state.key != before:
+                del order[bisect.bisect_left(order, before)]
+                bisect.insort(order, state.key)
             name = state.node.name
             per_node[name] = per_node.get(name, 0) + 1
             out.append((state.node, ports))
@@ -216,11 +229,11 @@ class Cluster:
 
     def _first_empty(
         self, req: Request, per_node: Mapping[str, int],
-        counts: Mapping[str, Mapping[str, int]], rejected: set[str],
+        counts: Mapping[str, Mapping[str, int]], rejected: set[str], order: list[int],
     ) -> _Choice | None:
-        """The first open node in the order without a task of the app that fits."""
+        """The first node in `order` without a task of the app that fits."""
         names, n = self._names, len(self._names)
-        for key in self._order:
+        for key in order:
             name = names[key % n]
             if per_node.get(name) or name in rejected:
                 continue
@@ -232,6 +245,21 @@ class Cluster:
                 continue
             return state, ports
         return None
+
+    def _matching(self, req: Request) -> frozenset[str]:
+        """Open nodes that run the app's kind of task and meet its constraints that do not
+        count tasks (CLUSTER, IS, LIKE, UNLIKE): what no placement can change."""
+        fixed = tuple(c for c in req.constraints if c.op not in COUNTING)
+        key = (fixed, req.driver)
+        found = self._matches.get(key)
+        if found is None:
+            found = frozenset(
+                name for name in self._names if name not in self.closed
+                and (not req.driver or self.nodes[name].runs(req.driver))
+                and all(check(c, self.nodes[name], _NO_COUNT) is None for c in fixed)
+            )
+            self._matches[key] = found
+        return found
 
     def _best_used(
         self, req: Request, per_node: Mapping[str, int],
