@@ -246,3 +246,32 @@ def test_a_drain_that_keeps_system_tasks_is_done_when_only_they_are_left() -> No
 
 def test_no_drain_no_progress() -> None:
     assert drain_progress("n1", NodeControl(name="n1"), {}, [], {}) is None
+
+
+def test_a_zone_drains_while_the_app_keeps_its_capacity_and_spread() -> None:
+    sim = Simulation()
+    for i in range(6):
+        sim.add_node(node(f"n{i}", cpus=8, mem=8192, attributes={"az": ("1a", "1b", "1c")[i % 3]}))
+    app = sim.add_app(app_spec("/web", instances=6, constraints=[["az", "GROUP_BY"]],
+                               **CHECKED))
+    sim.step(T0)
+    healthy_all(sim, T0)
+    zone = [name for name, n in sim.nodes.items() if n.attributes["az"] == "1a"]
+    for name in zone:  # the API makes them all ineligible first, then drains them
+        sim.control(NodeControl(name=name, eligible=False))
+    for name in zone:
+        drain(sim, name, max_parallel=1)
+    now = T0
+    for _ in range(30):
+        now += 1
+        sim.step(now)
+        healthy = [t for t in sim.active("/web") if is_healthy(app, sim.statuses.get(t.id))]
+        assert len(healthy) >= 6
+        healthy_all(sim, now)
+        end_stopped(sim, now)
+        if all(progress(sim, name).done for name in zone):
+            break
+    else:
+        pytest.fail("the zone did not drain")
+    zones = sorted(sim.nodes[t.node].attributes["az"] for t in sim.active("/web"))
+    assert zones == ["1b", "1b", "1b", "1c", "1c", "1c"]

@@ -16,6 +16,9 @@ current tasks on draining nodes:
 - replacements are launched while fewer than the drain's max_parallel are in flight (the
   app's own missing tasks, if any, are launched as well: they are not part of the move).
 
+Replacements are spread (and counted by GROUP_BY, UNIQUE, MAX_PER) as if the movers were gone
+already: draining a zone must not hold its replacements to the zone's share.
+
 So at most max_parallel tasks of an app move at a time, whatever its upgradeStrategy says
 (a drain needs room for one more task, and waits for it to be healthy). While an app is being
 upgraded its tasks on a draining node are replaced by the upgrade, under its upgradeStrategy.

@@ -295,7 +295,8 @@ class _Planner:
                 return
         per_node: dict[str, int] = {}
         for task in keep:
-            per_node[task.node] = per_node.get(task.node, 0) + 1
+            if task.node not in self.drains:  # leaving: spread over where tasks will be
+                per_node[task.node] = per_node.get(task.node, 0) + 1
         if req is not None:
             placed, refused = self.cluster.place_each(req, per_node, launch_on)
             if refused:
