@@ -71,7 +71,8 @@ class KadeAgent(Kade):
                 "--servers", ",".join(s.url for s in self.servers),
                 "--token-file", str(self.servers[0].node_token_file),
                 "--data-dir", str(self.data_dir), "--node", self.node, "--driver", self.driver,
-                "--ports", self.port_range, "--publish-ip", "127.0.0.1", "--http-addr", f"127.0.0.1:{self.http_port}",
+                "--ports", self.port_range, "--publish-ip", "127.0.0.1",
+                "--http-addr", f"127.0.0.1:{self.http_port}",
                 "--router-admin-addr", f"127.0.0.1:{self.router_admin_port}",
                 "--dns-addr", f"127.0.0.1:{self.dns_port}", *self.extra]
 

@@ -1,7 +1,8 @@
 """How far a deployment got: a pure function of the app, its tasks and the time.
 
-A deployment succeeds when the app has exactly `instances` active tasks of its current spec,
-all healthy, and no task of an older spec (or being stopped) is left. It fails when that is
+A deployment succeeds when the app has exactly `instances` active tasks of its current spec
+(a system app: one on each node it runs on), all healthy, and no task of an older spec (or
+being stopped) is left. It fails when that is
 not reached by its deadline. The scheduler does the rolling itself (level-triggered, with
 Marathon's upgradeStrategy arithmetic); this only watches and judges.
 """
@@ -53,14 +54,19 @@ def assess(
         else:
             old += 1
     healthy = sum(1 for t in new if is_healthy(app, statuses.get(t.id)))
+    wanted = app.instances
+    if app.type == "system":
+        # One task per eligible node that matches: the scheduler places them all in one plan,
+        # so the tasks there are the ones wanted (none when no node matches, or suspended).
+        wanted = len(new) if app.instances > 0 else 0
     progressed = dep.model_copy(update={
-        "instances": app.instances, "updated": len(new), "healthy": healthy, "old": old,
+        "instances": wanted, "updated": len(new), "healthy": healthy, "old": old,
     })
-    if len(new) == app.instances and healthy == app.instances and old == 0:
+    if len(new) == wanted and healthy == wanted and old == 0:
         return _end(progressed, "succeeded", now, "")
     return _deadline(
         progressed, now,
-        f"{healthy}/{app.instances} tasks of version {app.version} healthy, "
+        f"{healthy}/{wanted} tasks of version {app.version} healthy, "
         f"{old} old task(s) left",
     )
 

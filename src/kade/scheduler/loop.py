@@ -20,7 +20,8 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from kade import model
-from kade.model import Node, QueueEntry, Task, TaskStatus
+from kade.model import Node, NodeControl, QueueEntry, Task, TaskStatus
+from kade.scheduler.index import TaskIndex
 from kade.scheduler.plan import Plan, Snapshot, plan
 from kade.spec import AppSpec, spec_hash
 from kade.store.base import Compare, Delete, Op, Put, Store
@@ -34,6 +35,7 @@ TASKS = records(model.TASKS, Task)
 STATUSES = records(model.STATUS, TaskStatus)
 NODES = records(model.NODES, Node)
 QUEUE = records(model.QUEUE, QueueEntry, name=lambda key: model.app_id_of_key(key, model.QUEUE))
+CONTROLS = records(model.NODECTL, NodeControl)
 
 
 class Scheduler:
@@ -47,13 +49,18 @@ class Scheduler:
         self.store = store
         self.port_range = port_range
         self.clock = clock
-        self.mirror = Mirror(store, [APPS, TASKS, STATUSES, NODES, QUEUE], name="scheduler")
+        self.mirror = Mirror(store, [APPS, TASKS, STATUSES, NODES, QUEUE, CONTROLS],
+                             name="scheduler")
         self._apps = self.mirror.table(APPS)
         self._tasks = self.mirror.table(TASKS)
         self._statuses = self.mirror.table(STATUSES)
         self._nodes = self.mirror.table(NODES)
         self._queue = self.mirror.table(QUEUE)
+        self._controls = self.mirror.table(CONTROLS)
         self._hashes: dict[str, str] = {}
+        # Tasks and statuses indexed, and what changed since the last plan: plans between
+        # two reloads look at only that (plan(..., changed=...)).
+        self._index = TaskIndex()
         self._changed = asyncio.Event()  # something changed since the last plan
         self._ready = asyncio.Event()
         self.mirror.on_batch(self._on_batch)
@@ -67,7 +74,7 @@ class Scheduler:
             apps=dict(self._apps.items), tasks=dict(self._tasks.items),
             statuses=dict(self._statuses.items), nodes=dict(self._nodes.items),
             queue=dict(self._queue.items), hashes=dict(self._hashes),
-            unreadable=frozenset(self._apps.bad),
+            unreadable=frozenset(self._apps.bad), controls=dict(self._controls.items),
         )
 
     async def wait_ready(self) -> None:
@@ -89,7 +96,33 @@ class Scheduler:
                 self._hashes.pop(change.name, None)
             else:
                 self._hashes[change.name] = spec_hash(change.new)
+        if batch.reload:  # a new snapshot: index it afresh; its first plan is a full one
+            self._index = TaskIndex()
+            for task in self._tasks.items.values():
+                self._index.put_task(task)
+            for status in self._statuses.items.values():
+                self._index.put_status(status)
+        else:
+            self._index_changes(batch)
         self._changed.set()
+
+    def _index_changes(self, batch: Batch) -> None:
+        index = self._index
+        for change in batch.changes:
+            if change.prefix == TASKS.prefix:
+                if change.new is None:
+                    index.delete_task(change.name)
+                else:
+                    index.put_task(change.new)
+            elif change.prefix == STATUSES.prefix:
+                if change.new is None:
+                    index.delete_status(change.name)
+                else:
+                    index.put_status(change.new)
+            elif change.prefix in (APPS.prefix, QUEUE.prefix):
+                index.app_changed(change.name)
+            else:  # nodes, and what operators asked of them
+                index.node_changed(change.name)
 
     async def _schedule(self) -> None:
         if not await self.mirror.ready():
@@ -98,7 +131,7 @@ class Scheduler:
         while True:
             self._changed.clear()
             now = self.clock()
-            p = plan(self._view(), now, self.port_range)
+            p = plan(self._view(), now, self.port_range, self._index.take_changes())
             if p.empty:
                 self._ready.set()
                 await self._sleep(p.wake_at)
@@ -109,8 +142,9 @@ class Scheduler:
                 conflicts = 0
                 self._ready.set()
             else:
-                # Lost a race: plan again from a view that includes the winner's write. The
-                # pause only matters if something keeps winning.
+                # Lost a race: plan again, in full, from a view that includes the winner's
+                # write. The pause only matters if something keeps winning.
+                self._index.everything_changed()
                 conflicts += 1
                 if conflicts > 1:
                     await asyncio.sleep(min(0.05 * 2 ** (conflicts - 2), _MAX_RETRY_PAUSE))
@@ -188,4 +222,5 @@ class Scheduler:
             statuses=MappingProxyType(self._statuses.items),
             nodes=MappingProxyType(self._nodes.items), queue=MappingProxyType(self._queue.items),
             hashes=MappingProxyType(self._hashes), unreadable=frozenset(self._apps.bad),
+            controls=MappingProxyType(self._controls.items), index=self._index,
         )

@@ -122,8 +122,11 @@ ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_P
 
 
 class AppSpec(SpecModel):
-    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset({"fetch"})  # added later
+    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset({"fetch", "type"})  # added later
     id: str
+    # kade: "system" runs one task on every eligible node that matches the constraints
+    # (`instances` 0 suspends it, any other count is not used); "service" runs `instances`.
+    type: Literal["service", "system"] = "service"
     cmd: str | None = None
     args: list[str] | None = None
     container: Container | None = None

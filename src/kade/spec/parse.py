@@ -203,6 +203,10 @@ def _check(app: AppSpec) -> list[str]:
                 )
         if hc.kind in ("HTTP", "HTTPS") and not hc.path.startswith("/"):
             problems.append(f"{where}.path: must start with /")
+    if app.type == "system" and "instances" in app.model_fields_set and app.instances > 1:
+        problems.append(f"instances: {app.instances} does not apply to a system app: it runs one "
+                        "task on every eligible node that matches its constraints (leave "
+                        "instances out, or 0 to suspend it)")
     for i, c in enumerate(app.constraints):
         problems.extend(_check_constraint(i, c))
     for i, f in enumerate(app.fetch):
