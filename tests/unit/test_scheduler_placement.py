@@ -349,3 +349,18 @@ async def test_a_deploy_no_node_can_run_is_refused_with_the_reason(store: Sqlite
     assert await store.get(model.app_key("/cmd")) is None  # nothing written
     stored, _ = await intent.put_app(store, _image_app("/img"), T0)
     assert stored.version is not None
+
+
+def test_each_node_gives_host_ports_from_its_own_range() -> None:
+    """Agents sharing a machine (`kade agent --ports`): their tasks never get the same port."""
+    a = node("node-a").model_copy(update={"port_range": [20000, 20001]})
+    b = node("node-b").model_copy(update={"port_range": [21000, 21009]})
+    sim = sim_of(a, b, apps=(app_spec("/web", instances=4,
+                                      constraints=[["hostname", "MAX_PER", "2"]]),))
+    sim.step(T0)
+    ports = {t.node: sorted(p for p in t.host_ports) for t in sim.active("/web")}
+    got = sorted((t.node, t.host_ports[0]) for t in sim.active("/web"))
+    assert got == [("node-a", 20000), ("node-a", 20001), ("node-b", 21000), ("node-b", 21001)]
+    assert ports  # and the third task on node-a would find no port:
+    sim.add_app(app_spec("/more", instances=1, constraints=[["hostname", "CLUSTER", "node-a"]]))
+    assert "no free host port in 20000-20001" in waiting(sim, "/more", T0 + 1)

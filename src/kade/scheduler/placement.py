@@ -345,11 +345,17 @@ class Cluster:
                 return _Temporary(why) if c.op in COUNTING else why
         return self._ports(state, req.ports)
 
+    def range_of(self, node: Node) -> tuple[int, int]:
+        """The host ports tasks on `node` get: its own range (`kade agent --ports`), else the
+        scheduler's."""
+        own = node.port_range
+        return (own[0], own[1]) if len(own) == 2 else self.port_range
+
     def _ports(self, state: _NodeState, wanted: tuple[int, ...]) -> tuple[int, ...] | str:
+        lo, hi = self.range_of(state.node)
         if len(wanted) == 1 and not wanted[0]:  # the common case: one assigned port
             port = state.next_port
-            if port > self.port_range[1]:
-                lo, hi = self.port_range
+            if port > hi:
                 return f"no free host port in {lo}-{hi}"
             return (port,)
         fixed = {p for p in wanted if p}
@@ -358,7 +364,6 @@ class Cluster:
                 return f"host port {port} is held by another process"
             if port in state.ports:
                 return f"host port {port} in use"
-        lo, hi = self.port_range
         out: list[int] = []
         candidate = state.next_port
         for port in wanted:
@@ -376,7 +381,8 @@ class Cluster:
     def _state(self, name: str) -> _NodeState:
         state = self._states.get(name)
         if state is None:
-            state = _NodeState(self.nodes[name], self._usage.get(name), self.port_range[0],
+            node = self.nodes[name]
+            state = _NodeState(node, self._usage.get(name), self.range_of(node)[0],
                                self._ranks[name], len(self._names))
             self._states[name] = state
         return state
