@@ -31,7 +31,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 import httpx
 
@@ -68,7 +69,21 @@ MAX_VALUE_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 M
 PAGE = 5_000  # keys per range request
 RETRY = 0.5  # seconds between attempts of a watch to reach a member
 
+TXN_READS = 120  # reads in one read transaction (etcd's --max-txn-ops is 128 by default)
+
 log = logging.getLogger(__name__)
+
+
+def _reads_of(prefix: str) -> set[tuple[str, str]]:
+    """What a prefix's revision is read from: its live keys, the delete marks under it, and
+    those of the directories above it."""
+    above = ["", *(prefix[: i + 1] for i, c in enumerate(prefix[:-1]) if c == "/")]
+    return {("live", prefix), ("marks", prefix), *(("mark", d) for d in above)}
+
+
+def _retrieved(fut: asyncio.Future[tuple[int, int]]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # seen: a reader that gave up leaves no "never retrieved" warning
 
 
 class EtcdStore:
@@ -95,6 +110,8 @@ class EtcdStore:
         self._history = history
         self._compacted = 0
         self._reading: dict[str, asyncio.Future[tuple[int, int]]] = {}
+        self._queued: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -167,31 +184,73 @@ class EtcdStore:
         cached = self._f.cached(prefix)
         if cached is not None:
             return cached, self._f.seen
-        # One read per prefix at a time: a thousand blocking queries ask once.
+        # One read per prefix at a time, and the prefixes missed in one turn of the loop read
+        # together: a thousand blocking queries arriving at once cost a few round trips.
         pending = self._reading.get(prefix)
         if pending is None:
-            pending = asyncio.ensure_future(self._read_prefix_revision(prefix))
+            loop = asyncio.get_running_loop()
+            pending = loop.create_future()
+            pending.add_done_callback(_retrieved)
             self._reading[prefix] = pending
-            pending.add_done_callback(lambda _: self._reading.pop(prefix, None))
+            self._queued.append(prefix)
+            if len(self._queued) == 1:
+                loop.call_soon(self._read_queued)
         return await asyncio.shield(pending)
 
-    async def _read_prefix_revision(self, prefix: str) -> tuple[int, int]:
+    def _read_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        batch: list[str] = []
+        reads: set[tuple[str, str]] = set()
+        for prefix in queued:
+            need = _reads_of(prefix)
+            if batch and len(reads | need) > TXN_READS:
+                self._spawn(self._read_prefix_revisions(batch, reads))
+                batch, reads = [], set()
+            batch.append(prefix)
+            reads |= need
+        if batch:
+            self._spawn(self._read_prefix_revisions(batch, reads))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_prefix_revisions(self, prefixes: list[str],
+                                      reads: set[tuple[str, str]]) -> None:
+        """One read transaction for the revisions of `prefixes` (see the module docstring)."""
+        order = sorted(reads)
         newest = {"sort_target": "MOD", "sort_order": "DESCEND", "limit": 1, "keys_only": True}
         ranges: list[Json] = []
-        for start, end in (self.ns.range(prefix), self.ns.marks(prefix)):
-            ranges.append({"key": codec.b64(start), "range_end": codec.b64(end), **newest})
-        above = ["", *(prefix[: i + 1] for i, c in enumerate(prefix[:-1]) if c == "/")]
-        ranges += [{"key": codec.b64(self.ns.mark(d)), "keys_only": True} for d in above]
-        doc = await self._gw.read("/v3/kv/txn", {
-            "success": [{"request_range": r} for r in ranges]})
-        found = 0
-        for response in doc.get("responses", []):
-            for kv in response.get("response_range", {}).get("kvs") or []:
-                found = max(found, codec.to_int(kv.get("mod_revision")))
-        found = max(found, self._f.seen_deletes(prefix))
+        for kind, name in order:
+            if kind == "mark":
+                ranges.append({"key": codec.b64(self.ns.mark(name)), "keys_only": True})
+            else:
+                start, end = self.ns.range(name) if kind == "live" else self.ns.marks(name)
+                ranges.append({"key": codec.b64(start), "range_end": codec.b64(end), **newest})
+        try:
+            doc = await self._gw.read("/v3/kv/txn", {
+                "success": [{"request_range": r} for r in ranges]})
+        except BaseException as e:
+            for prefix in prefixes:
+                fut = self._reading.pop(prefix, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        found: dict[tuple[str, str], int] = {}
+        for read, response in zip(order, doc.get("responses", []), strict=False):
+            kvs = response.get("response_range", {}).get("kvs") or []
+            found[read] = max((codec.to_int(kv.get("mod_revision")) for kv in kvs), default=0)
         read_at = codec.header_revision(doc)
-        self._f.remember(prefix, found, read_at)
-        return found, read_at
+        for prefix in prefixes:
+            answer = max([found.get(r, 0) for r in _reads_of(prefix)]
+                         + [self._f.seen_deletes(prefix)])
+            self._f.remember(prefix, answer, read_at)
+            fut = self._reading.pop(prefix, None)
+            if fut is not None and not fut.done():
+                fut.set_result((answer, read_at))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -422,6 +481,8 @@ class EtcdStore:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
+        for task in list(self._tasks):
+            task.cancel()
         self._f.signals.fire_all(self._f.seen)
         await self._gw.close()
 
