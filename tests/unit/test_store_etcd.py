@@ -175,3 +175,25 @@ async def test_namespaces_keep_stores_apart(etcd_cluster: EtcdCluster) -> None:
         await two.put("apps/web", b"2")
         assert [(e.key, e.value) for e in (await one.range(""))[0]] == [("apps/api", b"1")]
         assert [(e.key, e.value) for e in (await two.range(""))[0]] == [("apps/web", b"2")]
+
+
+async def test_a_leader_without_quorum_knows_it_lost_the_lead(etcd_cluster: EtcdCluster) -> None:
+    from kade.store.election import Election
+
+    async with store_on(etcd_cluster) as store:
+        lead = await asyncio.wait_for(Election(store, "scheduler", ttl=2).campaign(b"s1"), 10)
+        etcd_cluster.kill(1, 2)
+        # No keepalive can succeed: within a TTL its lease may have ended, so it stops leading.
+        await asyncio.wait_for(lead.lost.wait(), 30)
+        etcd_cluster.heal()
+        await lead.resign()  # gives the lease back once etcd can take it
+        for _ in range(100):
+            try:
+                again = await asyncio.wait_for(
+                    Election(store, "scheduler", ttl=2).campaign(b"s2"), 10)
+                break
+            except Unavailable:
+                await asyncio.sleep(0.1)
+        leader = await Election(store, "scheduler").leader()
+        assert leader is not None and leader.value == b"s2"
+        await again.resign()
