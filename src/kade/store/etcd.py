@@ -124,7 +124,7 @@ class EtcdStore:
         following it."""
         try:
             rev = await self.revision()
-            self._f.usage = await self._count_usage()
+            self._f.usage = await self._count_usage(rev)
             with contextlib.suppress(StoreError):
                 await self._gw.check_quorum()  # prefer the leader
         except BaseException:
@@ -152,10 +152,10 @@ class EtcdStore:
         self._check_open()
         return await self._range(*self.ns.range(prefix))
 
-    async def _range(self, start: bytes, end: bytes) -> tuple[list[Entry], int]:
-        """Every key in [start, end) at one revision, read in pages."""
+    async def _range(self, start: bytes, end: bytes, at: int = 0) -> tuple[list[Entry], int]:
+        """Every key in [start, end) at one revision (`at`, or the newest), read in pages."""
         entries: list[Entry] = []
-        rev = 0
+        rev = at
         key = start
         while True:
             body: Json = {"key": codec.b64(key), "range_end": codec.b64(end), "limit": PAGE}
@@ -342,10 +342,11 @@ class EtcdStore:
                     current[op.key] = e.value
             check_usage(quota, usage, ops_delta(quota.prefix, ops, current))
 
-    async def _count_usage(self) -> list[Usage]:
+    async def _count_usage(self, rev: int) -> list[Usage]:
+        """What each counted quota holds at `rev` (where the follower starts)."""
         usage = []
         for quota in self._f.counted:
-            entries, _ = await self.range(quota.prefix)
+            entries, _ = await self._range(*self.ns.range(quota.prefix), at=rev)
             usage.append(Usage(len(entries), sum(entry_bytes(e.key, e.value) for e in entries)))
         return usage
 
@@ -465,7 +466,7 @@ class EtcdStore:
                 log.warning("the store fell behind etcd's history; recounting from now")
                 with contextlib.suppress(StoreError):
                     rev = await self.revision()
-                    self._f.restart(rev, await self._count_usage())
+                    self._f.restart(rev, await self._count_usage(rev))
             except StoreError as e:  # etcd refused the watch: keep trying, from where it was
                 if self._closed:
                     return
