@@ -37,7 +37,8 @@ async def test_a_member_down_is_not_noticed(etcd_cluster: EtcdCluster) -> None:
     async with store_on(etcd_cluster) as store:
         r0 = await store.put("apps/a", b"1")
         watch = store.watch("apps/", r0)
-        preferred = store._gw.order()[0]
+        waiter = asyncio.ensure_future(store.wait("apps/", r0, 60))
+        preferred = store._gw.order()[0]  # the leader, which the store's follower watches too
         etcd_cluster.kill(store.endpoints.index(preferred))
         for i in range(20):
             await store.put(f"apps/{i}", str(i).encode())
@@ -45,6 +46,7 @@ async def test_a_member_down_is_not_noticed(etcd_cluster: EtcdCluster) -> None:
         events = await collect(watch, 20)
         assert [e.key for e in events] == [f"apps/{i}" for i in range(20)]
         assert [e.revision for e in events] == list(range(r0 + 1, r0 + 21))
+        assert await asyncio.wait_for(waiter, 30) > r0  # blocking queries still wake
         await watch.aclose()  # type: ignore[attr-defined]
 
 
