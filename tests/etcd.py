@@ -2,8 +2,9 @@
 
 Fixtures (registered for every test by tests/conftest.py):
 - `etcd_cluster` (session): an `EtcdCluster` of 3 members on free ports with data dirs under
-  a tmp dir, started once (about a second) and stopped at the end. A test may `kill(i)` or
-  `restart(i)` members (two killed: quorum lost); `heal()` starts every stopped member again.
+  a tmp dir, started once (about a second) and stopped at the end. A test may `kill(i)`, `pause(i)`
+  (SIGSTOP) or `restart(i)` members (two killed: quorum lost); `heal()` resumes and starts
+  every member again.
 - `etcd_store` (function): an `EtcdStore` on that cluster under a namespace of its own, so
   tests share the cluster without seeing each other's keys; the cluster is healed after it.
   `store_on(cluster)` gives the same from inside another fixture (a test parametrized over
@@ -54,6 +55,7 @@ class EtcdCluster:
         self.client_ports = [free_port() for _ in self.names]
         self.peer_ports = [free_port() for _ in self.names]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
+        self.paused: set[int] = set()
         self.cluster_token = f"kade-test-{uuid.uuid4().hex[:8]}"
 
     @property
@@ -100,6 +102,15 @@ class EtcdCluster:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
             self.procs[i] = None
+            self.paused.discard(i)
+
+    def pause(self, *members: int) -> None:
+        """SIGSTOP the members: alive, their connections open, answering nothing."""
+        for i in members:
+            proc = self.procs[i]
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGSTOP)
+                self.paused.add(i)
 
     def restart(self, *members: int) -> None:
         for i in members:
@@ -108,6 +119,11 @@ class EtcdCluster:
 
     def heal(self) -> None:
         """Every member running, and a leader elected."""
+        for i in sorted(self.paused):
+            proc = self.procs[i]
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+        self.paused.clear()
         stopped = [i for i in range(len(self.names)) if not self.running(i)]
         self.restart(*stopped)
         self.wait_healthy()
@@ -185,13 +201,13 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
 
 
 @contextlib.asynccontextmanager
-async def store_on(cluster: EtcdCluster, namespace: str | None = None
-                   ) -> AsyncIterator[EtcdStore]:
+async def store_on(cluster: EtcdCluster, namespace: str | None = None,
+                   **options: float) -> AsyncIterator[EtcdStore]:
     """An EtcdStore on `cluster` under `namespace` (default: one of its own); the cluster is
     healed after. Two stores on one namespace are two kade servers of one cluster."""
     namespace = namespace or f"t-{uuid.uuid4().hex[:12]}/"
-    store = await EtcdStore(cluster.endpoints, namespace=namespace,
-                            read_timeout=1.0, write_timeout=2.0).connect()
+    options = {"read_timeout": 1.0, "write_timeout": 2.0, **options}
+    store = await EtcdStore(cluster.endpoints, namespace=namespace, **options).connect()
     try:
         yield store
     finally:

@@ -4,6 +4,7 @@ compaction, quotas counted across servers, namespaces, and how it is opened."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -199,3 +200,20 @@ async def test_a_leader_without_quorum_knows_it_lost_the_lead(etcd_cluster: Etcd
         leader = await Election(store, "scheduler").leader()
         assert leader is not None and leader.value == b"s2"
         await again.resign()
+
+
+async def test_a_watch_leaves_a_member_that_stopped_answering(etcd_cluster: EtcdCluster) -> None:
+    async with store_on(etcd_cluster, check_every=1.0) as store:
+        r0 = await store.put("apps/a", b"1")
+        watch = store.watch("apps/", r0)
+        waiter = asyncio.ensure_future(store.wait("apps/", r0, 60))
+        leader = store._gw.order()[0]  # both watches are on it
+        etcd_cluster.pause(store.endpoints.index(leader))
+        written = []
+        while len(written) < 5:  # a write sent to the stopped member may or may not apply
+            with contextlib.suppress(Unavailable):
+                written.append(await store.put(f"apps/{len(written)}", b"x"))
+        events = await collect(watch, 5)
+        assert [e.revision for e in events][-5:] == written
+        assert await asyncio.wait_for(waiter, 30) > r0
+        await watch.aclose()  # type: ignore[attr-defined]

@@ -51,7 +51,14 @@ from kade.store.base import (
     TxnResult,
     validate_op,
 )
-from kade.store.etcd_client import READ_TIMEOUT, WRITE_TIMEOUT, EtcdError, Gateway, Json
+from kade.store.etcd_client import (
+    CHECK_EVERY,
+    READ_TIMEOUT,
+    WRITE_TIMEOUT,
+    EtcdError,
+    Gateway,
+    Json,
+)
 from kade.store.etcd_follow import Followed
 from kade.store.limits import (
     LOG_REVISIONS,
@@ -98,6 +105,7 @@ class EtcdStore:
         history: int = LOG_REVISIONS,
         read_timeout: float = READ_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
+        check_every: float = CHECK_EVERY,
     ) -> None:
         if history < 1:
             raise ValueError("history must keep at least one revision")
@@ -108,6 +116,7 @@ class EtcdStore:
                                      name="a value in etcd"))
         self._f = Followed([q for q in self._quotas if q.max_keys or q.max_bytes])
         self._history = history
+        self._check_every = check_every
         self._compacted = 0
         self._reading: dict[str, asyncio.Future[tuple[int, int]]] = {}
         self._queued: list[str] = []
@@ -407,8 +416,8 @@ class EtcdStore:
                     "key": codec.b64(start), "range_end": codec.b64(end),
                     "start_revision": str(pos + 1), "prev_kv": True}}
                 try:
-                    async with contextlib.aclosing(
-                            self._gw.stream(url, "/v3/watch", body)) as messages:
+                    async with contextlib.aclosing(self._gw.watched(
+                            url, "/v3/watch", body, self._check_every)) as messages:
                         async for message in messages:
                             result = message.get("result")
                             if result is None:
@@ -478,14 +487,13 @@ class EtcdStore:
         if self._closed:
             return
         self._closed = True
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
-        for task in list(self._tasks):
+        tasks = [t for t in (self._follower, *self._tasks) if t is not None]
+        for task in tasks:
             task.cancel()
         self._f.signals.fire_all(self._f.seen)
-        await self._gw.close()
+        await self._gw.close()  # ends every stream, should a task still read one
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -17,6 +17,7 @@ straight to serializable ones and writes are refused after one quick check of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ READ_TIMEOUT = 2.0  # a linearizable read; then a serializable one
 WRITE_TIMEOUT = 5.0  # etcd itself gives up on a proposal after 5 s + 2 election timeouts
 PROBE_TIMEOUT = 0.5
 DEGRADED_FOR = 1.0  # after etcd was found without quorum, act on it this long before asking
+CHECK_EVERY = 5.0  # a watch quiet this long asks its member whether it still answers
 MAX_LINE = 64 * 1024 * 1024  # one watch response (a revision's events); etcd's own bound is lower
 
 log = logging.getLogger(__name__)
@@ -280,6 +282,49 @@ class Gateway:
                     raise StoreError(f"etcd at {url} sent a message over {MAX_LINE} bytes")
         finally:
             await response.aclose()
+
+    async def watched(self, url: str, path: str, body: Json,
+                      check_every: float) -> AsyncGenerator[Json, None]:
+        """`stream()`, and a check of the member whenever it has been quiet for
+        `check_every` seconds: a member that stopped (not dead: its connections stay open)
+        must not hold a watch forever. A member that does not answer raises httpx's
+        timeout, and the watch resumes on another."""
+        queue: asyncio.Queue[Json | BaseException | None] = asyncio.Queue(maxsize=64)
+
+        async def pump() -> None:
+            try:
+                async with contextlib.aclosing(self.stream(url, path, body)) as messages:
+                    async for message in messages:
+                        await queue.put(message)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # handed to the reader, which raises it
+                await queue.put(e)
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(pump())
+        getter: asyncio.Task[Json | BaseException | None] | None = None
+        try:
+            while True:
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as a message arrives, and a follower being closed would go on.
+                getter = getter or loop.create_task(queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=check_every)
+                if not done:
+                    await self.local(url, "/v3/maintenance/status", {})
+                    continue
+                item, getter = getter.result(), None
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if getter is not None:
+                getter.cancel()
+            task.cancel()
+            await asyncio.wait({task})
 
     async def close(self) -> None:
         await self._streams.aclose()
