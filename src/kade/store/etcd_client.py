@@ -11,7 +11,8 @@ answers), each naming the endpoints and what each said.
 Reads are linearizable (they see every write acknowledged before them); when that cannot be
 had in `read_timeout` (no quorum), they are served serializably by any member that answers:
 what that member holds, perhaps a little behind. While etcd is without quorum, reads go
-straight to serializable ones and writes are refused after one quick check of the members.
+straight to serializable ones (the members' status is asked again at most once a second), and
+writes are refused after a quick look at that status, without waiting for a timeout.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0  # a linearizable read; then a serializable one
 WRITE_TIMEOUT = 5.0  # etcd itself gives up on a proposal after 5 s + 2 election timeouts
 PROBE_TIMEOUT = 0.5
-DEGRADED_FOR = 1.0  # after etcd was found without quorum, act on it this long before asking
+DEGRADED_FOR = 1.0  # after etcd was found without a leader, act on it this long, then ask
 CHECK_EVERY = 5.0  # a watch quiet this long asks its member whether it still answers
 MAX_LINE = 64 * 1024 * 1024  # one watch response (a revision's events); etcd's own bound is lower
 
@@ -146,7 +147,7 @@ class Gateway:
         A member that cannot be reached was not sent the request: the next one is tried,
         after waiting (up to the write timeout) for the members to have a leader, since a
         member that lost its leader (it was the one that went) drops what it is sent."""
-        if self.degraded:
+        if self._degraded_until:  # etcd was without a leader lately: ask before waiting
             await self.check_quorum()
         failures: list[str] = []
         tried: set[str] = set()
@@ -180,7 +181,10 @@ class Gateway:
 
     async def read(self, path: str, body: Json) -> Json:
         """A linearizable read, or a serializable one when etcd cannot give that now."""
-        if not self.degraded:
+        if self._degraded_until and not self.degraded:
+            with contextlib.suppress(Unavailable):  # one quick look at the members
+                await self.check_quorum()
+        if not self._degraded_until:
             for url in self.order():
                 try:
                     doc = await self._post(self._client, url, path, body, self._read_timeout)
