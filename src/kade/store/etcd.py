@@ -12,6 +12,8 @@ directories under it, and the marks of the directories above it (conservative: a
 `kv/a/x` also moves `kv/a/y`, so a blocking query may wake once for nothing, never sleep
 through a change). One read transaction answers it. Keys deleted by etcd itself when their
 lease ends get no mark: the store's follower (below) sees those deletes and counts them too.
+delete() of nothing makes no revision, as on SQLite (it is guarded by a compare that the key
+or range exists); a txn() whose deletes find nothing still makes one, for its marks.
 So a Consul blocking query on `kv/app/` wakes on a delete under it, from any server.
 
 One *follower* per store watches the whole namespace from the revision it opened at, and
@@ -277,14 +279,14 @@ class EtcdStore:
         if prefix and expect is not None:
             raise ValueError("delete: expect cannot be combined with prefix")
         validate_op(Delete(key, prefix))
+        # Delete only what exists, so that deleting nothing makes no revision (and no mark):
+        # etcd compares every key of a range, and an empty range fails "create_revision > 0".
         if prefix:
             start, end = self.ns.range(key)
-            doc = await self._gw.read("/v3/kv/range", {
-                "key": codec.b64(start), "range_end": codec.b64(end), "count_only": True})
-            if not codec.to_int(doc.get("count")):  # nothing to delete: no new revision
-                return codec.header_revision(doc)
-            return (await self.txn([], [Delete(key, prefix=True)])).revision
-        # Delete only what exists, so that deleting nothing makes no revision (and no mark).
+            exists = {"key": codec.b64(start), "range_end": codec.b64(end), "target": "CREATE",
+                      "result": "GREATER", "create_revision": "0"}
+            result, _ = await self._txn([exists], [Delete(key, prefix=True)], [])
+            return result.revision
         raw = codec.b64(self.ns.key(key))
         compares = [{"key": raw, "target": "MOD", "result": "GREATER", "mod_revision": "0"}]
         if expect is not None:
