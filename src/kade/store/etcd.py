@@ -24,7 +24,8 @@ quota reads the values it replaces first and is refused (LimitExceeded, nothing 
 the bound; servers writing at once may pass it by what they write together, not more.
 Each watch() is its own etcd watch, resumed on another member from its last revision.
 History is compacted past `history` revisions, like SQLite's log (etcd bounds the bytes:
---quota-backend-bytes).
+--quota-backend-bytes). Compaction is etcd's, for every namespace: stores sharing a cluster
+should keep the same bound.
 """
 
 from __future__ import annotations
@@ -391,9 +392,14 @@ class EtcdStore:
     # -- history -------------------------------------------------------------------------
 
     async def _maybe_compact(self, rev: int) -> None:
+        """Compact past the history bound, by a step (a tenth), as SQLite does. The write
+        that triggers it is done already: a failure is logged, and retried by the next."""
         step = max(1, min(10_000, self._history // 10))
         if rev - self._compacted >= self._history + step:
-            await self.compact(rev - self._history)
+            try:
+                await self.compact(rev - self._history)
+            except StoreError as e:
+                log.warning("etcd compaction to %d failed: %s", rev - self._history, e)
 
     async def compact(self, revision: int) -> None:
         """Forget history up to `revision`; watches from before it get Compacted."""
