@@ -3,13 +3,18 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup up test lint bench-setup clean-tasks
+.PHONY: setup up cluster test lint bench-setup clean-tasks
 
 setup:
 	@bash scripts/setup.sh
 
 up: setup
 	$(VENV)/bin/kade up --seed-kv examples/config.yaml --deploy examples/apps
+
+# A cluster on this machine: 3 etcd members, 3 servers, 3 agents in zones 1a/1b/1c, the example
+# apps. In the foreground; Ctrl-C stops it all (docs/cluster.md).
+cluster: setup
+	$(PY) scripts/cluster.py
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -3,6 +3,8 @@ transactions, reads, a range of 10,000 keys, watch latency, and waking many wait
 
 Usage: python bench/store.py [--backend sqlite|etcd|both] [--puts N] [--dir DIR]
                              [--etcd URL[,URL...]]
+The watchers figure is for 1,000 watchers on SQLite and 100 on etcd, where each is a stream of
+its own (the mirror shares one among many readers).
 Every put is durable before it returns: on SQLite one fsync of the WAL; on etcd a commit by a
 quorum of members (each fsyncs its WAL). Without --etcd, a 3-member etcd cluster is started on
 this machine (tests/etcd.py), so its three members share one disk.
@@ -36,7 +38,7 @@ def line(label: str, figure: str) -> None:
     print(f"  {label + ':':34}{figure}")
 
 
-async def measure(store: Store, puts: int) -> None:
+async def measure(store: Store, puts: int, watchers_count: int) -> None:
     start = time.perf_counter()
     for i in range(puts):
         await store.put(f"bench/seq/{i:07d}", b"x" * 100)
@@ -91,15 +93,37 @@ async def measure(store: Store, puts: int) -> None:
     line("watch latency, put to event", f"median {statistics.median(samples) * 1e3:.2f} ms, "
          f"p99 {samples[int(len(samples) * 0.99)] * 1e3:.2f} ms")
 
+    for label, prefixes in (
+        ("same prefix", ["bench/wait/"] * 1000),
+        ("1,000 prefixes", [f"bench/wait/{i}" for i in range(1000)]),
+    ):
+        after = await store.revision()
+        waiters = [asyncio.ensure_future(store.wait(p, after, 60)) for p in prefixes]
+        await asyncio.sleep(0.5)  # let every waiter block
+        start = time.perf_counter()
+        if label == "same prefix":
+            await store.put("bench/wait/x", b"1")
+        else:
+            await store.txn([], [Put(p, b"v") for p in prefixes])
+        wrote = time.perf_counter() - start
+        await asyncio.gather(*waiters)
+        took = time.perf_counter() - start
+        line(f"1,000 wait() woken, {label}",
+             f"{took * 1e3:.1f} ms (the write itself: {wrote * 1e3:.1f} ms)")
+
+    async def first_event(after: int) -> None:
+        async for _ in store.watch("bench/watch/", after):
+            return
+
     after = await store.revision()
-    waiters = [asyncio.ensure_future(store.wait("bench/wait/", after, 60)) for _ in range(1000)]
-    await asyncio.sleep(0.5)  # let every waiter block
+    watchers = [asyncio.ensure_future(first_event(after)) for _ in range(watchers_count)]
+    await asyncio.sleep(1.0)
     start = time.perf_counter()
-    await store.put("bench/wait/x", b"1")
+    await store.put("bench/watch/x", b"1")
     wrote = time.perf_counter() - start
-    await asyncio.gather(*waiters)
+    await asyncio.gather(*watchers)
     took = time.perf_counter() - start
-    line("1,000 wait() woken, same prefix",
+    line(f"{watchers_count:,} watchers get one event",
          f"{took * 1e3:.1f} ms (the write itself: {wrote * 1e3:.1f} ms)")
 
 
@@ -107,7 +131,7 @@ async def run_sqlite(data_dir: Path, puts: int) -> None:
     print(f"SQLite ({data_dir})")
     store = SqliteStore(data_dir)
     try:
-        await measure(store, puts)
+        await measure(store, puts, 1_000)
         before = await store.revision()
         start = time.perf_counter()
         store.compact(before - 1000)
@@ -122,7 +146,7 @@ async def run_etcd(endpoints: list[str], puts: int) -> None:
     store = await EtcdStore(endpoints, namespace=f"bench-{random.randrange(1 << 30):x}/",
                             quotas=[]).connect()
     try:
-        await measure(store, puts)
+        await measure(store, puts, 100)  # each watch is a stream of its own to etcd
         await store.delete("", prefix=True)
     finally:
         await store.close()
@@ -133,14 +157,15 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "etcd", "both"], default="both")
     parser.add_argument("--dir", type=Path, help="SQLite data dir (default: a fresh one)")
     parser.add_argument("--etcd", help="etcd endpoints (default: start a 3-member cluster)")
-    parser.add_argument("--puts", type=int, default=2_000)
+    parser.add_argument("--puts", type=int,
+                        help="durable puts to time (default: 10,000 on SQLite, 2,000 on etcd)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kade-bench-store-") as tmp:
         if args.backend in ("sqlite", "both"):
-            asyncio.run(run_sqlite(args.dir or Path(tmp) / "sqlite", args.puts))
+            asyncio.run(run_sqlite(args.dir or Path(tmp) / "sqlite", args.puts or 10_000))
         if args.backend in ("etcd", "both"):
             if args.etcd:
-                asyncio.run(run_etcd(parse_endpoints(args.etcd), args.puts))
+                asyncio.run(run_etcd(parse_endpoints(args.etcd), args.puts or 2_000))
                 return
             from tests.etcd import EtcdCluster
 
@@ -148,7 +173,7 @@ def main() -> None:
             (Path(tmp) / "etcd").mkdir()
             try:
                 cluster.start()
-                asyncio.run(run_etcd(cluster.endpoints, args.puts))
+                asyncio.run(run_etcd(cluster.endpoints, args.puts or 2_000))
             finally:
                 cluster.stop()
 

@@ -180,25 +180,6 @@ async def test_watcher_overtaken_by_compaction_is_told(tmp_path: Path) -> None:
     await s.close()
 
 
-async def test_watchers_end_when_the_store_closes(tmp_path: Path) -> None:
-    s = SqliteStore(tmp_path)
-
-    async def consume() -> int:
-        count = 0
-        async for batch in s.watch("x/", 0):
-            count += len(batch)
-        return count
-
-    tasks = [asyncio.ensure_future(consume()) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    await s.put("x/1", b"")
-    await asyncio.sleep(0.01)
-    await s.close()
-    assert await asyncio.wait_for(asyncio.gather(*tasks), 10) == [1, 1, 1]
-    with pytest.raises(StoreError):
-        await s.get("x/1")
-
-
 # -- the data directory ----------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ compaction, quotas counted across servers, namespaces, and how it is opened."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -37,7 +38,8 @@ async def test_a_member_down_is_not_noticed(etcd_cluster: EtcdCluster) -> None:
     async with store_on(etcd_cluster) as store:
         r0 = await store.put("apps/a", b"1")
         watch = store.watch("apps/", r0)
-        preferred = store._gw.order()[0]
+        waiter = asyncio.ensure_future(store.wait("apps/", r0, 60))
+        preferred = store._gw.order()[0]  # the leader, which the store's follower watches too
         etcd_cluster.kill(store.endpoints.index(preferred))
         for i in range(20):
             await store.put(f"apps/{i}", str(i).encode())
@@ -45,6 +47,7 @@ async def test_a_member_down_is_not_noticed(etcd_cluster: EtcdCluster) -> None:
         events = await collect(watch, 20)
         assert [e.key for e in events] == [f"apps/{i}" for i in range(20)]
         assert [e.revision for e in events] == list(range(r0 + 1, r0 + 21))
+        assert await asyncio.wait_for(waiter, 30) > r0  # blocking queries still wake
         await watch.aclose()  # type: ignore[attr-defined]
 
 
@@ -175,3 +178,42 @@ async def test_namespaces_keep_stores_apart(etcd_cluster: EtcdCluster) -> None:
         await two.put("apps/web", b"2")
         assert [(e.key, e.value) for e in (await one.range(""))[0]] == [("apps/api", b"1")]
         assert [(e.key, e.value) for e in (await two.range(""))[0]] == [("apps/web", b"2")]
+
+
+async def test_a_leader_without_quorum_knows_it_lost_the_lead(etcd_cluster: EtcdCluster) -> None:
+    from kade.store.election import Election
+
+    async with store_on(etcd_cluster) as store:
+        lead = await asyncio.wait_for(Election(store, "scheduler", ttl=2).campaign(b"s1"), 10)
+        etcd_cluster.kill(1, 2)
+        # No keepalive can succeed: within a TTL its lease may have ended, so it stops leading.
+        await asyncio.wait_for(lead.lost.wait(), 30)
+        etcd_cluster.heal()
+        await lead.resign()  # gives the lease back once etcd can take it
+        for _ in range(100):
+            try:
+                again = await asyncio.wait_for(
+                    Election(store, "scheduler", ttl=2).campaign(b"s2"), 10)
+                break
+            except Unavailable:
+                await asyncio.sleep(0.1)
+        leader = await Election(store, "scheduler").leader()
+        assert leader is not None and leader.value == b"s2"
+        await again.resign()
+
+
+async def test_a_watch_leaves_a_member_that_stopped_answering(etcd_cluster: EtcdCluster) -> None:
+    async with store_on(etcd_cluster, check_every=1.0) as store:
+        r0 = await store.put("apps/a", b"1")
+        watch = store.watch("apps/", r0)
+        waiter = asyncio.ensure_future(store.wait("apps/", r0, 60))
+        leader = store._gw.order()[0]  # both watches are on it
+        etcd_cluster.pause(store.endpoints.index(leader))
+        written = []
+        while len(written) < 5:  # a write sent to the stopped member may or may not apply
+            with contextlib.suppress(Unavailable):
+                written.append(await store.put(f"apps/{len(written)}", b"x"))
+        events = await collect(watch, 5)
+        assert [e.revision for e in events][-5:] == written
+        assert await asyncio.wait_for(waiter, 30) > r0
+        await watch.aclose()  # type: ignore[attr-defined]

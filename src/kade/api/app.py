@@ -33,7 +33,7 @@ from kade.api.store_api import store_router
 from kade.api.tokens import tokens_router
 from kade.deployments import intent
 from kade.spec import SpecError
-from kade.store.base import CasFailed, Store, Unavailable
+from kade.store.base import CasFailed, NoQuorum, Store, Unavailable
 
 log = logging.getLogger("kade.api")
 
@@ -104,14 +104,17 @@ def _errors(app: FastAPI) -> None:
     async def conflict(_: Request, e: intent.Conflict) -> JSONResponse:
         return _message(409, str(e))
 
-    @app.exception_handler(Unavailable)
-    async def unavailable(_: Request, e: Unavailable) -> JSONResponse:
-        # etcd without quorum or out of reach: reads may still answer, this did not
-        return _message(503, f"the store cannot take this now: {e}", headers={"Retry-After": "2"})
-
     @app.exception_handler(CasFailed)
     async def cas(_: Request, e: CasFailed) -> JSONResponse:
         return _message(409, f"changed concurrently, try again: {e}")
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, e: Unavailable) -> JSONResponse:
+        # The log has the endpoints and what each said; the answer only what a client needs.
+        log.warning("%s %s: %s", request.method, request.url.path, e)
+        message = ("the store (etcd) has no quorum: writes are refused until it returns"
+                   if isinstance(e, NoQuorum) else "the store (etcd) is unavailable: try again")
+        return _message(503, message, headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, e: HTTPException) -> JSONResponse:

@@ -12,7 +12,9 @@ the key is gone (or was written by another). `Leadership.txn` adds it and raises
 
 A leader learns that it lost its lease (`Leadership.lost` is set) when a keepalive is refused,
 when no keepalive succeeded for a whole TTL (etcd unreachable or without quorum: the lease may
-have ended meanwhile), or when its key is deleted. It must then stop its loops.
+have ended meanwhile), or when its key is deleted. It must then stop its loops, and call
+`resign()`, which gives the lease back if etcd still holds it (so the next candidate need not
+wait for it to expire), before campaigning again.
 """
 
 from __future__ import annotations

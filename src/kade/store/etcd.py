@@ -12,6 +12,8 @@ directories under it, and the marks of the directories above it (conservative: a
 `kv/a/x` also moves `kv/a/y`, so a blocking query may wake once for nothing, never sleep
 through a change). One read transaction answers it. Keys deleted by etcd itself when their
 lease ends get no mark: the store's follower (below) sees those deletes and counts them too.
+delete() of nothing makes no revision, as on SQLite (it is guarded by a compare that the key
+or range exists); a txn() whose deletes find nothing still makes one, for its marks.
 So a Consul blocking query on `kv/app/` wakes on a delete under it, from any server.
 
 One *follower* per store watches the whole namespace from the revision it opened at, and
@@ -22,7 +24,8 @@ quota reads the values it replaces first and is refused (LimitExceeded, nothing 
 the bound; servers writing at once may pass it by what they write together, not more.
 Each watch() is its own etcd watch, resumed on another member from its last revision.
 History is compacted past `history` revisions, like SQLite's log (etcd bounds the bytes:
---quota-backend-bytes).
+--quota-backend-bytes). Compaction is etcd's, for every namespace: stores sharing a cluster
+should keep the same bound.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 import httpx
 
@@ -50,7 +54,14 @@ from kade.store.base import (
     TxnResult,
     validate_op,
 )
-from kade.store.etcd_client import READ_TIMEOUT, WRITE_TIMEOUT, EtcdError, Gateway, Json
+from kade.store.etcd_client import (
+    CHECK_EVERY,
+    READ_TIMEOUT,
+    WRITE_TIMEOUT,
+    EtcdError,
+    Gateway,
+    Json,
+)
 from kade.store.etcd_follow import Followed
 from kade.store.limits import (
     LOG_REVISIONS,
@@ -68,7 +79,21 @@ MAX_VALUE_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 M
 PAGE = 5_000  # keys per range request
 RETRY = 0.5  # seconds between attempts of a watch to reach a member
 
+TXN_READS = 120  # reads in one read transaction (etcd's --max-txn-ops is 128 by default)
+
 log = logging.getLogger(__name__)
+
+
+def _reads_of(prefix: str) -> set[tuple[str, str]]:
+    """What a prefix's revision is read from: its live keys, the delete marks under it, and
+    those of the directories above it."""
+    above = ["", *(prefix[: i + 1] for i, c in enumerate(prefix[:-1]) if c == "/")]
+    return {("live", prefix), ("marks", prefix), *(("mark", d) for d in above)}
+
+
+def _retrieved(fut: asyncio.Future[tuple[int, int]]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # seen: a reader that gave up leaves no "never retrieved" warning
 
 
 class EtcdStore:
@@ -83,6 +108,7 @@ class EtcdStore:
         history: int = LOG_REVISIONS,
         read_timeout: float = READ_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
+        check_every: float = CHECK_EVERY,
     ) -> None:
         if history < 1:
             raise ValueError("history must keep at least one revision")
@@ -93,8 +119,11 @@ class EtcdStore:
                                      name="a value in etcd"))
         self._f = Followed([q for q in self._quotas if q.max_keys or q.max_bytes])
         self._history = history
+        self._check_every = check_every
         self._compacted = 0
         self._reading: dict[str, asyncio.Future[tuple[int, int]]] = {}
+        self._queued: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -107,7 +136,7 @@ class EtcdStore:
         following it."""
         try:
             rev = await self.revision()
-            self._f.usage = await self._count_usage()
+            self._f.usage = await self._count_usage(rev)
             with contextlib.suppress(StoreError):
                 await self._gw.check_quorum()  # prefer the leader
         except BaseException:
@@ -135,10 +164,10 @@ class EtcdStore:
         self._check_open()
         return await self._range(*self.ns.range(prefix))
 
-    async def _range(self, start: bytes, end: bytes) -> tuple[list[Entry], int]:
-        """Every key in [start, end) at one revision, read in pages."""
+    async def _range(self, start: bytes, end: bytes, at: int = 0) -> tuple[list[Entry], int]:
+        """Every key in [start, end) at one revision (`at`, or the newest), read in pages."""
         entries: list[Entry] = []
-        rev = 0
+        rev = at
         key = start
         while True:
             body: Json = {"key": codec.b64(key), "range_end": codec.b64(end), "limit": PAGE}
@@ -167,31 +196,73 @@ class EtcdStore:
         cached = self._f.cached(prefix)
         if cached is not None:
             return cached, self._f.seen
-        # One read per prefix at a time: a thousand blocking queries ask once.
+        # One read per prefix at a time, and the prefixes missed in one turn of the loop read
+        # together: a thousand blocking queries arriving at once cost a few round trips.
         pending = self._reading.get(prefix)
         if pending is None:
-            pending = asyncio.ensure_future(self._read_prefix_revision(prefix))
+            loop = asyncio.get_running_loop()
+            pending = loop.create_future()
+            pending.add_done_callback(_retrieved)
             self._reading[prefix] = pending
-            pending.add_done_callback(lambda _: self._reading.pop(prefix, None))
+            self._queued.append(prefix)
+            if len(self._queued) == 1:
+                loop.call_soon(self._read_queued)
         return await asyncio.shield(pending)
 
-    async def _read_prefix_revision(self, prefix: str) -> tuple[int, int]:
+    def _read_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        batch: list[str] = []
+        reads: set[tuple[str, str]] = set()
+        for prefix in queued:
+            need = _reads_of(prefix)
+            if batch and len(reads | need) > TXN_READS:
+                self._spawn(self._read_prefix_revisions(batch, reads))
+                batch, reads = [], set()
+            batch.append(prefix)
+            reads |= need
+        if batch:
+            self._spawn(self._read_prefix_revisions(batch, reads))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_prefix_revisions(self, prefixes: list[str],
+                                      reads: set[tuple[str, str]]) -> None:
+        """One read transaction for the revisions of `prefixes` (see the module docstring)."""
+        order = sorted(reads)
         newest = {"sort_target": "MOD", "sort_order": "DESCEND", "limit": 1, "keys_only": True}
         ranges: list[Json] = []
-        for start, end in (self.ns.range(prefix), self.ns.marks(prefix)):
-            ranges.append({"key": codec.b64(start), "range_end": codec.b64(end), **newest})
-        above = ["", *(prefix[: i + 1] for i, c in enumerate(prefix[:-1]) if c == "/")]
-        ranges += [{"key": codec.b64(self.ns.mark(d)), "keys_only": True} for d in above]
-        doc = await self._gw.read("/v3/kv/txn", {
-            "success": [{"request_range": r} for r in ranges]})
-        found = 0
-        for response in doc.get("responses", []):
-            for kv in response.get("response_range", {}).get("kvs") or []:
-                found = max(found, codec.to_int(kv.get("mod_revision")))
-        found = max(found, self._f.seen_deletes(prefix))
+        for kind, name in order:
+            if kind == "mark":
+                ranges.append({"key": codec.b64(self.ns.mark(name)), "keys_only": True})
+            else:
+                start, end = self.ns.range(name) if kind == "live" else self.ns.marks(name)
+                ranges.append({"key": codec.b64(start), "range_end": codec.b64(end), **newest})
+        try:
+            doc = await self._gw.read("/v3/kv/txn", {
+                "success": [{"request_range": r} for r in ranges]})
+        except BaseException as e:
+            for prefix in prefixes:
+                fut = self._reading.pop(prefix, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        found: dict[tuple[str, str], int] = {}
+        for read, response in zip(order, doc.get("responses", []), strict=False):
+            kvs = response.get("response_range", {}).get("kvs") or []
+            found[read] = max((codec.to_int(kv.get("mod_revision")) for kv in kvs), default=0)
         read_at = codec.header_revision(doc)
-        self._f.remember(prefix, found, read_at)
-        return found, read_at
+        for prefix in prefixes:
+            answer = max([found.get(r, 0) for r in _reads_of(prefix)]
+                         + [self._f.seen_deletes(prefix)])
+            self._f.remember(prefix, answer, read_at)
+            fut = self._reading.pop(prefix, None)
+            if fut is not None and not fut.done():
+                fut.set_result((answer, read_at))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -209,14 +280,14 @@ class EtcdStore:
         if prefix and expect is not None:
             raise ValueError("delete: expect cannot be combined with prefix")
         validate_op(Delete(key, prefix))
+        # Delete only what exists, so that deleting nothing makes no revision (and no mark):
+        # etcd compares every key of a range, and an empty range fails "create_revision > 0".
         if prefix:
             start, end = self.ns.range(key)
-            doc = await self._gw.read("/v3/kv/range", {
-                "key": codec.b64(start), "range_end": codec.b64(end), "count_only": True})
-            if not codec.to_int(doc.get("count")):  # nothing to delete: no new revision
-                return codec.header_revision(doc)
-            return (await self.txn([], [Delete(key, prefix=True)])).revision
-        # Delete only what exists, so that deleting nothing makes no revision (and no mark).
+            exists = {"key": codec.b64(start), "range_end": codec.b64(end), "target": "CREATE",
+                      "result": "GREATER", "create_revision": "0"}
+            result, _ = await self._txn([exists], [Delete(key, prefix=True)], [])
+            return result.revision
         raw = codec.b64(self.ns.key(key))
         compares = [{"key": raw, "target": "MOD", "result": "GREATER", "mod_revision": "0"}]
         if expect is not None:
@@ -283,10 +354,11 @@ class EtcdStore:
                     current[op.key] = e.value
             check_usage(quota, usage, ops_delta(quota.prefix, ops, current))
 
-    async def _count_usage(self) -> list[Usage]:
+    async def _count_usage(self, rev: int) -> list[Usage]:
+        """What each counted quota holds at `rev` (where the follower starts)."""
         usage = []
         for quota in self._f.counted:
-            entries, _ = await self.range(quota.prefix)
+            entries, _ = await self._range(*self.ns.range(quota.prefix), at=rev)
             usage.append(Usage(len(entries), sum(entry_bytes(e.key, e.value) for e in entries)))
         return usage
 
@@ -320,9 +392,14 @@ class EtcdStore:
     # -- history -------------------------------------------------------------------------
 
     async def _maybe_compact(self, rev: int) -> None:
+        """Compact past the history bound, by a step (a tenth), as SQLite does. The write
+        that triggers it is done already: a failure is logged, and retried by the next."""
         step = max(1, min(10_000, self._history // 10))
         if rev - self._compacted >= self._history + step:
-            await self.compact(rev - self._history)
+            try:
+                await self.compact(rev - self._history)
+            except StoreError as e:
+                log.warning("etcd compaction to %d failed: %s", rev - self._history, e)
 
     async def compact(self, revision: int) -> None:
         """Forget history up to `revision`; watches from before it get Compacted."""
@@ -347,8 +424,8 @@ class EtcdStore:
                     "key": codec.b64(start), "range_end": codec.b64(end),
                     "start_revision": str(pos + 1), "prev_kv": True}}
                 try:
-                    async with contextlib.aclosing(
-                            self._gw.stream(url, "/v3/watch", body)) as messages:
+                    async with contextlib.aclosing(self._gw.watched(
+                            url, "/v3/watch", body, self._check_every)) as messages:
                         async for message in messages:
                             result = message.get("result")
                             if result is None:
@@ -406,7 +483,7 @@ class EtcdStore:
                 log.warning("the store fell behind etcd's history; recounting from now")
                 with contextlib.suppress(StoreError):
                     rev = await self.revision()
-                    self._f.restart(rev, await self._count_usage())
+                    self._f.restart(rev, await self._count_usage(rev))
             except StoreError as e:  # etcd refused the watch: keep trying, from where it was
                 if self._closed:
                     return
@@ -418,12 +495,13 @@ class EtcdStore:
         if self._closed:
             return
         self._closed = True
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        tasks = [t for t in (self._follower, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
         self._f.signals.fire_all(self._f.seen)
-        await self._gw.close()
+        await self._gw.close()  # ends every stream, should a task still read one
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
 
     def _check_open(self) -> None:
         if self._closed:

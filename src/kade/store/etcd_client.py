@@ -11,12 +11,14 @@ answers), each naming the endpoints and what each said.
 Reads are linearizable (they see every write acknowledged before them); when that cannot be
 had in `read_timeout` (no quorum), they are served serializably by any member that answers:
 what that member holds, perhaps a little behind. While etcd is without quorum, reads go
-straight to serializable ones and writes are refused after one quick check of the members.
+straight to serializable ones (the members' status is asked again at most once a second), and
+writes are refused after a quick look at that status, without waiting for a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,7 +36,8 @@ CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0  # a linearizable read; then a serializable one
 WRITE_TIMEOUT = 5.0  # etcd itself gives up on a proposal after 5 s + 2 election timeouts
 PROBE_TIMEOUT = 0.5
-DEGRADED_FOR = 1.0  # after etcd was found without quorum, act on it this long before asking
+DEGRADED_FOR = 1.0  # after etcd was found without a leader, act on it this long, then ask
+CHECK_EVERY = 5.0  # a watch quiet this long asks its member whether it still answers
 MAX_LINE = 64 * 1024 * 1024  # one watch response (a revision's events); etcd's own bound is lower
 
 log = logging.getLogger(__name__)
@@ -144,7 +147,7 @@ class Gateway:
         A member that cannot be reached was not sent the request: the next one is tried,
         after waiting (up to the write timeout) for the members to have a leader, since a
         member that lost its leader (it was the one that went) drops what it is sent."""
-        if self.degraded:
+        if self._degraded_until:  # etcd was without a leader lately: ask before waiting
             await self.check_quorum()
         failures: list[str] = []
         tried: set[str] = set()
@@ -178,7 +181,10 @@ class Gateway:
 
     async def read(self, path: str, body: Json) -> Json:
         """A linearizable read, or a serializable one when etcd cannot give that now."""
-        if not self.degraded:
+        if self._degraded_until and not self.degraded:
+            with contextlib.suppress(Unavailable):  # one quick look at the members
+                await self.check_quorum()
+        if not self._degraded_until:
             for url in self.order():
                 try:
                     doc = await self._post(self._client, url, path, body, self._read_timeout)
@@ -280,6 +286,49 @@ class Gateway:
                     raise StoreError(f"etcd at {url} sent a message over {MAX_LINE} bytes")
         finally:
             await response.aclose()
+
+    async def watched(self, url: str, path: str, body: Json,
+                      check_every: float) -> AsyncGenerator[Json, None]:
+        """`stream()`, and a check of the member whenever it has been quiet for
+        `check_every` seconds: a member that stopped (not dead: its connections stay open)
+        must not hold a watch forever. A member that does not answer raises httpx's
+        timeout, and the watch resumes on another."""
+        queue: asyncio.Queue[Json | BaseException | None] = asyncio.Queue(maxsize=64)
+
+        async def pump() -> None:
+            try:
+                async with contextlib.aclosing(self.stream(url, path, body)) as messages:
+                    async for message in messages:
+                        await queue.put(message)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # handed to the reader, which raises it
+                await queue.put(e)
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(pump())
+        getter: asyncio.Task[Json | BaseException | None] | None = None
+        try:
+            while True:
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as a message arrives, and a follower being closed would go on.
+                getter = getter or loop.create_task(queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=check_every)
+                if not done:
+                    await self.local(url, "/v3/maintenance/status", {})
+                    continue
+                item, getter = getter.result(), None
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if getter is not None:
+                getter.cancel()
+            task.cancel()
+            await asyncio.wait({task})
 
     async def close(self) -> None:
         await self._streams.aclose()
