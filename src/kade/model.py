@@ -33,7 +33,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self, TypeVar
 
@@ -196,12 +196,27 @@ class Node(Record):
     # The host ports its tasks are given (`--ports`); empty: the scheduler's range. Agents
     # sharing a machine each take their own.
     port_range: list[int] = Field(default_factory=list)
+    # Seconds of the lease under which its agent keeps `alive/<name>`: without that key the
+    # node is down. 0: an agent that does not say (never counted down).
+    liveness_ttl: float = 0.0
     draining: bool = False
     updated_at: float = 0.0
+
+    def alive(self, alive_keys: Collection[str]) -> bool:
+        """Whether its agent is alive, given the names under `alive/`."""
+        return not self.liveness_ttl or self.name in alive_keys
 
     def runs(self, driver: str) -> bool:
         """Whether tasks that need `driver` (see `driver_for`) can run here."""
         return not self.drivers or driver in self.drivers
+
+
+class Alive(Record):
+    """`alive/<name>`: the node's agent is alive, under a lease it keeps (kade.agent.liveness)."""
+
+    node: str
+    since: float  # when this agent announced it
+    lease: int = 0
 
 
 class DrainSpec(Record):

@@ -161,3 +161,26 @@ def test_same_input_same_catalog() -> None:
     args = ([app(healthChecks=HEALTH)], [task("t1"), task("t2", ports=[31001])],
             [status("t1", health="healthy"), status("t2")], NODES)
     assert build_catalog(*args) == build_catalog(*args)
+
+
+def test_tasks_on_a_node_that_is_down_get_no_traffic() -> None:
+    from kade import model
+    from kade.catalog.index import CatalogIndex
+
+    lively = [n.model_copy(update={"liveness_ttl": 10}) for n in NODES]
+    up = build_catalog([app()], [task("t1")], [status("t1")], lively, alive={"n1"})
+    assert [i.passing for i in up.services["web-shop"]] == [True]
+    down = build_catalog([app()], [task("t1")], [status("t1")], lively, alive=set())
+    inst = down.services["web-shop"][0]
+    assert not inst.passing
+    assert "node n1 is down" in inst.checks[0].output
+    # kept incrementally, the same: the liveness key going is what turns it
+    index = CatalogIndex()
+    index.set(model.app_key("/shop/web"), app())
+    index.set(model.node_key("n1"), lively[0])
+    index.set(model.alive_key("n1"), model.Alive(node="n1", since=0))
+    index.set(model.task_key("t1"), task("t1"))
+    index.set(model.status_key("t1"), status("t1"))
+    assert index.catalog().services == up.services
+    index.set(model.alive_key("n1"), None)
+    assert index.catalog().services == down.services

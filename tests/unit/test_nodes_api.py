@@ -47,7 +47,7 @@ async def api(app: FastAPI, store: SqliteStore) -> AsyncIterator[httpx.AsyncClie
 async def register(store: SqliteStore, name: str, **attributes: str) -> None:
     """A node whose agent runs: its record, and its liveness key (kade.agent.liveness)."""
     node = Node(name=name, address="127.0.0.1", hostname="h", cpus=2, mem=1024,
-                attributes=attributes, updated_at=NOW)
+                attributes=attributes, updated_at=NOW, liveness_ttl=10)
     await store.put(model.node_key(name), node.dump())
     await store.put(model.alive_key(name), b"{}")
 

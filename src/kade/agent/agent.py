@@ -76,6 +76,7 @@ class AgentConfig:
     attributes: dict[str, str] = field(default_factory=dict)  # checked by kade.admission.nodes
     hostname: str = ""  # the machine's, shown beside the node's name
     port_range: tuple[int, int] | None = None  # host ports for its tasks; None: the scheduler's
+    liveness_ttl: float = 0.0  # its liveness lease (kade.agent.liveness); 0: none kept
     publish_ip: str = "0.0.0.0"  # where task ports are bound: checked free before a start
 
 
@@ -139,6 +140,7 @@ class Agent:
             address=self.config.address,
             hostname=self.config.hostname,
             port_range=list(self.config.port_range or ()),
+            liveness_ttl=self.config.liveness_ttl,
             cpus=cpus,
             mem=mem,
             attributes=dict(self.config.attributes),

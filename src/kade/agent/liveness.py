@@ -11,7 +11,6 @@ the time to live (an upgrade of kade itself) is never seen down.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,8 +35,8 @@ class Liveness:
 
     async def _announce(self) -> None:
         self.lease = await self.store.grant(self.ttl)
-        value = json.dumps({"node": self.node, "since": self.clock(), "lease": self.lease})
-        await self.store.put(model.alive_key(self.node), value.encode(), lease=self.lease)
+        alive = model.Alive(node=self.node, since=self.clock(), lease=self.lease)
+        await self.store.put(model.alive_key(self.node), alive.dump(), lease=self.lease)
         self.alive.set()
 
     async def run(self) -> None:

@@ -65,8 +65,9 @@ class Snapshot:
         return found[0] if found else None
 
     def json(self, name: str, now: float) -> dict[str, Any]:
-        return node_json(name, self.nodes.get(name), self.control(name), self.index, now,
-                         alive=name in self.alive)
+        node = self.nodes.get(name)
+        return node_json(name, node, self.control(name), self.index, now,
+                         alive=node is None or node.alive(self.alive))
 
     def active_on(self, name: str) -> int:
         return sum(1 for t in self.index.on.get(name, [])

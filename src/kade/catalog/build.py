@@ -13,7 +13,7 @@ Rules (docs/discovery.md explains the choices):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from kade.catalog.model import Catalog, CatalogNode, Check, Instance, Status
@@ -88,8 +88,11 @@ def build_catalog(
     *,
     datacenter: str = "dc1",
     index: int = 0,
+    alive: Collection[str] | None = None,
 ) -> Catalog:
-    node_map = {n.name: catalog_node(n) for n in nodes}
+    """`alive`: the names under `alive/`; a node that keeps a liveness lease and is not among
+    them is down (None: every node is up)."""
+    node_map = {n.name: catalog_node(n, alive) for n in nodes}
     status_of = {s.task_id: s for s in statuses}
     tasks_of: dict[str, list[Task]] = {}
     for task in tasks:
@@ -110,8 +113,9 @@ class AppPart:
         return {i.service for i in self.instances}
 
 
-def catalog_node(node: Node) -> CatalogNode:
-    return CatalogNode(node.name, node.address, tuple(sorted(node.attributes.items())))
+def catalog_node(node: Node, alive: Collection[str] | None = None) -> CatalogNode:
+    down = alive is not None and not node.alive(alive)
+    return CatalogNode(node.name, node.address, tuple(sorted(node.attributes.items())), down)
 
 
 def app_part(
@@ -136,7 +140,8 @@ def app_part(
             continue  # nowhere to send anyone
         if node is None and task.node not in extra:
             extra[task.node] = CatalogNode(task.node, address)
-        instances += task_instances(app, ports, task, status, name, tags, address, problems)
+        instances += task_instances(app, ports, task, status, name, tags, address, problems,
+                                    node_down=node is not None and node.down)
     return AppPart(tuple(instances), tuple(extra.values()), tuple(sorted(problems)))
 
 
@@ -180,9 +185,14 @@ def task_instances(
     tags: list[str],
     address: str,
     problems: set[str],
+    *,
+    node_down: bool = False,
 ) -> list[Instance]:
-    """One instance per port with a host port; a single port-less one when there is none."""
+    """One instance per port with a host port; a single port-less one when there is none.
+    On a node that is down, none passes: nobody knows that it still runs."""
     passing, why = task_passing(app, status)
+    if node_down:
+        passing, why = False, f"node {task.node} is down (its agent stopped answering)"
     ports: list[tuple[PortSpec | None, int]] = [
         (p, task.host_ports[p.index])
         for p in app_ports

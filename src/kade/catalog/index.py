@@ -28,6 +28,8 @@ class CatalogIndex:
         self.tasks: dict[str, Task] = {}
         self.statuses: dict[str, TaskStatus] = {}
         self.nodes: dict[str, CatalogNode] = {}
+        self._node_records: dict[str, Node] = {}
+        self.alive: set[str] = set()  # names under alive/
         self._tasks_of: dict[str, set[str]] = {}  # app id → task ids
         self._parts: dict[str, AppPart] = {}
         self._service_apps: dict[str, set[str]] = {}
@@ -37,7 +39,7 @@ class CatalogIndex:
     # -- changes (keys are store keys; a None value deletes) --------------------------
 
     def set(self, key: str, value: object | None) -> None:
-        """Record the new value of a store key under apps/, tasks/, status/ or nodes/
+        """Record the new value of a store key under apps/, tasks/, status/, nodes/ or alive/
         (a parsed record; None, or anything else, deletes it)."""
         if key.startswith(model.APPS):
             app_id = model.app_id_of_key(key)
@@ -66,8 +68,20 @@ class CatalogIndex:
                 self._dirty.add(self.tasks[task_id].app_id)
         elif key.startswith(model.NODES):
             name = key[len(model.NODES):]
-            _put(self.nodes, name, catalog_node(value) if isinstance(value, Node) else None)
-            self._dirty.update(t.app_id for t in self.tasks.values() if t.node == name)
+            _put(self._node_records, name, value if isinstance(value, Node) else None)
+            self._node_changed(name)
+        elif key.startswith(model.ALIVE):
+            name = key[len(model.ALIVE):]
+            if value is None:
+                self.alive.discard(name)
+            else:
+                self.alive.add(name)
+            self._node_changed(name)
+
+    def _node_changed(self, name: str) -> None:
+        record = self._node_records.get(name)
+        _put(self.nodes, name, catalog_node(record, self.alive) if record is not None else None)
+        self._dirty.update(t.app_id for t in self.tasks.values() if t.node == name)
 
     # -- result ------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class CatalogNode:
     name: str
     address: str
     meta: tuple[tuple[str, str], ...] = ()
+    down: bool = False  # its agent's lease ended: its tasks get no traffic
 
 
 _RANK: dict[Status, int] = {"passing": 0, "warning": 1, "critical": 2}

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 # Nodes first: a snapshot then feeds the index each node before any task (a node's change
 # looks at the tasks placed on it).
-SOURCES = (records(model.NODES, model.Node), records(model.APPS, AppSpec),
-           records(model.TASKS, model.Task), records(model.STATUS, model.TaskStatus))
+SOURCES = (records(model.NODES, model.Node), records(model.ALIVE, model.Alive),
+           records(model.APPS, AppSpec), records(model.TASKS, model.Task),
+           records(model.STATUS, model.TaskStatus))
 
 ChangeCallback = Callable[[Catalog, frozenset[str]], None]
 

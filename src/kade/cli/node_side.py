@@ -142,7 +142,8 @@ class NodeSide:
                                        attributes=dict(cfg.attributes),
                                        publish_ip=cfg.publish_ip,
                                        hostname=socket.gethostname(),
-                                       port_range=cfg.port_range),
+                                       port_range=cfg.port_range,
+                                       liveness_ttl=cfg.node_ttl),
                            data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog))
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))
         try:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from kade import model
-from kade.model import Node, NodeControl, QueueEntry, Task, TaskStatus
+from kade.model import Alive, Node, NodeControl, QueueEntry, Task, TaskStatus
 from kade.scheduler.index import TaskIndex
 from kade.scheduler.plan import Plan, Snapshot, plan
 from kade.spec import AppSpec, spec_hash
@@ -36,6 +36,7 @@ STATUSES = records(model.STATUS, TaskStatus)
 NODES = records(model.NODES, Node)
 QUEUE = records(model.QUEUE, QueueEntry, name=lambda key: model.app_id_of_key(key, model.QUEUE))
 CONTROLS = records(model.NODECTL, NodeControl)
+ALIVE = records(model.ALIVE, Alive)
 
 
 class Scheduler:
@@ -49,7 +50,7 @@ class Scheduler:
         self.store = store
         self.port_range = port_range
         self.clock = clock
-        self.mirror = Mirror(store, [APPS, TASKS, STATUSES, NODES, QUEUE, CONTROLS],
+        self.mirror = Mirror(store, [APPS, TASKS, STATUSES, NODES, QUEUE, CONTROLS, ALIVE],
                              name="scheduler")
         self._apps = self.mirror.table(APPS)
         self._tasks = self.mirror.table(TASKS)
@@ -57,6 +58,10 @@ class Scheduler:
         self._nodes = self.mirror.table(NODES)
         self._queue = self.mirror.table(QUEUE)
         self._controls = self.mirror.table(CONTROLS)
+        self._alive = self.mirror.table(ALIVE)
+        # Registered nodes whose agent is not alive, and since when this scheduler knows it
+        # (a new leader counts from when it loaded: a node's grace starts afresh then).
+        self._down: dict[str, float] = {}
         self._hashes: dict[str, str] = {}
         # Tasks and statuses indexed, and what changed since the last plan: plans between
         # two reloads look at only that (plan(..., changed=...)).
@@ -75,6 +80,7 @@ class Scheduler:
             statuses=dict(self._statuses.items), nodes=dict(self._nodes.items),
             queue=dict(self._queue.items), hashes=dict(self._hashes),
             unreadable=frozenset(self._apps.bad), controls=dict(self._controls.items),
+            down=dict(self._down),
         )
 
     async def wait_ready(self) -> None:
@@ -96,6 +102,7 @@ class Scheduler:
                 self._hashes.pop(change.name, None)
             else:
                 self._hashes[change.name] = spec_hash(change.new)
+        self._follow_liveness(batch)
         if batch.reload:  # a new snapshot: index it afresh; its first plan is a full one
             self._index = TaskIndex()
             for task in self._tasks.items.values():
@@ -105,6 +112,20 @@ class Scheduler:
         else:
             self._index_changes(batch)
         self._changed.set()
+
+    def _follow_liveness(self, batch: Batch) -> None:
+        now = self.clock()
+        for name, node in self._nodes.items.items():
+            if node.alive(self._alive.items):
+                if self._down.pop(name, None) is not None:
+                    log.info("node %s is back", name)
+                    self._index.node_changed(name)
+            elif name not in self._down:
+                self._down[name] = now
+                log.warning("node %s is down: its agent's lease ended", name)
+                self._index.node_changed(name)
+        for name in [n for n in self._down if n not in self._nodes.items]:
+            del self._down[name]  # no longer registered
 
     def _index_changes(self, batch: Batch) -> None:
         index = self._index
@@ -223,4 +244,5 @@ class Scheduler:
             nodes=MappingProxyType(self._nodes.items), queue=MappingProxyType(self._queue.items),
             hashes=MappingProxyType(self._hashes), unreadable=frozenset(self._apps.bad),
             controls=MappingProxyType(self._controls.items), index=self._index,
+            down=MappingProxyType(self._down),
         )

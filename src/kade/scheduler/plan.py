@@ -35,7 +35,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kade.model import TERMINAL, Node, NodeControl, QueueEntry, Task, TaskStatus, driver_for
+from kade.model import (
+    TERMINAL,
+    Node,
+    NodeControl,
+    QueueEntry,
+    Task,
+    TaskStatus,
+    driver_for,
+    iso,
+)
 from kade.scheduler.backoff import count_failures, reset_at
 from kade.scheduler.constraints import Constraint
 from kade.scheduler.drain import closed_nodes, drains, move
@@ -63,6 +72,10 @@ class Snapshot:
     unreadable: frozenset[str] = frozenset()
     # What operators asked of nodes (eligibility, drains), by node name.
     controls: Mapping[str, NodeControl] = field(default_factory=dict)
+    # Nodes that are down (their agent's liveness key is gone), and since when: they get no
+    # new task, and their tasks are replaced elsewhere once down for the app's
+    # unreachableStrategy.inactiveAfterSeconds.
+    down: Mapping[str, float] = field(default_factory=dict)
     # The tasks and statuses above, indexed, if the caller keeps them so (index.py); built
     # when missing. Needed to plan only what changed.
     index: TaskIndex | None = None
@@ -124,7 +137,7 @@ def plan(
     With `changed` (what changed since the last plan that was applied, as the snapshot's
     index tells) only the apps that may need something are planned: those changed, those
     with tasks on a changed node, those with a queue entry (waiting, backing off), those on a
-    draining node and, when a node changed, the system apps. The others were in line after
+    draining or down node and, when a node changed, the system apps. The others were in line after
     the last plan and nothing of theirs moved: their part of a full plan is empty, so the
     plan is the same as a full one, at a cost that follows the change, not the cluster.
     """
@@ -153,8 +166,9 @@ class _Planner:
     def cluster(self) -> Cluster:
         """Built on first use: a plan with nothing to place need not add up the nodes."""
         if self._cluster is None:
-            self._cluster = Cluster(self.snap.nodes, self.index.usage, self.port_range,
-                                    closed_nodes(self.snap.nodes, self.snap.controls))
+            closed = closed_nodes(self.snap.nodes, self.snap.controls)
+            closed.update({name: "down" for name in self.snap.down})
+            self._cluster = Cluster(self.snap.nodes, self.index.usage, self.port_range, closed)
         return self._cluster
 
     def run(self, changed: Changed | None) -> Plan:
@@ -202,7 +216,7 @@ class _Planner:
         if changed is None:
             return set(snap.apps) | set(index.app_ids()) | set(snap.queue)
         apps = set(changed.apps) | set(snap.queue)
-        for name in changed.nodes | self.draining | self.drains.keys():
+        for name in changed.nodes | self.draining | self.drains.keys() | self.snap.down.keys():
             apps.update(index.apps_on(name))
         if changed.nodes:
             apps.update(a for a, spec in snap.apps.items() if spec.type == "system")
@@ -238,6 +252,10 @@ class _Planner:
                     self.forgets.append(task.id)
                 else:
                     stopping.append(task)
+            elif task.node in snap.down and not system and self._lost(app, task):
+                since = snap.down[task.node]
+                self.stops.append(Stop(task.id, f"node {task.node} down since {iso(since)}: "
+                                                "replaced on another node"))
             elif system:
                 new.append(task)  # system.py sorts them out node by node
             elif drain is not None and now >= drain.deadline:
@@ -362,6 +380,18 @@ class _Planner:
             and is_healthy(app, self.snap.statuses.get(t.id))
         )
         return healthy >= app.instances
+
+    def _lost(self, app: AppSpec, task: Task) -> bool:
+        """A task on a down node, down for long enough that it is replaced elsewhere (until
+        then it counts as running, and a wake-up is due when it stops counting)."""
+        strategy = app.unreachable_strategy
+        if strategy.disabled:
+            return False
+        at = self.snap.down[task.node] + strategy.inactive_after_seconds
+        if self.now >= at:
+            return True
+        self.wakes.append(at)
+        return False
 
     def _ended(self, task: Task) -> bool:
         status = self.snap.statuses.get(task.id)

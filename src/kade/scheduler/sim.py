@@ -51,6 +51,7 @@ class Simulation:
     statuses: dict[str, TaskStatus] = field(default_factory=dict)
     queue: dict[str, QueueEntry] = field(default_factory=dict)
     controls: dict[str, NodeControl] = field(default_factory=dict)
+    down: dict[str, float] = field(default_factory=dict)  # node → down since
     port_range: tuple[int, int] = (31000, 32000)
     serial: int = 0
     index: TaskIndex = field(default_factory=TaskIndex)
@@ -84,6 +85,14 @@ class Simulation:
             self.controls[c.name] = c
         self.index.node_changed(c.name if c is not None else name)
 
+    def node_down(self, name: str, since: float | None) -> None:
+        """The node's agent stopped keeping its lease at `since` (None: it is back)."""
+        if since is None:
+            self.down.pop(name, None)
+        else:
+            self.down[name] = since
+        self.index.node_changed(name)
+
     def put_task(self, task: Task) -> None:
         """Write a task as another writer would (the API's `kade kill`)."""
         self.tasks[task.id] = task
@@ -95,6 +104,7 @@ class Simulation:
             apps=dict(self.apps), tasks=dict(self.tasks), statuses=dict(self.statuses),
             nodes=dict(self.nodes), queue=dict(self.queue), hashes=dict(hashes),
             controls=dict(self.controls), index=self.index if indexed else None,
+            down=dict(self.down),
         )
 
     def plan(self, now: float, changed: Changed | None = None) -> Plan:

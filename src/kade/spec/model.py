@@ -7,9 +7,9 @@ answers; docs/app-spec.md lists them.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kade.spec.base import SpecModel
 from kade.spec.docker_parameters import PARAMETERS
@@ -118,11 +118,28 @@ class UpgradeStrategy(SpecModel):
     progress_deadline_seconds: float = Field(default=300, gt=0)
 
 
+class UnreachableStrategy(SpecModel):
+    """Marathon's: what happens to a task whose node is down (in kade: its agent's lease
+    ended, `docs/cluster.md`). After `inactiveAfterSeconds` more it is replaced on another
+    node; its record stays until the node comes back and stops it (`expungeAfterSeconds` is
+    accepted and not used). `"unreachableStrategy": "disabled"`: never replaced."""
+
+    inactive_after_seconds: float = Field(default=0, ge=0)
+    expunge_after_seconds: float = Field(default=0, ge=0)
+    disabled: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _disabled(cls, data: Any) -> Any:
+        return {"disabled": True} if data == "disabled" else data
+
+
 ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"]
 
 
 class AppSpec(SpecModel):
-    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset({"fetch", "type"})  # added later
+    wire_omit_defaults: ClassVar[frozenset[str]] = frozenset(  # added later
+        {"fetch", "type", "unreachable_strategy"})
     id: str
     # kade: "system" runs one task on every eligible node that matches the constraints
     # (`instances` 0 suspends it, any other count is not used); "service" runs `instances`.
@@ -141,6 +158,7 @@ class AppSpec(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
     health_checks: list[HealthCheck] = Field(default_factory=list)
     upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
+    unreachable_strategy: UnreachableStrategy = Field(default_factory=UnreachableStrategy)
     backoff_seconds: float = Field(default=1, ge=0)
     backoff_factor: float = Field(default=1.15, ge=1)
     max_launch_delay_seconds: float = Field(default=300, ge=0)

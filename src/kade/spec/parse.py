@@ -34,7 +34,6 @@ UNSUPPORTED = {
     "gpus": "GPUs are not supported",
     "secrets": "secrets are not supported",
     "readinessChecks": "readiness checks are not supported; health checks gate routing",
-    "unreachableStrategy": "not supported on one machine",
     "acceptedResourceRoles": "Mesos roles do not apply",
     "role": "Mesos roles do not apply",
     "tty": "not supported",
