@@ -91,3 +91,43 @@ def test_an_agent_with_a_bad_token_is_refused_and_says_so(
     finally:
         agent.proc = None
         agent.cleanup()
+
+
+def test_a_lost_node_is_replaced_elsewhere_and_cleans_up_when_it_comes_back(
+        tmp_path: Path) -> None:
+    server = KadeServer(tmp_path / "server")
+    agents: list[KadeAgent] = []
+    try:
+        server.start()
+        for name in ("a", "b"):
+            agents.append(KadeAgent(tmp_path / name, [server], driver="exec",
+                                    extra=["--node-ttl", "2"]).start())
+        a, b = agents
+        app = {**SPREAD, "id": "/test/lost", "constraints": []}
+        server.deploy(app)
+        placed_first = wait_for(lambda: (p := placed(server, "/test/lost")) and len(p) == 2
+                                and len(set(p.values())) == 2 and p, 90, "one task per node")
+        lost = next(t for t, n in placed_first.items() if n == b.node)
+
+        b.kill9()  # the node is lost: its agent and its task
+        for pid in b.task_pids():
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: next(n for n in server.get("/v1/nodes")["nodes"]
+                              if n["name"] == b.node)["status"] == "down", 30, "b down")
+        replaced = wait_for(lambda: (p := placed(server, "/test/lost")) and len(p) == 2
+                            and lost not in p and p, 90, "a replacement")
+        assert set(replaced.values()) == {a.node}  # on the node that stays
+
+        b.start()  # it comes back: what was replaced is gone, nothing runs twice
+        wait_for(lambda: lost not in {t["id"] for t in server.app("/test/lost")["tasks"]},
+                 60, "the lost task forgotten")
+        assert placed(server, "/test/lost") == replaced
+        assert not b.task_pids() and len(a.task_pids()) == 2
+        server.client.delete("/v1/apps/test/lost")
+        wait_for(lambda: not a.task_pids(), 60, "every process stopped")
+    finally:
+        for agent in agents:
+            agent.cleanup()
+            for pid in agent.task_pids():
+                os.killpg(pid, signal.SIGKILL)
+        server.cleanup()
