@@ -68,6 +68,13 @@ def test_every_server_answers_and_another_leads_when_the_leader_dies(
     wait_for(lambda: healthy(second, APP["id"]) == 3, 90, "a third task, placed by the new leader")
     assert len(agent.task_pids()) == 3  # the agent went on with the second server
 
+    def router_follows() -> dict[str, object]:
+        table = httpx.get(f"http://127.0.0.1:{agent.router_admin_port}/table", timeout=5).json()
+        return dict(table["control_plane"])
+    # and so did its router
+    wait_for(lambda: router_follows()["url"] == second.url and router_follows()["connected"],
+             60, "the router following the second server")
+
 
 def test_without_quorum_reads_answer_writes_are_refused_and_tasks_run(
         cluster: tuple[list[KadeServer], KadeAgent], etcd_cluster: EtcdCluster) -> None:

@@ -176,6 +176,6 @@ def agent(
         policy=ContainerPolicy(allow_root_commands=allow_root_commands), dns_addr=dns_addr,
         domain=domain, router=router, http_addr=http_addr, router_admin_addr=router_admin_addr,
         access_log=access_log, https_addr=https_addr, https_cert_dir=https_cert_dir,
-        router_admin_public=router_admin_public, api_url=urls[0], api_cacert=cacert,
+        router_admin_public=router_admin_public, api_url=",".join(urls), api_cacert=cacert,
         port_range=port_range, node_ttl=node_ttl)
     uvloop.run(serve_agent(AgentRoleConfig(servers=urls, token=token, node=ncfg, cacert=cacert)))

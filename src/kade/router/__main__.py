@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
                         "to whoever reaches it)")
     p.add_argument("--token-file", type=Path, default=None,
                    help="the control plane's token (file mode 0600); else env KADE_TOKEN")
-    p.add_argument("--api", default="http://127.0.0.1:7400", help="the control plane's URL")
+    p.add_argument("--api", default="http://127.0.0.1:7400",
+                   help="the control plane's URL; several, comma-separated, are followed in "
+                        "turn when one does not answer")
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--name", default="router")
     p.add_argument("--access-log", default=None, help="a file, or - for standard output")

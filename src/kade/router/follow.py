@@ -84,7 +84,9 @@ class Follower:
         self.tls_index = 0
         # sent on every call; kept out of reprs, logs and status (only the header carries it)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.api_url = api_url.rstrip("/")
+        # Several servers (comma-separated): the next one is asked when one does not answer.
+        self.api_urls = [u.strip().rstrip("/") for u in api_url.split(",") if u.strip()]
+        self._server = 0
         self.state_dir = state_dir
         self.name = name
         self.wait = wait
@@ -147,6 +149,11 @@ class Follower:
         except OSError as e:
             log.error("cannot save the certificates: %s", e.strerror)
 
+    @property
+    def api_url(self) -> str:
+        """The server followed now."""
+        return self.api_urls[self._server]
+
     def status(self) -> dict[str, Any]:
         return {"control_plane": {"url": self.api_url, "connected": self.connected,
                                   "last_error": self.last_error, "last_ack": self.last_ack}}
@@ -175,6 +182,7 @@ class Follower:
             except (httpx.HTTPError, ValueError) as e:
                 self.connected = False
                 self.last_error = f"{type(e).__name__}: {e}"
+                self._server = (self._server + 1) % len(self.api_urls)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
