@@ -81,8 +81,7 @@ def main() -> None:
         for i, url in enumerate(urls):
             data = root / f"server{i + 1}"
             data.mkdir()
-            extra = ["--deploy", str(ROOT / "examples/apps"),
-                     "--seed-kv", str(ROOT / "examples/config.yaml")] if i == 0 else []
+            extra = ["--seed-kv", str(ROOT / "examples/config.yaml")] if i == 0 else []
             proc = start(kade("server", "--name", f"s{i + 1}", "--data-dir", str(data),
                               "--api-addr", url.removeprefix("http://"),
                               "--etcd", ",".join(etcd.endpoints), *extra),
@@ -108,6 +107,9 @@ def main() -> None:
             wait_ping(f"http://127.0.0.1:{8191 + i}/ping", f"agent {name}", proc,
                       data / "agent.log")
         token = (root / "server1" / "management.token").read_text().strip()
+        env = {**os.environ, "KADE_ADDR": "127.0.0.1:7401", "KADE_TOKEN": token}
+        for app in sorted((ROOT / "examples/apps").iterdir()):  # once every node has joined
+            subprocess.run(kade("deploy", "-f", str(app)), env=env, check=False)
         print(f"""
 kade cluster is up (logs and state in {root}; Ctrl-C stops it all)
   servers   {' '.join(urls)}
