@@ -13,6 +13,7 @@ import typer
 
 from kade.cli import quick
 from kade.cli.console import LazyConsole, make_table
+from kade.cli.domain_events import domain_events_app, ingest_config
 from kade.cli.kv import kv_app, render_command
 from kade.cli.token import token_app
 from kade.client import Client, ClientError
@@ -31,6 +32,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 POLICY = "Container policy (docs/app-spec.md)"
+EVENTS = "Domain events (docs/domain-events.md)"
 
 
 def _client(addr: str | None) -> Client:
@@ -132,6 +134,16 @@ def up(
     allow_root_commands: Annotated[bool, typer.Option(
         "--allow-root-commands", help="let command apps (no image) run as root on the host",
         rich_help_panel=POLICY)] = False,
+    events_amqp: Annotated[str | None, typer.Option(
+        envvar="KADE_EVENTS_AMQP", help="RabbitMQ to consume domain events from: amqp://user:"
+        "pass@host[:port]/ (host NAME.service.DOMAIN: a broker kade runs)",
+        rich_help_panel=EVENTS)] = None,
+    events_bind: Annotated[list[str] | None, typer.Option(
+        help="exchange:routing.key,... to consume [default: events:#]",
+        rich_help_panel=EVENTS)] = None,
+    events_config: Annotated[Path | None, typer.Option(
+        envvar="KADE_EVENTS_CONFIG", help="bindings, queue, prefetch as JSON/YAML",
+        rich_help_panel=EVENTS)] = None,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import asyncio
@@ -161,6 +173,7 @@ def up(
         for path in host_paths:
             if not path.startswith("/"):
                 raise ValueError(f"--allow-host-paths: {path!r} must be an absolute path")
+        events = ingest_config(events_amqp, list(events_bind or []), events_config)
     except ValueError as e:
         _fail(str(e), 2)
     policy = ContainerPolicy(
@@ -177,7 +190,7 @@ def up(
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
-                   router_admin_public=router_admin_public)
+                   router_admin_public=router_admin_public, events=events)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -463,6 +476,7 @@ def nodes(api_addr: ApiAddr = None, as_json: AsJson = False) -> None:
 
 app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).")
 app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
+app.add_typer(domain_events_app, name="domain-events")
 app.command("render")(render_command)
 
 

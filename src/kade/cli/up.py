@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import APIRouter
@@ -40,12 +41,17 @@ from kade.cli.supervise import RouterSupervisor, StartFailed
 from kade.deployments import intent
 from kade.deployments.controller import Deployer
 from kade.dns.server import DnsServer
+from kade.domain_events.config import IngestConfig
 from kade.drivers.base import LABEL_NODE, Driver
 from kade.scheduler.loop import Scheduler
 from kade.spec import SpecError, load_document
 from kade.store import open_store
 from kade.store.base import CasFailed, LimitExceeded, Store
 from kade.templates import ServiceEndpoint
+
+if TYPE_CHECKING:
+    from kade.domain_events.ingest import Ingest
+    from kade.domain_events.store import EventStore
 
 log = logging.getLogger("kade")
 
@@ -78,6 +84,7 @@ class UpConfig:
     https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
     router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
+    events: IngestConfig | None = None  # the RabbitMQ broker domain events come from
 
 
 def log_handler(console: Console) -> logging.Handler:
@@ -231,6 +238,27 @@ def listen(addr: str, what: str) -> socket.socket:
     return sock
 
 
+async def open_domain_events(cfg: UpConfig, view: CatalogView
+                             ) -> tuple[EventStore, Ingest | None, APIRouter]:
+    """The domain-event store, its consumer of RabbitMQ (when a broker is configured; a
+    broker named NAME.service.DOMAIN is found in the catalog), and its API."""
+    from kade.api.domain_events import domain_events_router
+    from kade.domain_events.ingest import Ingest
+    from kade.domain_events.store import EventStore
+
+    events = await EventStore(cfg.data_dir).open()
+    ingest = None
+    if cfg.events is not None:
+        def resolve(name: str) -> str | None:
+            found = endpoints(view.catalog).get(name)
+            return f"{found[0].address}:{found[0].port}" if found else None
+
+        ingest = Ingest(events, cfg.events, resolve=resolve, domain=cfg.domain)
+        view.on_change(lambda _catalog, _changed: ingest.endpoints_changed())
+    return events, ingest, domain_events_router(
+        events, broker=ingest.state if ingest is not None else None)
+
+
 async def serve(cfg: UpConfig) -> None:
     api_sock = listen(cfg.api_addr, "API")
     store = await open_store(cfg.data_dir)
@@ -265,13 +293,14 @@ async def serve(cfg: UpConfig) -> None:
                                              publish_ip=cfg.publish_ip),
                   data_dir=cfg.data_dir, services=lambda: endpoints(view.catalog))
     routing = Routing(store, view)
+    domain_events, ingest, events_api = await open_domain_events(cfg, view)
     view.on_change(routing.rebuild)
     view.on_change(lambda _catalog, changed: agent.services_changed(set(changed)))
     app = create_app(
         store, policy=cfg.policy,
         logs=lambda wid, follow, tail: driver.logs(wid, follow=follow, tail=tail),
         extra=[admin, kv_router(store), catalog_router(view, node_name=cfg.node),
-               routing_router(routing)],
+               routing_router(routing), events_api],
         security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                 cors_origins=tuple(cfg.cors_origins)),
     )
@@ -311,6 +340,8 @@ async def serve(cfg: UpConfig) -> None:
                 tg.create_task(agent.run(), name="agent"),
                 tg.create_task(view.run(), name="catalog"),
             ]
+            if ingest is not None:
+                workers.append(tg.create_task(ingest.run(), name="domain events"))
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
             await agent.ready.wait()
             await view.ready()
@@ -348,5 +379,6 @@ async def serve(cfg: UpConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await dns.close()
+        await domain_events.close()
         await driver.close()
         await store.close()
