@@ -8,8 +8,11 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
+# The env's bin first on PATH: the example publisher (a command app) runs with it. Domain
+# events come from the example broker, found in kade's catalog (docs/domain-events.md).
 up: setup
-	$(VENV)/bin/kade up --seed-kv examples/config.yaml --deploy examples/apps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/kade up --seed-kv examples/config.yaml \
+	    --deploy examples/apps --events-amqp amqp://guest:guest@broker-events.service.consul/
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
