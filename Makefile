@@ -12,7 +12,7 @@ setup:
 # events come from the example broker, found in kade's catalog (docs/domain-events.md).
 up: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/kade up --seed-kv examples/config.yaml \
-	    --deploy examples/apps --events-amqp amqp://guest:guest@broker-events.service.consul/
+	    --deploy examples/apps --events-amqp amqp://guest:guest@broker-shop.service.consul/
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -63,7 +63,7 @@ async def main(address_file: Path) -> None:
                 for kind, body in stream:
                     await exchange.publish(aio_pika.Message(
                         json.dumps(body).encode(), content_type="application/json",
-                        message_id=str(uuid.uuid4()), type=kind, app_id="/events/publisher",
+                        message_id=str(uuid.uuid4()), type=kind, app_id="/shop/orders",
                         correlation_id=f"order-{body['order']}",
                         timestamp=dt.datetime.now(dt.UTC),
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=kind)
