@@ -121,6 +121,22 @@ async def test_field_filters_globs_and_full_text(events: EventStore) -> None:
     assert await ids("customer.city:Den*") == [4]
     assert await ids("customer:47*") == [1, 2, 3]
     assert await ids("nothing:here") == []
+    assert await ids("customer:4711 type:order.paid declined") == [1]
+
+
+async def test_field_values_of_every_json_kind(events: EventStore) -> None:
+    await events.append([event(1, paid=True, total=12.5, tags=["a"]),
+                         event(2, paid=False, total=7, tags=None)])
+
+    async def ids(q: str) -> list[int]:
+        return sorted(e.body["order"] for e in await events.search(
+            Window(parse_query(q), since=NOW - 2000, until=NOW)))
+
+    assert await ids("paid:true") == [1]
+    assert await ids("paid:false") == [2]
+    assert await ids("total:12.5") == [1]
+    assert await ids("total:7") == [2]
+    assert await ids("order:1*") == [1]
 
 
 async def test_search_reads_a_time_range_newest_first(events: EventStore) -> None:

@@ -7,7 +7,7 @@ config file (`--events-config FILE`, JSON or YAML):
       - exchange: orders
         routingKeys: ["order.*", "refund.#"]
     queue: kade.domain-events
-    prefetch: 2000
+    prefetch: 4000
 
 Bindings live here and not in app definitions: an app's definition says how to run it, and
 which events kade keeps is the operator's choice across apps.
@@ -36,8 +36,8 @@ class IngestConfig:
     url: str
     bindings: tuple[Binding, ...] = (Binding("events"),)
     queue: str = "kade.domain-events"
-    prefetch: int = 2000  # unacked messages the broker sends ahead (bounded memory)
-    batch: int = 500  # messages per durable commit
+    prefetch: int = 4000  # unacked messages the broker sends ahead (bounded memory)
+    batch: int = 1000  # messages per durable commit
     linger: float = 0.05  # seconds a partial batch waits for more
     dead_letter_exchange: str = field(default="kade.domain-events.dlx")
     dead_letter_queue: str = field(default="kade.domain-events.dead")

@@ -88,6 +88,20 @@ def fts_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def fts_words(glob: str) -> str | None:
+    """A full-text condition every event whose field matches `glob` meets (its words are in
+    the body), to narrow a field filter through the index; None when there is none."""
+    if not re.search(r"\w", glob):
+        return None
+    if "*" not in glob and "?" not in glob:
+        return fts_phrase(glob)
+    prefix = glob[:-1]
+    if glob.endswith("*") and "*" not in prefix and "?" not in prefix and "[" not in prefix \
+            and re.search(r"\w$", prefix):
+        return fts_phrase(prefix) + " *"
+    return None
+
+
 def json_path(name: str) -> str:
     """`customer.address.city` → `$."customer"."address"."city"`."""
     return "$" + "".join(f'."{part}"' for part in name.split("."))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kade.domain_events.query import Query, fts_phrase, glob_sql, json_path
+from kade.domain_events.query import Query, fts_phrase, fts_words, glob_sql, json_path
 from kade.domain_events.record import DomainEvent
 
 log = logging.getLogger("kade.domain_events")
@@ -61,6 +61,10 @@ CREATE TRIGGER IF NOT EXISTS events_text_remove AFTER DELETE ON events BEGIN
 END;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_NO_ID = 2**62  # above every id
+# a body field as text: JSON's true and false as such, not as SQLite's 1 and 0
+_FIELD_TEXT = ("(CASE json_type(body, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+               "ELSE CAST(json_extract(body, ?) AS TEXT) END)")
 _COLUMNS = ("id, message_id, time, received, type, source, routing_key, exchange, "
             "correlation_id, headers, body")
 
@@ -220,11 +224,13 @@ class EventStore:
 
     async def search(self, window: Window, limit: int = 100) -> list[DomainEvent]:
         """The newest `limit` events in the window, newest first."""
-        where, args = _where(window)
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE {where} "
-               "ORDER BY time DESC, id DESC LIMIT ?")
-        return await self._read(lambda db: [_event(r) for r in db.execute(
-            sql, (*args, _limit(limit)))])
+        def read(db: sqlite3.Connection) -> list[DomainEvent]:
+            where, args = _where(window, _ids(db, window))
+            sql = (f"SELECT {_COLUMNS} FROM events WHERE {where} "
+                   "ORDER BY time DESC, id DESC LIMIT ?")
+            return [_event(r) for r in db.execute(sql, (*args, _limit(limit)))]
+
+        return await self._read(read)
 
     async def histogram(self, window: Window, interval: float) -> list[tuple[float, int]]:
         """(start, count) for every `interval` from `since` to `until`, empty ones too."""
@@ -236,11 +242,13 @@ class EventStore:
         if buckets > MAX_BUCKETS:
             raise ValueError(f"interval: {buckets} intervals between since and until, at most "
                              f"{MAX_BUCKETS} are answered (take a longer interval)")
-        where, args = _where(window)
-        sql = (f"SELECT CAST((time - ?) / ? AS INTEGER) AS b, count(*) FROM events "
-               f"WHERE {where} GROUP BY b")
-        counts = dict(await self._read(lambda db: db.execute(
-            sql, (window.since, interval, *args)).fetchall()))
+        def read(db: sqlite3.Connection) -> dict[int, int]:
+            where, args = _where(window, _ids(db, window))
+            sql = (f"SELECT CAST((time - ?) / ? AS INTEGER) AS b, count(*) FROM events "
+                   f"WHERE {where} GROUP BY b")
+            return dict(db.execute(sql, (window.since, interval, *args)).fetchall())
+
+        counts = await self._read(read)
         start = window.since
         return [(start + i * interval, counts.get(i, 0)) for i in range(buckets)
                 if start + i * interval < window.until]
@@ -269,7 +277,7 @@ class EventStore:
     async def newer(self, after_id: int, query: Query, limit: int = 1000
                     ) -> list[DomainEvent]:
         """Events stored after `after_id`, in the order they were stored (for follow)."""
-        where, args = _where(Window(query))
+        where, args = _where(Window(query), (after_id + 1, _NO_ID))
         sql = f"SELECT {_COLUMNS} FROM events WHERE id > ? AND {where} ORDER BY id LIMIT ?"
         return await self._read(lambda db: [_event(r) for r in db.execute(
             sql, (after_id, *args, _limit(limit)))])
@@ -309,7 +317,20 @@ def _limit(n: int) -> int:
     return max(0, min(int(n), MAX_LIMIT))
 
 
-def _where(window: Window) -> tuple[str, list[Any]]:
+def _ids(db: sqlite3.Connection, window: Window) -> tuple[int, int]:
+    """The smallest and largest id of the events in the window's time range (from the time
+    index alone), when the query uses the full-text index."""
+    q = window.query
+    if not (q.text or q.fields) or (window.since is None and window.until is None):
+        return 0, _NO_ID
+    low, high = db.execute("SELECT min(id), max(id) FROM events WHERE time >= ? AND time < ?",
+                           (window.since or 0.0, window.until or float("inf"))).fetchone()
+    return (low, high) if low is not None else (1, 0)
+
+
+def _where(window: Window, ids: tuple[int, int] = (0, _NO_ID)) -> tuple[str, list[Any]]:
+    """The WHERE clause of a window. `ids` bounds the ids of its events: given to the
+    full-text index, which then reads only that part of each word's list."""
     clauses = ["1"]
     args: list[Any] = []
     if window.since is not None:
@@ -323,13 +344,17 @@ def _where(window: Window) -> tuple[str, list[Any]]:
         op, operand = glob_sql(glob)
         clauses.append(f"{column} {op} ?")  # column names come from query.COLUMNS only
         args.append(operand)
+    match = [fts_phrase(t) for t in q.text]
     for name, glob in q.fields:
         op, operand = glob_sql(glob)
-        clauses.append(f"CAST(json_extract(body, ?) AS TEXT) {op} ?")
-        args += [json_path(name), operand]
-    if q.text:
-        clauses.append("id IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)")
-        args.append(" ".join(fts_phrase(t) for t in q.text))
+        clauses.append(f"{_FIELD_TEXT} {op} ?")
+        args += [json_path(name)] * 2 + [operand]
+        if (words := fts_words(glob)) is not None:
+            match.append(f"body : {words}")  # the index narrows, json_extract decides
+    if match:
+        clauses.append("id IN (SELECT rowid FROM events_text WHERE events_text MATCH ? "
+                       "AND rowid BETWEEN ? AND ?)")
+        args += [" AND ".join(match), *ids]
     return " AND ".join(clauses), args
 
 
