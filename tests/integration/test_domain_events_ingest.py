@@ -75,7 +75,17 @@ async def test_a_broker_restart_mid_stream_loses_nothing(consumer: Ingest,
                   ids=[f"a-{i}" for i in range(5000)])
     await asyncio.to_thread(broker.stop)  # while the consumer is still storing them
     stored_while_down = await count(consumer)
+
+    async def down() -> bool:
+        return not consumer.connected and consumer.state()["consuming"] is True
+
+    await until(down, 30, "the consumer to see the broker gone")
     await asyncio.to_thread(broker.start)
+
+    async def back() -> bool:
+        return consumer.connected
+
+    await until(back, 60, "the consumer to reconnect by itself")
     await publish(broker.url, [{"order": i} for i in range(1000)],
                   ids=[f"b-{i}" for i in range(1000)])
 

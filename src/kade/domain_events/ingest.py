@@ -67,14 +67,23 @@ class Ingest:
         self.resolve = resolve
         self.domain = domain
         self.clock = clock
-        self.connected = False
+        self.consuming = False  # the queue and its consumer are set up
         self.dead_lettered = 0
+        self._connection: AbstractRobustConnection | None = None
         self._poke = asyncio.Event()
         self._messages: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     def state(self) -> dict[str, Any]:
         return {"url": redact(self.config.url), "connected": self.connected,
+                "consuming": self.consuming,
                 "queue": self.config.queue, "deadLetterQueue": self.config.dead_letter_queue}
+
+    @property
+    def connected(self) -> bool:
+        """Consuming now: set up, and the connection is not between reconnects."""
+        return self.consuming and self._connection is not None and \
+            self._connection.connected.is_set() and \
+            not self._connection.is_closed
 
     def endpoints_changed(self) -> None:
         """The catalog changed: a broker found there may have moved."""
@@ -108,6 +117,7 @@ class Ingest:
                 log.warning("domain events: cannot connect to %s: %s", redact(url), e)
                 await self._pause()
                 continue
+            self._connection = connection
             try:
                 await self._consume(connection, url)
             except asyncio.CancelledError:
@@ -116,7 +126,7 @@ class Ingest:
                 log.error("domain events: consuming from %s failed: %s", redact(url), e)
                 await self._pause()
             finally:
-                self.connected = False
+                self.consuming = False
                 with contextlib.suppress(Exception):
                     await asyncio.shield(connection.close())
 
@@ -142,7 +152,7 @@ class Ingest:
                 await queue.bind(exchange, key)
         self._messages = asyncio.Queue()
         await queue.consume(self._messages.put, no_ack=False)
-        self.connected = True
+        self.consuming = True
         log.info("domain events: consuming %s from %s", cfg.queue, redact(url))
         self._poke.clear()
         while True:
