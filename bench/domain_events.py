@@ -83,12 +83,12 @@ async def ingest(base: Path, n: int) -> None:
         await asyncio.to_thread(broker.stop)
 
 
-def synthetic(i: int, now: float, span: float) -> DomainEvent:
+def synthetic(i: int, n: int, now: float, span: float) -> DomainEvent:
     rnd = random.Random(i)
     kind = rnd.choice(TYPES)
     body = {"order": i, "customer": rnd.randrange(100_000), "total": rnd.randrange(5, 500),
             "note": " ".join(rnd.choice(WORDS) for _ in range(4))}
-    return DomainEvent(message_id=f"e-{i}", time=now - span + span * i / 1e6, type=kind,
+    return DomainEvent(message_id=f"e-{i}", time=now - span + span * i / n, type=kind,
                        body=body, source="/shop/orders", routing_key=kind,
                        exchange="events", correlation_id=f"order-{i}", received=now)
 
@@ -101,7 +101,7 @@ async def search(base: Path, n: int) -> None:
         start = time.perf_counter()
         batch = 10_000
         for first in range(0, n, batch):
-            await events.append([synthetic(i, now, span) for i in range(first,
+            await events.append([synthetic(i, n, now, span) for i in range(first,
                                                                        min(n, first + batch))])
         took = time.perf_counter() - start
         size = sum(p.stat().st_size for p in (base / "search").iterdir())

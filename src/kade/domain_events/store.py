@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,9 @@ class EventStore:
         self._bytes = 0
         self._last_id = 0
         self._changed = asyncio.Event()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     async def open(self) -> EventStore:
         await self._write(self._open)
@@ -130,17 +134,26 @@ class EventStore:
 
         await self._write(close)
         self._writer.shutdown(wait=True)
+        with self._readers_lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
 
     async def _write(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` with a read-only connection of the calling worker thread: kept open, so its
+        page cache stays warm from one search to the next."""
         def run() -> T:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            try:
-                return fn(db)
-            finally:
-                db.close()
+            db: sqlite3.Connection | None = getattr(self._local, "db", None)
+            if db is None:
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                     check_same_thread=False)
+                self._local.db = db
+                with self._readers_lock:
+                    self._readers.append(db)
+            return fn(db)
 
         return await asyncio.to_thread(run)
 
@@ -318,10 +331,19 @@ def _limit(n: int) -> int:
 
 
 def _ids(db: sqlite3.Connection, window: Window) -> tuple[int, int]:
-    """The smallest and largest id of the events in the window's time range (from the time
-    index alone), when the query uses the full-text index."""
+    """The smallest and largest id of the events in the window's time range, when the query
+    uses the full-text index and the window is a small part of the stored time (reading the
+    time index across most of it would cost more than the bound saves)."""
     q = window.query
     if not (q.text or q.fields) or (window.since is None and window.until is None):
+        return 0, _NO_ID
+    oldest = db.execute("SELECT time FROM events ORDER BY time LIMIT 1").fetchone()
+    newest = db.execute("SELECT time FROM events ORDER BY time DESC LIMIT 1").fetchone()
+    if oldest is None or newest is None:
+        return 0, _NO_ID
+    start = max(window.since or oldest[0], oldest[0])
+    end = min(window.until or newest[0], newest[0])
+    if (end - start) > (newest[0] - oldest[0]) / 4:
         return 0, _NO_ID
     low, high = db.execute("SELECT min(id), max(id) FROM events WHERE time >= ? AND time < ?",
                            (window.since or 0.0, window.until or float("inf"))).fetchone()
