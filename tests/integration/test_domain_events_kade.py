@@ -165,9 +165,11 @@ def test_search_show_around_histogram_and_follow(kade_events: Kade) -> None:
             {"type": "order.shipped", "messageId": "late-1", "body": {"order": 100}},
             {"type": "order.paid", "messageId": "late-2", "body": {"order": 101}}])
         assert json.loads(tail.stdout.readline())["body"]["order"] == 101
+        assert kade.stop() == 0  # an open follow does not hold kade up: its stream ends
+        assert tail.wait(20) == 0
     finally:
-        tail.terminate()
-        tail.wait(10)
+        if tail.poll() is None:
+            tail.terminate()
+            tail.wait(10)
         if tail.stdout is not None:
             tail.stdout.close()
-    assert kade.stop() == 0  # an open follow does not hold kade up
