@@ -151,7 +151,9 @@ class Ingest:
             for key in binding.routing_keys:
                 await queue.bind(exchange, key)
         self._messages = asyncio.Queue()
-        await queue.consume(self._messages.put, no_ack=False)
+        # a plain function, not a coroutine: aio-pika then makes no task per message (the
+        # queue needs no bound of its own: prefetch bounds what is unacked)
+        await queue.consume(self._messages.put_nowait, no_ack=False)
         self.consuming = True
         log.info("domain events: consuming %s from %s", cfg.queue, redact(url))
         self._poke.clear()
