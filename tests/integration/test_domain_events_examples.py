@@ -3,6 +3,7 @@ consumes the broker it finds in its own catalog."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -35,10 +36,8 @@ def example_kade(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kade]:
     finally:
         k.cleanup()
         for pid in k.task_pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -207,3 +207,17 @@ async def test_stored_events_survive_reopening(tmp_path: Path) -> None:
         assert (await again.stats())["events"] == 10
     finally:
         await again.close()
+
+
+async def test_time_windows_of_text_searches_hold_when_events_come_late(
+        events: EventStore) -> None:
+    """Ids follow arrival, not event time: a late event (stored after newer ones) is still
+    found in its hour by a full-text search bounded in time."""
+    await events.append([event(i) for i in range(3000, 3600, 60)])  # an hour, in order
+    await events.append([event(i) for i in range(0, 600, 60)])  # an hour earlier, late
+    await events.append([event(i) for i in range(3600, 4200, 60)])
+    window = Window(parse_query("order.paid"), since=NOW - 1000, until=NOW - 1000 + 600)
+    found = await events.search(window)
+    assert sorted(e.body["order"] for e in found) == list(range(0, 600, 60))
+    counts = await events.histogram(window, 300)
+    assert [n for _, n in counts] == [5, 5]

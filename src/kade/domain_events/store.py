@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -61,7 +62,11 @@ CREATE TRIGGER IF NOT EXISTS events_text_remove AFTER DELETE ON events BEGIN
     VALUES ('delete', old.id, old.type, old.source, old.routing_key, old.body);
 END;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spans (
+    hour INTEGER PRIMARY KEY, low INTEGER NOT NULL, high INTEGER NOT NULL);
 """
+SPAN = 3600  # seconds of event time per row of `spans`: the ids stored for that hour
+ANALYZE_EVERY = 50_000  # stored events between refreshes of the planner's statistics
 _NO_ID = 2**62  # above every id
 # a body field as text: JSON's true and false as such, not as SQLite's 1 and 0
 _FIELD_TEXT = ("(CASE json_type(body, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
@@ -124,6 +129,10 @@ class EventStore:
         db.executescript(_SCHEMA)
         self._bytes = db.execute("SELECT coalesce(sum(size), 0) FROM events").fetchone()[0]
         self._last_id = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        if self._last_id and db.execute("SELECT count(*) FROM spans").fetchone()[0] == 0:
+            self._add_spans(db, 0)
+        db.execute("PRAGMA analysis_limit=400")
+        self._unanalyzed = ANALYZE_EVERY if self._last_id else 0
         self._db = db
 
     async def close(self) -> None:
@@ -194,6 +203,7 @@ class EventStore:
                 self._bytes += db.execute(
                     "SELECT coalesce(sum(size), 0) FROM events WHERE id > ?",
                     (self._last_id,)).fetchone()[0]
+                self._add_spans(db, self._last_id)
             self._enforce(db)
             db.execute("COMMIT")
         except BaseException:
@@ -201,7 +211,21 @@ class EventStore:
             self._bytes = db.execute("SELECT coalesce(sum(size), 0) FROM events").fetchone()[0]
             raise
         self._last_id = last
+        self._unanalyzed += stored
+        if self._unanalyzed >= ANALYZE_EVERY:  # so the planner knows how selective each is
+            db.execute("ANALYZE events")
+            self._unanalyzed = 0
         return Appended(stored, duplicates, last)
+
+    @staticmethod
+    def _add_spans(db: sqlite3.Connection, after_id: int) -> None:
+        """Widen each hour's id range by the events stored after `after_id`. A range only
+        grows (retention leaves it as it is): it stays a bound of the hour's ids."""
+        db.execute(
+            "INSERT INTO spans (hour, low, high) SELECT CAST(time / ? AS INTEGER) AS h, "
+            "min(id), max(id) FROM events WHERE id > ? GROUP BY h "
+            "ON CONFLICT(hour) DO UPDATE SET low = min(low, excluded.low), "
+            "high = max(high, excluded.high)", (SPAN, after_id))
 
     @staticmethod
     def _count(db: sqlite3.Connection, name: str, n: int) -> None:
@@ -331,22 +355,15 @@ def _limit(n: int) -> int:
 
 
 def _ids(db: sqlite3.Connection, window: Window) -> tuple[int, int]:
-    """The smallest and largest id of the events in the window's time range, when the query
-    uses the full-text index and the window is a small part of the stored time (reading the
-    time index across most of it would cost more than the bound saves)."""
+    """Bounds of the ids of the events in the window's time range, from the hours' id
+    ranges (`spans`): a few rows, whatever the window."""
     q = window.query
     if not (q.text or q.fields) or (window.since is None and window.until is None):
         return 0, _NO_ID
-    oldest = db.execute("SELECT time FROM events ORDER BY time LIMIT 1").fetchone()
-    newest = db.execute("SELECT time FROM events ORDER BY time DESC LIMIT 1").fetchone()
-    if oldest is None or newest is None:
-        return 0, _NO_ID
-    start = max(window.since or oldest[0], oldest[0])
-    end = min(window.until or newest[0], newest[0])
-    if (end - start) > (newest[0] - oldest[0]) / 4:
-        return 0, _NO_ID
-    low, high = db.execute("SELECT min(id), max(id) FROM events WHERE time >= ? AND time < ?",
-                           (window.since or 0.0, window.until or float("inf"))).fetchone()
+    first = -(2**62) if window.since is None else math.floor(window.since / SPAN)
+    last = 2**62 if window.until is None else math.floor(window.until / SPAN)
+    low, high = db.execute("SELECT min(low), max(high) FROM spans WHERE hour BETWEEN ? AND ?",
+                           (first, last)).fetchone()
     return (low, high) if low is not None else (1, 0)
 
 
