@@ -34,6 +34,7 @@ log = logging.getLogger("kade.domain_events")
 
 Resolve = Callable[[str], str | None]  # service name → "host:port" of a healthy instance
 RETRY_SECONDS = 2.0
+_LINGER_STEP = 0.005  # seconds between looks for more messages of a batch
 
 
 def service_of(url: str, domain: str) -> str | None:
@@ -151,9 +152,8 @@ class Ingest:
             for key in binding.routing_keys:
                 await queue.bind(exchange, key)
         self._messages = asyncio.Queue()
-        # a plain function, not a coroutine: aio-pika then makes no task per message (the
-        # queue needs no bound of its own: prefetch bounds what is unacked)
-        await queue.consume(self._messages.put_nowait, no_ack=False)
+        # (the queue needs no bound of its own: prefetch bounds what is unacked)
+        await queue.consume(self._messages.put, no_ack=False)
         self.consuming = True
         log.info("domain events: consuming %s from %s", cfg.queue, redact(url))
         self._poke.clear()
@@ -180,20 +180,15 @@ class Ingest:
         if get not in done:
             return None
         batch = [get.result()]
-        deadline = time.monotonic() + self.config.linger
-        while len(batch) < self.config.batch:
-            try:
+        # The rest of the batch: what has come, then what comes within the linger, looked at
+        # every few milliseconds (a wait per message would cost more than the message).
+        steps = max(1, round(self.config.linger / _LINGER_STEP))
+        for step in range(steps + 1):
+            while len(batch) < self.config.batch and not self._messages.empty():
                 batch.append(self._messages.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if len(batch) >= self.config.batch or step == steps:
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._messages.get(), left))
-            except TimeoutError:
-                break
+            await asyncio.sleep(_LINGER_STEP)
         return batch
 
     async def _store(self, batch: list[AbstractIncomingMessage]) -> None:
