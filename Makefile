@@ -8,8 +8,11 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
+# The env's bin first on PATH: the example publisher (a command app) runs with it. Domain
+# events come from the example broker, found in kade's catalog (docs/domain-events.md).
 up: setup
-	$(VENV)/bin/kade up --seed-kv examples/config.yaml --deploy examples/apps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/kade up --seed-kv examples/config.yaml \
+	    --deploy examples/apps --events-amqp amqp://guest:guest@broker-shop.service.consul/
 
 # A cluster on this machine: 3 etcd members, 3 servers, 3 agents in zones 1a/1b/1c, the example
 # apps. In the foreground; Ctrl-C stops it all (docs/cluster.md).

@@ -108,8 +108,9 @@ def main() -> None:
                       data / "agent.log")
         token = (root / "server1" / "management.token").read_text().strip()
         env = {**os.environ, "KADE_ADDR": "127.0.0.1:7401", "KADE_TOKEN": token}
-        for app in sorted((ROOT / "examples/apps").iterdir()):  # once every node has joined
-            subprocess.run(kade("deploy", "-f", str(app)), env=env, check=False)
+        for app in ("site.json", "api.yaml", "worker.yaml"):  # once every node has joined
+            subprocess.run(kade("deploy", "-f", str(ROOT / "examples/apps" / app)), env=env,
+                           check=False)
         print(f"""
 kade cluster is up (logs and state in {root}; Ctrl-C stops it all)
   servers   {' '.join(urls)}

@@ -13,6 +13,9 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # static: it runs FROM scratch
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)  # the store of a cluster, and its tests
+# RabbitMQ: the example broker of domain events, run by kade as a command app (its own node
+# name, ports and data dir), and the real broker of the tests
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -q

@@ -1,5 +1,5 @@
 """Addresses and durations, parsed one way everywhere: `host:port`, `[v6]:port`, `:port`;
-`250ms`, `10s`, `5m`."""
+`250ms`, `10s`, `5m`, `1d`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 import re
 
 # Consul's and Go's units; one number and one unit (Go's `1m30s` is not taken)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)?")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+          "d": 86400.0}
 
 
 def split_addr(addr: str, default_host: str | None = None) -> tuple[str, int]:
@@ -32,7 +33,8 @@ def is_loopback(host: str | None) -> bool:
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """`250ms`, `10s`, `5m`, `1.5h` (Consul's `wait`, the router's timeouts) → seconds; a bare
+    """`250ms`, `10s`, `5m`, `1.5h`, `7d` (Consul's `wait`, the router's timeouts, how far back
+    a search reaches) → seconds; a bare
     number is seconds. ValueError naming `what` and the problem."""
     m = _DURATION.fullmatch(text.strip())
     if m is None:

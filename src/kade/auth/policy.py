@@ -4,8 +4,9 @@ a decision out, so the whole table is unit-tested without a server.
 Roles, from least to most:
 - `read`: everything that only looks (apps, tasks, logs, events, KV reads, Consul's catalog);
   environment values of apps are hidden from it.
-- `deploy`: `read`, plus changing apps, tasks, deployments and KV — within the token's scope
-  (`apps` globs such as `/shop/*`, `kv` key prefixes) when it has one.
+- `deploy`: `read`, plus changing apps, tasks, deployments and KV, and posting domain events
+  — within the token's scope (`apps` globs such as `/shop/*`, `kv` key prefixes) when it
+  has one.
 - `node`: `read`, plus what a router or agent reports (routing acknowledgements) and the
   routing table with its certificates. Made by kade for its own processes.
 - `admin`: everything, including tokens and shutting kade down.
@@ -57,6 +58,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_WRITE_METHODS, re.compile(r"/v2/(apps|groups|tasks|deployments|queue)(/.*)?"), "deploy"),
     (frozenset({"PUT", "DELETE"}), re.compile(r"/v1/kv/.*"), "deploy"),
     (frozenset({"PUT", "POST"}), re.compile(r"/v1/txn"), "deploy"),
+    # domain events posted by apps without a broker
+    (frozenset({"POST"}), re.compile(r"/v1/domain-events"), "deploy"),
     # everything else that only reads: kade's own API, Consul's, the OpenAPI description
     (_READ_METHODS, re.compile(r"/v[12]/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
 ]

@@ -14,6 +14,7 @@ import typer
 from kade.cli import options as o
 from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
+from kade.cli.domain_events import domain_events_app, ingest_config
 from kade.cli.kv import kv_app, render_command
 from kade.cli.nodes import node_app
 from kade.cli.nodes import nodes as nodes_command
@@ -35,6 +36,7 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR",
     help="API address of a running kade [default: 127.0.0.1:7400]")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+EVENTS = "Domain events (docs/domain-events.md)"
 
 
 def _client(addr: str | None) -> Client:
@@ -93,6 +95,16 @@ def up(
     allow_host_paths: o.AllowHostPaths = "",
     allow_docker_socket: o.AllowDockerSocket = False,
     allow_root_commands: o.AllowRootCommands = False,
+    events_amqp: Annotated[str | None, typer.Option(
+        envvar="KADE_EVENTS_AMQP", help="RabbitMQ to consume domain events from: amqp://user:"
+        "pass@host[:port]/ (host NAME.service.DOMAIN: a broker kade runs)",
+        rich_help_panel=EVENTS)] = None,
+    events_bind: Annotated[list[str] | None, typer.Option(
+        envvar="KADE_EVENTS_BIND", help="exchange:routing.key,... to consume [default: events:#]",
+        rich_help_panel=EVENTS)] = None,
+    events_config: Annotated[Path | None, typer.Option(
+        envvar="KADE_EVENTS_CONFIG", help="bindings, queue, prefetch as JSON/YAML",
+        rich_help_panel=EVENTS)] = None,
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import uvloop
@@ -122,6 +134,7 @@ def up(
             allow_devices=allow_devices, allow_sysctls=allow_sysctls,
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
+        events = ingest_config(events_amqp, list(events_bind or []), events_config)
     except NodeRequestError as e:
         _fail("; ".join(e.problems), 2)
     except ValueError as e:
@@ -134,7 +147,8 @@ def up(
                    seed_kv=list(seed_kv or []), tls_cert=tls_cert, tls_key=tls_key,
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
-                   router_admin_public=router_admin_public, attributes=attributes)
+                   router_admin_public=router_admin_public, attributes=attributes,
+                   events=events)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -407,6 +421,7 @@ app.add_typer(kv_app, name="kv", help="Read and write the KV tree (Consul's KV).
 app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
 app.command("nodes")(nodes_command)
 app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
+app.add_typer(domain_events_app, name="domain-events")
 app.command("render")(render_command)
 
 

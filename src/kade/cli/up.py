@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import APIRouter
@@ -27,12 +28,18 @@ from kade.addresses import is_loopback, split_addr
 from kade.admission import ContainerPolicy, admit_file
 from kade.api.closing import closing_event
 from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
+from kade.catalog.view import CatalogView
 from kade.cli.control import ControlConfig, ControlPlane
-from kade.cli.node_side import ROUTER_TOKEN_FILE, NodeConfig, NodeSide
+from kade.cli.node_side import ROUTER_TOKEN_FILE, NodeConfig, NodeSide, endpoints
 from kade.deployments import intent
+from kade.domain_events.config import IngestConfig
 from kade.spec import SpecError, load_document
 from kade.store import open_store
 from kade.store.base import CasFailed, LimitExceeded, Store
+
+if TYPE_CHECKING:
+    from kade.domain_events.ingest import Ingest
+    from kade.domain_events.store import EventStore
 
 log = logging.getLogger("kade")
 
@@ -65,6 +72,7 @@ class UpConfig:
     https_cert_dir: Path | None = None  # its certificates as files (besides kade/tls/ in KV)
     router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
+    events: IngestConfig | None = None  # the RabbitMQ broker domain events come from
 
 
 def log_handler(console: Console) -> logging.Handler:
@@ -184,6 +192,27 @@ def node_config(cfg: UpConfig) -> NodeConfig:
         api_cacert=cfg.tls_cert)
 
 
+async def open_domain_events(cfg: UpConfig, view: CatalogView
+                             ) -> tuple[EventStore, Ingest | None, APIRouter]:
+    """The domain-event store, its consumer of RabbitMQ (when a broker is configured; a
+    broker named NAME.service.DOMAIN is found in the catalog), and its API."""
+    from kade.api.domain_events import domain_events_router
+    from kade.domain_events.ingest import Ingest
+    from kade.domain_events.store import EventStore
+
+    events = await EventStore(cfg.data_dir).open()
+    ingest = None
+    if cfg.events is not None:
+        def resolve(name: str) -> str | None:
+            found = endpoints(view.catalog).get(name)
+            return f"{found[0].address}:{found[0].port}" if found else None
+
+        ingest = Ingest(events, cfg.events, resolve=resolve, domain=cfg.domain)
+        view.on_change(lambda _catalog, _changed: ingest.endpoints_changed())
+    return events, ingest, domain_events_router(
+        events, broker=ingest.state if ingest is not None else None)
+
+
 async def serve(cfg: UpConfig) -> None:
     api_sock = listen(cfg.api_addr, "API")
     store = await open_store(cfg.data_dir)
@@ -218,6 +247,8 @@ async def serve(cfg: UpConfig) -> None:
         node_name=cfg.node, port_range=cfg.port_range, policy=cfg.policy,
         api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), logs=logs, extra=[admin])
     node = NodeSide(store, ncfg, control.view)
+    domain_events, ingest, events_api = await open_domain_events(cfg, control.view)
+    control.app.include_router(events_api)
     server = Server(uvicorn.Config(
         control.app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
@@ -230,6 +261,8 @@ async def serve(cfg: UpConfig) -> None:
             workers = [*await node.start(tg), *control.start(tg),
                        *(tg.create_task(coro, name=name)
                          for name, coro in control.leader_loops().items())]
+            if ingest is not None:
+                workers.append(tg.create_task(ingest.run(), name="domain events"))
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
             await node.ready()
             await control.ready()
@@ -259,4 +292,5 @@ async def serve(cfg: UpConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await node.close()
+        await domain_events.close()
         await store.close()
