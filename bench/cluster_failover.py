@@ -88,6 +88,8 @@ def one_round(root: Path, etcd: EtcdCluster, leader_ttl: float, node_ttl: float
         placed = until(lambda: len([t for t in second.app(APP["id"])["tasks"]
                                     if t["desired"] == "run"]) == 3) + leads
         until(lambda: len(healthy(second)) == 3)
+        second.client.post("/v1/apps/bench/heal/scale", {"instances": 2})  # a node to spare
+        until(lambda: len(healthy(second)) == 2 and len(second.app(APP["id"])["tasks"]) == 2)
 
         victim = next(a for a in agents if a.node in healthy(second).values())
         lost = {t for t, n in healthy(second).items() if n == victim.node}
@@ -99,7 +101,7 @@ def one_round(root: Path, etcd: EtcdCluster, leader_ttl: float, node_ttl: float
             return str(next(n for n in second.get("/v1/nodes")["nodes"]
                             if n["name"] == victim.node)["status"])
         down = until(lambda: status() == "down")
-        replaced = until(lambda: len(healthy(second)) == 3 and not lost & set(healthy(second)))
+        replaced = until(lambda: len(healthy(second)) == 2 and not lost & set(healthy(second)))
         return leads, placed, down, down + replaced
     finally:
         for agent in agents:
