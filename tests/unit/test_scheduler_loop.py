@@ -364,3 +364,33 @@ async def test_a_failure_reported_while_the_scheduler_loads_is_replaced(
         assert await store.get(model.task_key(first.id)) is None
     finally:
         await stop(runner)
+
+
+class Counting:
+    """The store, counting what each transaction carries."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.sizes: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def txn(self, compares: Sequence[Compare], success: Sequence[Op],
+                  failure: Sequence[Op] = ()) -> TxnResult:
+        self.sizes.append((len(compares), len(success)))
+        return await self.store.txn(compares, success, failure)
+
+
+async def test_a_large_plan_goes_out_in_transactions_a_store_takes(store: SqliteStore) -> None:
+    """etcd refuses a transaction of more than --max-txn-ops (128 by default) operations."""
+    await store.put(model.node_key("n1"), node("n1", cpus=64, mem=65536).dump())
+    await put_app(store, app_spec("/big", instances=300, cpus=0.01, mem=1))
+    counting = Counting(store)
+    _, runner = await start(counting)  # type: ignore[arg-type]
+    try:
+        await until(store, lambda: _at_least(running(store, "/big"), 300))
+        assert len(counting.sizes) >= 5
+        assert all(c <= 128 and o <= 128 for c, o in counting.sizes)
+    finally:
+        await stop(runner)

@@ -30,6 +30,7 @@ from kade.store.mirror import Batch, Mirror, records
 log = logging.getLogger("kade.scheduler")
 
 _MAX_RETRY_PAUSE = 1.0
+TXN_UNITS = 60  # guards per transaction: with their operations, within etcd's default 128
 APPS = records(model.APPS, AppSpec, name=model.app_id_of_key)
 TASKS = records(model.TASKS, Task)
 STATUSES = records(model.STATUS, TaskStatus)
@@ -181,10 +182,16 @@ class Scheduler:
     # -- writing a plan ------------------------------------------------------------------------
 
     async def _write(self, p: Plan, now: float) -> tuple[bool, int]:
-        """Write `p` as one guarded transaction; (succeeded, revision to catch up to)."""
+        """Write `p` as guarded transactions; (succeeded, revision to catch up to).
+
+        What must change together is one unit: a launch, a stop, a retag, or an app's
+        forgotten tasks with its queue entry (a failure is counted with its task's removal).
+        Units go out in transactions of at most TXN_UNITS guards, so a plan of thousands of
+        tasks fits a store's bound on operations per transaction (etcd's --max-txn-ops); a
+        transaction that loses a race ends the write, and the loop plans again from a view
+        with whatever was written."""
         # Built before the first await: the guards are the revisions the plan was made from.
-        compares: list[Compare] = []
-        ops: list[Op] = []
+        units: list[tuple[list[Compare], list[Op]]] = []
         created: list[Task] = []
         for launch in p.launches:
             task = Task(
@@ -195,33 +202,40 @@ class Scheduler:
             )
             created.append(task)
             key = model.task_key(task.id)
-            compares.append(Compare(key, 0))
-            ops.append(Put(key, task.dump()))
+            units.append(([Compare(key, 0)], [Put(key, task.dump())]))
         for stop in p.stops:
             key = model.task_key(stop.task_id)
             stopped = self._tasks.items[stop.task_id].model_copy(
                 update={"desired": "stop", "stop_reason": stop.reason}
             )
-            compares.append(Compare(key, self._tasks.mod(stop.task_id)))
-            ops.append(Put(key, stopped.dump()))
+            units.append(([Compare(key, self._tasks.mod(stop.task_id))],
+                          [Put(key, stopped.dump())]))
         for retag in p.retags:
             key = model.task_key(retag.task_id)
             moved = self._tasks.items[retag.task_id].model_copy(
                 update={"version": retag.version})
-            compares.append(Compare(key, self._tasks.mod(retag.task_id)))
-            ops.append(Put(key, moved.dump()))
+            units.append(([Compare(key, self._tasks.mod(retag.task_id))],
+                          [Put(key, moved.dump())]))
+        per_app: dict[str, tuple[list[Compare], list[Op]]] = {}
         for task_id in p.forgets:
+            known = self._tasks.items.get(task_id)
+            compares, ops = per_app.setdefault(known.app_id if known else task_id, ([], []))
             key = model.task_key(task_id)
             compares.append(Compare(key, self._tasks.mod(task_id)))
             ops += [Delete(key), Delete(model.status_key(task_id))]
         for app_id, entry in p.queue.items():
+            compares, ops = per_app.setdefault(app_id, ([], []))
             key = model.queue_key(app_id)
             compares.append(Compare(key, self._queue.mod(app_id)))
             ops.append(Delete(key) if entry is None else Put(key, entry.dump()))
-        result = await self.store.txn(compares, ops)
-        if not result.succeeded:
-            log.info("plan lost a race with another writer; planning again")
-            return False, result.revision
+        units += per_app.values()
+        revision = 0
+        for compares, ops in _batches(units):
+            result = await self.store.txn(compares, ops)
+            revision = result.revision
+            if not result.succeeded:
+                log.info("plan lost a race with another writer; planning again")
+                return False, revision
         self.last_plan = p
         for task in created:
             log.info("launch %s (%s %s) on %s", task.id, task.app_id, task.version, task.node)
@@ -232,7 +246,7 @@ class Scheduler:
         for app_id, entry in p.queue.items():
             if entry is not None and entry.waiting:
                 log.info("%s waits: %s", app_id, entry.waiting)
-        return True, result.revision
+        return True, revision
 
     # -- the view -------------------------------------------------------------------------------
 
@@ -246,3 +260,21 @@ class Scheduler:
             controls=MappingProxyType(self._controls.items), index=self._index,
             down=MappingProxyType(self._down),
         )
+
+
+def _batches(units: list[tuple[list[Compare], list[Op]]]
+             ) -> list[tuple[list[Compare], list[Op]]]:
+    """Units packed in order into transactions of at most TXN_UNITS guards (a larger unit
+    goes alone)."""
+    out: list[tuple[list[Compare], list[Op]]] = []
+    compares: list[Compare] = []
+    ops: list[Op] = []
+    for unit_compares, unit_ops in units:
+        if compares and len(compares) + len(unit_compares) > TXN_UNITS:
+            out.append((compares, ops))
+            compares, ops = [], []
+        compares.extend(unit_compares)
+        ops.extend(unit_ops)
+    if compares or ops:
+        out.append((compares, ops))
+    return out
