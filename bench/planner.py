@@ -2,6 +2,7 @@
 are 10,000 apps x 10 instances on 1,000 nodes.
 
     .venv/bin/python bench/planner.py [--apps 1000] [--instances 10] [--nodes 100] [--no-loop]
+                                      [--etcd]
                                       [--reference] [--constraints '[["zone", "GROUP_BY"]]']
 
 Nodes have the attribute zone=z0, z1 or z2.
@@ -28,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,8 @@ from kade import model
 from kade.scheduler.loop import Scheduler
 from kade.scheduler.plan import Plan, Snapshot, plan
 from kade.scheduler.sim import Simulation, app_spec, node
-from kade.store import SqliteStore
+from kade.store import SqliteStore, Store, open_store
+from kade.testing.etcd import EtcdCluster
 
 NOW = 1_000_000.0
 
@@ -63,6 +65,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-loop", action="store_true", help="skip the store-backed runs")
+    parser.add_argument("--etcd", action="store_true",
+                        help="run the loop on a 3-member etcd on this machine too")
     parser.add_argument("--constraints", type=json.loads, default=[],
                         help='constraints of every app, e.g. \'[["zone", "GROUP_BY"]]\'')
     parser.add_argument("--reference", action="store_true",
@@ -120,30 +124,45 @@ def main() -> None:
     print(f"{'  only what changed:':<26}{figures}")
 
     if not args.no_loop:
-        asyncio.run(through_the_loop(sim))
+        with tempfile.TemporaryDirectory() as data:
+            print("through the loop, on SQLite:")
+            asyncio.run(through_the_loop(sim, lambda: _sqlite(Path(data))))
+        if args.etcd:
+            with tempfile.TemporaryDirectory() as data:
+                etcd = EtcdCluster(Path(data))
+                etcd.start()
+                try:
+                    print("through the loop, on etcd (3 members on this machine):")
+                    asyncio.run(through_the_loop(
+                        sim, lambda: open_store(None, etcd=etcd.endpoints)))
+                finally:
+                    etcd.stop()
 
 
-async def through_the_loop(sim: Simulation) -> None:
-    with tempfile.TemporaryDirectory() as data:
-        store = SqliteStore(Path(data))
-        try:
-            for n in sim.nodes.values():
-                await store.put(model.node_key(n.name), n.dump())
-            for app in sim.apps.values():
-                await store.put(model.app_key(app.id), app.model_dump_json(by_alias=True).encode())
-            for label in ("loop, from scratch:     ", "loop, restart:          "):
-                start = time.perf_counter()
-                scheduler = Scheduler(store)
-                runner = asyncio.create_task(scheduler.run())
-                await scheduler.wait_ready()
-                ms = (time.perf_counter() - start) * 1000
-                runner.cancel()
-                with suppress(asyncio.CancelledError):
-                    await runner
-                tasks, _ = await store.range(model.TASKS)
-                print(f"{label}{ms:7.1f} ms until ready   ({len(tasks)} tasks in the store)")
-        finally:
-            await store.close()
+async def _sqlite(data: Path) -> Store:
+    return SqliteStore(data)
+
+
+async def through_the_loop(sim: Simulation, opening: Callable[[], Awaitable[Store]]) -> None:
+    store = await opening()
+    try:
+        for n in sim.nodes.values():
+            await store.put(model.node_key(n.name), n.dump())
+        for app in sim.apps.values():
+            await store.put(model.app_key(app.id), app.model_dump_json(by_alias=True).encode())
+        for label in ("  loop, from scratch:     ", "  loop, restart:          "):
+            start = time.perf_counter()
+            scheduler = Scheduler(store)
+            runner = asyncio.create_task(scheduler.run())
+            await scheduler.wait_ready()
+            ms = (time.perf_counter() - start) * 1000
+            runner.cancel()
+            with suppress(asyncio.CancelledError):
+                await runner
+            tasks, _ = await store.range(model.TASKS)
+            print(f"{label}{ms:7.1f} ms until ready   ({len(tasks)} tasks in the store)")
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":
