@@ -5,8 +5,9 @@ answer never needs it."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,3 +37,25 @@ def make_table(*headers: str, **kwargs: Any) -> Table:
     from rich.table import Table
 
     return Table(*headers, **kwargs)
+
+
+ERR = LazyConsole(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End a command with `error: message` on stderr and the exit code."""
+    import typer
+
+    ERR.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(...)`, a refusal or an unreachable kade ending the command with its message."""
+    from kade.client import ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as e:
+        fail(str(e))

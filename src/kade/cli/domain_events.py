@@ -15,10 +15,11 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from kade.cli.console import fail as _fail
 from kade.client import Client, ClientError
 
 domain_events_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -33,9 +34,6 @@ Type = Annotated[str | None, typer.Option("--type", help="only events of this ty
 Query = Annotated[str, typer.Argument(help="fields (customer:4711, type:order.*) and words")]
 
 
-def _fail(message: str) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
-    raise typer.Exit(1)
 
 
 def _q(query: str, kind: str | None) -> str:

@@ -9,10 +9,11 @@ import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kade.cli.console import fail as _fail
 from kade.cli.quick import entry_out as _entry_out
 from kade.cli.quick import error_text as _error_text
 from kade.cli.quick import kv_value as _value
@@ -35,12 +36,6 @@ RENDER_PASSES = 10
 TXN_BODY_BYTES = 960 * 1024  # below the API's 1 MiB cap on a transaction body
 
 
-def _fail(message: str) -> NoReturn:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True,
-                               soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _note(message: str) -> None:

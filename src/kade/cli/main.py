@@ -14,6 +14,8 @@ import typer
 from kade.cli import options as o
 from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
+from kade.cli.console import call as _call
+from kade.cli.console import fail as _fail
 from kade.cli.domain_events import domain_events_app, ingest_config
 from kade.cli.kv import kv_app, render_command
 from kade.cli.nodes import node_app
@@ -43,16 +45,8 @@ def _client(addr: str | None) -> Client:
     return Client(addr)
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except ClientError as e:
-        _fail(str(e))
 
 
 def _print_json(data: Any) -> None:

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from kade.cli.console import LazyConsole, make_table
+from kade.cli.console import call as _call
+from kade.cli.console import fail as _fail
 from kade.client import Client, ClientError
 
 node_app = typer.Typer(no_args_is_help=True,
@@ -26,16 +28,8 @@ ApiAddr = Annotated[str | None, typer.Option(
 INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except ClientError as e:
-        _fail(str(e))
 
 
 def nodes(attr: Annotated[str | None, typer.Option(

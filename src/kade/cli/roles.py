@@ -12,15 +12,12 @@ from typing import Annotated
 import typer
 
 from kade.cli import options as o
-from kade.cli.console import LazyConsole
+from kade.cli.console import LazyConsole, fail
 from kade.client.http import default_data_dir
 
 err = LazyConsole(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _logging(level: str) -> None:
@@ -83,7 +80,7 @@ def server(
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e), 2)
     _logging(log_level)
     uvloop.run(serve_server(ServerConfig(
         data_dir=data_dir or default_data_dir(), name=name or socket.gethostname(),
@@ -160,14 +157,14 @@ def agent(
         attributes = parse_attributes(attr or [])
         port_range = o.port_range(ports) if ports else None
     except NodeRequestError as e:
-        _fail("; ".join(e.problems))
+        fail("; ".join(e.problems), 2)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e), 2)
     token = os.environ.get("KADE_TOKEN", "").strip() or (
         read_token_file(token_file) if token_file else None)
     if not token:
-        _fail("a node token is needed: --token-file FILE or KADE_TOKEN "
-              "(`kade token create --role node` makes one)")
+        fail("a node token is needed: --token-file FILE or KADE_TOKEN "
+             "(`kade token create --role node` makes one)", 2)
     assert token is not None
     _logging(log_level)
     ncfg = NodeConfig(

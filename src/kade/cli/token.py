@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from kade.cli.console import LazyConsole, make_table
-from kade.client import Client, ClientError
+from kade.cli.console import call as _call
+from kade.client import Client
 
 token_app = typer.Typer(no_args_is_help=True, help="Make, list and revoke API tokens.")
 console = LazyConsole()
@@ -21,12 +22,6 @@ ApiAddr = Annotated[str | None, typer.Option(
     "--api-addr", envvar="KADE_ADDR", help="API address [default: 127.0.0.1:7400]")]
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except ClientError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 @token_app.command("create")
