@@ -88,8 +88,8 @@ async def main(n, rounds, access_log, profile):
             up.data_received(answer)
 
     if profile:
-        run(kinds[os.environ.get("PROFILE_KIND", "browser")])  # warm
-        cProfile.runctx("run(kinds[os.environ.get('PROFILE_KIND', 'browser')])", globals(), locals(), os.environ["PROFILE_OUT"])
+        run(browser)  # warm
+        cProfile.runctx("run(browser)", globals(), locals(), os.environ["PROFILE_OUT"])
         pstats.Stats(os.environ["PROFILE_OUT"]).sort_stats("tottime").print_stats(25)
         return
     out = {}

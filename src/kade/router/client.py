@@ -28,24 +28,27 @@ from kade.router.exchange import (
     monotonic,
 )
 from kade.router.forwarding import Forwarding, ProxySide
-from kade.router.http import H_FWD, REQUEST_HEADERS
-from kade.router.request import Connection, build_head
+from kade.router.http import (
+    H_CONNECTION,
+    H_FWD,
+    H_HOST,
+    H_LENGTH,
+    H_TE,
+    H_UPGRADE,
+    H_XFF,
+    REQUEST_HEADERS,
+)
 
 
 class _Reject(Exception):
     pass
 
 
-# what the bytes fed to llhttp next are: a request head, a sized body, a chunked body
-R_HEAD, R_LENGTH, R_CHUNKED = 0, 1, 2
-_END = b"\r\n\r\n"  # the blank line that ends a head, a chunked body
-
-
 # A request seen twice in a row on a connection (pollers, health checkers, load generators
 # repeat theirs), parsed once by llhttp as exactly one complete request without a body:
-# raw bytes → (verb, url, head as it came, host, Host header, keep-alive, HTTP/1.0, head up to the
+# raw bytes → (verb, url, headers, host, Host header, keep-alive, HTTP/1.0, head up to the
 # forwarded headers, the client's X-Forwarded-For + ", " or b"", head after X-Forwarded-For).
-Template = tuple[bytes, bytes, bytes, str, bytes, bool, bool, bytes, bytes,
+Template = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bytes, bool, bool, bytes, bytes,
                  bytes]
 # One memo per kind of connection (index: 2 × trusted + TLS): the same bytes make a different
 # head from a trusted proxy (its X-Forwarded-For is kept) or over TLS (https, port 443).
@@ -54,10 +57,6 @@ MAX_TEMPLATE = 1024  # longer requests (cookies...) rarely repeat: not worth has
 
 
 class ClientConnection(Forwarding, asyncio.Protocol):
-    __slots__ = ("boundary", "facts", "forwarded", "gap", "head_size", "heads_in_feed",
-                 "in_body", "ip", "last_data", "left", "parser", "parsing", "parts", "reading",
-                 "ready", "requests", "tail", "templates", "trusted")
-
     def __init__(self, proxy: ProxySide, tls: bool = False) -> None:
         self.proxy = proxy
         self.cfg = proxy.config
@@ -70,19 +69,12 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         self.parsing: Exchange | None = None
         self.client_ip = ""
         self.ip = b""
-        self.facts = Connection(False, tls, b"", self.parser.should_upgrade)
         self.forwarded = b""  # the X-Forwarded-* that are the same for every request
+        self.forwarded_ws = b""
         self.idle_since = 0.0
         self.requests = 0
-        # where llhttp stands, as the data path tracks it (see `feed`)
-        self.reading = R_HEAD
-        self.parts: list[bytes] = []  # a request head that came in several reads, so far
-        self.head_size = 0
-        self.tail = b""  # the last 3 bytes of `parts`, or of a chunked body fed so far
-        self.ready: bytes | None = None  # the head llhttp is about to finish
-        self.left = 0  # bytes of a sized body still to come
-        self.gap = 0  # bytes of a chunked body since the last body bytes (framing, trailers)
-        self.in_body = False  # llhttp is fed body bytes: no request may begin in them
+        self.in_head = False
+        self.head_bytes = 0
         self.paused = 0
         self.write_paused = False
         self.closing = False  # answer what is queued, then close
@@ -104,8 +96,10 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         ip = self.ip = self.client_ip.encode()
         self.trusted = self.proxy.is_trusted(self.client_ip)
         self.templates = _TEMPLATES[2 * self.trusted + self.tls]
-        self.facts = Connection(self.trusted, self.tls, ip, self.parser.should_upgrade)
-        self.forwarded = self.facts.forwarded
+        proto = b"https" if self.tls else b"http"
+        self.forwarded = b"x-real-ip: " + ip + b"\r\nx-forwarded-proto: " + proto \
+            + b"\r\nx-forwarded-for: "
+        self.forwarded_ws = self.forwarded.replace(b": http", b": ws")
         self.idle_since = monotonic()
         self.proxy.client_came(self)
 
@@ -136,15 +130,20 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             return
         if self.reject:
             return
-        fresh = self.boundary
-        if fresh and not self.queue and len(data) <= MAX_TEMPLATE and self.templates:
+        if self.boundary and not self.queue and len(data) <= MAX_TEMPLATE and self.templates:
             template = self.templates.get(data)
             if template is not None:
                 self.repeat(template)
                 return
+        elif self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.cfg.max_header_bytes + self.cfg.max_url_bytes:
+                self.fail_parse(431)
+                return
+        fresh = self.boundary
         self.heads_in_feed = 0
         try:
-            self.feed(data)
+            self.parser.feed_data(data)
             if (fresh and self.boundary and self.heads_in_feed == 1 and data == self.last_data
                     and len(data) <= MAX_TEMPLATE):
                 self.remember(data)
@@ -158,98 +157,6 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             self.pause(P_UPGRADE)
         except HttpParserError:
             self.fail_parse(self.reject or 400)
-
-    def feed(self, data: bytes) -> None:
-        """Give `data` to llhttp in pieces that end where a request head or a sized body ends.
-
-        llhttp validates every byte (it is the request-smuggling defence) but calls Python
-        only per request, not per header: the head it has just accepted is known here as
-        bytes (`ready`), taken whole from the stream. A head ends at the first blank line
-        (llhttp accepts CRLF line ends only); a sized body after Content-Length bytes; a
-        chunked body only right after a blank line (the last chunk, its trailers), so its
-        pieces end at each one. Should llhttp ever see a request end or begin elsewhere, the
-        request is refused rather than misread.
-        """
-        parser = self.parser
-        pos, n = 0, len(data)
-        try:
-            while pos < n:
-                mode = self.reading
-                if mode == R_HEAD:
-                    parts = self.parts
-                    if parts:
-                        tail = self.tail
-                        at = (tail + data).find(_END)
-                        cut = at + 4 - len(tail) if at >= 0 else -1
-                    elif data[pos] == 13 or data[pos] == 10:
-                        # blank lines before a request line, which llhttp skips
-                        start = pos
-                        while pos < n and (data[pos] == 13 or data[pos] == 10):
-                            pos += 1
-                        parser.feed_data(data[start:pos])
-                        continue
-                    else:
-                        cut = data.find(_END, pos) if pos else data.find(_END)
-                        if cut >= 0:
-                            cut += 4
-                    if cut < 0:  # the head goes on in the next read
-                        piece = data[pos:] if pos else data
-                        size = self.head_size + len(piece)
-                        if size > self.cfg.max_header_bytes + self.cfg.max_url_bytes:
-                            self.reject = 431
-                            raise HttpParserError("request head too large")
-                        self.tail = (self.tail + piece)[-3:] if parts else piece[-3:]
-                        parts.append(piece)
-                        self.head_size = size
-                        parser.feed_data(piece)
-                        return
-                    piece = data if cut == n and not pos else data[pos:cut]
-                    if parts:
-                        parts.append(piece)
-                        head = b"".join(parts)
-                        self.parts = []
-                        self.head_size = 0
-                        self.tail = b""
-                    else:
-                        head = piece
-                    self.ready = head
-                    parser.feed_data(piece)
-                    if self.ready is not None:
-                        self.reject = 400
-                        raise HttpParserError("the head did not end at its blank line")
-                    pos = cut
-                elif mode == R_LENGTH:
-                    end = pos + self.left
-                    if end > n:
-                        end = n
-                    self.left -= end - pos
-                    self.in_body = True
-                    parser.feed_data(data if end == n and not pos else data[pos:end])
-                    self.in_body = False
-                    if not self.left and self.reading == R_LENGTH:
-                        self.reject = 400
-                        raise HttpParserError("the body did not end at its length")
-                    pos = end
-                else:
-                    tail = self.tail
-                    at = (tail + data[pos:pos + 3]).find(_END) if tail else -1
-                    if at >= 0:
-                        end = pos + at + 4 - len(tail)
-                    else:
-                        end = data.find(_END, pos)
-                        end = n if end < 0 else end + 4
-                    piece = data if end == n and not pos else data[pos:end]
-                    self.tail = piece[-3:] if len(piece) >= 3 else (tail + piece)[-3:]
-                    self.gap += end - pos  # back to 0 when body bytes come (on_body)
-                    self.in_body = True
-                    parser.feed_data(piece)
-                    self.in_body = False
-                    if self.gap > self.cfg.max_header_bytes:
-                        self.reject = 431
-                        raise HttpParserError("chunk framing or trailers too large")
-                    pos = end
-        except HttpParserUpgrade as e:
-            raise HttpParserUpgrade(pos + e.args[0]) from None
 
     def eof_received(self) -> bool | None:
         """The client closed: what it asked for is abandoned (499) and the upstream
@@ -272,15 +179,14 @@ class ClientConnection(Forwarding, asyncio.Protocol):
     # -- request parser callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self.in_body:
-            self.reject = 400
-            raise _Reject  # llhttp found a request inside what was taken for a body
         self.boundary = False
 
     def on_url(self, url: bytes) -> None:
         x = self.parsing
         if x is None:
             x = self.parsing = Exchange(self, monotonic())
+            self.in_head = True
+            self.head_bytes = 0
             x.url = url
         else:
             x.url += url
@@ -288,35 +194,30 @@ class ClientConnection(Forwarding, asyncio.Protocol):
             self.reject = 414
             raise _Reject
 
-    def on_headers_complete(self) -> None:
-        head = self.ready
+    def on_header(self, name: bytes, value: bytes) -> None:
         x = self.parsing
-        if head is None or x is None:
-            self.reject = 400
-            raise _Reject  # llhttp ended a head before its blank line
-        self.ready = None
-        x.raw = head
-        limit = self.cfg.max_header_bytes
-        if len(head) > limit and len(head) - head.find(b"\r\n") - 4 > limit:
+        assert x is not None
+        x.hsize += len(name) + len(value) + 4
+        if x.hsize > self.cfg.max_header_bytes:
             self.reject = 431
             raise _Reject
+        x.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        x = self.parsing
+        assert x is not None
         p = self.parser
         x.headers_done = True
         self.heads_in_feed += 1
         x.verb = p.get_method()
+        x.http10 = p.get_http_version() == "1.0"
         x.keep_alive = p.should_keep_alive() and not self.closing
         x.is_head = x.verb == b"HEAD"
-        status = build_head(x, head, self.facts)
+        status = self.build_head(x)
         if status:
             self.reject = status
             raise _Reject
-        if x.body_mode == LENGTH:
-            self.reading = R_LENGTH
-            self.left = x.length
-        elif x.body_mode == CHUNKED:
-            self.reading = R_CHUNKED
-            self.tail = b""
-            self.gap = 0
         self.requests += 1
         self.queue.append(x)
         if len(self.queue) == 1:
@@ -329,7 +230,6 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if x is None or x.finished:
             return
         x.body_at = monotonic()
-        self.gap = 0
         if x.streaming:
             self.send_body(x, body)
             return
@@ -342,7 +242,6 @@ class ClientConnection(Forwarding, asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.boundary = True
-        self.reading = R_HEAD
         x = self.parsing
         self.parsing = None
         if x is None:
@@ -351,7 +250,92 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if x.streaming and x.body_mode == CHUNKED and x.upstream is not None:
             x.upstream.transport.write(b"0\r\n\r\n")
 
-    # -- the repeat memo -------------------------------------------------------------------------
+    # -- building the upstream request ---------------------------------------------------------
+
+    def build_head(self, x: Exchange) -> int:
+        """The request head for the upstream; an error status if the request is refused."""
+        if x.verb == b"CONNECT":
+            return 405
+        authority = None
+        if x.url[:1] != b"/" and not (x.url == b"*" and x.verb == b"OPTIONS"):
+            # absolute form (RFC 9112 §3.2.2): the URL's authority is the host, for routing and
+            # for the upstream's Host header; the upstream gets the origin form
+            authority, path = h.absolute_form(x.url)
+            if authority is None:
+                return 400
+            x.url = path
+        out = [x.verb, b" ", x.url, b" HTTP/1.1\r\n"]
+        host = None
+        xff = None
+        fwd: list[bytes] | None = None
+        conn_values: list[bytes] | None = None
+        upgrade_value = b""
+        lengths = 0
+        kinds = REQUEST_HEADERS
+        for name, value in x.headers:
+            kind = kinds.get(name.lower())
+            if kind is None:
+                out += (name, b": ", value, b"\r\n")
+            elif kind == H_HOST:
+                if host is not None:
+                    return 400
+                host = value
+                if authority is None:
+                    out += (name, b": ", value, b"\r\n")
+            elif kind == H_LENGTH:
+                lengths += 1
+                out += (name, b": ", value, b"\r\n")
+            elif kind == H_TE:
+                x.body_mode = CHUNKED
+            elif kind == H_XFF:
+                if self.trusted:
+                    xff = value if xff is None else xff + b", " + value
+            elif kind == H_FWD:
+                if self.trusted:
+                    fwd = [name.lower()] if fwd is None else [*fwd, name.lower()]
+                    out += (name, b": ", value, b"\r\n")
+            elif kind == H_CONNECTION:
+                conn_values = [value] if conn_values is None else [*conn_values, value]
+            elif kind == H_UPGRADE:
+                upgrade_value = value
+        if x.body_mode == CHUNKED and lengths:
+            return 400  # request smuggling: both framings
+        if lengths:
+            x.body_mode = LENGTH
+        if authority is not None:
+            host = authority
+            out += (b"host", b": ", authority, b"\r\n")
+        if host is None:
+            if not x.http10:
+                return 400
+            host = b""
+        x.host_header = host
+        x.host, port = h.host_and_port(host)
+        if self.tls:
+            port = h.port_of(host, b"443")
+        if conn_values is not None:
+            extra = h.connection_tokens(conn_values) - h.CONNECTION_KEEP
+            if extra:
+                out = h.without(out, extra)
+        forwarded = self.forwarded
+        if upgrade_value and self.parser.should_upgrade():
+            x.upgrade = True
+            x.keep_alive = False  # the connection becomes a tunnel or closes
+            out += (b"connection: Upgrade\r\nupgrade: ", upgrade_value, b"\r\n")
+            if upgrade_value.lower() == b"websocket":
+                forwarded = self.forwarded_ws
+        if fwd is None:
+            out += (forwarded, self.ip if xff is None else xff + b", " + self.ip,
+                    b"\r\nx-forwarded-host: ", host, b"\r\nx-forwarded-port: ", port, b"\r\n")
+        else:
+            out.append(h.trusted_forwarded(set(fwd), forwarded, self.ip, xff, host, port))
+        if x.body_mode == CHUNKED:
+            out.append(b"transfer-encoding: chunked\r\n")
+        out.append(b"\r\n")
+        x.head = b"".join(out)
+        if x.body_mode == NO_BODY:
+            x.req_done = True
+        return 0
 
     def remember(self, data: bytes) -> None:
         """`data` was one whole request without body, the same as the one before it."""
@@ -359,26 +343,25 @@ class ClientConnection(Forwarding, asyncio.Protocol):
         if (x is None or x.body_mode != NO_BODY or x.upgrade or self.closing or self.reject
                 or x.url[:1] != b"/"):
             return
-        headers = x.pairs()
-        if self.trusted and any(REQUEST_HEADERS.get(k.lower()) == H_FWD for k, _ in headers):
+        if self.trusted and any(REQUEST_HEADERS.get(k.lower()) == H_FWD for k, _ in x.headers):
             return  # a proxy's own X-Forwarded-* values: a head laid out differently
         cut = x.head.find(self.forwarded)
         after_xff = x.head.find(b"\r\nx-forwarded-host: ", cut)
         if cut < 0 or after_xff < 0:
             return
-        xffs = [v for k, v in headers if k.lower() == b"x-forwarded-for"] if self.trusted \
+        xffs = [v for k, v in x.headers if k.lower() == b"x-forwarded-for"] if self.trusted \
             else []
         templates = self.templates
         if len(templates) >= 512:
             templates.clear()
-        templates[data] = (x.verb, x.url, x.raw, x.host, x.host_header, x.keep_alive,
+        templates[data] = (x.verb, x.url, x.headers, x.host, x.host_header, x.keep_alive,
                             x.http10, x.head[:cut], b", ".join(xffs) + b", " if xffs else b"",
                             x.head[after_xff:])
 
     def repeat(self, t: Template) -> None:
         """A request seen before: the parser's work is known, the rest is as for any other."""
         x = Exchange(self, monotonic())
-        (x.verb, x.url, x.raw, x.host, x.host_header, keep, x.http10, prefix, xff,
+        (x.verb, x.url, x.headers, x.host, x.host_header, keep, x.http10, prefix, xff,
          suffix) = t
         x.keep_alive = keep and not self.closing
         x.is_head = x.verb == b"HEAD"

@@ -77,7 +77,7 @@ class ClientSide(Protocol):
 class Exchange:
     """One request and its response; also the rule matchers' view of the request."""
 
-    __slots__ = ("conn", "start", "url", "raw", "headers", "length", "verb", "host", "_path",
+    __slots__ = ("conn", "start", "url", "headers", "hsize", "verb", "host", "_path",
                  "client_ip", "route", "server", "upstream", "head", "body_mode", "pending",
                  "pending_size", "replay", "replay_size", "streaming", "req_done",
                  "headers_done", "resp_started", "status", "bytes_out", "keep_alive", "http10",
@@ -88,10 +88,8 @@ class Exchange:
         self.conn = conn
         self.start = start
         self.url = b""
-        self.raw = b""  # the client's head as it came, up to its blank line
-        # (name, value) pairs; None until something asks (`pairs`): made from `raw`
-        self.headers: list[tuple[bytes, bytes]] | None = None
-        self.length = -1  # the request body's Content-Length, if it has one
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.hsize = 0
         self.verb = b""
         self.host = ""
         self._path: str | None = None
@@ -137,22 +135,11 @@ class Exchange:
     def method(self) -> str:
         return self.verb.decode("latin-1")
 
-    def pairs(self) -> list[tuple[bytes, bytes]]:
-        """The headers as (name, value), the value as llhttp reports it (leading blanks
-        dropped, trailing ones kept); made from `raw` only when a rule looks at them."""
-        out = self.headers
-        if out is None:
-            out = self.headers = []
-            for line in self.raw.split(b"\r\n")[1:-2]:
-                name, _, value = line.partition(b":")
-                out.append((name, value.lstrip(b" \t")))
-        return out
-
     def header(self, name: str) -> list[str]:
         d = self._hdict
         if d is None:
             d = self._hdict = {}
-            for k, v in self.pairs():
+            for k, v in self.headers:
                 d.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
         return d.get(name, [])
 

@@ -54,11 +54,6 @@ class ProxySide(Protocol):
 
 
 class Forwarding:
-    # slots (ClientConnection adds its own): more attributes than a shared-key instance dict
-    # holds would make every attribute access on the data path a dict lookup
-    __slots__ = ("proxy", "cfg", "transport", "client_ip", "queue", "paused", "write_paused",
-                 "closing", "reject", "tunnel", "tunnel_x", "early", "dead", "idle_since", "tls")
-
     proxy: ProxySide
     cfg: ProxyConfig
     transport: Any

@@ -53,7 +53,7 @@ def connection_tokens(values: list[bytes]) -> set[bytes]:
     return {t.strip().lower() for v in values for t in v.split(b",")}
 
 
-def drop_named(head: bytes, names: set[bytes]) -> bytes:
+def _drop_named(head: bytes, names: set[bytes]) -> bytes:
     """Remove the headers a Connection header names (rare: a slow path is fine)."""
     alt = b"|".join(re.escape(n) for n in sorted(names))
     return re.sub(rb"\r\n(?:" + alt + rb")[ \t]*:[^\r\n]*", b"", head, flags=re.IGNORECASE)
@@ -85,7 +85,7 @@ def rewrite_response_head(head: bytes, upgrade: bool = False) -> tuple[bytes, bo
     parts.append(head[pos:])
     head = b"".join(parts)
     if named:
-        head = drop_named(head, named)
+        head = _drop_named(head, named)
     return head, has_length, has_te
 
 
@@ -229,6 +229,15 @@ def absolute_form(url: bytes) -> tuple[bytes | None, bytes]:
     if path[:1] != b"/":
         path = b"/" + path
     return authority, path
+
+
+def without(out: list[bytes], names: set[bytes]) -> list[bytes]:
+    """`out` minus the headers a Connection header names (each header is 4 items)."""
+    kept = out[:4]
+    for i in range(4, len(out), 4):
+        if out[i].lower() not in names:
+            kept += out[i:i + 4]
+    return kept
 
 
 def trusted_forwarded(given: set[bytes], forwarded: bytes, ip: bytes, xff: bytes | None,
