@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from kade.api.node_views import (
-    AppFacts,
-    DrainProgress,
+    DrainView,
+    drain_view,
     index_tasks,
     known_names,
     node_json,
     node_status,
 )
-from kade.api.node_views import drain_progress as progress_of
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskState, TaskStatus
+from kade.scheduler.sim import app_spec
+from kade.spec import AppSpec
 
 T0 = 1_800_000_000.0
-WEB = AppFacts(health_checked=True)
-AGENT = AppFacts(system=True)
-APPS = {"/web": WEB, "/agent": AGENT, "/job": AppFacts()}
+CHECKED = {"healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}
+APPS = {"/web": app_spec("/web", instances=1, **CHECKED),
+        "/agent": app_spec("/agent", type="system"),
+        "/job": app_spec("/job", instances=1)}
 
 
 def node(name: str = "n1", **fields: object) -> Node:
@@ -36,9 +38,9 @@ def status(t: Task, state: TaskState = "running", health: str = "healthy") -> Ta
 
 
 def drain_progress(name: str, control: NodeControl, tasks: list[Task],
-                   statuses: dict[str, TaskStatus], apps: dict[str, AppFacts]
-                   ) -> DrainProgress | None:
-    return progress_of(name, control, index_tasks(tasks, statuses, apps))
+                   statuses: dict[str, TaskStatus], apps: dict[str, AppSpec]
+                   ) -> DrainView | None:
+    return drain_view(name, control, index_tasks(tasks, statuses, apps))
 
 
 def draining(keep_system: bool = False, tasks: int = 0) -> NodeControl:
@@ -79,10 +81,12 @@ def test_a_replacement_that_serves_no_longer_makes_its_task_moving() -> None:
     p = drain_progress("n1", draining(tasks=1), [a, a2], {a.id: status(a), a2.id: status(a2)},
                        APPS)
     assert p is not None and (p.left, p.moving) == (1, 0)
-    # a replacement started before the drain is an ordinary task of the app, not one
-    older = task("a3", on="n2", created=T0 - 1)
-    p = drain_progress("n1", draining(tasks=1), [a, older],
-                       {a.id: status(a), older.id: status(older, "starting", "unknown")}, APPS)
+    # a task the app runs anyway (its second instance) starting elsewhere is not a
+    # replacement: the task on the node has none yet
+    other = task("a3", on="n2", created=T0 + 5)
+    p = drain_progress("n1", draining(tasks=1), [a, other],
+                       {a.id: status(a), other.id: status(other, "starting", "unknown")},
+                       {**APPS, "/web": APPS["/web"].model_copy(update={"instances": 2})})
     assert p is not None and (p.left, p.moving) == (1, 0)
 
 
