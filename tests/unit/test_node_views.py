@@ -11,7 +11,8 @@ from kade.api.node_views import (
     node_status,
 )
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskState, TaskStatus
-from kade.scheduler.sim import app_spec
+from kade.scheduler.sim import Simulation, app_spec
+from kade.scheduler.sim import node as sim_node
 from kade.spec import AppSpec
 
 T0 = 1_800_000_000.0
@@ -149,3 +150,41 @@ def test_a_node_whose_record_is_gone_is_down() -> None:
         "down", True, 1, None)
     assert known_names(["n2"], ["n3"], [a, task("x", on="n4", desired="stop")]) == [
         "n1", "n2", "n3"]
+
+
+def test_the_api_shows_the_planners_progress_through_a_whole_drain() -> None:
+    """A drain played by the planner itself (the simulator): the API's view counts down to
+    complete exactly when the planner has nothing left to move, and it only ever moves
+    forward — done never shrinks, and it ends with every task of the node done."""
+    sim = Simulation()
+    for name in ("n1", "n2", "n3"):
+        sim.add_node(sim_node(name, cpus=8, mem=8192))
+    web = sim.add_app(app_spec("/web", instances=6, **CHECKED))
+    sim.step(T0)
+    for t in sim.active("/web"):
+        sim.report(t.id, "running", T0, health="healthy")
+    on_n1 = sum(1 for t in sim.active("/web") if t.node == "n1")
+    assert on_n1 >= 1
+    sim.control(NodeControl(name="n1", eligible=False, drain=DrainSpec(
+        started_at=T0, deadline=T0 + 3600, tasks_at_start=on_n1)))
+    done_seen: list[int] = []
+    for step in range(1, 40):
+        now = T0 + step
+        sim.step(now)
+        view = drain_view("n1", sim.controls["n1"],
+                          index_tasks(sim.tasks.values(), sim.statuses, sim.apps))
+        assert view is not None and view.total == on_n1
+        done_seen.append(view.done)
+        left_on_n1 = [t for t in sim.tasks.values() if t.node == "n1"
+                      and not (sim.statuses.get(t.id) and sim.statuses[t.id].state == "killed")]
+        assert view.complete == (not left_on_n1)
+        if view.complete:
+            break
+        for t in list(sim.tasks.values()):  # replacements turn healthy, stopped tasks end
+            status = sim.statuses.get(t.id)
+            if t.desired == "run" and (status is None or status.health != "healthy"):
+                sim.report(t.id, "running", now, health="healthy")
+            elif t.desired == "stop" and (status is None or status.state != "killed"):
+                sim.report(t.id, "killed", now)
+    assert done_seen == sorted(done_seen) and done_seen[-1] == on_n1
+    assert sum(1 for t in sim.active("/web") if t.node != "n1") == web.instances
