@@ -201,6 +201,11 @@ def test_a_system_app_runs_on_every_agent_follows_a_joining_one_and_stays_when_k
         assert [t["id"] for t in c.placed("/drain/exporter")
                 if t["node"] == joining.node] == [kept["id"]]
         assert len(joining.containers()) == 1
+
+        # drained again without keeping them: the exporter, the last task there, stops
+        c.server.client.post(f"/v1/nodes/{joining.node}/drain", {"keepSystem": False})
+        assert_drained(c, joining)
+        assert len(c.placed("/drain/exporter")) == 3
     finally:
         c.server.client.delete("/v1/apps/drain/exporter")
         wait_for(lambda: not joining.containers(), 60, "the joining agent's exporter gone")
