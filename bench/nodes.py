@@ -23,20 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from kade import model
-from kade.api.node_views import AppFacts, index_tasks, node_json
+from kade.api.node_views import index_tasks, node_json
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskStatus
+from kade.scheduler.sim import app_spec
+from kade.spec import AppSpec
 
 NOW = 1_800_000_000.0
 
 
 def cluster(nodes: int, tasks: int, zones: int) -> tuple[
         list[Node], dict[str, NodeControl], list[Task], dict[str, TaskStatus],
-        dict[str, AppFacts]]:
+        dict[str, AppSpec]]:
     names = [f"n{i:04d}" for i in range(nodes)]
     node_records = [Node(name=n, address="10.0.0.1", cpus=64, mem=262144,
                          attributes={"az": f"1{'abcdefgh'[i % zones]}"})
                     for i, n in enumerate(names)]
-    apps = {f"/app{i}": AppFacts(health_checked=i % 2 == 0) for i in range(max(tasks // 10, 1))}
+    checked = {"healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}
+    count = max(tasks // 10, 1)
+    apps = {f"/app{i}": app_spec(f"/app{i}", instances=tasks // count,
+                                 **(checked if i % 2 == 0 else {})) for i in range(count)}
     app_ids = list(apps)
     task_list, statuses = [], {}
     for i in range(tasks):

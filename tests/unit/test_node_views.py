@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from kade.api.node_views import (
-    AppFacts,
-    DrainProgress,
+    DrainView,
+    drain_view,
     index_tasks,
     known_names,
     node_json,
     node_status,
 )
-from kade.api.node_views import drain_progress as progress_of
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskState, TaskStatus
+from kade.scheduler.sim import Simulation, app_spec
+from kade.scheduler.sim import node as sim_node
+from kade.spec import AppSpec
 
 T0 = 1_800_000_000.0
-WEB = AppFacts(health_checked=True)
-AGENT = AppFacts(system=True)
-APPS = {"/web": WEB, "/agent": AGENT, "/job": AppFacts()}
+CHECKED = {"healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}
+APPS = {"/web": app_spec("/web", instances=1, **CHECKED),
+        "/agent": app_spec("/agent", type="system"),
+        "/job": app_spec("/job", instances=1)}
 
 
 def node(name: str = "n1", **fields: object) -> Node:
@@ -36,9 +39,9 @@ def status(t: Task, state: TaskState = "running", health: str = "healthy") -> Ta
 
 
 def drain_progress(name: str, control: NodeControl, tasks: list[Task],
-                   statuses: dict[str, TaskStatus], apps: dict[str, AppFacts]
-                   ) -> DrainProgress | None:
-    return progress_of(name, control, index_tasks(tasks, statuses, apps))
+                   statuses: dict[str, TaskStatus], apps: dict[str, AppSpec]
+                   ) -> DrainView | None:
+    return drain_view(name, control, index_tasks(tasks, statuses, apps))
 
 
 def draining(keep_system: bool = False, tasks: int = 0) -> NodeControl:
@@ -79,10 +82,12 @@ def test_a_replacement_that_serves_no_longer_makes_its_task_moving() -> None:
     p = drain_progress("n1", draining(tasks=1), [a, a2], {a.id: status(a), a2.id: status(a2)},
                        APPS)
     assert p is not None and (p.left, p.moving) == (1, 0)
-    # a replacement started before the drain is an ordinary task of the app, not one
-    older = task("a3", on="n2", created=T0 - 1)
-    p = drain_progress("n1", draining(tasks=1), [a, older],
-                       {a.id: status(a), older.id: status(older, "starting", "unknown")}, APPS)
+    # a task the app runs anyway (its second instance) starting elsewhere is not a
+    # replacement: the task on the node has none yet
+    other = task("a3", on="n2", created=T0 + 5)
+    p = drain_progress("n1", draining(tasks=1), [a, other],
+                       {a.id: status(a), other.id: status(other, "starting", "unknown")},
+                       {**APPS, "/web": APPS["/web"].model_copy(update={"instances": 2})})
     assert p is not None and (p.left, p.moving) == (1, 0)
 
 
@@ -145,3 +150,41 @@ def test_a_node_whose_record_is_gone_is_down() -> None:
         "down", True, 1, None)
     assert known_names(["n2"], ["n3"], [a, task("x", on="n4", desired="stop")]) == [
         "n1", "n2", "n3"]
+
+
+def test_the_api_shows_the_planners_progress_through_a_whole_drain() -> None:
+    """A drain played by the planner itself (the simulator): the API's view counts down to
+    complete exactly when the planner has nothing left to move, and it only ever moves
+    forward — done never shrinks, and it ends with every task of the node done."""
+    sim = Simulation()
+    for name in ("n1", "n2", "n3"):
+        sim.add_node(sim_node(name, cpus=8, mem=8192))
+    web = sim.add_app(app_spec("/web", instances=6, **CHECKED))
+    sim.step(T0)
+    for t in sim.active("/web"):
+        sim.report(t.id, "running", T0, health="healthy")
+    on_n1 = sum(1 for t in sim.active("/web") if t.node == "n1")
+    assert on_n1 >= 1
+    sim.control(NodeControl(name="n1", eligible=False, drain=DrainSpec(
+        started_at=T0, deadline=T0 + 3600, tasks_at_start=on_n1)))
+    done_seen: list[int] = []
+    for step in range(1, 40):
+        now = T0 + step
+        sim.step(now)
+        view = drain_view("n1", sim.controls["n1"],
+                          index_tasks(sim.tasks.values(), sim.statuses, sim.apps))
+        assert view is not None and view.total == on_n1
+        done_seen.append(view.done)
+        left_on_n1 = [t for t in sim.tasks.values() if t.node == "n1"
+                      and not (sim.statuses.get(t.id) and sim.statuses[t.id].state == "killed")]
+        assert view.complete == (not left_on_n1)
+        if view.complete:
+            break
+        for t in list(sim.tasks.values()):  # replacements turn healthy, stopped tasks end
+            status = sim.statuses.get(t.id)
+            if t.desired == "run" and (status is None or status.health != "healthy"):
+                sim.report(t.id, "running", now, health="healthy")
+            elif t.desired == "stop" and (status is None or status.state != "killed"):
+                sim.report(t.id, "killed", now)
+    assert done_seen == sorted(done_seen) and done_seen[-1] == on_n1
+    assert sum(1 for t in sim.active("/web") if t.node != "n1") == web.instances

@@ -18,6 +18,7 @@ from kade.api.closing import closing_event
 from kade.api.events import event_json
 from kade.auth import create_token, needed_permission
 from kade.model import Node, NodeControl, Task, TaskStatus
+from kade.scheduler.sim import app_spec
 from kade.store import SqliteStore
 
 NOW = 1_800_000_000.0
@@ -226,6 +227,8 @@ async def test_the_progress_stream_ends_when_the_drain_is_done(
         api: httpx.AsyncClient, store: SqliteStore) -> None:
     await register(store, "n1")
     await register(store, "n2")
+    web = app_spec("/web", instances=1)  # what the planner's progress reads of the app
+    await store.put(model.app_key("/web"), web.model_dump_json(by_alias=True).encode())
     old = await place(store, "t1", "n1")
     await api.post("/v1/nodes/n1/drain", json={})
     watching = asyncio.create_task(api.get("/v1/nodes/n1/drain", params={"watch": "true"}))

@@ -22,27 +22,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kade.model import TERMINAL, Node, NodeControl, Task, TaskStatus, iso
+from kade.scheduler.drain import drain_progress
+from kade.spec import AppSpec
 
 NodeStatus = Literal["ready", "down", "draining", "drained"]
 
 
-class AppFacts:
-    """What progress needs of an app: whether it is a system app (one task per node, moved
-    last, kept by `keepSystem`) and whether its tasks have health checks to wait for."""
-
-    def __init__(self, system: bool = False, health_checked: bool = False) -> None:
-        self.system = system
-        self.health_checked = health_checked
-
-    @classmethod
-    def of(cls, app: Any) -> AppFacts:
-        """From an AppSpec; `type` is read only if the spec has it (system apps)."""
-        return cls(system=getattr(app, "type", "service") == "system",
-                   health_checked=bool(getattr(app, "health_checks", None)))
-
-
 @dataclass(frozen=True)
-class DrainProgress:
+class DrainView:
+    """A drain's progress as the API shows it, from what the planner decides
+    (`kade.scheduler.drain.drain_progress`): the planner's `left` holds the tasks whose
+    replacement is starting (`moving` there), the API shows them apart from the others."""
+
     node: str
     started_at: float
     deadline: float
@@ -50,16 +41,13 @@ class DrainProgress:
     left: int  # still to move: no replacement started yet
     moving: int  # a replacement is starting, or the task is being stopped
     kept: int  # system tasks `keepSystem` leaves running
+    complete: bool  # nothing left to move or being stopped: the planner's `done`
     keep_system: bool
     max_parallel: int
 
     @property
     def done(self) -> int:
         return max(0, self.total - self.left - self.moving - self.kept)
-
-    @property
-    def complete(self) -> bool:
-        return self.left == 0 and self.moving == 0
 
     def json(self, now: float) -> dict[str, Any]:
         return {
@@ -80,78 +68,49 @@ def is_active(task: Task, status: TaskStatus | None) -> bool:
     return task.desired == "run" and (status is None or status.state not in TERMINAL)
 
 
-def _stopping(task: Task, status: TaskStatus | None) -> bool:
-    return task.desired == "stop" and (status is None or status.state not in TERMINAL)
-
-
-def _serving(status: TaskStatus | None, facts: AppFacts) -> bool:
-    """A replacement that has taken over: running, and healthy if the app checks health."""
-    if status is None or status.state != "running":
-        return False
-    return status.health == "healthy" if facts.health_checked else status.health != "unhealthy"
-
-
 @dataclass(frozen=True)
 class TaskIndex:
     """The tasks of a snapshot grouped once, so that showing every node costs one pass over
     the tasks rather than one per node."""
 
     statuses: Mapping[str, TaskStatus]
-    apps: Mapping[str, AppFacts]
+    apps: Mapping[str, AppSpec]
     on: Mapping[str, list[Task]]  # node → the tasks placed on it
-    starting: Mapping[str, list[Task]]  # app → its active tasks not yet serving
-
-    def facts(self, app_id: str) -> AppFacts:
-        return self.apps.get(app_id, AppFacts())
+    of_app: Mapping[str, list[Task]]  # app → its tasks, wherever they are
 
 
 def index_tasks(tasks: Iterable[Task], statuses: Mapping[str, TaskStatus],
-                apps: Mapping[str, AppFacts]) -> TaskIndex:
+                apps: Mapping[str, AppSpec]) -> TaskIndex:
     on: dict[str, list[Task]] = {}
-    starting: dict[str, list[Task]] = {}
+    of_app: dict[str, list[Task]] = {}
     for task in tasks:
         on.setdefault(task.node, []).append(task)
-        status = statuses.get(task.id)
-        if is_active(task, status) and not _serving(status, apps.get(task.app_id, AppFacts())):
-            starting.setdefault(task.app_id, []).append(task)
-    return TaskIndex(statuses, apps, on, starting)
+        of_app.setdefault(task.app_id, []).append(task)
+    return TaskIndex(statuses, apps, on, of_app)
 
 
-def drain_progress(name: str, control: NodeControl, index: TaskIndex) -> DrainProgress | None:
+def drain_view(name: str, control: NodeControl, index: TaskIndex) -> DrainView | None:
     """How far the drain of node `name` got; None when no drain is asked of it.
 
-    A task on the node is *moving* while a replacement of its app, placed elsewhere since the
-    drain began, is not yet serving (one replacement per task, surge-first), or while it is
-    being stopped; it is *left* otherwise. With `keepSystem`, system-app tasks are *kept*,
-    neither left nor moving. The drain is complete when nothing is left or moving."""
+    The planner's own measure, given only the tasks of the apps present on the node (the
+    rest cannot change it): a task is *moving* while its replacement elsewhere is not yet
+    healthy, or while it is being stopped; *left* otherwise; with `keepSystem`, system-app
+    tasks are *kept*. The drain is complete when nothing is left or moving."""
     drain = control.drain
     if drain is None:
         return None
-    per_app: dict[str, int] = {}
-    stopping = kept = 0
-    for task in index.on.get(name, []):
-        status = index.statuses.get(task.id)
-        if _stopping(task, status):
-            stopping += 1
-        elif is_active(task, status):
-            if drain.keep_system and index.facts(task.app_id).system:
-                kept += 1
-            else:
-                per_app[task.app_id] = per_app.get(task.app_id, 0) + 1
-    replacing = 0
-    for app_id, count in per_app.items():
-        pending = sum(1 for t in index.starting.get(app_id, [])
-                      if t.node != name and t.created_at >= drain.started_at)
-        replacing += min(count, pending)
-    active = sum(per_app.values())
-    return DrainProgress(
+    here = {t.app_id for t in index.on.get(name, [])}
+    tasks = [t for app_id in here for t in index.of_app.get(app_id, [])]
+    p = drain_progress(name, control, index.apps, tasks, index.statuses)
+    assert p is not None
+    return DrainView(
         node=name, started_at=drain.started_at, deadline=drain.deadline,
-        total=max(drain.tasks_at_start, active + stopping + kept),
-        left=active - replacing, moving=replacing + stopping, kept=kept,
+        total=max(drain.tasks_at_start, p.left + p.stopping + p.kept),
+        left=p.left - p.moving, moving=p.moving + p.stopping, kept=p.kept, complete=p.done,
         keep_system=drain.keep_system, max_parallel=drain.max_parallel)
 
 
-def node_status(node: Node | None, progress: DrainProgress | None, alive: bool = True
+def node_status(node: Node | None, progress: DrainView | None, alive: bool = True
                 ) -> NodeStatus:
     if node is None or not alive:
         return "down"
@@ -164,7 +123,7 @@ def node_json(name: str, node: Node | None, control: NodeControl | None, index: 
               now: float, alive: bool = True) -> dict[str, Any]:
     """One node as `GET /v1/nodes` shows it. `node` None: the agent's record is gone;
     `alive` False: its agent's liveness key is."""
-    progress = drain_progress(name, control, index) if control else None
+    progress = drain_view(name, control, index) if control else None
     here = [t for t in index.on.get(name, []) if is_active(t, index.statuses.get(t.id))]
     task_ports = {p for t in here for p in t.host_ports}
     held = node.ports_in_use if node is not None else []

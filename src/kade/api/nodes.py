@@ -34,7 +34,7 @@ from kade.admission.nodes import (
     parse_attr,
 )
 from kade.api.closing import closing_event, watch_until_closing
-from kade.api.node_views import AppFacts, TaskIndex, index_tasks, is_active, known_names, node_json
+from kade.api.node_views import TaskIndex, index_tasks, is_active, known_names, node_json
 from kade.model import DrainSpec, Node, NodeControl, Task, TaskStatus, decode, decode_all
 from kade.spec import AppSpec, SpecError
 from kade.store.base import Compacted, Compare, Put, Store
@@ -92,7 +92,7 @@ async def read_snapshot(store: Store) -> Snapshot:
             controls[entry.key[len(model.NODECTL):]] = (control, entry.mod_revision)
     tasks = decode_all(tasks_e, Task)[0]
     statuses = {s.task_id: s for s in decode_all(status_e, TaskStatus)[0]}
-    apps = {a.id: AppFacts.of(a) for a in decode_all(apps_e, AppSpec)[0]}
+    apps = {a.id: a for a in decode_all(apps_e, AppSpec)[0]}
     return Snapshot(
         nodes={n.name: n for n in decode_all(nodes_e, Node)[0]},
         registered={e.key[len(model.NODES):] for e in nodes_e},
