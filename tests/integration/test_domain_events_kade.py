@@ -114,6 +114,8 @@ def test_post_needs_a_deploy_token_and_good_events(kade_events: Kade) -> None:
     assert got.status_code == 200 and got.json()["events"][0]["messageId"] == "o-1"
     bad_q = httpx.get(url, params={"since": "yesterday"}, headers=reader)
     assert bad_q.status_code == 400 and "since: 'yesterday'" in bad_q.json()["message"]
+    huge = httpx.get(f"{url}/{2**64}", headers=reader)  # ids are SQLite rowids
+    assert huge.status_code == 400 and "event_id" in huge.json()["message"], huge.text
 
 
 def _cli(kade: Kade, *args: str) -> subprocess.CompletedProcess[str]:

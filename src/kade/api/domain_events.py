@@ -17,9 +17,10 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+import fastapi
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
@@ -54,6 +55,9 @@ def parse_time(text: str | None, now: float, what: str) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
+
+
+MAX_ID = 2**63 - 1  # event ids are SQLite rowids
 
 
 def _bad(message: str) -> HTTPException:
@@ -101,7 +105,8 @@ def domain_events_router(events: EventStore, clock: Callable[[], float] = time.t
 
     @r.get("/v1/domain-events/follow")
     async def follow(request: Request, q: str = "", tail: int = 0,
-                     after: int | None = None) -> StreamingResponse:
+                     after: Annotated[int | None, fastapi.Query(ge=0, le=MAX_ID)] = None
+                     ) -> StreamingResponse:
         """New events as they are stored, after the last `tail` ones; a client that
         reconnects with `Last-Event-ID` resumes after the last event it saw."""
         if not 0 <= tail <= 1000:
@@ -111,7 +116,7 @@ def domain_events_router(events: EventStore, clock: Callable[[], float] = time.t
         except ValueError as e:
             raise _bad(str(e)) from None
         last = request.headers.get("last-event-id")
-        if after is None and last and last.isdigit():
+        if after is None and last and last.isdigit() and int(last) <= MAX_ID:
             after, tail = int(last), 0
         start = events.last_id if after is None else after
         backlog = list(reversed(await events.search(Window(query), tail))) if tail else []
@@ -120,7 +125,8 @@ def domain_events_router(events: EventStore, clock: Callable[[], float] = time.t
             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @r.get("/v1/domain-events/{event_id}")
-    async def show(event_id: int, around: int = 0) -> dict[str, Any]:
+    async def show(event_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+                   around: int = 0) -> dict[str, Any]:
         if not 0 <= around <= MAX_AROUND:
             raise _bad(f"around: must be between 0 and {MAX_AROUND}")
         event = await events.get(event_id)
