@@ -107,9 +107,10 @@ async def stop_all(driver: Driver, node: str) -> None:
 
 
 class NodeSide:
-    """The node's part of a kade process. `start` brings it up inside the caller's task
-    group (agent adopted what runs, DNS answering, router serving); `close` lets it go,
-    leaving tasks and the router running unless told to stop them."""
+    """The node's part of a kade process. `start` brings it up inside the caller's task group
+    (alive, agent adopting what runs, DNS answering), `start_router` adds the router; `cancel`
+    ends its own work and `close` releases DNS and drivers, leaving tasks and the router
+    running (`stop_tasks` stops them too)."""
 
     def __init__(self, store: Store, cfg: NodeConfig, view: CatalogView) -> None:
         self.store = store
