@@ -82,7 +82,8 @@ def test_a_drain_request_with_its_defaults() -> None:
 @pytest.mark.parametrize(("body", "problem"), [
     ({"deadline": "soon"}, "deadline: 'soon' is not a duration (use e.g. 250ms, 10s, 5m)"),
     ({"deadline": "0s"}, "deadline: must be between 1s and 168h"),
-    ({"deadline": "8d"}, "deadline: '8d' is not a duration"),
+    ({"deadline": "8 days"}, "deadline: '8 days' is not a duration"),
+    ({"deadline": "8d"}, "deadline: must be between 1s and 168h"),
     ({"deadline": "200h"}, "deadline: must be between 1s and 168h"),
     ({"deadline": True}, "deadline: must be a duration such as 5m or 90s"),
     ({"deadline": 1e400}, "deadline: must be between 1s and 168h"),
