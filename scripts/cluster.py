@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kade.auth.tokens import write_secret_file
 from kade.cli.router_proc import stop_router
 from kade.testing.etcd import EtcdCluster
 
@@ -88,11 +89,18 @@ def main() -> None:
                          data / "server.log")
             servers.append(proc)
             wait_ping(url + "/ping", f"server s{i + 1}", proc, data / "server.log")
-        token_file = root / "server1" / "node.token"
+        token = (root / "server1" / "management.token").read_text().strip()
+        env = {**os.environ, "KADE_ADDR": "127.0.0.1:7401", "KADE_TOKEN": token}
         for i, zone in enumerate(ZONES):
             name = f"n{i + 1}"
             data = root / name
             data.mkdir()
+            # each agent with a token bound to its node: it reports for that node only
+            made = subprocess.run(kade("token", "create", "--role", "node", "--node", name,
+                                       "--description", f"agent {name}"),
+                                  env=env, check=True, capture_output=True, text=True)
+            token_file = data / "node.token"
+            write_secret_file(token_file, made.stdout.strip())
             low = 31000 + 300 * i
             proc = start(kade("agent", "--servers", ",".join(urls), "--token-file",
                               str(token_file), "--node", name, "--attr", f"az={zone}",
@@ -106,8 +114,6 @@ def main() -> None:
         for i, (name, data, proc) in enumerate(agents):
             wait_ping(f"http://127.0.0.1:{8191 + i}/ping", f"agent {name}", proc,
                       data / "agent.log")
-        token = (root / "server1" / "management.token").read_text().strip()
-        env = {**os.environ, "KADE_ADDR": "127.0.0.1:7401", "KADE_TOKEN": token}
         for app in ("site.json", "api.yaml", "worker.yaml"):  # once every node has joined
             subprocess.run(kade("deploy", "-f", str(ROOT / "examples/apps" / app)), env=env,
                            check=False)

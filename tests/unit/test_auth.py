@@ -242,6 +242,12 @@ async def test_tokens_api(api: httpx.AsyncClient, store: SqliteStore) -> None:
     assert r.status_code == 400 and "role" in r.json()["message"]
     r = await api.post("/v1/tokens", json={"role": "read", "apps": ["/x/*"]}, headers=admin)
     assert r.status_code == 400 and "deploy tokens" in r.json()["message"]
+    r = await api.post("/v1/tokens", json={"role": "deploy", "node": "n1"}, headers=admin)
+    assert r.status_code == 400 and "node applies to node tokens" in r.json()["message"]
+    r = await api.post("/v1/tokens", json={"role": "node", "node": "n 1"}, headers=admin)
+    assert r.status_code == 400 and "node: 'n 1' may hold only" in r.json()["message"]
+    r = await api.post("/v1/tokens", json={"role": "node", "node": "n1"}, headers=admin)
+    assert r.status_code == 201 and r.json()["node"] == "n1"
 
 
 async def test_server_errors_name_an_id_not_the_exception(store: SqliteStore) -> None:

@@ -22,6 +22,7 @@ from kade.api.app import create_app
 from kade.api.closing import closing_event
 from kade.auth.tokens import create_token
 from kade.client.remote_store import Refused, RemoteStore, Unreachable
+from kade.model import Task
 from kade.store import CasFailed, Compare, Put, SqliteStore
 from kade.store.base import Compacted, Event, LeaseExpired
 
@@ -248,3 +249,25 @@ async def test_a_node_is_alive_while_its_agent_keeps_the_lease(server: Server,
     while await server.store.get(model.alive_key("n1")) is not None:
         assert asyncio.get_running_loop().time() < deadline + 10, "still alive"
         await asyncio.sleep(0.1)
+
+
+async def test_a_token_bound_to_a_node_reports_for_that_node_only(server: Server) -> None:
+    token, _ = await create_token(server.store, role="node", now=time.time(), node="n1")
+    bound = RemoteStore([server.url], token)
+    try:
+        here = Task(id="web.1", app_id="/web", version="v", spec_hash="h", node="n1",
+                    created_at=1.0)
+        there = here.model_copy(update={"id": "web.2", "node": "n2"})
+        for task in (here, there):
+            await server.store.put(model.task_key(task.id), task.dump())
+        await bound.put("nodes/n1", b"{}")
+        await bound.put("alive/n1", b"{}")
+        await bound.put("status/web.1", b"{}")
+        for key, why in (("nodes/n2", "n2"), ("alive/n2", "n2"),
+                         ("status/web.2", "n2"), ("status/web.9", "not placed here")):
+            with pytest.raises(Refused, match=rf"{key}: a token of node n1 reports for that "
+                                              rf"node only \({why}\)"):
+                await bound.put(key, b"{}")
+        assert (await bound.range(model.TASKS))[0]  # reads are not bound
+    finally:
+        await bound.close()

@@ -23,12 +23,13 @@ watch) is answered filtered.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from kade import model
 from kade.admission.store_ops import (
     StoreRequestError,
     admit_lease_ttl,
@@ -37,9 +38,21 @@ from kade.admission.store_ops import (
     read_scope,
 )
 from kade.api.closing import closing_event, until_closing, watch_until_closing
+from kade.api.security import principal_of
+from kade.auth import Principal
+from kade.auth.policy import node_of_key
+from kade.model import Task, decode
 from kade.spec import load_document
 from kade.spec.errors import DocumentError
-from kade.store.base import Compacted, Event, LeaseExpired, LimitExceeded, Store, StoreError
+from kade.store.base import (
+    Compacted,
+    Event,
+    LeaseExpired,
+    LimitExceeded,
+    Op,
+    Store,
+    StoreError,
+)
 from kade.store.wire import entry_json, event_json, txn_result_json
 
 KEEPALIVE_SECONDS = 5.0  # a watcher that hears nothing for 3× this knows its server is gone
@@ -142,6 +155,7 @@ def store_router(store: Store) -> APIRouter:
             except (DocumentError, UnicodeDecodeError) as e:
                 raise StoreRequestError(f"body: not a JSON document ({e})") from None
             t = admit_txn(data)
+            await _check_node(store, principal_of(request), (*t.success, *t.failure))
             result = await store.txn(t.compares, t.success, t.failure)
         except (StoreRequestError, StoreError) as e:
             return _refused(e)
@@ -178,6 +192,24 @@ def store_router(store: Store) -> APIRouter:
         return JSONResponse({"id": lease})
 
     return r
+
+
+async def _check_node(store: Store, who: Principal | None, ops: Sequence[Op]) -> None:
+    """A token bound to a node reports for that node only: its own `nodes/`, `alive/` keys,
+    and the statuses of tasks placed on it."""
+    node = who.node if who is not None else None
+    if node is None:
+        return
+    for op in ops:
+        owner = node_of_key(op.key)
+        if owner is None and op.key.startswith(model.STATUS):
+            task = await store.get(model.task_key(op.key[len(model.STATUS):]))
+            placed = decode(task, Task) if task is not None else None
+            owner = placed.node if isinstance(placed, Task) else ""
+        if owner != node:
+            raise StoreRequestError(f"{op.key}: a token of node {node} reports for that node "
+                                    f"only ({'not placed here' if owner == '' else owner})",
+                                    status=403)
 
 
 async def _lines(store: Store, prefix: str, scope: tuple[str, ...], since: int,

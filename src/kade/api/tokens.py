@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from kade.admission.nodes import NodeRequestError, check_node_name
 from kade.auth import TokenRecord, create_token
 from kade.auth.policy import Role
 from kade.auth.tokens import TOKENS, token_key
@@ -29,6 +30,7 @@ class NewToken(BaseModel):
     role: Role
     apps: list[str] | None = Field(default=None, max_length=50)
     kv: list[str] | None = Field(default=None, max_length=50)
+    node: str | None = None  # node tokens: bound to this node (`kade agent --node`)
     description: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f]*$")
     expires_in_seconds: float | None = Field(default=None, gt=0, le=10 * 365 * 86400,
                                              alias="expiresInSeconds")
@@ -42,6 +44,14 @@ def _check_scope(body: NewToken) -> list[str]:
     for i, prefix in enumerate(body.kv or []):
         if not re.match(_KV_PREFIX, prefix):
             problems.append(f"kv.{i}: must be a key prefix of at most 255 printable characters")
+    if body.node is not None:
+        if body.role != "node":
+            problems.append(f"node: a {body.role} token is not bound to a node: node applies "
+                            "to node tokens")
+        try:
+            check_node_name(body.node, "node")
+        except NodeRequestError as e:
+            problems += e.problems
     if body.role not in ("deploy",) and (body.apps is not None or body.kv is not None):
         problems.append(f"role: a {body.role} token has no scope: apps and kv apply to deploy "
                         "tokens")
@@ -70,7 +80,7 @@ def tokens_router(store: Store, clock: Callable[[], float] = time.time) -> APIRo
         expires = now + body.expires_in_seconds if body.expires_in_seconds else None
         text, record = await create_token(store, role=body.role, apps=body.apps, kv=body.kv,
                                           description=body.description, now=now,
-                                          expires_at=expires)
+                                          expires_at=expires, node=body.node)
         return JSONResponse({"token": text, **record.public()}, status_code=201)
 
     @r.delete("/v1/tokens/{token_id}")

@@ -89,6 +89,14 @@ def store_writable(key: str) -> bool:
     return any(key.startswith(p) and len(key) > len(p) for p in STORE_WRITE)
 
 
+def node_of_key(key: str) -> str | None:
+    """The node a node-level key belongs to (`nodes/<n>`, `alive/<n>`); None for others."""
+    for prefix in ("nodes/", "alive/"):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return None
+
+
 def needed_permission(method: str, path: str) -> Permission:
     for methods, pattern, permission in _TABLE:
         if method in methods and pattern.fullmatch(path):
@@ -104,6 +112,7 @@ class Principal:
     role: Role
     apps: tuple[str, ...] | None = None  # app id globs; None = every app
     kv: tuple[str, ...] | None = None  # KV key prefixes it may write; None = see can_write_kv
+    node: str | None = None  # a node token bound to one node: it reports for that node only
 
     def has(self, permission: Permission) -> bool:
         return permission in PERMISSIONS[self.role]

@@ -35,6 +35,7 @@ class TokenRecord(Record):
     role: Role
     apps: list[str] | None = None
     kv: list[str] | None = None
+    node: str | None = None  # node tokens: the one node it may report for
     description: str = Field(default="", max_length=200)
     created_at: float
     expires_at: float | None = None
@@ -43,7 +44,8 @@ class TokenRecord(Record):
     def principal(self) -> Principal:
         return Principal(token_id=self.id, role=self.role,
                          apps=tuple(self.apps) if self.apps is not None else None,
-                         kv=tuple(self.kv) if self.kv is not None else None)
+                         kv=tuple(self.kv) if self.kv is not None else None,
+                         node=self.node)
 
     def public(self) -> dict[str, object]:
         """What `kade token list` shows: everything but the hash."""
@@ -88,11 +90,13 @@ async def authenticate(store: Store, presented: str, now: float) -> Principal | 
 
 async def create_token(store: Store, *, role: Role, now: float, apps: list[str] | None = None,
                        kv: list[str] | None = None, description: str = "",
-                       expires_at: float | None = None) -> tuple[str, TokenRecord]:
+                       expires_at: float | None = None, node: str | None = None
+                       ) -> tuple[str, TokenRecord]:
     """Make a token; returns its full text (shown once) and its record."""
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    record = TokenRecord(id=token_id, role=role, apps=apps, kv=kv, description=description,
+    record = TokenRecord(id=token_id, role=role, apps=apps, kv=kv, node=node,
+                         description=description,
                          created_at=now, expires_at=expires_at, secret_sha256=_digest(secret))
     await store.put(token_key(token_id), record.dump(), expect=0)
     return f"{_PREFIX}.{token_id}.{secret}", record

@@ -31,6 +31,9 @@ def create(
         "--apps", help="deploy tokens: only these apps (glob, e.g. /shop/*); repeatable")] = None,
     kv: Annotated[list[str] | None, typer.Option(
         "--kv", help="deploy tokens: KV key prefixes it may write; repeatable")] = None,
+    node: Annotated[str | None, typer.Option(
+        help="node tokens: bound to this node (`kade agent --node`), it reports for it only")]
+    = None,
     description: Annotated[str, typer.Option(help="who or what it is for")] = "",
     expires_in: Annotated[float | None, typer.Option(
         help="seconds until it stops working")] = None,
@@ -44,6 +47,8 @@ def create(
         body["kv"] = kv
     if expires_in:
         body["expiresInSeconds"] = expires_in
+    if node:
+        body["node"] = node
     result = _call(Client(api_addr).post, "/v1/tokens", body)
     err.print(f"token {result['id']} (role {result['role']}): keep it, it is not shown again",
               highlight=False)
