@@ -271,3 +271,14 @@ async def test_a_token_bound_to_a_node_reports_for_that_node_only(server: Server
         assert (await bound.range(model.TASKS))[0]  # reads are not bound
     finally:
         await bound.close()
+
+
+async def test_numbers_past_64_bits_are_refused_by_name(server: Server) -> None:
+    import httpx
+
+    auth = {"Authorization": f"Bearer {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=auth) as http:
+        lease = await http.put(f"/v1/store/leases/{2**64}")
+        assert lease.status_code == 400 and "lease" in lease.text
+        watch = await http.get("/v1/store/wait", params={"after": str(2**63), "timeout": 0})
+        assert watch.status_code == 400 and "after: must be a revision" in watch.text

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from kade import model
@@ -57,6 +57,7 @@ from kade.store.wire import entry_json, event_json, txn_result_json
 
 KEEPALIVE_SECONDS = 5.0  # a watcher that hears nothing for 3× this knows its server is gone
 MAX_WAIT_SECONDS = 600.0
+MAX_ID = 2**63 - 1  # revisions and lease ids are signed 64-bit numbers in both stores
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -79,7 +80,7 @@ def _within(key: str, scope: tuple[str, ...]) -> bool:
 
 
 def _after(value: str | None) -> int:
-    if value is None or not value.isdigit() or len(value) > 19:
+    if value is None or not value.isdigit() or len(value) > 19 or int(value) > MAX_ID:
         raise StoreRequestError("after: must be a revision (a whole number ≥ 0)")
     return int(value)
 
@@ -174,7 +175,7 @@ def store_router(store: Store) -> APIRouter:
         return JSONResponse({"id": lease, "ttl": ttl})
 
     @r.put("/v1/store/leases/{lease}")
-    async def keepalive(lease: int) -> Response:
+    async def keepalive(lease: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
         try:
             ttl = await store.keepalive(lease)
         except LeaseExpired as e:
@@ -184,7 +185,7 @@ def store_router(store: Store) -> APIRouter:
         return JSONResponse({"ttl": ttl})
 
     @r.delete("/v1/store/leases/{lease}")
-    async def revoke(lease: int) -> Response:
+    async def revoke(lease: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
         try:
             await store.revoke(lease)
         except StoreError as e:
