@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kade.addresses import parse_duration
 from kade.spec.base import SpecModel
 from kade.spec.docker_parameters import PARAMETERS
 from kade.spec.routes import RouteSpec
@@ -134,12 +135,31 @@ class UnreachableStrategy(SpecModel):
         return {"disabled": True} if data == "disabled" else data
 
 
+class LogsSpec(SpecModel):
+    """kade's: how much of the app's output its nodes keep (`docs/logs.md`). Left out: the
+    node's defaults. Whichever limit is reached first removes the oldest lines."""
+
+    max_bytes: int | None = Field(default=None, ge=1024 * 1024, le=1024**4)
+    max_age: float | None = Field(default=None, ge=60, le=366 * 24 * 3600.0)  # seconds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _age_as_duration(cls, data: Any) -> Any:
+        """`"maxAge": "7d"` as well as seconds."""
+        if isinstance(data, dict) and isinstance(data.get("maxAge"), str):
+            try:
+                return {**data, "maxAge": parse_duration(data["maxAge"], "maxAge")}
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+        return data
+
+
 ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"]
 
 
 class AppSpec(SpecModel):
     wire_omit_defaults: ClassVar[frozenset[str]] = frozenset(  # added later
-        {"fetch", "type", "unreachable_strategy"})
+        {"fetch", "type", "unreachable_strategy", "logs"})
     id: str
     # kade: "system" runs one task on every eligible node that matches the constraints
     # (`instances` 0 suspends it, any other count is not used); "service" runs `instances`.
@@ -171,6 +191,7 @@ class AppSpec(SpecModel):
     routes: list[RouteSpec] = Field(default_factory=list)
     templates: list[TemplateSpec] = Field(default_factory=list)
     fetch: list[FetchUri] = Field(default_factory=list)
+    logs: LogsSpec = Field(default_factory=LogsSpec)
     restarted_at: str | None = None  # set by `kade restart`: part of the spec hash
     version: str | None = None  # set by kade when the version is stored
 

@@ -288,9 +288,10 @@ def _warnings(app: AppSpec) -> list[str]:
 
 
 # Fields whose change does not need new tasks: scaling, rollout and restart policy.
-# `dependencies` only orders starts: a change of them restarts nothing.
+# `dependencies` only orders starts, `logs` only bounds what nodes keep: a change of
+# them restarts nothing.
 _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
-               "maxLaunchDelaySeconds", "killSelection", "dependencies"}
+               "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs"}
 
 
 def spec_hash(app: AppSpec) -> str:
