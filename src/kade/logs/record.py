@@ -14,7 +14,11 @@ The store itself is `kade.logs.store.LogStore`; its methods, used by the other p
     await store.tasks(app=..., task=..., previous=...) -> list[TaskLog]
     await store.query(LogQuery) -> list[LogLine]             # time order, bounded
     store.follow(LogQuery) -> AsyncIterator[LogLine]          # the query's lines, then new ones
+    await store.set_retention(app_id, Retention)              # the app's "logs" bounds
     await store.enforce_retention() -> int                    # lines removed
+
+`LogStore(data_dir, defaults=Retention(), clock=time.time)` keeps its files under
+`<data_dir>/logs/`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,14 @@ class Resume:
     time: int = 0
     count: int = 0
     offset: int = 0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of one app's output a node keeps; None: the node's default."""
+
+    max_bytes: int | None = None
+    max_age: float | None = None  # seconds
 
 
 Where = tuple[str, Literal["=", "!=", "~"], str]  # a JSON line's field, operator, value
