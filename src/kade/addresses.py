@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import math
 import re
@@ -43,3 +44,23 @@ def parse_duration(text: str, what: str = "duration") -> float:
     if not math.isfinite(seconds):
         raise ValueError(f"{what}: {text!r} must be a finite duration")
     return seconds
+
+
+def parse_time(text: str, now: float, what: str = "time") -> float:
+    """A point in time, seconds since the epoch: `10m`/`1d` (that long before `now`), unix
+    seconds (`1700000000`, more than 8 digits: a bare small number is a duration), or an
+    RFC 3339 / ISO 8601 time (UTC unless it says). ValueError naming `what`."""
+    text = text.strip()
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() and len(text) > 8 else (
+            now - parse_duration(text, what))
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is neither a duration ago (10m, 1d) nor a time "
+                         "(2026-11-30T17:00:00Z, or unix seconds)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()

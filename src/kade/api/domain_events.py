@@ -13,7 +13,6 @@ events whose `source` is one of its apps.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from kade import addresses
 from kade.addresses import parse_duration
 from kade.admission.domain_events import EventsRejected, admit_events
 from kade.api.closing import closing_event
@@ -38,23 +38,10 @@ MAX_AROUND = 100
 
 
 def parse_time(text: str | None, now: float, what: str) -> float | None:
-    """`10m`/`1d` (that long ago), seconds since the epoch, or an ISO 8601 time."""
+    """`10m`/`1d` (that long ago), seconds since the epoch, or an ISO 8601 time; None: none."""
     if text is None or text == "":
         return None
-    text = text.strip()
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() and len(text) > 8 else (
-            now - parse_duration(text, what))
-    except ValueError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is neither a duration ago (10m, 1d) nor a time "
-                         "(2026-11-30T17:00:00Z)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+    return addresses.parse_time(text, now, what)
 
 
 MAX_ID = 2**63 - 1  # event ids are SQLite rowids
