@@ -16,6 +16,8 @@ One writer per kind of fact (DESIGN.md):
 - `deployments/<id>`     a change of an app being rolled out         created by the API,
                                                                      followed by the deployer
 - `stable/<id>`          the app's last version that was all healthy  written by the deployer
+- `serverkeys/<name>`    a server's public key: nodes check the       written by that server
+                         requests it signs (kade.auth.assertions)
 
 App ids are path-like (`/shop/web`); in keys the leading slash is dropped.
 
@@ -51,6 +53,7 @@ KV = "kv/"
 ROUTERS = "routers/"
 DEPLOYMENTS = "deployments/"
 STABLE = "stable/"
+SERVERKEYS = "serverkeys/"
 
 
 def app_key(app_id: str) -> str:
@@ -201,6 +204,9 @@ class Node(Record):
     liveness_ttl: float = 0.0
     draining: bool = False
     updated_at: float = 0.0
+    # Where its node listener answers servers' log queries (`kade agent --listen`); empty:
+    # none (left out of the record then, as an older agent wrote it).
+    api_url: str = Field(default="", exclude_if=lambda v: not v)
 
     def alive(self, alive_keys: Collection[str]) -> bool:
         """Whether its agent is alive, given the names under `alive/`."""
@@ -209,6 +215,15 @@ class Node(Record):
     def runs(self, driver: str) -> bool:
         """Whether tasks that need `driver` (see `driver_for`) can run here."""
         return not self.drivers or driver in self.drivers
+
+
+class ServerKey(Record):
+    """`serverkeys/<name>`: the Ed25519 public key (raw, base64) a server signs its requests
+    to nodes with (kade.auth.assertions); made anew at each start."""
+
+    server: str
+    public_key: str
+    created: float = 0.0
 
 
 class Alive(Record):

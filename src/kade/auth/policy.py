@@ -67,10 +67,11 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
 
 # What an agent reads and writes through the store API (`/v1/store/*`) when it runs on a
 # node of a cluster: what it needs to run its tasks, render their templates, and serve DNS and
-# routes; never tokens. It writes only what an agent reports (`kade.model`'s writers table).
+# routes, and the servers' public keys to check the requests they sign (kade.auth.assertions);
+# never tokens. It writes only what an agent reports (`kade.model`'s writers table).
 STORE_READ: tuple[str, ...] = (
     "apps/", "versions/", "tasks/", "status/", "nodes/", "alive/", "nodectl/", "queue/", "kv/",
-    "routers/", "deployments/", "stable/",
+    "routers/", "deployments/", "stable/", "serverkeys/",
 )
 STORE_WRITE: tuple[str, ...] = ("status/", "nodes/", "alive/")
 
