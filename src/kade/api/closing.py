@@ -51,3 +51,39 @@ def watch_until_closing(store: Store, since: int, closing: asyncio.Event,
     ends when the server begins to stop. Raises Compacted when `since` is older than the
     history."""
     return watch_until(store, prefix, since, closing, keepalive)
+
+
+async def until_closing_each(items: AsyncIterator[T], closing: asyncio.Event,
+                             keepalive: float) -> AsyncIterator[T | None]:
+    """Each item of `items` as it comes, for a stream: None when `keepalive` seconds passed
+    without one (time for the stream's keepalive). Ends when `items` does or the server
+    begins to stop; `items` is closed either way (a store's follower lets go at once)."""
+    stop: asyncio.Future[Any] = asyncio.ensure_future(closing.wait())
+    pending: asyncio.Future[T] | None = None
+    try:
+        while not closing.is_set():
+            if pending is None:
+                pending = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({pending, stop}, timeout=keepalive,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if pending in done:
+                got, pending = pending, None
+                try:
+                    item = got.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+            elif stop in done:
+                return
+            else:
+                yield None
+    finally:
+        stop.cancel()
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

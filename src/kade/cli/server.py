@@ -22,10 +22,13 @@ from fastapi.responses import JSONResponse
 
 from kade.admission import ContainerPolicy
 from kade.api.closing import closing_event
+from kade.api.logs import logs_router
 from kade.api.servers import ELECTION, candidate_value
 from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
+from kade.auth.assertions import ServerKey
 from kade.cli.control import ControlConfig, ControlPlane
 from kade.cli.up import SHUTDOWN_GRACE, Server, deploy_files, listen, seed_kv
+from kade.logs.fanout import FanOut, publish_key
 from kade.store import StoreError, open_store
 from kade.store.election import Election
 from kade.store.etcd import NAMESPACE as ETCD_PREFIX
@@ -75,9 +78,14 @@ async def serve_server(cfg: ServerConfig) -> None:
         stop.set()
         return JSONResponse({"message": "shutting down"})
 
+    # log queries fan out to the nodes, each request signed with this server's key
+    key = ServerKey(cfg.name)
+    await publish_key(store, key, now)
+    fanout = FanOut(store, key)
     control = ControlPlane(store, ControlConfig(
         node_name=cfg.name, port_range=cfg.port_range, policy=cfg.policy,
-        api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), extra=[admin])
+        api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins),
+        extra=[admin, logs_router(fanout)])
     server = Server(uvicorn.Config(
         control.app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
@@ -115,4 +123,5 @@ async def serve_server(cfg: ServerConfig) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await fanout.close()
         await store.close()
