@@ -71,7 +71,7 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
                 sse(source.follow(query), closing_event(request.app)),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         as_json = output_format(params.get("format")) == "json"
-        lines = await source.query(query)
+        lines = await _query(source, query)
         missing = unanswered_of(lines)
         tasks: Sequence[TaskLog] = ()
         if query.previous and not as_json:
@@ -112,7 +112,7 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
         if follow:
             return StreamingResponse(_plain(source.follow(query), closing_event(request.app)),
                                      media_type="text/plain")
-        lines = await source.query(query)
+        lines = await _query(source, query)
         if not lines and not await source.tasks(task=task_id):
             raise HTTPException(404, f"task {task_id}: no output is kept for it (unknown, "
                                      "not started yet, or past its app's log retention)")
@@ -120,6 +120,14 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
                         headers=_unanswered_header(unanswered_of(lines)))
 
     return r
+
+
+async def _query(source: LogSource, query: LogQuery) -> Sequence[LogLine]:
+    """The lines; a query the store will not answer (it would read too many lines) is 400."""
+    try:
+        return await source.query(query)
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from None
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -146,15 +154,18 @@ async def sse(items: AsyncIterator[LogLine | Unanswered], closing: Any) -> Async
     """Lines as server-sent events (`event: line`, the line's JSON), an `unanswered` event
     per node that did not answer, a comment as keepalive; ends when the server stops."""
     yield b": kade logs\n\n"
-    async for item in until_closing_each(items, closing, KEEPALIVE_SECONDS):
-        if item is None:
-            yield b": keepalive\n\n"
-        elif isinstance(item, Unanswered):
-            data = json.dumps({"node": item.node, "reason": item.reason})
-            yield f"event: unanswered\ndata: {data}\n\n".encode()
-        else:
-            data = json.dumps(item.as_json(), ensure_ascii=False, separators=(",", ":"))
-            yield f"event: line\ndata: {data}\n\n".encode()
+    try:
+        async for item in until_closing_each(items, closing, KEEPALIVE_SECONDS):
+            if item is None:
+                yield b": keepalive\n\n"
+            elif isinstance(item, Unanswered):
+                data = json.dumps({"node": item.node, "reason": item.reason})
+                yield f"event: unanswered\ndata: {data}\n\n".encode()
+            else:
+                data = json.dumps(item.as_json(), ensure_ascii=False, separators=(",", ":"))
+                yield f"event: line\ndata: {data}\n\n".encode()
+    except ValueError as e:  # the store would not answer the query (too broad)
+        yield f"event: error\ndata: {json.dumps({'message': str(e)})}\n\n".encode()
 
 
 async def _plain(items: AsyncIterator[LogLine | Unanswered], closing: Any
