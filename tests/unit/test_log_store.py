@@ -230,9 +230,9 @@ async def test_bounds_are_refused_naming_the_field(store: LogStore) -> None:
 async def test_a_query_that_would_scan_too_much_is_refused(store: LogStore,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    monkeypatch.setattr("kade.logs.reads.MAX_SCAN", 50)
-    await store.append([line(i) for i in range(100)])
-    with pytest.raises(QueryTooBroad, match="query: examined 50 lines .* narrow it"):
+    monkeypatch.setattr("kade.logs.reads.MAX_SCAN", 100)
+    await store.append([line(i) for i in range(300)])
+    with pytest.raises(QueryTooBroad, match="query: examined 100 lines .* narrow it"):
         await store.query(LogQuery(task="shop_web.1", grep="nothing like it"))
     assert len(await store.query(LogQuery(task="shop_web.1", grep="line", limit=10))) == 10
 
@@ -292,9 +292,9 @@ async def test_retention_by_bytes_per_app_and_for_the_node(tmp_path: Path) -> No
     s = await LogStore(tmp_path, Retention(max_bytes=10 * size), FakeClock(NOW).now,
                        max_bytes=15 * size).open()
     try:
-        await s.append([line(i, f"{i:04d}" + "x" * 996) for i in range(20)]
-                       + [line(i, f"{i:04d}" + "y" * 996, task="shop_db.1", app="/shop/db")
-                          for i in range(20)])
+        for i in range(20):  # one append each, as a quiet task's lines come
+            await s.append([line(i, f"{i:04d}" + "x" * 996),
+                            line(i, f"{i:04d}" + "y" * 996, task="shop_db.1", app="/shop/db")])
         await s.set_retention("/shop/db", Retention(max_bytes=100 * size))
         # web keeps 9 (down to 99% of its 10); then the node (15) is over: 29 lines, the
         # oldest go whatever their app, down to 14
@@ -327,3 +327,24 @@ async def test_run_enforces_retention_on_its_timer(tmp_path: Path) -> None:
         await s.close()
         await clock.advance(60)
         await asyncio.wait_for(runner, 5)
+
+
+async def test_lines_of_chunks_that_overlap_in_time_come_back_in_order(store: LogStore) -> None:
+    # 150 stdout lines in one append (three chunks), then the stderr lines of the same
+    # seconds flushed late in two appends: chunks overlap in time
+    await store.append([line(i, f"out {i}") for i in range(0, 300, 2)])
+    await store.append([line(i, f"err {i}", stream="stderr") for i in range(1, 151, 2)])
+    await store.append([line(i, f"err {i}", stream="stderr") for i in range(151, 300, 2)])
+    await store.append([line(i, f"db {i}", task="shop_db.1", app="/shop/db")
+                        for i in range(300)])
+    every = [f"{'out' if i % 2 == 0 else 'err'} {i}" for i in range(300)]
+    assert texts(await store.query(LogQuery(task="shop_web.1"))) == every
+    assert texts(await store.query(LogQuery(app="/shop/web", tail=101))) == every[-101:]
+    q = LogQuery(app="/shop/web", since=T0 + 99 * S, until=T0 + 201 * S, limit=100)
+    assert texts(await store.query(q)) == every[99:199]
+    q = LogQuery(app="/shop/web", since=T0 + 99 * S, until=T0 + 201 * S, tail=100)
+    assert texts(await store.query(q)) == every[101:201]
+    q = LogQuery(app="/shop/web", text="err", tail=3)
+    assert texts(await store.query(q)) == ["err 295", "err 297", "err 299"]
+    q = LogQuery(app="/shop/web", grep="^out 1[0-9]$")
+    assert texts(await store.query(q)) == ["out 10", "out 12", "out 14", "out 16", "out 18"]

@@ -74,11 +74,14 @@ def check_query(q: LogQuery) -> None:
 @dataclass(frozen=True)
 class LineFilter:
     """`keep(line)`: whether a line passes grep, text and where. `index_words`: words every
-    kept line contains, for the full-text index to narrow on (empty: no text filter)."""
+    kept line contains, for the full-text index to narrow on (empty: no text filter).
+    `block(text)`: False when no line of `text` (lines joined by newlines) can be kept, to
+    skip a whole chunk with one search."""
 
     keep: Callable[[str], bool]
     index_words: tuple[str, ...]
     everything: bool  # no line filter at all
+    block: Callable[[str], bool] = lambda text: True
 
     def fts_match(self) -> str:
         """The FTS5 MATCH of `index_words`: all of them, each quoted (none of FTS5's syntax)."""
@@ -87,46 +90,44 @@ class LineFilter:
 
 def compile_filter(q: LogQuery) -> LineFilter:
     checks: list[Callable[[str], bool]] = []
+    blocks: list[Callable[[str], bool]] = []
     index: list[str] = []
     if q.grep is not None:
         if len(q.grep) > MAX_PATTERN:
             raise ValueError(f"grep: is {len(q.grep)} characters long, at most {MAX_PATTERN}")
         try:
             search = compile_regexp(q.grep)
+            # the same pattern over a chunk's lines at once: ^ and $ at each line
+            whole = None if _NOT_MULTILINE.search(q.grep) else compile_regexp("(?m)" + q.grep)
         except ValueError as e:
             raise ValueError(f"grep: {e}") from None
         checks.append(lambda line: search(line) is not None)
+        if whole is not None:
+            blocks.append(lambda text: whole(text) is not None)
     if q.text is not None:
         terms = text_terms(q.text)
         index += dict.fromkeys(w for t in terms for w in t)
-        checks.append(_has_terms(terms))
+        patterns = [_term_pattern(t) for t in terms]
+        checks.append(lambda line: all(p.search(line) is not None for p in patterns))
     if q.where:
         checks.append(_where(q.where))
     if not checks:
         return LineFilter(lambda line: True, (), True)
+    block = blocks[0] if blocks else (lambda text: True)
     if len(checks) == 1:
-        return LineFilter(checks[0], tuple(index), False)
-    return LineFilter(lambda line: all(c(line) for c in checks), tuple(index), False)
+        return LineFilter(checks[0], tuple(index), False, block)
+    return LineFilter(lambda line: all(c(line) for c in checks), tuple(index), False, block)
 
 
-def _has_terms(terms: list[tuple[str, ...]]) -> Callable[[str], bool]:
-    single = [t[0] for t in terms if len(t) == 1]
-    phrases = [t for t in terms if len(t) > 1]
-
-    def keep(line: str) -> bool:
-        found = words(line)
-        have = set(found)
-        if any(w not in have for w in single):
-            return False
-        return all(_contains(found, p) for p in phrases)
-
-    return keep
+# what makes a pattern mean something else across several lines than on one
+_NOT_MULTILINE = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-")
 
 
-def _contains(found: list[str], phrase: tuple[str, ...]) -> bool:
-    n = len(phrase)
-    first = phrase[0]
-    return any(w == first and tuple(found[i:i + n]) == phrase for i, w in enumerate(found))
+def _term_pattern(term: tuple[str, ...]) -> re.Pattern[str]:
+    """A word or phrase as the index's tokenizer sees it: its words, whole, in this order,
+    separated by anything that is not a letter or digit, in any case."""
+    body = r"[\W_]+".join(re.escape(w) for w in term)
+    return re.compile(rf"(?<![^\W_]){body}(?![^\W_])", re.IGNORECASE)
 
 
 def _where(conditions: tuple[tuple[str, str, str], ...]) -> Callable[[str], bool]:

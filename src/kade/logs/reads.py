@@ -1,14 +1,15 @@
-"""How the log store reads a query: plans on the read-only connection, pure but for SQL.
+"""How the log store reads a query: plans on the read-only connection.
 
 Two plans, both reading only the query's time range and stopping once the answer is full:
 
-- No full-text words: each task's lines come from the index (task, time) in time order (or
-  backwards for `tail`), merged across the app's tasks by (time, id). `tail n` reads the last
-  lines of each task and stops after n kept lines.
-- Full-text words: per hour of time (the `spans` of ids stored for that hour), the FTS5
-  index gives the ids that hold every word within that id range; the lines are read by id,
-  checked (phrases, grep, where) and sorted. Hours are taken in order (or backwards for
-  `tail`) until the answer is full.
+- No full-text words: each task's chunks come from the index (task, first) in time order —
+  or (task, last) backwards for `tail` — and their lines are merged across the app's tasks
+  by time. `tail n` reads the last chunks of each task and stops after n kept lines. A grep
+  is first searched in a chunk's whole text: a chunk with no match is not split into lines.
+- Full-text words: per hour of time (the `spans` of chunk ids stored for that hour), the
+  FTS5 index gives the chunks that hold every word within that id range; their lines are
+  checked (whole words, phrases, grep, where) and sorted. Hours are taken in order (or
+  backwards for `tail`) until the answer is full.
 
 Either plan examines at most `MAX_SCAN` lines: a query that would scan more is refused with
 an error that says how to narrow it, never left to run for minutes.
@@ -21,8 +22,9 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from kade.logs.chunks import MAX_SPAN, Row, as_line, decode
 from kade.logs.filters import LineFilter
-from kade.logs.record import STREAMS, LogLine, LogQuery, Stream
+from kade.logs.record import STREAMS, LogLine, LogQuery
 from kade.sqlite_db import IdSpans
 
 MAX_SCAN = 2_000_000  # lines one query may examine
@@ -30,7 +32,7 @@ HOUR_NS = 3600 * 10**9
 SPANS = IdSpans("spans", HOUR_NS)
 _FAR = 2**62
 _IN_SQL = 500  # up to this many tasks are named in the SQL; more are filtered in Python
-Row = tuple[int, int, int, int, int, str]  # time, id, ref, stream, seq, line
+_CHUNK = "id, ref, n, meta, text"
 
 
 class QueryTooBroad(ValueError):
@@ -62,102 +64,122 @@ def task_refs(db: sqlite3.Connection, q: LogQuery) -> dict[int, TaskInfo]:
     return {r[0]: TaskInfo(r[1], r[2], r[3], r[4]) for r in rows}
 
 
-def stream_codes(q: LogQuery) -> tuple[int, ...]:
-    return tuple(STREAMS.index(s) for s in q.streams)
+class _Scan:
+    """Lines of chunks in the query's range and streams, counted against MAX_SCAN."""
+
+    def __init__(self, q: LogQuery, flt: LineFilter) -> None:
+        self.since = q.since if q.since is not None else -_FAR
+        self.until = q.until if q.until is not None else _FAR
+        self.codes = {STREAMS.index(s) for s in q.streams}
+        self.flt = flt
+        self.scanned = 0
+
+    def rows(self, cid: int, ref: int, n: int, meta: bytes, text: str,
+             filtered: bool) -> list[Row]:
+        """The chunk's lines in range (and, if `filtered`, kept by the filter)."""
+        self.scanned += n
+        if self.scanned > MAX_SCAN:
+            raise QueryTooBroad(
+                f"query: examined {MAX_SCAN:,} lines without filling the answer; narrow it "
+                "with since/until, a task, a stream or full-text words")
+        flt = self.flt
+        if filtered and not flt.everything and not flt.block(text):
+            return []
+        since, until, codes = self.since, self.until, self.codes
+        out = [r for r in decode(cid, ref, n, meta, text)
+               if since <= r[0] < until and r[4] in codes]
+        if filtered and not flt.everything:
+            keep = flt.keep
+            out = [r for r in out if keep(r[6])]
+        return out
 
 
 def run_query(db: sqlite3.Connection, q: LogQuery, flt: LineFilter
               ) -> tuple[list[LogLine], int]:
-    """The query's lines in time order, and the last id stored when they were read."""
+    """The query's lines in time order, and the last chunk id stored when they were read."""
     db.execute("BEGIN")
     try:
-        last_id = db.execute("SELECT coalesce(max(id), 0) FROM lines").fetchone()[0]
+        last_id = db.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
         refs = task_refs(db, q)
         n = q.tail if q.tail is not None else q.limit
         if not refs or n == 0:
             return [], last_id
-        plan = _by_text if flt.index_words else _by_task
-        rows = plan(db, q, flt, refs, n)
+        scan = _Scan(q, flt)
+        rows = (_by_text if flt.index_words else _by_task)(db, q, scan, refs, n)
     finally:
         db.execute("COMMIT")
     if q.tail is not None:
         rows.reverse()
-    return [as_line(r, refs) for r in rows], last_id
+    out = []
+    for r in rows:
+        t = refs[r[3]]
+        out.append(as_line(r, t.task, t.app, t.version, t.node))
+    return out, last_id
 
 
-def as_line(r: Row, refs: dict[int, TaskInfo]) -> LogLine:
-    info = refs[r[2]]
-    stream: Stream = STREAMS[r[3]]
-    return LogLine(r[0], info.app, info.task, info.version, info.node, stream, r[5], r[4])
-
-
-def _bounds(q: LogQuery) -> tuple[int, int]:
-    return (q.since if q.since is not None else -_FAR,
-            q.until if q.until is not None else _FAR)
-
-
-def _by_task(db: sqlite3.Connection, q: LogQuery, flt: LineFilter,
+def _by_task(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
              refs: dict[int, TaskInfo], n: int) -> list[Row]:
-    since, until = _bounds(q)
     backwards = q.tail is not None
-    order = "DESC" if backwards else "ASC"
-    codes = stream_codes(q)
-    stream_sql = "" if len(codes) == len(STREAMS) else f" AND stream = {codes[0]}"
-    sql = (f"SELECT time, id, ref, stream, seq, line FROM lines WHERE ref = ? AND time >= ? "
-           f"AND time < ?{stream_sql} ORDER BY time {order}, id {order}")
-
-    def rows(ref: int) -> Iterator[Row]:
-        yield from db.execute(sql, (ref, since, until))
-
-    merged = heapq.merge(*(rows(ref) for ref in refs), reverse=backwards)
-    return _take(merged, flt, n)
-
-
-def _take(rows: Iterator[Row], flt: LineFilter, n: int) -> list[Row]:
+    tasks = [_task_lines(db, ref, scan, backwards) for ref in refs]
     out: list[Row] = []
-    keep = flt.keep
-    for scanned, row in enumerate(rows, 1):
-        if scanned > MAX_SCAN:
-            raise _too_broad()
-        if flt.everything or keep(row[5]):
-            out.append(row)
-            if len(out) >= n:
-                break
+    for row in heapq.merge(*tasks, reverse=backwards):
+        out.append(row)
+        if len(out) >= n:
+            break
     return out
 
 
-def _too_broad() -> QueryTooBroad:
-    return QueryTooBroad(f"query: examined {MAX_SCAN:,} lines without filling the answer; "
-                         "narrow it with since/until, a task, a stream or full-text words")
+def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
+                ) -> Iterator[Row]:
+    """A task's kept lines in time order (or backwards). Chunks may overlap in time (a
+    stream flushed late): a line is given once no chunk still to read can hold an earlier
+    one (a later one, backwards)."""
+    since, until = scan.since, scan.until
+    heap: list[tuple[int, int, int, Row]] = []
+    if not backwards:
+        chunks = db.execute(
+            f"SELECT first, {_CHUNK} FROM chunks WHERE ref = ? AND first >= ? AND first < ? "
+            "ORDER BY first, id", (ref, max(since - MAX_SPAN, -_FAR), until))
+        for first, cid, ref_, n, meta, text in chunks:
+            while heap and heap[0][0] < first:
+                yield heapq.heappop(heap)[3]
+            for r in scan.rows(cid, ref_, n, meta, text, True):
+                heapq.heappush(heap, (r[0], r[1], r[2], r))
+        while heap:
+            yield heapq.heappop(heap)[3]
+        return
+    chunks = db.execute(
+        f"SELECT last, {_CHUNK} FROM chunks WHERE ref = ? AND last >= ? AND last < ? "
+        "ORDER BY last DESC, id DESC", (ref, since, min(until + MAX_SPAN, _FAR)))
+    for last, cid, ref_, n, meta, text in chunks:
+        while heap and -heap[0][0] > last:
+            yield heapq.heappop(heap)[3]
+        for r in scan.rows(cid, ref_, n, meta, text, True):
+            heapq.heappush(heap, (-r[0], -r[1], -r[2], r))
+    while heap:
+        yield heapq.heappop(heap)[3]
 
 
-def _by_text(db: sqlite3.Connection, q: LogQuery, flt: LineFilter,
+def _by_text(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
              refs: dict[int, TaskInfo], n: int) -> list[Row]:
-    since, until = _bounds(q)
     backwards = q.tail is not None
-    codes = stream_codes(q)
     where = ["lines_text MATCH ?", "lines_text.rowid BETWEEN ? AND ?",
-             "l.time >= ?", "l.time < ?"]
-    if len(codes) < len(STREAMS):
-        where.append(f"l.stream = {codes[0]}")
+             "c.last >= ?", "c.first < ?"]
     in_sql = len(refs) <= _IN_SQL
     if in_sql:
-        where.append(f"l.ref IN ({','.join(str(r) for r in refs)})")
-    sql = ("SELECT l.time, l.id, l.ref, l.stream, l.seq, l.line FROM lines_text "
-           f"CROSS JOIN lines AS l ON l.id = lines_text.rowid WHERE {' AND '.join(where)}")
-    match = flt.fts_match()
+        where.append(f"c.ref IN ({','.join(str(r) for r in refs)})")
+    sql = (f"SELECT c.id, c.ref, c.n, c.meta, c.text FROM lines_text "
+           f"CROSS JOIN chunks AS c ON c.id = lines_text.rowid WHERE {' AND '.join(where)}")
+    match = scan.flt.fts_match()
     out: list[Row] = []
-    scanned = 0
     for span, low, high in SPANS.between(db, q.since, q.until, descending=backwards):
-        lo = max(since, span * HOUR_NS)
-        hi = min(until, (span + 1) * HOUR_NS)
+        lo = max(scan.since, span * HOUR_NS)
+        hi = min(scan.until, (span + 1) * HOUR_NS)
         found: list[Row] = []
-        for row in db.execute(sql, (match, low, high, lo, hi)):
-            scanned += 1
-            if scanned > MAX_SCAN:
-                raise _too_broad()
-            if (in_sql or row[2] in refs) and flt.keep(row[5]):
-                found.append(row)
+        for cid, ref, count, meta, text in db.execute(sql, (match, low, high, lo, hi)):
+            if in_sql or ref in refs:
+                found += [r for r in scan.rows(cid, ref, count, meta, text, True)
+                          if lo <= r[0] < hi]
         found.sort(reverse=backwards)
         out += found[:n - len(out)]
         if len(out) >= n:
@@ -167,30 +189,30 @@ def _by_text(db: sqlite3.Connection, q: LogQuery, flt: LineFilter,
 
 def newer(db: sqlite3.Connection, q: LogQuery, flt: LineFilter, after_id: int, batch: int
           ) -> tuple[list[LogLine], int]:
-    """Lines stored after `after_id` that the query keeps, in the order they were stored
-    (for follow; tasks that appeared since are included), and the last id looked at."""
-    since, until = _bounds(q)
-    codes = stream_codes(q)
-    where = ["l.id > ?", "t.task = ?" if q.task is not None else "t.app = ?",
-             "l.time >= ?", "l.time < ?"]
+    """Lines of the chunks stored after chunk `after_id` that the query keeps (for follow;
+    tasks that appeared since are included), in time order within what was read, and the
+    last chunk id looked at."""
+    scan = _Scan(q, flt)
+    where = ["c.id > ?", "t.task = ?" if q.task is not None else "t.app = ?"]
     if q.previous:
         where.append("t.ended IS NOT NULL")
-    if len(codes) < len(STREAMS):
-        where.append(f"l.stream = {codes[0]}")
     db.execute("BEGIN")
     try:  # one snapshot: the last id looked at is the last of what was read
-        rows = db.execute(
-            "SELECT l.time, l.id, l.ref, l.stream, l.seq, l.line, t.task, t.app, t.version, "
-            f"t.node FROM lines AS l CROSS JOIN tasks AS t ON t.ref = l.ref "
-            f"WHERE {' AND '.join(where)} ORDER BY l.id LIMIT ?",
-            (after_id, q.task if q.task is not None else q.app, since, until, batch)).fetchall()
-        if len(rows) == batch:
-            last = rows[-1][1]
+        chunks = db.execute(
+            "SELECT c.id, c.ref, c.n, c.meta, c.text, t.task, t.app, t.version, t.node "
+            "FROM chunks AS c CROSS JOIN tasks AS t ON t.ref = c.ref "
+            f"WHERE {' AND '.join(where)} ORDER BY c.id LIMIT ?",
+            (after_id, q.task if q.task is not None else q.app, batch)).fetchall()
+        if len(chunks) == batch:
+            last = chunks[-1][0]
         else:
-            top = db.execute("SELECT coalesce(max(id), 0) FROM lines").fetchone()[0]
+            top = db.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
             last = max(after_id, top)
     finally:
         db.execute("COMMIT")
-    out = [LogLine(r[0], r[7], r[6], r[8], r[9], STREAMS[r[3]], r[5], r[4])
-           for r in rows if flt.everything or flt.keep(r[5])]
-    return out, last
+    lines: list[tuple[Row, LogLine]] = []
+    for cid, ref, count, meta, text, task, app, version, node in chunks:
+        lines += [(r, as_line(r, task, app, version, node))
+                  for r in scan.rows(cid, ref, count, meta, text, True)]
+    lines.sort(key=lambda x: x[0][:3])
+    return [ln for _, ln in lines], last

@@ -1,6 +1,8 @@
 """Retention of the log store: one bounded step at a time, on the write connection.
 
-Each app's lines older than its age go, then its oldest while it holds more than its bytes
+Lines go by whole chunks (`kade.logs.chunks`: up to 64 lines of one task, from one append).
+Each app's chunks whose newest line is older than its age go, then its oldest while it
+holds more than its bytes
 (down to 99% of them, so the next few appends do not each remove a few lines), then the
 node's oldest, whatever their app, while the node holds more than its cap. Ages are the
 lines' own stamps. A step removes at most `STEP_LINES` lines, so appends (on the same writer
@@ -50,11 +52,11 @@ def step(db: sqlite3.Connection, rules: Rules) -> Step:
         old = [r[0] for r in db.execute(
             "SELECT ref FROM tasks WHERE app = ? AND lines > 0 AND first < ?", (app, cutoff))]
         for ref in old:
-            n, b = _delete(db, ref, "time < ?", (cutoff,), STEP_LINES - st.removed)
+            n, b, complete = _delete(db, ref, "last < ?", (cutoff,), STEP_LINES - st.removed)
             st.removed += n
             st.bytes += b
             held -= b
-            if st.removed >= STEP_LINES:
+            if not complete:
                 st.more = True
                 return st
         if held > max_bytes:
@@ -82,42 +84,49 @@ def step(db: sqlite3.Connection, rules: Rules) -> Step:
 
 
 def _delete(db: sqlite3.Connection, ref: int, where: str, args: tuple[int, ...],
-            limit: int) -> tuple[int, int]:
-    """Remove at most `limit` of a task's lines, oldest first; (lines, bytes) removed."""
-    sizes = db.execute(
-        f"DELETE FROM lines WHERE id IN (SELECT id FROM lines WHERE ref = ? AND {where} "
-        "ORDER BY time, id LIMIT ?) RETURNING length(CAST(line AS BLOB))",
-        (ref, *args, limit)).fetchall()
-    n = len(sizes)
-    b = sum(s[0] for s in sizes) + n * LINE_OVERHEAD
-    if n:
+            limit: int) -> tuple[int, int, bool]:
+    """Remove a task's chunks (oldest first, at most `limit` lines' worth, at least one);
+    (lines, bytes) removed and whether every chunk `where` chose went."""
+    gone = db.execute(
+        f"SELECT id, n, bytes FROM chunks WHERE ref = ? AND {where} ORDER BY last, id",
+        (ref, *args)).fetchall()
+    ids: list[tuple[int]] = []
+    n = b = 0
+    for id_, count, size in gone:
+        if ids and n + count > limit:
+            break
+        ids.append((id_,))
+        n += count
+        b += size
+    if ids:
+        db.executemany("DELETE FROM chunks WHERE id = ?", ids)
         db.execute("UPDATE tasks SET lines = lines - ?, bytes = bytes - ?, "
-                   "first = (SELECT min(time) FROM lines WHERE ref = ?) WHERE ref = ?",
+                   "first = (SELECT min(first) FROM chunks WHERE ref = ?) WHERE ref = ?",
                    (n, b, ref, ref))
-    return n, b
+    return n, b, len(ids) == len(gone)
 
 
 def _oldest(db: sqlite3.Connection, refs: Iterable[int], excess: int, st: Step) -> None:
-    """Remove the oldest lines of the tasks `refs`, in time order across them, until
-    `excess` bytes are gone (or the step's bound is reached)."""
-    cursors = [db.execute("SELECT time, id, ref, length(CAST(line AS BLOB)) FROM lines "
-                          "WHERE ref = ? ORDER BY time, id", (ref,)) for ref in refs]
+    """Remove the oldest chunks of the tasks `refs`, by their newest line across them,
+    until `excess` bytes are gone (or the step's bound is reached)."""
+    cursors = [db.execute("SELECT last, id, ref, n, bytes FROM chunks WHERE ref = ? "
+                          "ORDER BY last, id", (ref,)) for ref in refs]
     upto: dict[int, tuple[int, int]] = {}
     taken = 0
     try:
-        merged: Iterator[tuple[int, int, int, int]] = heapq.merge(*cursors)
-        for at, id_, ref, size in merged:
-            excess -= size + LINE_OVERHEAD
-            upto[ref] = (at, id_)
-            taken += 1
+        merged: Iterator[tuple[int, int, int, int, int]] = heapq.merge(*cursors)
+        for last, id_, ref, count, size in merged:
+            excess -= size
+            upto[ref] = (last, id_)
+            taken += count
             if excess <= 0 or st.removed + taken >= STEP_LINES:
                 break
     finally:
         for c in cursors:
             c.close()
-    for ref, (at, id_) in upto.items():
-        n, b = _delete(db, ref, "(time < ? OR (time = ? AND id <= ?))", (at, at, id_),
-                       STEP_LINES)
+    for ref, (last, id_) in upto.items():
+        n, b, _ = _delete(db, ref, "(last < ? OR (last = ? AND id <= ?))", (last, last, id_),
+                          2**62)
         st.removed += n
         st.bytes += b
     if excess > 0 and st.removed >= STEP_LINES:

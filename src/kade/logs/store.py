@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-from kade.logs import reads, retention
+from kade.logs import chunks, reads, retention
 from kade.logs.filters import check_query, compile_filter
 from kade.logs.record import MAX_LINE, STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
 from kade.sqlite_db import SQLiteDB, transaction
@@ -79,20 +79,23 @@ CREATE TABLE IF NOT EXISTS streams (
     ref INTEGER NOT NULL, stream INTEGER NOT NULL, time INTEGER NOT NULL,
     seq INTEGER NOT NULL, count INTEGER NOT NULL, offset INTEGER NOT NULL,
     PRIMARY KEY (ref, stream)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lines (
+CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     ref INTEGER NOT NULL,
-    stream INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    line TEXT NOT NULL
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    meta BLOB NOT NULL,
+    text TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS lines_task ON lines(ref, time);
+CREATE INDEX IF NOT EXISTS chunks_first ON chunks(ref, first);
+CREATE INDEX IF NOT EXISTS chunks_last ON chunks(ref, last);
 CREATE VIRTUAL TABLE IF NOT EXISTS lines_text USING fts5(
-    line, content='lines', content_rowid='id', detail=none,
+    text, content='chunks', content_rowid='id', detail=none,
     tokenize='unicode61 remove_diacritics 0');
-CREATE TRIGGER IF NOT EXISTS lines_text_remove AFTER DELETE ON lines BEGIN
-    INSERT INTO lines_text(lines_text, rowid, line) VALUES ('delete', old.id, old.line);
+CREATE TRIGGER IF NOT EXISTS lines_text_remove AFTER DELETE ON chunks BEGIN
+    INSERT INTO lines_text(lines_text, rowid, text) VALUES ('delete', old.id, old.text);
 END;
 CREATE TABLE IF NOT EXISTS retention (app TEXT PRIMARY KEY, max_bytes INTEGER, max_age REAL);
 """
@@ -136,7 +139,7 @@ class LogStore:
         self._refs = dict(db.execute("SELECT task, ref FROM tasks").fetchall())
         self._marks = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in db.execute(
             "SELECT ref, stream, time, seq, count, offset FROM streams")}
-        self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM lines").fetchone()[0]
+        self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
         self._bytes = db.execute("SELECT coalesce(sum(bytes), 0) FROM tasks").fetchone()[0]
 
     async def close(self) -> None:
@@ -170,53 +173,62 @@ class LogStore:
             raise
 
     def _insert(self, db: sqlite3.Connection, lines: Sequence[LogLine]) -> int:
-        rows: list[tuple[int, int, int, int, int, str]] = []
         marks: dict[tuple[int, int], Mark] = {}
-        per_task: dict[int, list[int]] = {}  # ref → [lines, bytes, first, last]
-        next_id = self._next_id
+        per_task: dict[int, list[chunks.Entry]] = {}
+        refs, old_marks = self._refs, self._marks
         for ln in lines:
-            ref = self._refs.get(ln.task)
+            ref = refs.get(ln.task)
             if ref is None:
                 ref = self._new_task(db, TaskLog(ln.task, ln.app, ln.version, ln.node, ln.time))
-            stream = STREAMS.index(ln.stream)
+            stream = 0 if ln.stream == "stdout" else 1
             key = (ref, stream)
-            mark = marks.get(key) or self._marks.get(key)
-            if mark is not None and (ln.time, ln.seq) <= (mark[0], mark[1]):
+            mark = marks.get(key) or old_marks.get(key)
+            at, seq = ln.time, ln.seq
+            if mark is not None and (at, seq) <= (mark[0], mark[1]):
                 continue  # stored already
             text, raw = _cut(ln.line)
-            count = mark[2] + 1 if mark is not None and mark[0] == ln.time else 1
-            marks[key] = (ln.time, ln.seq, count, (mark[3] if mark else 0) + raw + 1)
-            rows.append((next_id, ref, stream, ln.time, ln.seq, text))
-            next_id += 1
-            size = len(text.encode()) + LINE_OVERHEAD if not text.isascii() \
-                else len(text) + LINE_OVERHEAD
-            t = per_task.get(ref)
-            if t is None:
-                per_task[ref] = [1, size, ln.time, ln.time]
+            if mark is None:
+                marks[key] = (at, seq, 1, raw + 1)
             else:
-                t[0] += 1
-                t[1] += size
-                t[2] = min(t[2], ln.time)
-                t[3] = max(t[3], ln.time)
-        if rows:
-            db.executemany("INSERT INTO lines (id, ref, stream, time, seq, line) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", rows)
-            db.executemany("INSERT INTO lines_text (rowid, line) VALUES (?, ?)",
-                           [(r[0], r[5]) for r in rows])
-            db.executemany(
-                "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
-                "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
-                "WHERE ref = ?",
-                [(n, b, lo, lo, hi, hi, ref) for ref, (n, b, lo, hi) in per_task.items()])
-            db.executemany(
-                "INSERT INTO streams (ref, stream, time, seq, count, offset) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref, stream) DO UPDATE SET "
-                "time = excluded.time, seq = excluded.seq, count = excluded.count, "
-                "offset = excluded.offset", [(*k, *m) for k, m in marks.items()])
-            reads.SPANS.add(db, ((r[3], r[0]) for r in rows))
-        self._marks.update(marks)
+                marks[key] = (at, seq, mark[2] + 1 if mark[0] == at else 1, mark[3] + raw + 1)
+            size = (len(text) if text.isascii() else len(text.encode())) + LINE_OVERHEAD
+            entry = (at, stream, seq, text, size)
+            found = per_task.get(ref)
+            if found is None:
+                per_task[ref] = [entry]
+            else:
+                found.append(entry)
+        if not per_task:
+            return self._next_id - 1
+        next_id = self._next_id
+        rows, tasks, stored = [], [], 0
+        for ref, entries in per_task.items():
+            for chunk in chunks.split(entries):
+                meta, text = chunks.encode(chunk)
+                size = sum(e[4] for e in chunk)
+                rows.append((next_id, ref, chunk[0][0], chunk[-1][0], len(chunk), size, meta,
+                             text))
+                next_id += 1
+            stored += sum(e[4] for e in entries)
+            tasks.append((len(entries), sum(e[4] for e in entries), entries[0][0],
+                          entries[0][0], entries[-1][0], entries[-1][0], ref))
+        db.executemany("INSERT INTO chunks (id, ref, first, last, n, bytes, meta, text) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT INTO lines_text (rowid, text) VALUES (?, ?)",
+                       [(r[0], r[7]) for r in rows])
+        db.executemany(
+            "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
+            "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
+            "WHERE ref = ?", tasks)
+        db.executemany(
+            "INSERT INTO streams (ref, stream, time, seq, count, offset) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref, stream) DO UPDATE SET "
+            "time = excluded.time, seq = excluded.seq, count = excluded.count, "
+            "offset = excluded.offset", [(*k, *m) for k, m in marks.items()])
+        reads.SPANS.add(db, [(r[2], r[0]) for r in rows] + [(r[3], r[0]) for r in rows])
+        old_marks.update(marks)
         self._next_id = next_id
-        self._bytes += sum(t[1] for t in per_task.values())
+        self._bytes += stored
         return next_id - 1
 
     def _new_task(self, db: sqlite3.Connection, t: TaskLog) -> int:
@@ -371,6 +383,8 @@ def _cut(line: str) -> tuple[str, int]:
     """The text stored for `line` and the bytes it had: at most MAX_LINE bytes of it, marked
     when cut; bytes that are not UTF-8 (decoded with surrogateescape) count as they were and
     are stored as U+FFFD."""
+    if "\n" in line:  # a chunk's lines are joined by newlines
+        line = line.replace("\n", "\\n")
     if line.isascii():
         if len(line) <= MAX_LINE:
             return line, len(line)
