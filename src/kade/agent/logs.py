@@ -21,7 +21,7 @@ from typing import Protocol
 
 from kade.agent.hooks import Host, TaskHook, TaskState
 from kade.drivers.base import LABEL_VERSION, Workload
-from kade.logs.record import STREAMS, LogLine, LogQuery, Resume, Retention, Stream, TaskLog
+from kade.logs.record import STREAMS, LogLine, Resume, Retention, Stream, TaskLog
 from kade.model import Task
 from kade.spec import AppSpec
 
@@ -43,7 +43,6 @@ class LogSink(Protocol):
     async def task_ended(self, task_id: str, exit_code: int | None, reason: str,
                          ended_ns: int) -> None: ...
     async def set_retention(self, app_id: str, retention: Retention) -> None: ...
-    async def query(self, q: LogQuery) -> list[LogLine]: ...
 
 
 @dataclass(frozen=True)
@@ -138,16 +137,7 @@ class LogCapture(TaskHook):
                 await asyncio.sleep(RETRY_AFTER)
 
     async def _resume(self, task_id: str) -> dict[Stream, Resume]:
-        out: dict[Stream, Resume] = {}
-        for stream in STREAMS:
-            point = await self.store.resume_point(task_id, stream)
-            if point.time and not point.offset:
-                # exec lines carry their file offset as `seq`: the last one is where to go on
-                last = await self.store.query(LogQuery(task=task_id, streams=(stream,), tail=1))
-                if last:
-                    point = Resume(point.time, point.count, last[-1].seq)
-            out[stream] = point
-        return out
+        return {s: await self.store.resume_point(task_id, s) for s in STREAMS}
 
     async def _follow(self, labels: _Labels, workload_id: str) -> None:
         resume = await self._resume(labels.task)
@@ -163,14 +153,13 @@ class LogCapture(TaskHook):
             last = {s: (resume[s].time, resume[s].count - 1) for s in STREAMS}
             app, task, version, node = labels.app, labels.task, labels.version, labels.node
             async for out in self.host.driver.output(workload_id, resume):
-                if out.offset:
-                    seq = out.offset
-                else:
-                    t, n = last[out.stream]
-                    seq = n + 1 if out.time == t else 0
-                    last[out.stream] = (out.time, seq)
+                t, n = last[out.stream]
+                seq = n + 1 if out.time == t else 0
+                last[out.stream] = (out.time, seq)
+                # bytes that are not UTF-8 are kept as they were (the store counts them so,
+                # which is what makes its offsets those of an exec task's files)
                 pending.append(LogLine(out.time, app, task, version, node, out.stream,
-                                       out.line.decode("utf-8", "replace"), seq))
+                                       out.line.decode("utf-8", "surrogateescape"), seq))
                 arrived.set()
                 if len(pending) >= BATCH:
                     full.set()
