@@ -3,8 +3,10 @@
 Docker stamps every message with its nanosecond time, which is what lets a capture resume
 after a crash: from `since=<stamp>`, skipping the lines of that stamp it already has. A line
 longer than 16 KiB reaches the logs API as several messages with one stamp, only the last
-ending in a newline: they are joined here into one line. `DockerLines` is the pure part
-(messages in, lines out), tested with plain values; `follow` does the I/O.
+ending in a newline: they are joined here into one line. A TTY container's output is one
+stream without frames, read line by line: there a line over 16 KiB keeps the stamps of its
+later parts inside it. `DockerLines` is the pure part (messages in, lines out), tested with
+plain values; `follow` does the I/O.
 """
 
 from __future__ import annotations
