@@ -1,0 +1,409 @@
+"""The node's log store: its tasks' output, kept on the node, bounded by bytes and age.
+
+One SQLite database per node, `<data_dir>/logs/logs.db` (`kade.sqlite_db`: one writer thread,
+read-only connections for queries), in WAL mode with `synchronous=FULL`: `append` returns
+after a commit that survives `kill -9` and a power cut. The capture appends a batch (up to
+~1000 lines, or what ~100 ms brought) in one transaction, so the fsync is paid per batch,
+not per line; NORMAL would save that fsync but may lose acknowledged batches on power loss
+(`docs/benchmarks.md` has both), and an acknowledged line must never be lost.
+
+Layout (Loki's lesson: few labels, the line itself parsed at query time):
+
+- `tasks`: one row per task (app, version, node, how it ended, its lines' count, bytes and
+  first/last time); lines refer to it by a small integer, the labels are stored once.
+- `lines`: one row per line (task, stream, time, seq, text), ids growing as lines are
+  appended; the index (task, time) serves a task's time range and its tail, read backwards.
+- `lines_text`: an FTS5 index of the lines (words only, `detail=none`: the smallest and
+  cheapest to write), for full-text queries; phrases, grep and where are checked on the line.
+- `spans`: per hour of line time, the ids stored for it: a time-bounded full-text query asks
+  the index only for that id range, so it reads its hour, not the whole history.
+- `streams`: per task and stream, the last stored (time, seq), how many lines share that
+  stamp and the bytes read: the capture's `resume_point`, and the duplicate check — a line at
+  or before its stream's last (time, seq) is already stored and is ignored, so a capture that
+  re-sends lines after a crash stores each once. A stream's lines must therefore be appended
+  in (time, seq) order, `seq` counting the lines that share one stamp (0, 1, ...).
+
+Retention (per app: `set_retention`, else the node's defaults, 7 days and 256 MiB per app;
+and 4 GiB for the whole node) removes the oldest lines first, by the lines' own time; bytes
+are the lines' UTF-8 text plus `LINE_OVERHEAD` each (rows, index entries). It runs from
+`run()`, which the node side starts beside the store: every minute, and at once when the node
+goes over its cap. A task's record stays while it has lines, and while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+from kade.logs import chunks, reads, retention
+from kade.logs.filters import check_query, compile_filter
+from kade.logs.record import MAX_LINE, STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
+from kade.sqlite_db import SQLiteDB, transaction
+
+log = logging.getLogger("kade.logs")
+
+DB_FILE = "logs.db"
+DEFAULT_MAX_AGE = 7 * 24 * 3600.0  # seconds an app's lines are kept, unless the app says
+DEFAULT_MAX_BYTES = 256 * 1024**2  # bytes of one app's lines, unless the app says
+NODE_MAX_BYTES = 4 * 1024**3  # bytes of all lines on the node
+LINE_OVERHEAD = retention.LINE_OVERHEAD
+MAX_REASON = 1024  # characters of a task's end reason
+RETENTION_INTERVAL = 60.0  # seconds between two enforcements
+FOLLOW_BATCH = 1000  # lines read per wake-up of a follow
+CUT_MARK = " [kade: line cut, {} bytes]"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    ref INTEGER PRIMARY KEY,
+    task TEXT NOT NULL UNIQUE,
+    app TEXT NOT NULL,
+    version TEXT NOT NULL,
+    node TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    ended INTEGER,
+    exit_code INTEGER,
+    reason TEXT NOT NULL DEFAULT '',
+    lines INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    first INTEGER,
+    last INTEGER
+);
+CREATE INDEX IF NOT EXISTS tasks_app ON tasks(app);
+CREATE TABLE IF NOT EXISTS streams (
+    ref INTEGER NOT NULL, stream INTEGER NOT NULL, time INTEGER NOT NULL,
+    seq INTEGER NOT NULL, count INTEGER NOT NULL, offset INTEGER NOT NULL,
+    PRIMARY KEY (ref, stream)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    ref INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    meta BLOB NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_first ON chunks(ref, first);
+CREATE INDEX IF NOT EXISTS chunks_last ON chunks(ref, last);
+CREATE VIRTUAL TABLE IF NOT EXISTS lines_text USING fts5(
+    text, content='chunks', content_rowid='id', detail=none,
+    tokenize='unicode61 remove_diacritics 0');
+CREATE TRIGGER IF NOT EXISTS lines_text_remove AFTER DELETE ON chunks BEGIN
+    INSERT INTO lines_text(lines_text, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE IF NOT EXISTS retention (app TEXT PRIMARY KEY, max_bytes INTEGER, max_age REAL);
+"""
+
+_NODE_DEFAULTS = Retention()
+Mark = tuple[int, int, int, int]  # a stream's last (time, seq), lines at that time, offset
+
+
+class LogStore:
+    def __init__(self, data_dir: Path, defaults: Retention = _NODE_DEFAULTS,
+                 clock: Callable[[], float] = time.time, *, max_bytes: int = NODE_MAX_BYTES,
+                 synchronous: str = "FULL") -> None:
+        self.path = Path(data_dir) / "logs" / DB_FILE
+        self.defaults = Retention(
+            defaults.max_bytes if defaults.max_bytes is not None else DEFAULT_MAX_BYTES,
+            defaults.max_age if defaults.max_age is not None else DEFAULT_MAX_AGE)
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self._file = SQLiteDB(self.path, self._setup, name="logs", synchronous=synchronous)
+        # the writer thread's own view, loaded at open
+        self._refs: dict[str, int] = {}
+        self._marks: dict[tuple[int, int], Mark] = {}
+        self._next_id = 1
+        self._bytes = 0
+        # the event loop's
+        self._last_id = 0
+        self._changed = asyncio.Event()
+        self._over = asyncio.Event()
+        self._closed = False
+
+    async def open(self) -> LogStore:
+        await self._file.open()
+        self._last_id = self._next_id - 1
+        return self
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA + reads.SPANS.schema())
+        self._load(db)
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        self._refs = dict(db.execute("SELECT task, ref FROM tasks").fetchall())
+        self._marks = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in db.execute(
+            "SELECT ref, stream, time, seq, count, offset FROM streams")}
+        self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+        self._bytes = db.execute("SELECT coalesce(sum(bytes), 0) FROM tasks").fetchone()[0]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._changed.set()  # followers end
+        self._over.set()
+        await self._file.close()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def append(self, lines: Sequence[LogLine]) -> None:
+        """Store `lines` in one transaction, durable when this returns. Lines already stored
+        (at or before their stream's last (time, seq)) are ignored."""
+        if not lines:
+            return
+        last = await self._file.write(lambda db: self._append(db, lines))
+        if last > self._last_id:
+            self._last_id = last
+            self._changed.set()
+            self._changed = asyncio.Event()
+        if self._bytes > self.max_bytes:
+            self._over.set()
+
+    def _append(self, db: sqlite3.Connection, lines: Sequence[LogLine]) -> int:
+        try:
+            return transaction(db, lambda: self._insert(db, lines))
+        except BaseException:
+            self._load(db)  # what the rolled back transaction had changed in the views
+            raise
+
+    def _insert(self, db: sqlite3.Connection, lines: Sequence[LogLine]) -> int:
+        marks: dict[tuple[int, int], Mark] = {}
+        per_task: dict[int, list[chunks.Entry]] = {}
+        refs, old_marks = self._refs, self._marks
+        for ln in lines:
+            ref = refs.get(ln.task)
+            if ref is None:
+                ref = self._new_task(db, TaskLog(ln.task, ln.app, ln.version, ln.node, ln.time))
+            stream = 0 if ln.stream == "stdout" else 1
+            key = (ref, stream)
+            mark = marks.get(key) or old_marks.get(key)
+            at, seq = ln.time, ln.seq
+            if mark is not None and (at, seq) <= (mark[0], mark[1]):
+                continue  # stored already
+            text, raw = _cut(ln.line)
+            if mark is None:
+                marks[key] = (at, seq, 1, raw + 1)
+            else:
+                marks[key] = (at, seq, mark[2] + 1 if mark[0] == at else 1, mark[3] + raw + 1)
+            size = (len(text) if text.isascii() else len(text.encode())) + LINE_OVERHEAD
+            entry = (at, stream, seq, text, size)
+            found = per_task.get(ref)
+            if found is None:
+                per_task[ref] = [entry]
+            else:
+                found.append(entry)
+        if not per_task:
+            return self._next_id - 1
+        next_id = self._next_id
+        rows, tasks, stored = [], [], 0
+        for ref, entries in per_task.items():
+            for chunk in chunks.split(entries):
+                meta, text = chunks.encode(chunk)
+                size = sum(e[4] for e in chunk)
+                rows.append((next_id, ref, chunk[0][0], chunk[-1][0], len(chunk), size, meta,
+                             text))
+                next_id += 1
+            stored += sum(e[4] for e in entries)
+            tasks.append((len(entries), sum(e[4] for e in entries), entries[0][0],
+                          entries[0][0], entries[-1][0], entries[-1][0], ref))
+        db.executemany("INSERT INTO chunks (id, ref, first, last, n, bytes, meta, text) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT INTO lines_text (rowid, text) VALUES (?, ?)",
+                       [(r[0], r[7]) for r in rows])
+        db.executemany(
+            "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
+            "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
+            "WHERE ref = ?", tasks)
+        db.executemany(
+            "INSERT INTO streams (ref, stream, time, seq, count, offset) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref, stream) DO UPDATE SET "
+            "time = excluded.time, seq = excluded.seq, count = excluded.count, "
+            "offset = excluded.offset", [(*k, *m) for k, m in marks.items()])
+        reads.SPANS.add(db, [(r[2], r[0]) for r in rows] + [(r[3], r[0]) for r in rows])
+        old_marks.update(marks)
+        self._next_id = next_id
+        self._bytes += stored
+        return next_id - 1
+
+    def _new_task(self, db: sqlite3.Connection, t: TaskLog) -> int:
+        cur = db.execute("INSERT INTO tasks (task, app, version, node, started) "
+                         "VALUES (?, ?, ?, ?, ?)", (t.task, t.app, t.version, t.node, t.started))
+        ref = cur.lastrowid
+        assert ref is not None
+        self._refs[t.task] = ref
+        return ref
+
+    async def task_started(self, t: TaskLog) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            def started() -> None:
+                if t.task not in self._refs:
+                    self._new_task(db, t)
+                db.execute("UPDATE tasks SET app = ?, version = ?, node = ?, started = ?, "
+                           "ended = ?, exit_code = ?, reason = ? WHERE task = ?",
+                           (t.app, t.version, t.node, t.started, t.ended, t.exit_code,
+                            t.reason[:MAX_REASON], t.task))
+
+            try:
+                transaction(db, started)
+            except BaseException:
+                self._load(db)
+                raise
+
+        await self._file.write(write)
+
+    async def task_ended(self, task_id: str, exit_code: int | None, reason: str,
+                         ended_ns: int) -> None:
+        """Record how a task ended (nothing if the store never heard of it)."""
+        await self._file.write(lambda db: transaction(db, lambda: db.execute(
+            "UPDATE tasks SET ended = ?, exit_code = ?, reason = ? WHERE task = ?",
+            (ended_ns, exit_code, reason[:MAX_REASON], task_id))))
+
+    async def set_retention(self, app_id: str, bounds: Retention) -> None:
+        """The app's bounds (its `"logs"` field); None in a field: the node's default."""
+        if bounds.max_bytes is None and bounds.max_age is None:
+            sql, args = "DELETE FROM retention WHERE app = ?", (app_id,)
+        else:
+            sql = ("INSERT INTO retention (app, max_bytes, max_age) VALUES (?, ?, ?) "
+                   "ON CONFLICT(app) DO UPDATE SET max_bytes = excluded.max_bytes, "
+                   "max_age = excluded.max_age")
+            args = (app_id, bounds.max_bytes, bounds.max_age)  # type: ignore[assignment]
+        await self._file.write(lambda db: transaction(db, lambda: db.execute(sql, args)))
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def enforce_retention(self) -> int:
+        """Remove the lines beyond each app's age and bytes, then beyond the node's bytes,
+        oldest first, in steps of bounded size (appends go on in between). Lines removed."""
+        removed = 0
+        rules = retention.Rules(self.defaults, self.max_bytes, self.clock())
+        while not self._closed:
+            step = await self._file.write(lambda db: self._enforce_step(db, rules))
+            removed += step.removed
+            if not step.more:
+                break
+        return removed
+
+    def _enforce_step(self, db: sqlite3.Connection, rules: retention.Rules) -> retention.Step:
+        try:
+            step = transaction(db, lambda: retention.step(db, rules))
+        except BaseException:
+            self._load(db)
+            raise
+        self._bytes -= step.bytes
+        for task in step.forgotten:
+            ref = self._refs.pop(task, None)
+            for s in range(len(STREAMS)):
+                self._marks.pop((ref or 0, s), None)
+        return step
+
+    async def run(self, interval: float = RETENTION_INTERVAL,
+                  sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        """Enforce retention every `interval` seconds, and at once when the node goes over
+        its bytes, until the store closes. The owner of the store runs it in its task group."""
+        while not self._closed:
+            try:
+                removed = await self.enforce_retention()
+            except (sqlite3.Error, RuntimeError) as e:
+                if self._closed:
+                    return
+                log.error("log retention failed: %s", e)
+            else:
+                if removed:
+                    log.info("log retention removed %d lines", removed)
+            self._over.clear()
+            if sleep is not None:
+                await sleep(interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._over.wait(), interval)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def resume_point(self, task_id: str, stream: str) -> Resume:
+        if stream not in STREAMS:
+            raise ValueError(f"stream: must be one of {', '.join(STREAMS)}")
+        code = STREAMS.index(stream)
+        row = await self._file.read(lambda db: db.execute(
+            "SELECT s.time, s.count, s.offset FROM streams AS s JOIN tasks AS t "
+            "ON t.ref = s.ref WHERE t.task = ? AND s.stream = ?", (task_id, code)).fetchone())
+        return Resume(*row) if row else Resume()
+
+    async def tasks(self, app: str | None = None, task: str | None = None,
+                    previous: bool = False) -> list[TaskLog]:
+        """The tasks whose output is kept, by start: an app's, or one; `previous`: ended."""
+        where, args = ["1"], []
+        if app is not None:
+            where.append("app = ?")
+            args.append(app)
+        if task is not None:
+            where.append("task = ?")
+            args.append(task)
+        if previous:
+            where.append("ended IS NOT NULL")
+        rows = await self._file.read(lambda db: db.execute(
+            "SELECT task, app, version, node, started, ended, exit_code, reason FROM tasks "
+            f"WHERE {' AND '.join(where)} ORDER BY started, ref", args).fetchall())
+        return [TaskLog(*r) for r in rows]
+
+    async def query(self, q: LogQuery) -> list[LogLine]:
+        """The query's lines in time order: the first `limit`, or the last `tail`.
+        ValueError naming a field that is out of bounds; `reads.QueryTooBroad` (a ValueError)
+        when answering would examine more than `reads.MAX_SCAN` lines."""
+        check_query(q)
+        flt = compile_filter(q)
+        lines, _ = await self._file.read(lambda db: reads.run_query(db, q, flt))
+        return lines
+
+    async def follow(self, q: LogQuery) -> AsyncIterator[LogLine]:
+        """The query's lines, then each line the query keeps as it is appended, until the
+        store closes (woken by each commit: nothing polls)."""
+        check_query(q)
+        flt = compile_filter(q)
+        lines, last = await self._file.read(lambda db: reads.run_query(db, q, flt))
+        for line in lines:
+            yield line
+        while not self._closed:
+            changed = self._changed
+            if self._last_id <= last:
+                await changed.wait()
+                continue
+            lines, last = await self._file.read(functools.partial(
+                reads.newer, q=q, flt=flt, after_id=last, batch=FOLLOW_BATCH))
+            for line in lines:
+                yield line
+
+
+def _cut(line: str) -> tuple[str, int]:
+    """The text stored for `line` and the bytes it had: at most MAX_LINE bytes of it, marked
+    when cut; bytes that are not UTF-8 (decoded with surrogateescape) count as they were and
+    are stored as U+FFFD."""
+    if "\n" in line:  # a chunk's lines are joined by newlines
+        line = line.replace("\n", "\\n")
+    if line.isascii():
+        if len(line) <= MAX_LINE:
+            return line, len(line)
+        return line[:MAX_LINE] + CUT_MARK.format(len(line)), len(line)
+    try:
+        raw = line.encode()
+        text = line
+    except UnicodeEncodeError:
+        raw = line.encode("utf-8", "surrogateescape") if _escaped_only(line) \
+            else line.encode("utf-8", "replace")
+        text = raw.decode("utf-8", "replace")
+    if len(raw) <= MAX_LINE:
+        return text, len(raw)
+    return raw[:MAX_LINE].decode("utf-8", "ignore") + CUT_MARK.format(len(raw)), len(raw)
+
+
+def _escaped_only(line: str) -> bool:
+    try:
+        line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
