@@ -342,6 +342,7 @@ class DockerDriver:
         container runs is followed again from the last line given out."""
         lines = DockerLines(resume)
         backoff = 0.1
+        live = True
         while True:
             info = await self._inspect(workload_id)
             if info is None:  # removed: what it wrote went with it
@@ -349,20 +350,24 @@ class DockerDriver:
             ended = True  # the stream ended by itself, not broken
             try:
                 async for line in follow(self._client(), info["Id"],
-                                         bool(info["Config"].get("Tty")), lines):
+                                         bool(info["Config"].get("Tty")), lines, live=live):
                     yield line
-            except (DockerError, aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as e:
+            except (DockerError, aiohttp.ClientError, OSError,
+                    asyncio.IncompleteReadError) as e:
                 if isinstance(e, DockerError) and e.status == 404:
                     return
                 ended = False
-            info = await self._inspect(workload_id)
-            if info is None:
-                return
-            if ended and not info["State"].get("Running"):
+            if ended and not live:  # everything it wrote is read
                 for line in lines.flush():
                     yield line
                 return
+            info = await self._inspect(workload_id)
+            if info is None:
+                return
             lines.restart()
+            if ended and not info["State"].get("Running"):
+                live = False  # stopped: one last read, of what the engine wrote meanwhile
+                continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

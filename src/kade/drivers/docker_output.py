@@ -108,12 +108,13 @@ class DockerLines:
         return OutputLine(time, stream, line)
 
 
-async def follow(docker: Any, container_id: str, tty: bool,
-                 lines: DockerLines) -> AsyncIterator[OutputLine]:
-    """One pass of the logs API with `follow`: it ends when the container stops (everything
-    it wrote is delivered by then); a broken connection raises (IncompleteReadError,
-    aiohttp.ClientError). `docker`: an aiodocker client."""
-    params = {"stdout": "1", "stderr": "1", "follow": "1", "timestamps": "1"}
+async def follow(docker: Any, container_id: str, tty: bool, lines: DockerLines, *,
+                 live: bool = True) -> AsyncIterator[OutputLine]:
+    """One pass of the logs API, with `follow` when `live`: it ends when the container stops
+    (its last message may still be on its way then: a pass without `live` afterwards reads
+    it); a broken connection raises (IncompleteReadError, aiohttp.ClientError). `docker`:
+    an aiodocker client."""
+    params = {"stdout": "1", "stderr": "1", "follow": "1" if live else "0", "timestamps": "1"}
     since = lines.since()
     if since:
         params["since"] = since_param(since)
