@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 import kade
 from kade.admission import ContainerPolicy
-from kade.api.apps import Logs, apps_router
+from kade.api.apps import apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
 from kade.api.marathon import marathon_router
@@ -41,7 +41,6 @@ log = logging.getLogger("kade.api")
 def create_app(
     store: Store,
     *,
-    logs: Logs | None = None,
     extra: list[APIRouter] | None = None,
     clock: Callable[[], float] = time.time,
     security: SecurityConfig | None = None,
@@ -51,7 +50,7 @@ def create_app(
     a valid token whose role allows it."""
     app = FastAPI(title="kade", version=kade.__version__,
                   description="Deploy, scale, configure, discover, route to and update containers")
-    app.include_router(apps_router(store, logs=logs, clock=clock, policy=policy))
+    app.include_router(apps_router(store, clock=clock, policy=policy))
     app.include_router(events_router(store))
     app.include_router(deployments_router(store, clock))
     app.include_router(marathon_router(store, clock=clock, policy=policy))

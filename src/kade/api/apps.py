@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from kade import model
 from kade.admission import (
@@ -37,10 +37,8 @@ from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_
 from kade.spec import AppSpec, DocumentRefused, SpecError, normalize_id
 from kade.store.base import Store
 
-Logs = Callable[[str, bool, int | None], Any]  # (task id, follow, tail) -> async bytes iterator
 
-
-def apps_router(store: Store, *, logs: Logs | None = None,
+def apps_router(store: Store, *,
                 clock: Callable[[], float] = time.time, policy: ContainerPolicy | None = None,
                 limits: Limits = LIMITS) -> APIRouter:
     """`policy`: what app definitions may ask of the host (None: the defaults, deny)."""
@@ -230,18 +228,6 @@ def apps_router(store: Store, *, logs: Logs | None = None,
     async def kill_task(task_id: str, scale: bool = False) -> dict[str, Any]:
         task = await intent.kill_task(store, task_id, clock(), scale=scale)
         return {"task": task_json(task, None)}
-
-    @r.get("/v1/tasks/{task_id}/logs")
-    async def task_logs(task_id: str, follow: bool = False, tail: int | None = None) -> Response:
-        if tail is not None and tail < 0:
-            raise HTTPException(400, "tail: must be >= 0")
-        entry = await store.get(model.status_key(task_id))
-        if entry is None or not TaskStatus.load(entry.value).container_id:
-            raise HTTPException(404, f"task {task_id} has no logs (unknown or not started)")
-        if logs is None:
-            raise HTTPException(501, "logs are served by the agent's node")
-        container = TaskStatus.load(entry.value).container_id
-        return StreamingResponse(logs(container, follow, tail), media_type="text/plain")
 
     return r
 

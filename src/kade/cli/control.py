@@ -17,7 +17,6 @@ from fastapi import APIRouter, FastAPI
 
 from kade.admission import ContainerPolicy
 from kade.api.app import create_app
-from kade.api.apps import Logs
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
 from kade.api.routing import Routing, routing_router
@@ -42,7 +41,7 @@ class ControlConfig:
 
 
 class ControlPlane:
-    def __init__(self, store: Store, cfg: ControlConfig, *, logs: Logs | None = None,
+    def __init__(self, store: Store, cfg: ControlConfig, *,
                  extra: Sequence[APIRouter] = (), clock: Callable[[], float] = time.time
                  ) -> None:
         self.store = store
@@ -51,7 +50,7 @@ class ControlPlane:
         self.routing = Routing(store, self.view)
         self.view.on_change(self.routing.rebuild)
         self.app: FastAPI = create_app(
-            store, policy=cfg.policy, logs=logs, clock=clock,
+            store, policy=cfg.policy, clock=clock,
             extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
                    routing_router(self.routing)],
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),

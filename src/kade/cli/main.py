@@ -18,6 +18,7 @@ from kade.cli.console import call as _call
 from kade.cli.console import fail as _fail
 from kade.cli.domain_events import domain_events_app, ingest_config
 from kade.cli.kv import kv_app, render_command
+from kade.cli.logs import logs as logs_command
 from kade.cli.nodes import node_app
 from kade.cli.nodes import nodes as nodes_command
 from kade.cli.token import token_app
@@ -384,16 +385,6 @@ def kill(task_id: str, scale: Annotated[bool, typer.Option(help="lower the insta
 
 
 @app.command()
-def logs(task_id: str, follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
-         tail: int | None = None, api_addr: ApiAddr = None) -> None:
-    """Print a task's stdout and stderr."""
-    params: dict[str, Any] = {"follow": str(follow).lower()}
-    if tail is not None:
-        params["tail"] = tail
-    _copy_stream(api_addr, f"/v1/tasks/{task_id}/logs", **params)
-
-
-@app.command()
 def events(api_addr: ApiAddr = None) -> None:
     """Follow the event stream (server-sent events)."""
     _copy_stream(api_addr, "/v1/events")
@@ -417,6 +408,7 @@ app.command("nodes")(nodes_command)
 app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
 app.add_typer(domain_events_app, name="domain-events")
 app.command("render")(render_command)
+app.command("logs")(logs_command)
 
 
 def main() -> None:

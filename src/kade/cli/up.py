@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from kade import model
 from kade.addresses import is_loopback, split_addr
 from kade.admission import ContainerPolicy, admit_file
 from kade.api.closing import closing_event
+from kade.api.logs import logs_router
 from kade.auth import MANAGEMENT_TOKEN_FILE, ensure_token_file
 from kade.catalog.view import CatalogView
 from kade.cli.control import ControlConfig, ControlPlane
@@ -239,13 +240,9 @@ async def serve(cfg: UpConfig) -> None:
         stop.set()
         return JSONResponse({"message": "shutting down", "stopTasks": stopTasks})
 
-    def logs(wid: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
-        assert node.driver is not None
-        return node.driver.logs(wid, follow=follow, tail=tail)
-
     control = ControlPlane(store, ControlConfig(
         node_name=cfg.node, port_range=cfg.port_range, policy=cfg.policy,
-        api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), logs=logs, extra=[admin])
+        api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), extra=[admin])
     node = NodeSide(store, ncfg, control.view)
     domain_events, ingest, events_api = await open_domain_events(cfg, control.view)
     control.app.include_router(events_api)
@@ -261,6 +258,8 @@ async def serve(cfg: UpConfig) -> None:
             workers = [*await node.start(tg), *control.start(tg),
                        *(tg.create_task(coro, name=name)
                          for name, coro in control.leader_loops().items())]
+            assert node.logs is not None  # open once started: the API reads its lines
+            control.app.include_router(logs_router(node.logs))
             if ingest is not None:
                 workers.append(tg.create_task(ingest.run(), name="domain events"))
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
