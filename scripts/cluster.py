@@ -108,7 +108,8 @@ def main() -> None:
                               "--ports", f"{low}-{low + 299}",
                               "--dns-addr", f"127.0.0.1:{8601 + i}",
                               "--http-addr", f"127.0.0.1:{8091 + i}",
-                              "--router-admin-addr", f"127.0.0.1:{8191 + i}"),
+                              "--router-admin-addr", f"127.0.0.1:{8191 + i}",
+                              "--listen", f"127.0.0.1:{8291 + i}"),
                          data / "agent.log")
             agents.append((name, data, proc))
         for i, (name, data, proc) in enumerate(agents):
@@ -123,6 +124,7 @@ kade cluster is up (logs and state in {root}; Ctrl-C stops it all)
   nodes     n1 az=1a, n2 az=1b, n3 az=1c
   routers   http://127.0.0.1:8091  :8092  :8093   (e.g. curl -H 'Host: www.localhost' ...)
   DNS       127.0.0.1:8601  :8602  :8603
+  logs      kade logs /site  (servers ask each node's listener: 127.0.0.1:8291  :8292  :8293)
 
   export KADE_ADDR=127.0.0.1:7401 KADE_TOKEN={token}
   kade nodes

@@ -66,6 +66,7 @@ class AgentConfig:
     port_range: tuple[int, int] | None = None  # host ports for its tasks; None: the scheduler's
     liveness_ttl: float = 0.0  # its liveness lease (kade.agent.liveness); 0: none kept
     publish_ip: str = "0.0.0.0"  # where task ports are bound: checked free before a start
+    api_url: str = ""  # its node listener, which servers ask for logs (`kade agent --listen`)
 
 
 class Agent:
@@ -145,6 +146,7 @@ class Agent:
             attributes=dict(self.config.attributes),
             drivers=driver_names(self.driver),
             updated_at=self.clock(),
+            api_url=self.config.api_url,
         )
         key = model.node_key(node.name)
         old = await self.store.get(key)

@@ -143,6 +143,8 @@ def node_json(name: str, node: Node | None, control: NodeControl | None, index: 
         "portsHeld": list(held),  # by processes other than kade's tasks
         "lastSeen": iso(node.updated_at) if node and node.updated_at else None,
         "drain": progress.json(now) if progress else None,
+        # its node listener, which servers ask for its tasks' logs (`kade agent --listen`)
+        **({"apiUrl": node.api_url} if node is not None and node.api_url else {}),
     }
 
 

@@ -15,9 +15,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
+
+from kade.api.node_api import ServerKeys, node_api
 from kade.auth.tokens import write_secret_file
 from kade.catalog.view import CatalogView
 from kade.cli.node_side import ROUTER_TOKEN_FILE, NodeConfig, NodeSide
+from kade.cli.up import Server, listen
 from kade.client.remote_store import Refused, RemoteStore, Unreachable
 
 log = logging.getLogger("kade")
@@ -47,6 +51,22 @@ async def reach_servers(store: RemoteStore) -> int:
             await asyncio.sleep(delay)
 
 
+def start_listener(tg: asyncio.TaskGroup, cfg: NodeConfig, node: NodeSide, store: RemoteStore,
+                   closing: asyncio.Event) -> Server | None:
+    """The node listener (`--listen`): the servers' log queries, answered from this node's
+    log store (kade.api.node_api); None when not asked for."""
+    if not cfg.listen:
+        return None
+    assert node.logs is not None, "the node side is started"
+    sock = listen(cfg.listen, "node listener")
+    app = node_api(node.logs, cfg.node, ServerKeys(store), closing)
+    server = Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                   timeout_graceful_shutdown=2))
+    tg.create_task(server.serve(sockets=[sock]), name="node listener")
+    log.info("node listener on %s (servers ask it for logs)", cfg.listener_url)
+    return server
+
+
 async def serve_agent(cfg: AgentRoleConfig) -> None:
     store = RemoteStore(cfg.servers, cfg.token,
                         cacert=str(cfg.cacert) if cfg.cacert else None)
@@ -55,6 +75,7 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     node: NodeSide | None = None
+    closing = asyncio.Event()  # the node listener's streams end
     try:
         reach = asyncio.ensure_future(reach_servers(store))
         stopping = asyncio.ensure_future(stop.wait())
@@ -75,6 +96,7 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
         write_secret_file(cfg.node.router_dir / ROUTER_TOKEN_FILE, cfg.token)
         async with asyncio.TaskGroup() as tg:
             workers = [*await node.start(tg), tg.create_task(view.run(), name="catalog")]
+            listener = start_listener(tg, cfg.node, node, store, closing)
             await node.ready()
             await view.ready()
             watch_router = await node.start_router(tg)
@@ -84,6 +106,9 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
             stopper = tg.create_task(stop.wait())
             await asyncio.wait({stopper, *workers}, return_when=asyncio.FIRST_COMPLETED)
             log.info("agent %s shutting down; tasks and the router keep running", cfg.node.node)
+            closing.set()
+            if listener is not None:
+                listener.should_exit = True
             node.cancel()
             for task in workers:
                 task.cancel()

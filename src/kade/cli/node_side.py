@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kade.addresses import split_addr
 from kade.admission import ContainerPolicy, command_user
 from kade.agent.agent import Agent, AgentConfig
 from kade.agent.liveness import TTL as LIVENESS_TTL
@@ -58,6 +59,18 @@ class NodeConfig:
     api_cacert: Path | None = None
     node_ttl: float = LIVENESS_TTL  # seconds without a keepalive before the node is down
     port_range: tuple[int, int] | None = None  # host ports for tasks here (None: the servers')
+    listen: str | None = None  # the node listener's address (`kade agent --listen`); None: off
+
+    @property
+    def listener_url(self) -> str:
+        """Where servers reach the node listener: its address, or the node's advertised
+        one when it listens on every interface."""
+        if not self.listen:
+            return ""
+        host, port = split_addr(self.listen)
+        if host in ("0.0.0.0", "::"):
+            host = self.advertise
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     @property
     def router_dir(self) -> Path:
@@ -151,7 +164,8 @@ class NodeSide:
                                        publish_ip=cfg.publish_ip,
                                        hostname=socket.gethostname(),
                                        port_range=cfg.port_range,
-                                       liveness_ttl=cfg.node_ttl),
+                                       liveness_ttl=cfg.node_ttl,
+                                       api_url=cfg.listener_url),
                            data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog),
                            logs=self.logs)
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))

@@ -124,6 +124,10 @@ def agent(
     https_addr: o.HttpsAddr = None,
     https_cert_dir: o.HttpsCertDir = None,
     router_admin_public: o.RouterAdminPublic = False,
+    listen: Annotated[str | None, typer.Option(
+        envvar="KADE_LISTEN", help="ADDR:PORT where the servers ask this node for its tasks' "
+                                   "logs (requests signed by a server only) [default: off]")]
+    = None,
     log_level: o.LogLevel = "info",
     allow_root_commands: o.AllowRootCommands = False,
 ) -> None:
@@ -147,6 +151,11 @@ def agent(
             if scheme not in ("http", "https") or not sep:
                 raise ValueError(f"--servers: {url!r} must start with http:// or https://")
             split_addr(rest.split("/", 1)[0])
+        if listen is not None:
+            try:
+                split_addr(listen)
+            except ValueError as e:
+                raise ValueError(f"--listen: {e}") from None
         for addr in (dns_addr, http_addr, router_admin_addr, https_addr):
             if addr is not None:
                 split_addr(addr)
@@ -174,5 +183,5 @@ def agent(
         domain=domain, router=router, http_addr=http_addr, router_admin_addr=router_admin_addr,
         access_log=access_log, https_addr=https_addr, https_cert_dir=https_cert_dir,
         router_admin_public=router_admin_public, api_url=",".join(urls), api_cacert=cacert,
-        port_range=port_range, node_ttl=node_ttl)
+        port_range=port_range, node_ttl=node_ttl, listen=listen)
     uvloop.run(serve_agent(AgentRoleConfig(servers=urls, token=token, node=ncfg, cacert=cacert)))
