@@ -125,6 +125,8 @@ async def test_an_app_merged_and_prefixed_one_task_plain(
     assert response.text.splitlines() == ['{"level":"error","msg":"payment declined"}',
                                           '{"level":"info","msg":"ok"}']
     assert (await client.get("/v1/tasks/shop_web.zz/logs")).status_code == 404
+    unknown = await client.get("/v1/tasks/shop_web.zz/logs", params={"follow": "true"})
+    assert unknown.status_code == 404  # not a stream that waits forever
 
 
 async def test_previous_tasks_with_how_they_ended(

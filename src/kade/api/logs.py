@@ -110,16 +110,22 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
         except LogQueryError as e:
             raise HTTPException(400, str(e)) from None
         if follow:
+            if not await source.tasks(task=task_id):
+                raise _no_output(task_id)
             return StreamingResponse(_plain(source.follow(query), closing_event(request.app)),
                                      media_type="text/plain")
         lines = await _query(source, query)
         if not lines and not await source.tasks(task=task_id):
-            raise HTTPException(404, f"task {task_id}: no output is kept for it (unknown, "
-                                     "not started yet, or past its app's log retention)")
+            raise _no_output(task_id)
         return Response("".join(f"{line.line}\n" for line in lines), media_type="text/plain",
                         headers=_unanswered_header(unanswered_of(lines)))
 
     return r
+
+
+def _no_output(task_id: str) -> HTTPException:
+    return HTTPException(404, f"task {task_id}: no output is kept for it (unknown, not started "
+                              "yet, or past its app's log retention)")
 
 
 async def _query(source: LogSource, query: LogQuery) -> Sequence[LogLine]:
