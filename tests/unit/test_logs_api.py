@@ -195,9 +195,12 @@ async def cluster(tmp_path: Path, kstore: SqliteStore
                                               closing)))
         await kstore.put(model.node_key(node), model.Node(
             name=node, address="127.0.0.1", cpus=1, mem=1, api_url=listeners[-1].url).dump())
-    await kstore.put(model.node_key("n3"), model.Node(  # down
+    await kstore.put(model.node_key("n3"), model.Node(  # its listener does not answer
         name="n3", address="127.0.0.1", cpus=1, mem=1,
         api_url=f"http://127.0.0.1:{free_port()}").dump())
+    await kstore.put(model.node_key("n4"), model.Node(  # down: no alive/ key, not asked
+        name="n4", address="127.0.0.1", cpus=1, mem=1, liveness_ttl=10,
+        api_url="http://192.0.2.1:7410").dump())
     fanout = FanOut(kstore, key, timeout=2)
     app = create_app(kstore, extra=[logs_router(fanout)])
     served = await serve(app)
@@ -219,7 +222,7 @@ async def test_a_server_merges_every_node_and_names_those_that_did_not_answer(
         cluster: tuple[httpx.AsyncClient, dict[str, LogStore], str]) -> None:
     client, _, _ = cluster
     response = await client.get("/v1/logs", params={"app": "/shop/web", "tail": "3"})
-    assert response.headers["x-kade-unanswered"] == "n3"
+    assert response.headers["x-kade-unanswered"] == "n3,n4"
     assert response.text.splitlines() == [  # the last 3 of the merge
         'shop_web.n2 {"level":"error","msg":"payment declined"}',
         'shop_web.n1 {"level":"info","msg":"ok"}', 'shop_web.n2 {"level":"info","msg":"ok"}']
@@ -228,8 +231,10 @@ async def test_a_server_merges_every_node_and_names_those_that_did_not_answer(
     rows = [json.loads(x) for x in await lines(client, app="/shop/web", format="json",
                                                  where="level=info")]
     assert [r.get("node") for r in rows[:2]] == ["n1", "n2"]
-    assert rows[2]["unanswered"][0]["node"] == "n3"
-    assert rows[2]["unanswered"][0]["reason"].startswith("unreachable")
+    assert rows[2]["unanswered"][1] == {"node": "n3", "reason": rows[2]["unanswered"][1][
+        "reason"]}
+    assert rows[2]["unanswered"][1]["reason"].startswith("unreachable")
+    assert rows[2]["unanswered"][0] == {"node": "n4", "reason": "down (its agent is not alive)"}
     tasks = (await client.get("/v1/logs/tasks", params={"app": "/shop/web"})).json()
     assert [t["node"] for t in tasks["tasks"]] == ["n1", "n2"]
 
@@ -239,12 +244,13 @@ async def test_a_server_follows_every_node(
     client, stores, _ = cluster
     async with client.stream("GET", "/v1/logs", params={
             "app": "/shop/web", "follow": "1", "tail": "2"}) as response:
-        reading = asyncio.ensure_future(sse_lines(response, 4))
+        reading = asyncio.ensure_future(sse_lines(response, 5))
         await asyncio.sleep(0.5)
         await stores["n2"].append([line(9, "shop_web.n2", "new on n2", "n2")])
         got = await asyncio.wait_for(reading, 10)
-    assert got[0] == ("unanswered", {"node": "n3", "reason": got[0][1]["reason"]})
-    assert [(d["node"], d["line"]) for _, d in got[1:]] == [
+    assert got[0] == ("unanswered", {"node": "n4", "reason": "down (its agent is not alive)"})
+    assert got[1] == ("unanswered", {"node": "n3", "reason": got[1][1]["reason"]})
+    assert [(d["node"], d["line"]) for _, d in got[2:]] == [
         ("n1", '{"level":"info","msg":"ok"}'), ("n2", '{"level":"info","msg":"ok"}'),
         ("n2", "new on n2")]
 

@@ -50,11 +50,17 @@ class FanOut:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def nodes(self) -> list[model.Node]:
-        """The nodes that can answer: those with a listener."""
+    async def nodes(self) -> tuple[list[model.Node], list[Unanswered]]:
+        """The nodes to ask: those with a listener whose agent is alive; and those with a
+        listener that are down (named at once, rather than waited for)."""
         entries, _ = await self.store.range(model.NODES)
         found, _bad = model.decode_all(entries, model.Node)
-        return sorted((n for n in found if n.api_url), key=lambda n: n.name)
+        alive_entries, _ = await self.store.range(model.ALIVE)
+        alive = {e.key[len(model.ALIVE):] for e in alive_entries}
+        listening = sorted((n for n in found if n.api_url), key=lambda n: n.name)
+        return ([n for n in listening if n.alive(alive)],
+                [Unanswered(n.name, "down (its agent is not alive)")
+                 for n in listening if not n.alive(alive)])
 
     def _request(self, node: model.Node, path: str, params: list[tuple[str, str]]
                  ) -> tuple[str, dict[str, str]]:
@@ -64,7 +70,7 @@ class FanOut:
 
     async def _ask(self, path: str, query: LogQuery, load: Callable[[bytes], list[T]]
                    ) -> tuple[list[list[T]], list[Unanswered]]:
-        nodes = await self.nodes()
+        nodes, down = await self.nodes()
         params = query_params(query)
 
         async def one(node: model.Node) -> list[T]:
@@ -79,7 +85,7 @@ class FanOut:
         results = await asyncio.gather(*(_within(one(n), self.timeout) for n in nodes),
                                        return_exceptions=True)
         answers: list[list[T]] = []
-        missing: list[Unanswered] = []
+        missing: list[Unanswered] = list(down)
         for node, result in zip(nodes, results, strict=True):
             if isinstance(result, BaseException):
                 missing.append(Unanswered(node.name, _reason(result)))
@@ -101,7 +107,7 @@ class FanOut:
 
     async def follow(self, query: LogQuery) -> AsyncIterator[LogLine | Unanswered]:
         """Each node's history merged by time, then each node's new lines as they come."""
-        nodes = await self.nodes()
+        nodes, down = await self.nodes()
         params = [*query_params(query), ("follow", "true")]
         live: asyncio.Queue[LogLine | Unanswered] = asyncio.Queue(maxsize=10_000)
         histories: dict[str, asyncio.Future[list[LogLine]]] = {
@@ -138,6 +144,8 @@ class FanOut:
         tasks = {n.name: asyncio.create_task(stream(n), name=f"logs of {n.name}")
                  for n in nodes}
         try:
+            for missing in down:
+                yield missing
             done = await asyncio.gather(*(_within(asyncio.shield(f), self.timeout)
                                           for f in histories.values()),
                                         return_exceptions=True)
