@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -135,3 +136,15 @@ def test_follow_sends_history_then_new_lines(kade: Kade) -> None:
                 if len(ticks) == 4:
                     break
     assert ticks == list(range(ticks[0], ticks[0] + 4))  # none lost, none twice
+
+    # as a user types it: each line prefixed by its task, until Ctrl-C
+    env = {**kade.cli_env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    with subprocess.Popen([sys.executable, "-m", "kade", "logs", "/test/ticker", "-f", "-n", "1"],
+                          env=env, stdout=subprocess.PIPE, text=True) as follower:
+        assert follower.stdout is not None
+        first, second = follower.stdout.readline(), follower.stdout.readline()
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+    task_id = first.split(" ", 1)[0]
+    assert first.startswith(f"{task_id} tick ") and second.startswith(f"{task_id} tick ")
+    assert int(second.split()[2]) == int(first.split()[2]) + 1
