@@ -267,3 +267,23 @@ async def test_a_node_answers_only_what_a_server_signed_for_it(
         response = await node.get(path, headers={HEADER: forged})
         assert response.status_code == 401
         assert response.json()["message"] == "X-Kade-Assertion: the signature is not server s1's"
+
+
+async def test_a_node_too_slow_is_named_and_the_rest_answered(
+        cluster: tuple[httpx.AsyncClient, dict[str, LogStore], str], kstore: SqliteStore
+        ) -> None:
+    client, _, _ = cluster
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts, never answers
+
+    silent = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    await kstore.put(model.node_key("n5"), model.Node(
+        name="n5", address="127.0.0.1", cpus=1, mem=1, api_url=f"http://127.0.0.1:{port}").dump())
+    try:
+        found = (await client.get("/v1/logs/tasks", params={"app": "/shop/web"})).json()
+    finally:
+        silent.close()
+    assert [t["node"] for t in found["tasks"]] == ["n1", "n2"]
+    assert {"node": "n5", "reason": "no answer within 2s"} in found["unanswered"]

@@ -44,8 +44,9 @@ class FanOut:
         self.key = key
         self.clock = clock
         self.timeout = timeout
+        # the per-node bound is `_within`'s; httpx's own only backs it up
         self._client = httpx.AsyncClient(verify=cacert or True, trust_env=False,
-                                         timeout=httpx.Timeout(timeout, connect=timeout))
+                                         timeout=httpx.Timeout(timeout + 1))
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -120,7 +121,7 @@ class FanOut:
             try:
                 async with self._client.stream("GET", url, headers=headers,
                                                timeout=httpx.Timeout(
-                                                   self.timeout, read=None)) as response:
+                                                   self.timeout + 1, read=None)) as response:
                     if response.status_code != 200:
                         await response.aread()
                         raise NodeRefused(_message(response))
