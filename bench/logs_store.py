@@ -7,7 +7,9 @@ JSON objects, from 10 tasks of 4 apps, with a few words of known frequency to se
 
 1. Append: 300,000 lines in batches of 1,000 (what the capture sends at 10k lines/s), into
    a fresh store with synchronous=FULL and again with NORMAL; the process's CPU time
-   (user+sys, every thread) while `append` runs, per 10,000 lines.
+   (user+sys, every thread) while `append` (and, each minute of output, `compact`) runs,
+   per 10,000 lines. Then 30,000 lines in batches of 10 (100 lines/s: about one line per
+   task per append; compaction merges them).
 2. Queries: the store is filled with `--lines` lines spread evenly over `--hours` hours, in
    batches of 20,000; then each query runs `--runs` times, each over another hour (or
    task), and p50/p95 are printed.
@@ -103,23 +105,30 @@ class Lines:
         return out
 
 
-async def append_cost(base: Path, synchronous: str, total: int = 300_000) -> None:
-    store = await LogStore(base / f"append-{synchronous}", synchronous=synchronous).open()
-    lines = Lines(total, 1 / 36)  # 10k lines/s
+async def append_cost(base: Path, synchronous: str, total: int = 300_000,
+                      batch_size: int = 1000) -> None:
+    """`total` lines in appends of `batch_size`, each 100 ms of the task's output."""
+    store = await LogStore(base / f"append-{synchronous}-{batch_size}",
+                           synchronous=synchronous).open()
+    lines = Lines(total, total / batch_size / 36_000)
     cpu = wall = 0.0
     try:
-        for _ in range(total // 1000):
-            batch = lines.batch(1000)
+        for i in range(total // batch_size):
+            batch = lines.batch(batch_size)
             c, w = time.process_time(), time.perf_counter()
             await store.append(batch)
+            if i % 600 == 599:  # a minute of output: the store's timer compacts
+                await store.compact()
             cpu += time.process_time() - c
             wall += time.perf_counter() - w
     finally:
         await store.close()
-    print(f"append, synchronous={synchronous}: {total / wall:,.0f} lines/s while appending; "
+    rate = batch_size * 10
+    print(f"append {batch_size:,} lines per 100 ms ({rate:,} lines/s), "
+          f"synchronous={synchronous}: {total / wall:,.0f} lines/s while appending; "
           f"CPU {cpu / total * 10_000:.3f} s per 10k lines "
-          f"({cpu / total * 10_000 * 100:.1f}% of a core at 10k lines/s); "
-          f"{wall / (total // 1000) * 1000:.2f} ms per batch of 1,000")
+          f"({cpu / total * rate * 100:.2f}% of a core at {rate:,} lines/s); "
+          f"{wall / (total // batch_size) * 1000:.2f} ms per append")
 
 
 async def fill(store: LogStore, total: int, hours: float) -> None:
@@ -221,6 +230,7 @@ async def main() -> None:
         if not args.skip_append:
             await append_cost(base, "FULL")
             await append_cost(base, "NORMAL")
+            await append_cost(base, "FULL", 30_000, 10)  # a quiet node: chunks fill slowly
         store = await LogStore(base / "query", max_bytes=2**50).open()
         try:
             store.defaults = type(store.defaults)(2**50, store.defaults.max_age)

@@ -261,6 +261,33 @@ async def test_follow_gives_history_then_new_lines_that_match(store: LogStore) -
     await asyncio.wait_for(task, 5)  # the follow ends when the store closes
 
 
+async def test_follow_sees_each_line_once_while_small_chunks_are_merged(
+        store: LogStore) -> None:
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for ln in store.follow(LogQuery(task="shop_web.1", streams=("stdout",))):
+            seen.append(ln.line)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.02)
+    for i in range(100):  # one line per append: chunks of one line, merged now and then
+        await store.append([line(i), line(i, f"err {i}", stream="stderr")])
+        if i % 30 == 29:
+            assert await store.compact() == 30
+            assert await store.compact() == 0
+    for _ in range(200):
+        if len(seen) == 100:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [f"line {i}" for i in range(100)]
+    assert texts(await store.query(LogQuery(task="shop_web.1", streams=("stdout",)))) == seen
+    assert texts(await store.query(LogQuery(task="shop_web.1", text="err", tail=2))) == [
+        "err 98", "err 99"]
+    await store.close()
+    await asyncio.wait_for(task, 5)
+
+
 # -- retention --------------------------------------------------------------------------------
 
 async def test_retention_by_age_removes_the_oldest_lines(tmp_path: Path) -> None:
@@ -287,12 +314,14 @@ async def test_retention_by_age_removes_the_oldest_lines(tmp_path: Path) -> None
         await s.close()
 
 
-async def test_retention_by_bytes_per_app_and_for_the_node(tmp_path: Path) -> None:
+async def test_retention_by_bytes_per_app_and_for_the_node(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kade.logs.chunks.MAX_LINES", 1)  # lines go by whole chunks
     size = 1000 + LINE_OVERHEAD  # accounted bytes of each line below
     s = await LogStore(tmp_path, Retention(max_bytes=10 * size), FakeClock(NOW).now,
                        max_bytes=15 * size).open()
     try:
-        for i in range(20):  # one append each, as a quiet task's lines come
+        for i in range(20):
             await s.append([line(i, f"{i:04d}" + "x" * 996),
                             line(i, f"{i:04d}" + "y" * 996, task="shop_db.1", app="/shop/db")])
         await s.set_retention("/shop/db", Retention(max_bytes=100 * size))

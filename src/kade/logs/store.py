@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
@@ -52,7 +51,7 @@ DB_FILE = "logs.db"
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0  # seconds an app's lines are kept, unless the app says
 DEFAULT_MAX_BYTES = 256 * 1024**2  # bytes of one app's lines, unless the app says
 NODE_MAX_BYTES = 4 * 1024**3  # bytes of all lines on the node
-LINE_OVERHEAD = retention.LINE_OVERHEAD
+LINE_OVERHEAD = chunks.LINE_OVERHEAD
 MAX_REASON = 1024  # characters of a task's end reason
 RETENTION_INTERVAL = 60.0  # seconds between two enforcements
 FOLLOW_BATCH = 1000  # lines read per wake-up of a follow
@@ -118,6 +117,7 @@ class LogStore:
         # the writer thread's own view, loaded at open
         self._refs: dict[str, int] = {}
         self._marks: dict[tuple[int, int], Mark] = {}
+        self._compacted = 0  # chunks up to this id were looked at by `compact`
         self._next_id = 1
         self._bytes = 0
         # the event loop's
@@ -132,7 +132,7 @@ class LogStore:
         return self
 
     def _setup(self, db: sqlite3.Connection) -> None:
-        db.executescript(_SCHEMA + reads.SPANS.schema())
+        db.executescript(_SCHEMA + chunks.SPANS.schema())
         self._load(db)
 
     def _load(self, db: sqlite3.Connection) -> None:
@@ -140,6 +140,7 @@ class LogStore:
         self._marks = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in db.execute(
             "SELECT ref, stream, time, seq, count, offset FROM streams")}
         self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+        self._compacted = self._next_id - 1  # what an earlier run left small stays so
         self._bytes = db.execute("SELECT coalesce(sum(bytes), 0) FROM tasks").fetchone()[0]
 
     async def close(self) -> None:
@@ -191,8 +192,7 @@ class LogStore:
                 marks[key] = (at, seq, 1, raw + 1)
             else:
                 marks[key] = (at, seq, mark[2] + 1 if mark[0] == at else 1, mark[3] + raw + 1)
-            size = (len(text) if text.isascii() else len(text.encode())) + LINE_OVERHEAD
-            entry = (at, stream, seq, text, size)
+            entry = (at, stream, seq, text, chunks.size_of(text))
             found = per_task.get(ref)
             if found is None:
                 per_task[ref] = [entry]
@@ -203,19 +203,14 @@ class LogStore:
         next_id = self._next_id
         rows, tasks, stored = [], [], 0
         for ref, entries in per_task.items():
+            added = sum(e[4] for e in entries)
+            lo, hi = min(e[0] for e in entries), max(e[0] for e in entries)
+            stored += added
+            tasks.append((len(entries), added, lo, lo, hi, hi, ref))
             for chunk in chunks.split(entries):
-                meta, text = chunks.encode(chunk)
-                size = sum(e[4] for e in chunk)
-                rows.append((next_id, ref, chunk[0][0], chunk[-1][0], len(chunk), size, meta,
-                             text))
+                rows.append(chunks.row(next_id, ref, chunk))
                 next_id += 1
-            stored += sum(e[4] for e in entries)
-            tasks.append((len(entries), sum(e[4] for e in entries), entries[0][0],
-                          entries[0][0], entries[-1][0], entries[-1][0], ref))
-        db.executemany("INSERT INTO chunks (id, ref, first, last, n, bytes, meta, text) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO lines_text (rowid, text) VALUES (?, ?)",
-                       [(r[0], r[7]) for r in rows])
+        chunks.insert(db, rows)
         db.executemany(
             "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
             "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
@@ -225,7 +220,6 @@ class LogStore:
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref, stream) DO UPDATE SET "
             "time = excluded.time, seq = excluded.seq, count = excluded.count, "
             "offset = excluded.offset", [(*k, *m) for k, m in marks.items()])
-        reads.SPANS.add(db, [(r[2], r[0]) for r in rows] + [(r[3], r[0]) for r in rows])
         old_marks.update(marks)
         self._next_id = next_id
         self._bytes += stored
@@ -302,13 +296,35 @@ class LogStore:
                 self._marks.pop((ref or 0, s), None)
         return step
 
+    async def compact(self) -> int:
+        """Merge the small chunks of quiet tasks (an append makes one chunk per task) into
+        chunks of up to `chunks.MAX_LINES` lines, in bounded steps. Chunks merged."""
+        merged = 0
+        while not self._closed:
+            n, more = await self._file.write(self._compact_step)
+            merged += n
+            if not more:
+                break
+        return merged
+
+    def _compact_step(self, db: sqlite3.Connection) -> tuple[int, bool]:
+        try:
+            done = transaction(db, lambda: chunks.compact(db, self._compacted, self._next_id))
+        except BaseException:
+            self._load(db)
+            raise
+        self._compacted, self._next_id = done.upto, done.next_id
+        return done.merged, done.more
+
     async def run(self, interval: float = RETENTION_INTERVAL,
                   sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        """Enforce retention every `interval` seconds, and at once when the node goes over
-        its bytes, until the store closes. The owner of the store runs it in its task group."""
+        """Enforce retention and compact chunks every `interval` seconds, and at once when
+        the node goes over its bytes, until the store closes. The owner of the store runs it
+        in its task group."""
         while not self._closed:
             try:
                 removed = await self.enforce_retention()
+                await self.compact()
             except (sqlite3.Error, RuntimeError) as e:
                 if self._closed:
                     return
@@ -365,16 +381,16 @@ class LogStore:
         store closes (woken by each commit: nothing polls)."""
         check_query(q)
         flt = compile_filter(q)
-        lines, last = await self._file.read(lambda db: reads.run_query(db, q, flt))
+        lines, at = await self._file.read(lambda db: reads.run_query(db, q, flt))
         for line in lines:
             yield line
         while not self._closed:
             changed = self._changed
-            if self._last_id <= last:
+            if self._last_id <= at.last_id:
                 await changed.wait()
                 continue
-            lines, last = await self._file.read(functools.partial(
-                reads.newer, q=q, flt=flt, after_id=last, batch=FOLLOW_BATCH))
+            lines = await self._file.read(
+                lambda db: reads.newer(db, q, flt, at, FOLLOW_BATCH))
             for line in lines:
                 yield line
 
