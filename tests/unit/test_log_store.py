@@ -151,6 +151,16 @@ async def test_grep_is_an_re2_search(store: LogStore) -> None:
         await store.query(LogQuery(task="shop_web.1", grep=r"(a)\1"))
 
 
+async def test_grep_sees_each_line_alone(store: LogStore) -> None:
+    # lines of one chunk are searched together first: a match across two lines must neither
+    # count nor hide one that starts on the next line
+    await store.append([line(1, "x 1"), line(2, "2 3"), line(3, "ab"), line(4, "ab")])
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\d\s\d"))) == ["2 3"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\Aab\z"))) == ["ab", "ab"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"b$"))) == ["ab", "ab"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"(?s)1.2"))) == []
+
+
 async def test_full_text_words_and_quoted_phrases(store: LogStore) -> None:
     await store.append([line(1, "Payment FAILED for order 17"), line(2, "payment ok"),
                         line(3, "failed payment retried"), line(4, "order_failed payments")])
@@ -180,10 +190,10 @@ async def test_full_text_honours_time_tasks_and_tail_across_hours(store: LogStor
 
 
 async def test_where_parses_json_lines(store: LogStore) -> None:
-    rows = [{"level": "error", "msg": "a", "http": {"status": 500}},
+    rows = [{"level": "error", "msg": "a", "http": {"status": 500}, "city": "Zürich/Nord"},
             {"level": "info", "msg": "b", "ok": True},
             {"level": "error", "msg": "timed out", "http": {"status": 504}}]
-    await store.append([line(i, json.dumps(r)) for i, r in enumerate(rows)]
+    await store.append([line(i, json.dumps(r).replace("/", "\\/")) for i, r in enumerate(rows)]
                        + [line(5, "level=error not json"), line(6, "[1, 2]")])
 
     async def msgs(*where: tuple[str, str, str]) -> list[str]:
@@ -191,10 +201,12 @@ async def test_where_parses_json_lines(store: LogStore) -> None:
         return [json.loads(ln.line)["msg"] for ln in got]
 
     assert await msgs(("level", "=", "error")) == ["a", "timed out"]
+    assert await msgs(("city", "=", "Zürich/Nord")) == ["a"]  # written \u00fc and \/
     assert await msgs(("level", "!=", "error")) == ["b"]  # lines that are not objects: never
     assert await msgs(("http.status", "=", "504")) == ["timed out"]
     assert await msgs(("msg", "~", "^time")) == ["timed out"]
     assert await msgs(("ok", "=", "true")) == ["b"]
+    assert await msgs(("msg", "=", "timed out")) == ["timed out"]
     assert await msgs(("http.status", "!=", "500"), ("level", "=", "error")) == ["timed out"]
     with pytest.raises(ValueError, match="where: msg: .*RE2"):
         await msgs(("msg", "~", "(?=x)"))

@@ -69,12 +69,15 @@ def entries(n: int, meta: bytes, text: str) -> list[Entry]:
     return [(r[0], r[4], r[5], r[6], size_of(r[6])) for r in decode(0, 0, n, meta, text)]
 
 
-def decode(cid: int, ref: int, n: int, meta: bytes, text: str) -> list[Row]:
+def decode(cid: int, ref: int, n: int, meta: bytes, text: str,
+           only: Iterable[int] | None = None) -> list[Row]:
+    """The chunk's lines (or those at the indexes `only`)."""
     numbers = array("q")
     numbers.frombytes(meta[:16 * n])
     streams = meta[16 * n:]
     lines = text.split("\n")
-    return [(numbers[i], cid, i, ref, streams[i], numbers[n + i], lines[i]) for i in range(n)]
+    return [(numbers[i], cid, i, ref, streams[i], numbers[n + i], lines[i])
+            for i in (range(n) if only is None else only)]
 
 
 def as_line(row: Row, task: str, app: str, version: str, node: str) -> LogLine:

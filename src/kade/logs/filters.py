@@ -21,9 +21,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kade.logs.record import MAX_TAIL, STREAMS, LogQuery
-from kade.regexps import Search, compile_regexp
+from kade.regexps import Search, compile_pattern, compile_regexp
 
 MAX_PATTERN = 1024  # characters of a grep or a where's value
 MAX_TEXT = 1024  # characters of a full-text query
@@ -75,13 +76,14 @@ def check_query(q: LogQuery) -> None:
 class LineFilter:
     """`keep(line)`: whether a line passes grep, text and where. `index_words`: words every
     kept line contains, for the full-text index to narrow on (empty: no text filter).
-    `block(text)`: False when no line of `text` (lines joined by newlines) can be kept, to
-    skip a whole chunk with one search."""
+    `find(text)`: of the lines joined in `text` (a chunk), the indexes of those that may be
+    kept, found by searching the whole text (a few searches instead of one per line); None
+    when every line must be checked."""
 
     keep: Callable[[str], bool]
     index_words: tuple[str, ...]
     everything: bool  # no line filter at all
-    block: Callable[[str], bool] = lambda text: True
+    find: Callable[[str], list[int]] | None = None
 
     def fts_match(self) -> str:
         """The FTS5 MATCH of `index_words`: all of them, each quoted (none of FTS5's syntax)."""
@@ -90,7 +92,7 @@ class LineFilter:
 
 def compile_filter(q: LogQuery) -> LineFilter:
     checks: list[Callable[[str], bool]] = []
-    blocks: list[Callable[[str], bool]] = []
+    finders: list[Callable[[str], list[int]]] = []
     index: list[str] = []
     if q.grep is not None:
         if len(q.grep) > MAX_PATTERN:
@@ -98,25 +100,66 @@ def compile_filter(q: LogQuery) -> LineFilter:
         try:
             search = compile_regexp(q.grep)
             # the same pattern over a chunk's lines at once: ^ and $ at each line
-            whole = None if _NOT_MULTILINE.search(q.grep) else compile_regexp("(?m)" + q.grep)
+            if not _NOT_MULTILINE.search(q.grep):
+                finders.append(_finder(compile_pattern("(?m)" + q.grep).search))
         except ValueError as e:
             raise ValueError(f"grep: {e}") from None
         checks.append(lambda line: search(line) is not None)
-        if whole is not None:
-            blocks.append(lambda text: whole(text) is not None)
     if q.text is not None:
         terms = text_terms(q.text)
         index += dict.fromkeys(w for t in terms for w in t)
         patterns = [_term_pattern(t) for t in terms]
         checks.append(lambda line: all(p.search(line) is not None for p in patterns))
+        longest = max(range(len(terms)), key=lambda i: len(" ".join(terms[i])))
+        finders.insert(0, _finder(patterns[longest].search))  # the likeliest to be rare
     if q.where:
         checks.append(_where(q.where))
+        plain = [v for _, op, v in q.where if op == "=" and _VERBATIM.fullmatch(v)]
+        if plain:  # a JSON line whose field equals it holds it as it is
+            value = max(plain, key=len)
+            finders.append(_finder(lambda text, pos: _Found(text.find(value, pos))))
     if not checks:
         return LineFilter(lambda line: True, (), True)
-    block = blocks[0] if blocks else (lambda text: True)
+    find = finders[0] if finders else None
     if len(checks) == 1:
-        return LineFilter(checks[0], tuple(index), False, block)
-    return LineFilter(lambda line: all(c(line) for c in checks), tuple(index), False, block)
+        return LineFilter(checks[0], tuple(index), False, find)
+    return LineFilter(lambda line: all(c(line) for c in checks), tuple(index), False, find)
+
+
+def _finder(search: Callable[[str, int], Any]) -> Callable[[str], list[int]]:
+    """Indexes of the lines of `text` in which a match of `search` starts. After a match the
+    search goes on at the next line, not after the match: a match that ran across a newline
+    must not hide one that starts on the next line."""
+    def find(text: str) -> list[int]:
+        out: list[int] = []
+        pos = line = 0
+        while m := search(text, pos):
+            start = m.start()
+            line += text.count("\n", pos, start)
+            out.append(line)
+            end = text.find("\n", start)
+            if end < 0:
+                break
+            pos, line = end + 1, line + 1
+        return out
+
+    return find
+
+
+# values a JSON encoder writes as they are (no escapes: no quote, backslash, slash, control
+# or non-ASCII character)
+_VERBATIM = re.compile(r"[ !#-.0-\[\]-~]+")
+
+
+@dataclass(frozen=True)
+class _Found:
+    at: int
+
+    def start(self) -> int:
+        return self.at
+
+    def __bool__(self) -> bool:
+        return self.at >= 0
 
 
 # what makes a pattern mean something else across several lines than on one

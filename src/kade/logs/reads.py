@@ -79,9 +79,11 @@ class _Scan:
             raise QueryTooBroad(
                 f"query: examined {MAX_SCAN:,} lines without filling the answer; narrow it "
                 "with since/until, a task, a stream or full-text words")
-        if not self.flt.everything and not self.flt.block(text):
-            return []
-        return self.kept(decode(cid, ref, n, meta, text))
+        find = self.flt.find
+        if find is None:
+            return self.kept(decode(cid, ref, n, meta, text))
+        found = find(text)
+        return self.kept(decode(cid, ref, n, meta, text, found)) if found else []
 
     def kept(self, rows: list[Row]) -> list[Row]:
         since, until, codes = self.since, self.until, self.codes
