@@ -7,27 +7,39 @@ after a commit that survives `kill -9` and a power cut. The capture appends a ba
 not per line; NORMAL would save that fsync but may lose acknowledged batches on power loss
 (`docs/benchmarks.md` has both), and an acknowledged line must never be lost.
 
-Layout (Loki's lesson: few labels, the line itself parsed at query time):
+Layout (Loki's lesson: few labels, lines not indexed one by one, parsed at query time):
 
 - `tasks`: one row per task (app, version, node, how it ended, its lines' count, bytes and
-  first/last time); lines refer to it by a small integer, the labels are stored once.
-- `lines`: one row per line (task, stream, time, seq, text), ids growing as lines are
-  appended; the index (task, time) serves a task's time range and its tail, read backwards.
-- `lines_text`: an FTS5 index of the lines (words only, `detail=none`: the smallest and
-  cheapest to write), for full-text queries; phrases, grep and where are checked on the line.
-- `spans`: per hour of line time, the ids stored for it: a time-bounded full-text query asks
-  the index only for that id range, so it reads its hour, not the whole history.
+  first/last time); chunks refer to it by a small integer, the labels are stored once.
+- `chunks` (`kade.logs.chunks`): up to 64 lines of one task from one append, sorted by
+  time, as one row (the lines' text joined by newlines, their times, seqs and streams
+  packed); ids grow as chunks are stored. The indexes (task, first) and (task, last) serve
+  a task's time range forwards and, for a tail, backwards. Quiet tasks' one-line chunks are
+  merged by `compact()`.
+- `lines_text`: an FTS5 index with one document per chunk (words only, `detail=none`: the
+  smallest and cheapest to write). It finds the chunks that hold every word; their lines are
+  then checked (whole words, phrases, grep, where). Indexing chunks rather than lines halved
+  the CPU of an append (`docs/benchmarks.md`).
+- `spans`: per hour of line time, the chunk ids stored for it: a time-bounded full-text
+  query asks the index only for that id range, so it reads its hour, not the whole history.
 - `streams`: per task and stream, the last stored (time, seq), how many lines share that
-  stamp and the bytes read: the capture's `resume_point`, and the duplicate check — a line at
-  or before its stream's last (time, seq) is already stored and is ignored, so a capture that
-  re-sends lines after a crash stores each once. A stream's lines must therefore be appended
-  in (time, seq) order, `seq` counting the lines that share one stamp (0, 1, ...).
+  stamp and the bytes read (each line's UTF-8 length plus its newline): the capture's
+  `resume_point`, and the duplicate check — a line at or before its stream's last
+  (time, seq) is already stored and is ignored, so a capture that re-sends lines after a
+  crash stores each once. A stream's lines must therefore be appended in (time, seq) order,
+  `seq` counting the lines that share one stamp (0, 1, ...).
+
+Bounds: a line is kept up to `MAX_LINE` bytes, then cut and marked (`CUT_MARK`); a newline
+inside a line is stored as `\\n`; answers hold at most `MAX_TAIL` lines; patterns, words and
+where conditions are bounded (`kade.logs.filters`); a query examines at most
+`reads.MAX_SCAN` lines, else it is refused (`reads.QueryTooBroad`) saying how to narrow it.
 
 Retention (per app: `set_retention`, else the node's defaults, 7 days and 256 MiB per app;
-and 4 GiB for the whole node) removes the oldest lines first, by the lines' own time; bytes
-are the lines' UTF-8 text plus `LINE_OVERHEAD` each (rows, index entries). It runs from
-`run()`, which the node side starts beside the store: every minute, and at once when the node
-goes over its cap. A task's record stays while it has lines, and while it runs.
+and 4 GiB for the whole node) removes the oldest lines first, by the lines' own time, a
+chunk at a time; bytes are the lines' UTF-8 text plus `LINE_OVERHEAD` each (rows, index
+entries). `run()` enforces it and compacts chunks every minute, and at once when the node
+goes over its cap: the owner of the store (the node side) runs it beside the store. A
+task's record stays while it has lines, and while it runs.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ DEFAULT_MAX_BYTES = 256 * 1024**2  # bytes of one app's lines, unless the app sa
 NODE_MAX_BYTES = 4 * 1024**3  # bytes of all lines on the node
 LINE_OVERHEAD = chunks.LINE_OVERHEAD
 MAX_REASON = 1024  # characters of a task's end reason
+MAX_TASKS = 10_000  # tasks in one answer of `tasks`
 RETENTION_INTERVAL = 60.0  # seconds between two enforcements
 FOLLOW_BATCH = 1000  # lines read per wake-up of a follow
 CUT_MARK = " [kade: line cut, {} bytes]"
@@ -352,7 +365,8 @@ class LogStore:
 
     async def tasks(self, app: str | None = None, task: str | None = None,
                     previous: bool = False) -> list[TaskLog]:
-        """The tasks whose output is kept, by start: an app's, or one; `previous`: ended."""
+        """The tasks whose output is kept, by start: an app's, or one; `previous`: ended.
+        At most `MAX_TASKS`, the latest."""
         where, args = ["1"], []
         if app is not None:
             where.append("app = ?")
@@ -364,8 +378,9 @@ class LogStore:
             where.append("ended IS NOT NULL")
         rows = await self._file.read(lambda db: db.execute(
             "SELECT task, app, version, node, started, ended, exit_code, reason FROM tasks "
-            f"WHERE {' AND '.join(where)} ORDER BY started, ref", args).fetchall())
-        return [TaskLog(*r) for r in rows]
+            f"WHERE {' AND '.join(where)} ORDER BY started DESC, ref DESC LIMIT ?",
+            (*args, MAX_TASKS)).fetchall())
+        return [TaskLog(*r) for r in reversed(rows)]
 
     async def query(self, q: LogQuery) -> list[LogLine]:
         """The query's lines in time order: the first `limit`, or the last `tail`.
