@@ -173,6 +173,9 @@ async def test_full_text_words_and_quoted_phrases(store: LogStore) -> None:
     assert texts(await store.query(q)) == ["order_failed payments"]
     q = LogQuery(app="/shop/web", text="payment", tail=1, streams=("stdout",))
     assert texts(await store.query(q)) == ["failed payment retried"]
+    await store.append([line(5, "repayment, then PAYMENT"), line(6, "repayments")])
+    q = LogQuery(app="/shop/web", text="payment", since=T0 + 5 * S)
+    assert texts(await store.query(q)) == ["repayment, then PAYMENT"]
     with pytest.raises(ValueError, match="text: .* no word"):
         await store.query(LogQuery(app="/shop/web", text="!!"))
 
