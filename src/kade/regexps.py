@@ -20,9 +20,9 @@ def compile_regexp(pattern: str) -> Search:
     return compile_pattern(pattern).search  # type: ignore[no-any-return]
 
 
-def compile_pattern(pattern: str) -> Any:
-    """`pattern` compiled by RE2 (its `search(text, pos)`, `finditer`...); ValueError if RE2
-    refuses it."""
+def compile_pattern(pattern: str | bytes) -> Any:
+    """`pattern` compiled by RE2 (its `search(text, pos)`, `finditer`...), to match text or,
+    given as UTF-8, bytes; ValueError if RE2 refuses it."""
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as e:

@@ -154,7 +154,10 @@ async def test_grep_is_an_re2_search(store: LogStore) -> None:
 async def test_grep_sees_each_line_alone(store: LogStore) -> None:
     # lines of one chunk are searched together first: a match across two lines must neither
     # count nor hide one that starts on the next line
-    await store.append([line(1, "x 1"), line(2, "2 3"), line(3, "ab"), line(4, "ab")])
+    await store.append([line(1, "x 1"), line(2, "2 3"), line(3, "ab"), line(4, "ab"),
+                        line(5, "été"), line(6, "ça é"), line(7, "z")])
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep="é$"))) == ["été", "ça é"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep="^.a"))) == ["ça é"]
     assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\d\s\d"))) == ["2 3"]
     assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\Aab\z"))) == ["ab", "ab"]
     assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"b$"))) == ["ab", "ab"]

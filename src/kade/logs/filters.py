@@ -101,7 +101,7 @@ def compile_filter(q: LogQuery) -> LineFilter:
             search = compile_regexp(q.grep)
             # the same pattern over a chunk's lines at once: ^ and $ at each line
             if not _NOT_MULTILINE.search(q.grep):
-                finders.append(_finder(compile_pattern("(?m)" + q.grep).search))
+                finders.append(_bytes_finder(compile_pattern(("(?m)" + q.grep).encode())))
         except ValueError as e:
             raise ValueError(f"grep: {e}") from None
         checks.append(lambda line: search(line) is not None)
@@ -138,6 +138,28 @@ def _finder(search: Callable[[str, int], Any]) -> Callable[[str], list[int]]:
             line += text.count("\n", pos, start)
             out.append(line)
             end = text.find("\n", start)
+            if end < 0:
+                break
+            pos, line = end + 1, line + 1
+        return out
+
+    return find
+
+
+def _bytes_finder(pattern: Any) -> Callable[[str], list[int]]:
+    """`_finder` of an RE2 pattern compiled from UTF-8: the text is encoded once (RE2 would
+    encode it again at each search from a position)."""
+    search = pattern.search
+
+    def find(text: str) -> list[int]:
+        raw = text.encode()
+        out: list[int] = []
+        pos = line = 0
+        while m := search(raw, pos):
+            start = m.start()
+            line += raw.count(b"\n", pos, start)
+            out.append(line)
+            end = raw.find(b"\n", start)
             if end < 0:
                 break
             pos, line = end + 1, line + 1
