@@ -156,7 +156,8 @@ def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
     if not backwards:
         chunks = db.execute(
             f"SELECT first, {_CHUNK} FROM chunks WHERE ref = ? AND first >= ? AND first < ? "
-            "ORDER BY first, id", (ref, max(since - MAX_SPAN, -_FAR), until))
+            "AND last >= ? ORDER BY first, id",
+            (ref, max(since - MAX_SPAN, -_FAR), until, since))
         for first, cid, ref_, n, meta, text in chunks:
             while heap and heap[0][0] < first:
                 yield heapq.heappop(heap)[3]
@@ -167,7 +168,8 @@ def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
         return
     chunks = db.execute(
         f"SELECT last, {_CHUNK} FROM chunks WHERE ref = ? AND last >= ? AND last < ? "
-        "ORDER BY last DESC, id DESC", (ref, since, min(until + MAX_SPAN, _FAR)))
+        "AND first < ? ORDER BY last DESC, id DESC",
+        (ref, since, min(until + MAX_SPAN, _FAR), until))
     for last, cid, ref_, n, meta, text in chunks:
         while heap and -heap[0][0] > last:
             yield heapq.heappop(heap)[3]
