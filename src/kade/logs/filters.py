@@ -78,12 +78,14 @@ class LineFilter:
     kept line contains, for the full-text index to narrow on (empty: no text filter).
     `find(text)`: of the lines joined in `text` (a chunk), the indexes of those that may be
     kept, found by searching the whole text (a few searches instead of one per line); None
-    when every line must be checked."""
+    when every line must be checked with `keep`. `recheck`: what a found line must still
+    pass (None: what `find` found is kept)."""
 
     keep: Callable[[str], bool]
     index_words: tuple[str, ...]
     everything: bool  # no line filter at all
     find: Callable[[str], list[int]] | None = None
+    recheck: Callable[[str], bool] | None = None
 
     def fts_match(self) -> str:
         """The FTS5 MATCH of `index_words`: all of them, each quoted (none of FTS5's syntax)."""
@@ -91,9 +93,12 @@ class LineFilter:
 
 
 def compile_filter(q: LogQuery) -> LineFilter:
-    checks: list[Callable[[str], bool]] = []
+    checks: list[Callable[[str], bool]] = []  # every filter, for a line alone
     finders: list[Callable[[str], list[int]]] = []
+    rechecks: list[Callable[[str], bool]] = []  # what the chosen finder leaves to check
     index: list[str] = []
+    grep_check: Callable[[str], bool] | None = None
+    grep_finder = None
     if q.grep is not None:
         if len(q.grep) > MAX_PATTERN:
             raise ValueError(f"grep: is {len(q.grep)} characters long, at most {MAX_PATTERN}")
@@ -101,29 +106,80 @@ def compile_filter(q: LogQuery) -> LineFilter:
             search = compile_regexp(q.grep)
             # the same pattern over a chunk's lines at once: ^ and $ at each line
             if not _NOT_MULTILINE.search(q.grep):
-                finders.append(_bytes_finder(compile_pattern(("(?m)" + q.grep).encode())))
+                grep_finder = _bytes_finder(compile_pattern(("(?m)" + q.grep).encode()))
         except ValueError as e:
             raise ValueError(f"grep: {e}") from None
-        checks.append(lambda line: search(line) is not None)
+        grep_check = lambda line: search(line) is not None  # noqa: E731
+        checks.append(grep_check)
     if q.text is not None:
         terms = text_terms(q.text)
         index += dict.fromkeys(w for t in terms for w in t)
-        contains = [_term_finder(t) for t in terms]
+        contains = [_term_check(t) for t in terms]
         checks.append(lambda line: all(c(line) for c in contains))
-        longest = max(terms, key=lambda t: len(" ".join(t)))
-        finders.insert(0, _term_finder(longest))  # the likeliest to be rare
+        # every term's lines, found in the whole text: exact for words; a phrase's words
+        # might be found across a newline, so its lines are checked alone
+        finders.append(_all_of([_term_finder(t) for t in terms]))
+        rechecks += [c for t, c in zip(terms, contains, strict=True) if len(t) > 1]
+        if grep_check is not None:
+            rechecks.append(grep_check)
+    elif grep_finder is not None and grep_check is not None:
+        finders.append(grep_finder)
+        rechecks.append(grep_check)  # a match may have run across lines: each is checked
     if q.where:
-        checks.append(_where(q.where))
+        where = _where(q.where)
+        checks.append(where)
         plain = [v for _, op, v in q.where if op == "=" and _VERBATIM.fullmatch(v)]
-        if plain:  # a JSON line whose field equals it holds it as it is
+        if plain and not finders:  # a JSON line whose field equals it holds it as it is
             value = max(plain, key=len)
             finders.append(_finder(lambda text, pos: _Found(text.find(value, pos))))
+            if grep_check is not None:
+                rechecks.append(grep_check)
+        rechecks.append(where)
     if not checks:
         return LineFilter(lambda line: True, (), True)
-    find = finders[0] if finders else None
-    if len(checks) == 1:
-        return LineFilter(checks[0], tuple(index), False, find)
-    return LineFilter(lambda line: all(c(line) for c in checks), tuple(index), False, find)
+    keep = checks[0] if len(checks) == 1 else (lambda line: all(c(line) for c in checks))
+    if not finders:
+        return LineFilter(keep, tuple(index), False)
+    recheck = (None if not rechecks else rechecks[0] if len(rechecks) == 1
+               else (lambda line: all(c(line) for c in rechecks)))
+    return LineFilter(keep, tuple(index), False, finders[0], recheck)
+
+
+def _all_of(finders: list[Callable[[str], list[int]]]) -> Callable[[str], list[int]]:
+    if len(finders) == 1:
+        return finders[0]
+
+    def find(text: str) -> list[int]:
+        found = finders[0](text)
+        for f in finders[1:]:
+            if not found:
+                break
+            also = set(f(text))
+            found = [i for i in found if i in also]
+        return found
+
+    return find
+
+
+def _term_check(term: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether one line holds the word or phrase (see `_term_finder`)."""
+    search = _term_regex(term).search
+
+    def check(line: str) -> bool:
+        low = line.lower()
+        pos = 0
+        while m := search(low, pos):
+            start = m.start()
+            if not (start and low[start - 1].isalnum()):
+                return True
+            pos = start + 1
+        return False
+
+    return check
+
+
+def _term_regex(term: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"[\W_]+".join(re.escape(w) for w in term) + r"(?![^\W_])")
 
 
 def _finder(search: Callable[[str, int], Any]) -> Callable[[str], list[int]]:
@@ -194,8 +250,7 @@ def _term_finder(term: tuple[str, ...]) -> Callable[[str], list[int]]:
     text lowered once (its newlines stay where they are) and a pattern with no lookbehind
     and no case folding (twenty times faster); the character before a match is checked
     here."""
-    pattern = re.compile(r"[\W_]+".join(re.escape(w) for w in term) + r"(?![^\W_])")
-    search = pattern.search
+    search = _term_regex(term).search
 
     def find(text: str) -> list[int]:
         low = text.lower()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kade.logs.chunks import MAX_SPAN, SPANS, Row, as_line, decode
@@ -79,18 +79,24 @@ class _Scan:
             raise QueryTooBroad(
                 f"query: examined {MAX_SCAN:,} lines without filling the answer; narrow it "
                 "with since/until, a task, a stream or full-text words")
-        find = self.flt.find
-        if find is None:
+        flt = self.flt
+        if flt.find is None:
             return self.kept(decode(cid, ref, n, meta, text))
-        found = find(text)
-        return self.kept(decode(cid, ref, n, meta, text, found)) if found else []
+        found = flt.find(text)
+        if not found:
+            return []
+        return self._passing(decode(cid, ref, n, meta, text, found), flt.recheck)
 
     def kept(self, rows: list[Row]) -> list[Row]:
+        """`rows` that the query keeps."""
+        return self._passing(rows, None if self.flt.everything else self.flt.keep)
+
+    def _passing(self, rows: list[Row], check: Callable[[str], bool] | None) -> list[Row]:
+        """`rows` in range, of the streams, that pass `check`."""
         since, until, codes = self.since, self.until, self.codes
         out = [r for r in rows if since <= r[0] < until and r[4] in codes]
-        if not self.flt.everything:
-            keep = self.flt.keep
-            out = [r for r in out if keep(r[6])]
+        if check is not None:
+            out = [r for r in out if check(r[6])]
         return out
 
 
