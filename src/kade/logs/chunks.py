@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kade.logs.record import STREAMS, LogLine
+from kade.logs.record import MAX_LINE, STREAMS, LogLine
 from kade.sqlite_db import IdSpans
 
 MAX_LINES = 64  # lines of one chunk
@@ -27,6 +27,7 @@ MAX_BYTES = 256 * 1024  # text of one chunk (one line may be longer: it is alone
 MAX_SPAN = 600 * 10**9  # ns of time one chunk spans
 SPANS = IdSpans("spans", 3600 * 10**9)  # chunk ids per hour of line time
 COMPACT_BATCH = 5_000  # small chunks read by one step of `compact`
+CUT_MARK = " [kade: line cut, {} bytes]"
 LINE_OVERHEAD = 48  # bytes counted per line beside its text (its share of rows and indexes)
 
 # a line as read back: (time, chunk id, index in chunk, task ref, stream, seq, text); the
@@ -146,3 +147,33 @@ def compact(db: sqlite3.Connection, after: int, next_id: int) -> Compacted:
     more = len(small) == COMPACT_BATCH
     upto = small[-1][0] if more else max(after, next_id - 1)
     return Compacted(len(gone), upto, next_id, more)
+
+
+def cut(line: str) -> tuple[str, int]:
+    """The text stored for `line` and the bytes it had: at most MAX_LINE bytes of it, marked
+    when cut; bytes that are not UTF-8 (decoded with surrogateescape) count as they were and
+    are stored as U+FFFD."""
+    if "\n" in line:  # a chunk's lines are joined by newlines
+        line = line.replace("\n", "\\n")
+    if line.isascii():
+        if len(line) <= MAX_LINE:
+            return line, len(line)
+        return line[:MAX_LINE] + CUT_MARK.format(len(line)), len(line)
+    try:
+        raw = line.encode()
+        text = line
+    except UnicodeEncodeError:
+        raw = line.encode("utf-8", "surrogateescape") if _escaped_only(line) \
+            else line.encode("utf-8", "replace")
+        text = raw.decode("utf-8", "replace")
+    if len(raw) <= MAX_LINE:
+        return text, len(raw)
+    return raw[:MAX_LINE].decode("utf-8", "ignore") + CUT_MARK.format(len(raw)), len(raw)
+
+
+def _escaped_only(line: str) -> bool:
+    try:
+        line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True

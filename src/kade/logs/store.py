@@ -29,7 +29,7 @@ Layout (Loki's lesson: few labels, lines not indexed one by one, parsed at query
   crash stores each once. A stream's lines must therefore be appended in (time, seq) order,
   `seq` counting the lines that share one stamp (0, 1, ...).
 
-Bounds: a line is kept up to `MAX_LINE` bytes, then cut and marked (`CUT_MARK`); a newline
+Bounds: a line is kept up to `MAX_LINE` bytes, then cut and marked (`chunks.CUT_MARK`); a newline
 inside a line is stored as `\\n`; answers hold at most `MAX_TAIL` lines; patterns, words and
 where conditions are bounded (`kade.logs.filters`); a query examines at most
 `reads.MAX_SCAN` lines, else it is refused (`reads.QueryTooBroad`) saying how to narrow it.
@@ -54,7 +54,7 @@ from pathlib import Path
 
 from kade.logs import chunks, reads, retention
 from kade.logs.filters import check_query, compile_filter
-from kade.logs.record import MAX_LINE, STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
+from kade.logs.record import STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
 from kade.sqlite_db import SQLiteDB, transaction
 
 log = logging.getLogger("kade.logs")
@@ -68,7 +68,6 @@ MAX_REASON = 1024  # characters of a task's end reason
 MAX_TASKS = 10_000  # tasks in one answer of `tasks`
 RETENTION_INTERVAL = 60.0  # seconds between two enforcements
 FOLLOW_BATCH = 1000  # lines read per wake-up of a follow
-CUT_MARK = " [kade: line cut, {} bytes]"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -113,6 +112,7 @@ CREATE TABLE IF NOT EXISTS retention (app TEXT PRIMARY KEY, max_bytes INTEGER, m
 """
 
 _NODE_DEFAULTS = Retention()
+_STREAM_CODES = {name: code for code, name in enumerate(STREAMS)}
 Mark = tuple[int, int, int, int]  # a stream's last (time, seq), lines at that time, offset
 
 
@@ -194,13 +194,15 @@ class LogStore:
             ref = refs.get(ln.task)
             if ref is None:
                 ref = self._new_task(db, TaskLog(ln.task, ln.app, ln.version, ln.node, ln.time))
-            stream = 0 if ln.stream == "stdout" else 1
+            stream = _STREAM_CODES.get(ln.stream)
+            if stream is None:
+                raise ValueError(f"stream: {ln.stream!r} is not one of {', '.join(STREAMS)}")
             key = (ref, stream)
             mark = marks.get(key) or old_marks.get(key)
             at, seq = ln.time, ln.seq
             if mark is not None and (at, seq) <= (mark[0], mark[1]):
                 continue  # stored already
-            text, raw = _cut(ln.line)
+            text, raw = chunks.cut(ln.line)
             if mark is None:
                 marks[key] = (at, seq, 1, raw + 1)
             else:
@@ -404,37 +406,12 @@ class LogStore:
             if self._last_id <= at.last_id:
                 await changed.wait()
                 continue
-            lines = await self._file.read(
-                lambda db: reads.newer(db, q, flt, at, FOLLOW_BATCH))
+            try:
+                lines = await self._file.read(
+                    lambda db: reads.newer(db, q, flt, at, FOLLOW_BATCH))
+            except RuntimeError:  # the store closed while the read was asked for
+                if self._closed:
+                    return
+                raise
             for line in lines:
                 yield line
-
-
-def _cut(line: str) -> tuple[str, int]:
-    """The text stored for `line` and the bytes it had: at most MAX_LINE bytes of it, marked
-    when cut; bytes that are not UTF-8 (decoded with surrogateescape) count as they were and
-    are stored as U+FFFD."""
-    if "\n" in line:  # a chunk's lines are joined by newlines
-        line = line.replace("\n", "\\n")
-    if line.isascii():
-        if len(line) <= MAX_LINE:
-            return line, len(line)
-        return line[:MAX_LINE] + CUT_MARK.format(len(line)), len(line)
-    try:
-        raw = line.encode()
-        text = line
-    except UnicodeEncodeError:
-        raw = line.encode("utf-8", "surrogateescape") if _escaped_only(line) \
-            else line.encode("utf-8", "replace")
-        text = raw.decode("utf-8", "replace")
-    if len(raw) <= MAX_LINE:
-        return text, len(raw)
-    return raw[:MAX_LINE].decode("utf-8", "ignore") + CUT_MARK.format(len(raw)), len(raw)
-
-
-def _escaped_only(line: str) -> bool:
-    try:
-        line.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return True
