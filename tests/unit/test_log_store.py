@@ -4,7 +4,9 @@ bounds, on a real SQLite database in a temporary data dir."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -395,3 +397,33 @@ async def test_lines_of_chunks_that_overlap_in_time_come_back_in_order(store: Lo
     assert texts(await store.query(q)) == ["err 295", "err 297", "err 299"]
     q = LogQuery(app="/shop/web", grep="^out 1[0-9]$")
     assert texts(await store.query(q)) == ["out 10", "out 12", "out 14", "out 16", "out 18"]
+
+
+async def test_the_index_of_removed_lines_goes_with_them(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setattr("kade.logs.text_index.PART_LINES", 10)
+    clock = FakeClock(NOW)
+    s = await LogStore(tmp_path, Retention(max_age=3600.0), clock=clock.now).open()
+
+    def parts() -> int:
+        with contextlib.closing(sqlite3.connect(s.path)) as db:
+            return int(db.execute("SELECT count(*) FROM text_parts").fetchone()[0])
+
+    try:
+        for i in range(60):  # a line a minute, five a batch
+            await s.append([line(0, f"error {i}", at=int((NOW - 3600 + 60 * i) * S))]
+                           + [line(0, f"ok {i}.{k}", at=int((NOW - 3600 + 60 * i) * S),
+                                   seq=k + 1) for k in range(4)])
+        assert parts() == 30
+        await s.compact()
+        assert texts(await s.query(LogQuery(app="/shop/web", text="error", tail=2))) == [
+            "error 58", "error 59"]
+        await clock.advance(1800)  # the older half goes, and the index of it
+        await s.enforce_retention()
+        assert parts() < 20
+        got = texts(await s.query(LogQuery(app="/shop/web", text="error")))
+        # lines go by whole chunks: a chunk (10 minutes at most) across the limit stays
+        assert got[-30:] == [f"error {i}" for i in range(30, 60)] and len(got) <= 40
+    finally:
+        await s.close()

@@ -95,12 +95,10 @@ def row(cid: int, ref: int, chunk: list[Entry]) -> ChunkRow:
 
 
 def insert(db: sqlite3.Connection, rows: list[ChunkRow]) -> None:
-    """Store chunks, their documents of the full-text index, and their hours' id spans (a
-    chunk spans less than an hour: its first and last line name every hour it is in)."""
+    """Store chunks and their hours' id spans (a chunk spans less than an hour: its first
+    and last line name every hour it is in). The full-text index is the caller's."""
     db.executemany("INSERT INTO chunks (id, ref, first, last, n, bytes, meta, text) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    db.executemany("INSERT INTO lines_text (rowid, text) VALUES (?, ?)",
-                   [(r[0], r[7]) for r in rows])
     SPANS.add(db, [(r[2], r[0]) for r in rows] + [(r[3], r[0]) for r in rows])
 
 
@@ -110,6 +108,7 @@ class Compacted:
     upto: int  # chunks up to this id were looked at
     next_id: int
     more: bool
+    rows: list[ChunkRow]  # the chunks stored
 
 
 def compact(db: sqlite3.Connection, after: int, next_id: int) -> Compacted:
@@ -118,7 +117,7 @@ def compact(db: sqlite3.Connection, after: int, next_id: int) -> Compacted:
         "SELECT id, ref, first, last, n, meta, text FROM chunks WHERE id > ? AND n < ? "
         "ORDER BY id LIMIT ?", (after, MAX_LINES // 2, COMPACT_BATCH)).fetchall()
     if not small:
-        return Compacted(0, max(after, next_id - 1), next_id, False)
+        return Compacted(0, max(after, next_id - 1), next_id, False, [])
     by_task: dict[int, list[tuple[int, int, int, int, bytes, str]]] = {}
     for cid, ref, first, last, n, meta, text in small:
         by_task.setdefault(ref, []).append((first, cid, last, n, meta, text))
@@ -146,7 +145,7 @@ def compact(db: sqlite3.Connection, after: int, next_id: int) -> Compacted:
         insert(db, rows)
     more = len(small) == COMPACT_BATCH
     upto = small[-1][0] if more else max(after, next_id - 1)
-    return Compacted(len(gone), upto, next_id, more)
+    return Compacted(len(gone), upto, next_id, more, rows)
 
 
 def cut(line: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from kade.logs import text_index
 from kade.logs.chunks import MAX_SPAN, SPANS, Row, as_line, decode
 from kade.logs.filters import LineFilter
 from kade.logs.record import STREAMS, LogLine, LogQuery
@@ -188,23 +189,27 @@ def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
 def _by_text(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
              refs: dict[int, TaskInfo], n: int) -> list[Row]:
     backwards = q.tail is not None
-    where = ["lines_text MATCH ?", "lines_text.rowid BETWEEN ? AND ?",
-             "c.last >= ?", "c.first < ?"]
+    where = ["{t} MATCH ?", "{t}.rowid BETWEEN ? AND ?", "c.last >= ?", "c.first < ?"]
     in_sql = len(refs) <= _IN_SQL
     if in_sql:
         where.append(f"c.ref IN ({','.join(str(r) for r in refs)})")
-    sql = (f"SELECT c.id, c.ref, c.n, c.meta, c.text FROM lines_text "
-           f"CROSS JOIN chunks AS c ON c.id = lines_text.rowid WHERE {' AND '.join(where)}")
     match = scan.flt.fts_match()
+    apps = sorted({info.app for info in refs.values()})
     out: list[Row] = []
     for span, low, high in SPANS.between(db, q.since, q.until, descending=backwards):
         lo = max(scan.since, span * HOUR_NS)
         hi = min(scan.until, (span + 1) * HOUR_NS)
         found: list[Row] = []
-        for cid, ref, count, meta, text in db.execute(sql, (match, low, high, lo, hi)):
-            if in_sql or ref in refs:
-                found += [r for r in scan.rows(cid, ref, count, meta, text)
-                          if lo <= r[0] < hi]
+        for app in apps:
+            for part, part_low, part_high in text_index.parts(db, app, low, high):
+                t = text_index.table(part)
+                sql = (f"SELECT c.id, c.ref, c.n, c.meta, c.text FROM {t} CROSS JOIN chunks "
+                       f"AS c ON c.id = {t}.rowid WHERE {' AND '.join(where).format(t=t)}")
+                args = (match, max(low, part_low), min(high, part_high), lo, hi)
+                for cid, ref, count, meta, text in db.execute(sql, args):
+                    if in_sql or ref in refs:
+                        found += [r for r in scan.rows(cid, ref, count, meta, text)
+                                  if lo <= r[0] < hi]
         found.sort(reverse=backwards)
         out += found[:n - len(out)]
         if len(out) >= n:

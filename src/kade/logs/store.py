@@ -16,10 +16,12 @@ Layout (Loki's lesson: few labels, lines not indexed one by one, parsed at query
   packed); ids grow as chunks are stored. The indexes (task, first) and (task, last) serve
   a task's time range forwards and, for a tail, backwards. Quiet tasks' one-line chunks are
   merged by `compact()`.
-- `lines_text`: an FTS5 index with one document per chunk (words only, `detail=none`: the
-  smallest and cheapest to write). It finds the chunks that hold every word; their lines are
-  then checked (whole words, phrases, grep, where). Indexing chunks rather than lines halved
-  the CPU of an append (`docs/benchmarks.md`).
+- `text_parts` (`kade.logs.text_index`): FTS5 indexes per app with one document per chunk
+  (words only, `detail=none`: the smallest and cheapest to write), each over a range of
+  chunk ids, dropped whole when its chunks are gone (forgetting documents one by one cost
+  more than indexing them). The index finds the chunks that hold every word; their lines
+  are then checked (whole words, phrases, grep, where). Indexing chunks rather than lines
+  halved the CPU of an append (`docs/benchmarks.md`).
 - `spans`: per hour of line time, the chunk ids stored for it: a time-bounded full-text
   query asks the index only for that id range, so it reads its hour, not the whole history.
 - `streams`: per task and stream, the last stored (time, seq), how many lines share that
@@ -52,7 +54,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-from kade.logs import chunks, reads, retention
+from kade.logs import chunks, reads, retention, text_index
 from kade.logs.filters import check_query, compile_filter
 from kade.logs.record import STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
 from kade.sqlite_db import SQLiteDB, transaction
@@ -102,12 +104,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_first ON chunks(ref, first);
 CREATE INDEX IF NOT EXISTS chunks_last ON chunks(ref, last);
-CREATE VIRTUAL TABLE IF NOT EXISTS lines_text USING fts5(
-    text, content='chunks', content_rowid='id', detail=none,
-    tokenize='unicode61 remove_diacritics 0');
-CREATE TRIGGER IF NOT EXISTS lines_text_remove AFTER DELETE ON chunks BEGIN
-    INSERT INTO lines_text(lines_text, rowid, text) VALUES ('delete', old.id, old.text);
-END;
+CREATE INDEX IF NOT EXISTS chunks_ref ON chunks(ref);
 CREATE TABLE IF NOT EXISTS retention (app TEXT PRIMARY KEY, max_bytes INTEGER, max_age REAL);
 """
 
@@ -129,6 +126,8 @@ class LogStore:
         self._file = SQLiteDB(self.path, self._setup, name="logs", synchronous=synchronous)
         # the writer thread's own view, loaded at open
         self._refs: dict[str, int] = {}
+        self._apps: dict[int, str] = {}  # task ref → app
+        self._index = text_index.TextIndex()
         self._marks: dict[tuple[int, int], Mark] = {}
         self._compacted = 0  # chunks up to this id were looked at by `compact`
         self._next_id = 1
@@ -145,14 +144,17 @@ class LogStore:
         return self
 
     def _setup(self, db: sqlite3.Connection) -> None:
-        db.executescript(_SCHEMA + chunks.SPANS.schema())
+        db.executescript(_SCHEMA + chunks.SPANS.schema() + text_index.SCHEMA)
         self._load(db)
 
     def _load(self, db: sqlite3.Connection) -> None:
         self._refs = dict(db.execute("SELECT task, ref FROM tasks").fetchall())
+        self._apps = dict(db.execute("SELECT ref, app FROM tasks").fetchall())
+        self._index.load(db)
         self._marks = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in db.execute(
             "SELECT ref, stream, time, seq, count, offset FROM streams")}
-        self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+        self._next_id = 1 + max(self._index.highest_id(db), db.execute(
+            "SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
         self._compacted = self._next_id - 1  # what an earlier run left small stays so
         self._bytes = db.execute("SELECT coalesce(sum(bytes), 0) FROM tasks").fetchone()[0]
 
@@ -226,6 +228,7 @@ class LogStore:
                 rows.append(chunks.row(next_id, ref, chunk))
                 next_id += 1
         chunks.insert(db, rows)
+        self._index_rows(db, rows)
         db.executemany(
             "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
             "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
@@ -240,12 +243,20 @@ class LogStore:
         self._bytes += stored
         return next_id - 1
 
+    def _index_rows(self, db: sqlite3.Connection, rows: list[chunks.ChunkRow]) -> None:
+        by_app: dict[str, list[tuple[int, int, str]]] = {}
+        for r in rows:
+            by_app.setdefault(self._apps[r[1]], []).append((r[0], r[4], r[7]))
+        for app, docs in by_app.items():
+            self._index.add(db, app, docs)
+
     def _new_task(self, db: sqlite3.Connection, t: TaskLog) -> int:
         cur = db.execute("INSERT INTO tasks (task, app, version, node, started) "
                          "VALUES (?, ?, ?, ?, ?)", (t.task, t.app, t.version, t.node, t.started))
         ref = cur.lastrowid
         assert ref is not None
         self._refs[t.task] = ref
+        self._apps[ref] = t.app
         return ref
 
     async def task_started(self, t: TaskLog) -> None:
@@ -299,8 +310,14 @@ class LogStore:
         return removed
 
     def _enforce_step(self, db: sqlite3.Connection, rules: retention.Rules) -> retention.Step:
+        def run() -> retention.Step:
+            step = retention.step(db, rules)
+            self._index.drop_dead(db, [r[0] for r in db.execute(
+                "SELECT DISTINCT app FROM text_parts")])
+            return step
+
         try:
-            step = transaction(db, lambda: retention.step(db, rules))
+            step = transaction(db, run)
         except BaseException:
             self._load(db)
             raise
@@ -323,8 +340,13 @@ class LogStore:
         return merged
 
     def _compact_step(self, db: sqlite3.Connection) -> tuple[int, bool]:
+        def run() -> chunks.Compacted:
+            done = chunks.compact(db, self._compacted, self._next_id)
+            self._index_rows(db, done.rows)
+            return done
+
         try:
-            done = transaction(db, lambda: chunks.compact(db, self._compacted, self._next_id))
+            done = transaction(db, run)
         except BaseException:
             self._load(db)
             raise
