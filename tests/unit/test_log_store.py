@@ -427,3 +427,18 @@ async def test_the_index_of_removed_lines_goes_with_them(tmp_path: Path,
         assert got[-30:] == [f"error {i}" for i in range(30, 60)] and len(got) <= 40
     finally:
         await s.close()
+
+
+async def test_an_app_whose_lines_are_all_gone_leaves_no_index(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    s = await LogStore(tmp_path, Retention(max_age=3600.0), clock=clock.now).open()
+    try:
+        await s.append([line(1, "old words", at=int((NOW - 60) * S))])
+        await clock.advance(3600)
+        await s.enforce_retention()
+        with contextlib.closing(sqlite3.connect(s.path)) as db:
+            assert db.execute("SELECT count(*) FROM text_parts").fetchone()[0] == 0
+        await s.append([line(2, "new words", at=int(NOW * S) + 3600 * S)])  # a new part
+        assert texts(await s.query(LogQuery(app="/shop/web", text="words"))) == ["new words"]
+    finally:
+        await s.close()

@@ -72,13 +72,12 @@ class TextIndex:
         self._current[app] = (part, lines + added)
 
     def drop_dead(self, db: sqlite3.Connection, apps: Iterable[str]) -> int:
-        """Drop the parts of `apps` with no chunk of theirs left (not the one being
-        filled). Parts dropped."""
+        """Drop the parts of `apps` with no chunk of theirs left (the one being filled too:
+        the app's next lines start a new one). Parts dropped."""
         dropped = 0
         for app in apps:
-            current = self._current.get(app, (0, 0))[0]
             parts = db.execute("SELECT part, low, high FROM text_parts WHERE app = ? "
-                               "AND part != ? ORDER BY low", (app, current)).fetchall()
+                               "ORDER BY low", (app,)).fetchall()
             refs = [r[0] for r in db.execute("SELECT ref FROM tasks WHERE app = ?", (app,))]
             for part, low, high in parts:
                 if any(db.execute("SELECT 1 FROM chunks WHERE ref = ? AND id BETWEEN ? AND ? "
@@ -86,6 +85,8 @@ class TextIndex:
                     break  # the app's later parts hold newer lines: they stay too
                 db.execute(f"DROP TABLE {table(part)}")
                 db.execute("DELETE FROM text_parts WHERE part = ?", (part,))
+                if self._current.get(app, (0, 0))[0] == part:
+                    del self._current[app]
                 dropped += 1
         return dropped
 
