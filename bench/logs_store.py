@@ -7,11 +7,15 @@ JSON objects, from 10 tasks of 4 apps, with a few words of known frequency to se
 
 1. Append: 300,000 lines in batches of 1,000 (what the capture sends at 10k lines/s), into
    a fresh store with synchronous=FULL and again with NORMAL; the process's CPU time
-   (user+sys, every thread) while `append` runs, per 10,000 lines.
+   (user+sys, every thread) while `append` (and, each minute of output, `compact`) runs,
+   per 10,000 lines. Then 30,000 lines in batches of 10 (100 lines/s: about one line per
+   task per append; compaction merges them).
 2. Queries: the store is filled with `--lines` lines spread evenly over `--hours` hours, in
    batches of 20,000; then each query runs `--runs` times, each over another hour (or
    task), and p50/p95 are printed.
 3. Disk: the database's bytes (after a WAL checkpoint) per million lines.
+4. Retention: every app's age set to 90% of the hours stored; the time to remove the
+   oldest tenth.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kade.logs.record import LogLine, LogQuery, Stream  # noqa: E402
+from kade.logs.record import LogLine, LogQuery, Retention, Stream  # noqa: E402
+from kade.logs.retention import STEP_LINES  # noqa: E402
 from kade.logs.store import LogStore  # noqa: E402
 
 S = 10**9
@@ -103,23 +108,30 @@ class Lines:
         return out
 
 
-async def append_cost(base: Path, synchronous: str, total: int = 300_000) -> None:
-    store = await LogStore(base / f"append-{synchronous}", synchronous=synchronous).open()
-    lines = Lines(total, 1 / 36)  # 10k lines/s
+async def append_cost(base: Path, synchronous: str, total: int = 300_000,
+                      batch_size: int = 1000) -> None:
+    """`total` lines in appends of `batch_size`, each 100 ms of the task's output."""
+    store = await LogStore(base / f"append-{synchronous}-{batch_size}",
+                           synchronous=synchronous).open()
+    lines = Lines(total, total / batch_size / 36_000)
     cpu = wall = 0.0
     try:
-        for _ in range(total // 1000):
-            batch = lines.batch(1000)
+        for i in range(total // batch_size):
+            batch = lines.batch(batch_size)
             c, w = time.process_time(), time.perf_counter()
             await store.append(batch)
+            if i % 600 == 599:  # a minute of output: the store's timer compacts
+                await store.compact()
             cpu += time.process_time() - c
             wall += time.perf_counter() - w
     finally:
         await store.close()
-    print(f"append, synchronous={synchronous}: {total / wall:,.0f} lines/s while appending; "
+    rate = batch_size * 10
+    print(f"append {batch_size:,} lines per 100 ms ({rate:,} lines/s), "
+          f"synchronous={synchronous}: {total / wall:,.0f} lines/s while appending; "
           f"CPU {cpu / total * 10_000:.3f} s per 10k lines "
-          f"({cpu / total * 10_000 * 100:.1f}% of a core at 10k lines/s); "
-          f"{wall / (total // 1000) * 1000:.2f} ms per batch of 1,000")
+          f"({cpu / total * rate * 100:.2f}% of a core at {rate:,} lines/s); "
+          f"{wall / (total // batch_size) * 1000:.2f} ms per append")
 
 
 async def fill(store: LogStore, total: int, hours: float) -> None:
@@ -206,6 +218,21 @@ def disk(path: Path, total: int) -> None:
           f"({size / 1024**2:,.0f} MiB for {total:,})")
 
 
+async def retention(store: LogStore, hours: float) -> None:
+    """The oldest tenth of the hours goes: the app's age bound set just under the store's
+    span of time."""
+    apps = {app for app, _ in TASKS}
+    for app in apps:
+        await store.set_retention(app, Retention(max_bytes=1024**4, max_age=hours * 0.9 * 3600))
+    start, cpu = time.perf_counter(), time.process_time()
+    removed = await store.enforce_retention()
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    steps = max(1, -(-removed // STEP_LINES))
+    print(f"retention: {removed:,} lines removed in {took:.1f} s, CPU "
+          f"{cpu / max(removed, 1) * 10_000:.3f} s per 10k lines; {steps} steps of at most "
+          f"{STEP_LINES:,} lines, {took / steps * 1000:.0f} ms each: what an append may wait")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
@@ -213,6 +240,8 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--skip-append", action="store_true")
+    parser.add_argument("--reuse", type=Path, help="a store filled by an earlier run with the "
+                        "same --lines and --hours (kept; retention is not run on it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
@@ -221,14 +250,18 @@ async def main() -> None:
         if not args.skip_append:
             await append_cost(base, "FULL")
             await append_cost(base, "NORMAL")
-        store = await LogStore(base / "query", max_bytes=2**50).open()
+            await append_cost(base, "FULL", 30_000, 10)  # a quiet node: chunks fill slowly
+        now = (T0 + int(args.hours * HOUR)) / S
+        store = await LogStore(args.reuse or base / "query", clock=lambda: now).open()
         try:
-            store.defaults = type(store.defaults)(2**50, store.defaults.max_age)
-            await fill(store, args.lines, args.hours)
+            if args.reuse is None or not await store.tasks(app="/shop/web"):
+                await fill(store, args.lines, args.hours)
             await queries(store, args.hours, args.runs)
+            disk(store.path, args.lines)
+            if args.reuse is None:
+                await retention(store, args.hours)
         finally:
             await store.close()
-        disk(base / "query" / "logs" / "logs.db", args.lines)
         print(f"load at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -4,7 +4,9 @@ bounds, on a real SQLite database in a temporary data dir."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -151,6 +153,19 @@ async def test_grep_is_an_re2_search(store: LogStore) -> None:
         await store.query(LogQuery(task="shop_web.1", grep=r"(a)\1"))
 
 
+async def test_grep_sees_each_line_alone(store: LogStore) -> None:
+    # lines of one chunk are searched together first: a match across two lines must neither
+    # count nor hide one that starts on the next line
+    await store.append([line(1, "x 1"), line(2, "2 3"), line(3, "ab"), line(4, "ab"),
+                        line(5, "été"), line(6, "ça é"), line(7, "z")])
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep="é$"))) == ["été", "ça é"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep="^.a"))) == ["ça é"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\d\s\d"))) == ["2 3"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"\Aab\z"))) == ["ab", "ab"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"b$"))) == ["ab", "ab"]
+    assert texts(await store.query(LogQuery(task="shop_web.1", grep=r"(?s)1.2"))) == []
+
+
 async def test_full_text_words_and_quoted_phrases(store: LogStore) -> None:
     await store.append([line(1, "Payment FAILED for order 17"), line(2, "payment ok"),
                         line(3, "failed payment retried"), line(4, "order_failed payments")])
@@ -163,6 +178,9 @@ async def test_full_text_words_and_quoted_phrases(store: LogStore) -> None:
     assert texts(await store.query(q)) == ["order_failed payments"]
     q = LogQuery(app="/shop/web", text="payment", tail=1, streams=("stdout",))
     assert texts(await store.query(q)) == ["failed payment retried"]
+    await store.append([line(5, "repayment, then PAYMENT"), line(6, "repayments")])
+    q = LogQuery(app="/shop/web", text="payment", since=T0 + 5 * S)
+    assert texts(await store.query(q)) == ["repayment, then PAYMENT"]
     with pytest.raises(ValueError, match="text: .* no word"):
         await store.query(LogQuery(app="/shop/web", text="!!"))
 
@@ -180,10 +198,10 @@ async def test_full_text_honours_time_tasks_and_tail_across_hours(store: LogStor
 
 
 async def test_where_parses_json_lines(store: LogStore) -> None:
-    rows = [{"level": "error", "msg": "a", "http": {"status": 500}},
+    rows = [{"level": "error", "msg": "a", "http": {"status": 500}, "city": "Zürich/Nord"},
             {"level": "info", "msg": "b", "ok": True},
             {"level": "error", "msg": "timed out", "http": {"status": 504}}]
-    await store.append([line(i, json.dumps(r)) for i, r in enumerate(rows)]
+    await store.append([line(i, json.dumps(r).replace("/", "\\/")) for i, r in enumerate(rows)]
                        + [line(5, "level=error not json"), line(6, "[1, 2]")])
 
     async def msgs(*where: tuple[str, str, str]) -> list[str]:
@@ -191,10 +209,12 @@ async def test_where_parses_json_lines(store: LogStore) -> None:
         return [json.loads(ln.line)["msg"] for ln in got]
 
     assert await msgs(("level", "=", "error")) == ["a", "timed out"]
+    assert await msgs(("city", "=", "Zürich/Nord")) == ["a"]  # written \u00fc and \/
     assert await msgs(("level", "!=", "error")) == ["b"]  # lines that are not objects: never
     assert await msgs(("http.status", "=", "504")) == ["timed out"]
     assert await msgs(("msg", "~", "^time")) == ["timed out"]
     assert await msgs(("ok", "=", "true")) == ["b"]
+    assert await msgs(("msg", "=", "timed out")) == ["timed out"]
     assert await msgs(("http.status", "!=", "500"), ("level", "=", "error")) == ["timed out"]
     with pytest.raises(ValueError, match="where: msg: .*RE2"):
         await msgs(("msg", "~", "(?=x)"))
@@ -261,6 +281,33 @@ async def test_follow_gives_history_then_new_lines_that_match(store: LogStore) -
     await asyncio.wait_for(task, 5)  # the follow ends when the store closes
 
 
+async def test_follow_sees_each_line_once_while_small_chunks_are_merged(
+        store: LogStore) -> None:
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for ln in store.follow(LogQuery(task="shop_web.1", streams=("stdout",))):
+            seen.append(ln.line)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.02)
+    for i in range(100):  # one line per append: chunks of one line, merged now and then
+        await store.append([line(i), line(i, f"err {i}", stream="stderr")])
+        if i % 30 == 29:
+            assert await store.compact() == 30
+            assert await store.compact() == 0
+    for _ in range(200):
+        if len(seen) == 100:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [f"line {i}" for i in range(100)]
+    assert texts(await store.query(LogQuery(task="shop_web.1", streams=("stdout",)))) == seen
+    assert texts(await store.query(LogQuery(task="shop_web.1", text="err", tail=2))) == [
+        "err 98", "err 99"]
+    await store.close()
+    await asyncio.wait_for(task, 5)
+
+
 # -- retention --------------------------------------------------------------------------------
 
 async def test_retention_by_age_removes_the_oldest_lines(tmp_path: Path) -> None:
@@ -287,12 +334,14 @@ async def test_retention_by_age_removes_the_oldest_lines(tmp_path: Path) -> None
         await s.close()
 
 
-async def test_retention_by_bytes_per_app_and_for_the_node(tmp_path: Path) -> None:
+async def test_retention_by_bytes_per_app_and_for_the_node(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kade.logs.chunks.MAX_LINES", 1)  # lines go by whole chunks
     size = 1000 + LINE_OVERHEAD  # accounted bytes of each line below
     s = await LogStore(tmp_path, Retention(max_bytes=10 * size), FakeClock(NOW).now,
                        max_bytes=15 * size).open()
     try:
-        for i in range(20):  # one append each, as a quiet task's lines come
+        for i in range(20):
             await s.append([line(i, f"{i:04d}" + "x" * 996),
                             line(i, f"{i:04d}" + "y" * 996, task="shop_db.1", app="/shop/db")])
         await s.set_retention("/shop/db", Retention(max_bytes=100 * size))
@@ -348,3 +397,48 @@ async def test_lines_of_chunks_that_overlap_in_time_come_back_in_order(store: Lo
     assert texts(await store.query(q)) == ["err 295", "err 297", "err 299"]
     q = LogQuery(app="/shop/web", grep="^out 1[0-9]$")
     assert texts(await store.query(q)) == ["out 10", "out 12", "out 14", "out 16", "out 18"]
+
+
+async def test_the_index_of_removed_lines_goes_with_them(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setattr("kade.logs.text_index.PART_LINES", 10)
+    clock = FakeClock(NOW)
+    s = await LogStore(tmp_path, Retention(max_age=3600.0), clock=clock.now).open()
+
+    def parts() -> int:
+        with contextlib.closing(sqlite3.connect(s.path)) as db:
+            return int(db.execute("SELECT count(*) FROM text_parts").fetchone()[0])
+
+    try:
+        for i in range(60):  # a line a minute, five a batch
+            await s.append([line(0, f"error {i}", at=int((NOW - 3600 + 60 * i) * S))]
+                           + [line(0, f"ok {i}.{k}", at=int((NOW - 3600 + 60 * i) * S),
+                                   seq=k + 1) for k in range(4)])
+        assert parts() == 30
+        await s.compact()
+        assert texts(await s.query(LogQuery(app="/shop/web", text="error", tail=2))) == [
+            "error 58", "error 59"]
+        await clock.advance(1800)  # the older half goes, and the index of it
+        await s.enforce_retention()
+        assert parts() < 20
+        got = texts(await s.query(LogQuery(app="/shop/web", text="error")))
+        # lines go by whole chunks: a chunk (10 minutes at most) across the limit stays
+        assert got[-30:] == [f"error {i}" for i in range(30, 60)] and len(got) <= 40
+    finally:
+        await s.close()
+
+
+async def test_an_app_whose_lines_are_all_gone_leaves_no_index(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    s = await LogStore(tmp_path, Retention(max_age=3600.0), clock=clock.now).open()
+    try:
+        await s.append([line(1, "old words", at=int((NOW - 60) * S))])
+        await clock.advance(3600)
+        await s.enforce_retention()
+        with contextlib.closing(sqlite3.connect(s.path)) as db:
+            assert db.execute("SELECT count(*) FROM text_parts").fetchone()[0] == 0
+        await s.append([line(2, "new words", at=int(NOW * S) + 3600 * S)])  # a new part
+        assert texts(await s.query(LogQuery(app="/shop/web", text="words"))) == ["new words"]
+    finally:
+        await s.close()

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kade.logs.chunks import MAX_SPAN, Row, as_line, decode
+from kade.logs import text_index
+from kade.logs.chunks import MAX_SPAN, SPANS, Row, as_line, decode
 from kade.logs.filters import LineFilter
 from kade.logs.record import STREAMS, LogLine, LogQuery
-from kade.sqlite_db import IdSpans
 
 MAX_SCAN = 2_000_000  # lines one query may examine
 HOUR_NS = 3600 * 10**9
-SPANS = IdSpans("spans", HOUR_NS)
 _FAR = 2**62
 _IN_SQL = 500  # up to this many tasks are named in the SQL; more are filtered in Python
 _CHUNK = "id, ref, n, meta, text"
@@ -74,36 +73,61 @@ class _Scan:
         self.flt = flt
         self.scanned = 0
 
-    def rows(self, cid: int, ref: int, n: int, meta: bytes, text: str,
-             filtered: bool) -> list[Row]:
-        """The chunk's lines in range (and, if `filtered`, kept by the filter)."""
+    def rows(self, cid: int, ref: int, n: int, meta: bytes, text: str) -> list[Row]:
+        """The chunk's lines that the query keeps."""
         self.scanned += n
         if self.scanned > MAX_SCAN:
             raise QueryTooBroad(
                 f"query: examined {MAX_SCAN:,} lines without filling the answer; narrow it "
                 "with since/until, a task, a stream or full-text words")
         flt = self.flt
-        if filtered and not flt.everything and not flt.block(text):
+        if flt.find is None:
+            return self.kept(decode(cid, ref, n, meta, text))
+        found = flt.find(text)
+        if not found:
             return []
+        return self._passing(decode(cid, ref, n, meta, text, found), flt.recheck)
+
+    def kept(self, rows: list[Row]) -> list[Row]:
+        """`rows` that the query keeps."""
+        return self._passing(rows, None if self.flt.everything else self.flt.keep)
+
+    def _passing(self, rows: list[Row], check: Callable[[str], bool] | None) -> list[Row]:
+        """`rows` in range, of the streams, that pass `check`."""
         since, until, codes = self.since, self.until, self.codes
-        out = [r for r in decode(cid, ref, n, meta, text)
-               if since <= r[0] < until and r[4] in codes]
-        if filtered and not flt.everything:
-            keep = flt.keep
-            out = [r for r in out if keep(r[6])]
+        out = [r for r in rows if since <= r[0] < until and r[4] in codes]
+        if check is not None:
+            out = [r for r in out if check(r[6])]
         return out
 
 
+Marks = dict[tuple[int, int], tuple[int, int]]  # (task ref, stream) → last (time, seq) seen
+
+
+@dataclass
+class Position:
+    """Where a follow is: the last chunk id it read, and per stream the last line stored
+    when it read (a chunk stored again with more lines holds lines it has seen)."""
+
+    last_id: int
+    marks: Marks
+
+
 def run_query(db: sqlite3.Connection, q: LogQuery, flt: LineFilter
-              ) -> tuple[list[LogLine], int]:
-    """The query's lines in time order, and the last chunk id stored when they were read."""
+              ) -> tuple[list[LogLine], Position]:
+    """The query's lines in time order, and where a follow of it goes on from."""
     db.execute("BEGIN")
     try:
         last_id = db.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
+        marks = {(r[0], r[1]): (r[2], r[3]) for r in db.execute(
+            "SELECT s.ref, s.stream, s.time, s.seq FROM streams AS s JOIN tasks AS t "
+            f"ON t.ref = s.ref WHERE t.{'task' if q.task is not None else 'app'} = ?",
+            (q.task if q.task is not None else q.app,))}
+        position = Position(last_id, marks)
         refs = task_refs(db, q)
         n = q.tail if q.tail is not None else q.limit
         if not refs or n == 0:
-            return [], last_id
+            return [], position
         scan = _Scan(q, flt)
         rows = (_by_text if flt.index_words else _by_task)(db, q, scan, refs, n)
     finally:
@@ -114,7 +138,7 @@ def run_query(db: sqlite3.Connection, q: LogQuery, flt: LineFilter
     for r in rows:
         t = refs[r[3]]
         out.append(as_line(r, t.task, t.app, t.version, t.node))
-    return out, last_id
+    return out, position
 
 
 def _by_task(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
@@ -139,22 +163,24 @@ def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
     if not backwards:
         chunks = db.execute(
             f"SELECT first, {_CHUNK} FROM chunks WHERE ref = ? AND first >= ? AND first < ? "
-            "ORDER BY first, id", (ref, max(since - MAX_SPAN, -_FAR), until))
+            "AND last >= ? ORDER BY first, id",
+            (ref, max(since - MAX_SPAN, -_FAR), until, since))
         for first, cid, ref_, n, meta, text in chunks:
             while heap and heap[0][0] < first:
                 yield heapq.heappop(heap)[3]
-            for r in scan.rows(cid, ref_, n, meta, text, True):
+            for r in scan.rows(cid, ref_, n, meta, text):
                 heapq.heappush(heap, (r[0], r[1], r[2], r))
         while heap:
             yield heapq.heappop(heap)[3]
         return
     chunks = db.execute(
         f"SELECT last, {_CHUNK} FROM chunks WHERE ref = ? AND last >= ? AND last < ? "
-        "ORDER BY last DESC, id DESC", (ref, since, min(until + MAX_SPAN, _FAR)))
+        "AND first < ? ORDER BY last DESC, id DESC",
+        (ref, since, min(until + MAX_SPAN, _FAR), until))
     for last, cid, ref_, n, meta, text in chunks:
         while heap and -heap[0][0] > last:
             yield heapq.heappop(heap)[3]
-        for r in scan.rows(cid, ref_, n, meta, text, True):
+        for r in scan.rows(cid, ref_, n, meta, text):
             heapq.heappush(heap, (-r[0], -r[1], -r[2], r))
     while heap:
         yield heapq.heappop(heap)[3]
@@ -163,23 +189,27 @@ def _task_lines(db: sqlite3.Connection, ref: int, scan: _Scan, backwards: bool
 def _by_text(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
              refs: dict[int, TaskInfo], n: int) -> list[Row]:
     backwards = q.tail is not None
-    where = ["lines_text MATCH ?", "lines_text.rowid BETWEEN ? AND ?",
-             "c.last >= ?", "c.first < ?"]
+    where = ["{t} MATCH ?", "{t}.rowid BETWEEN ? AND ?", "c.last >= ?", "c.first < ?"]
     in_sql = len(refs) <= _IN_SQL
     if in_sql:
         where.append(f"c.ref IN ({','.join(str(r) for r in refs)})")
-    sql = (f"SELECT c.id, c.ref, c.n, c.meta, c.text FROM lines_text "
-           f"CROSS JOIN chunks AS c ON c.id = lines_text.rowid WHERE {' AND '.join(where)}")
     match = scan.flt.fts_match()
+    apps = sorted({info.app for info in refs.values()})
     out: list[Row] = []
     for span, low, high in SPANS.between(db, q.since, q.until, descending=backwards):
         lo = max(scan.since, span * HOUR_NS)
         hi = min(scan.until, (span + 1) * HOUR_NS)
         found: list[Row] = []
-        for cid, ref, count, meta, text in db.execute(sql, (match, low, high, lo, hi)):
-            if in_sql or ref in refs:
-                found += [r for r in scan.rows(cid, ref, count, meta, text, True)
-                          if lo <= r[0] < hi]
+        for app in apps:
+            for part, part_low, part_high in text_index.parts(db, app, low, high):
+                t = text_index.table(part)
+                sql = (f"SELECT c.id, c.ref, c.n, c.meta, c.text FROM {t} CROSS JOIN chunks "
+                       f"AS c ON c.id = {t}.rowid WHERE {' AND '.join(where).format(t=t)}")
+                args = (match, max(low, part_low), min(high, part_high), lo, hi)
+                for cid, ref, count, meta, text in db.execute(sql, args):
+                    if in_sql or ref in refs:
+                        found += [r for r in scan.rows(cid, ref, count, meta, text)
+                                  if lo <= r[0] < hi]
         found.sort(reverse=backwards)
         out += found[:n - len(out)]
         if len(out) >= n:
@@ -187,32 +217,41 @@ def _by_text(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
     return out
 
 
-def newer(db: sqlite3.Connection, q: LogQuery, flt: LineFilter, after_id: int, batch: int
-          ) -> tuple[list[LogLine], int]:
-    """Lines of the chunks stored after chunk `after_id` that the query keeps (for follow;
-    tasks that appeared since are included), in time order within what was read, and the
-    last chunk id looked at."""
+def newer(db: sqlite3.Connection, q: LogQuery, flt: LineFilter, at: Position, batch: int
+          ) -> list[LogLine]:
+    """The lines stored since `at` that the query keeps (for follow; tasks that appeared
+    since are included), in time order within what was read; `at` moves past them."""
     scan = _Scan(q, flt)
     where = ["c.id > ?", "t.task = ?" if q.task is not None else "t.app = ?"]
     if q.previous:
         where.append("t.ended IS NOT NULL")
     db.execute("BEGIN")
     try:  # one snapshot: the last id looked at is the last of what was read
-        chunks = db.execute(
+        found = db.execute(
             "SELECT c.id, c.ref, c.n, c.meta, c.text, t.task, t.app, t.version, t.node "
             "FROM chunks AS c CROSS JOIN tasks AS t ON t.ref = c.ref "
             f"WHERE {' AND '.join(where)} ORDER BY c.id LIMIT ?",
-            (after_id, q.task if q.task is not None else q.app, batch)).fetchall()
-        if len(chunks) == batch:
-            last = chunks[-1][0]
+            (at.last_id, q.task if q.task is not None else q.app, batch)).fetchall()
+        if len(found) == batch:
+            last = found[-1][0]
         else:
             top = db.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
-            last = max(after_id, top)
+            last = max(at.last_id, top)
     finally:
         db.execute("COMMIT")
+    at.last_id = last
+    marks = at.marks
     lines: list[tuple[Row, LogLine]] = []
-    for cid, ref, count, meta, text, task, app, version, node in chunks:
-        lines += [(r, as_line(r, task, app, version, node))
-                  for r in scan.rows(cid, ref, count, meta, text, True)]
+    for cid, ref, count, meta, text, task, app, version, node in found:
+        fresh = []
+        for r in decode(cid, ref, count, meta, text):
+            key = (ref, r[4])
+            mark = marks.get(key)
+            if mark is None or (r[0], r[5]) > mark:
+                fresh.append(r)
+        for r in fresh:
+            key = (ref, r[4])
+            marks[key] = max(marks.get(key, (r[0], r[5])), (r[0], r[5]))
+        lines += [(r, as_line(r, task, app, version, node)) for r in scan.kept(fresh)]
     lines.sort(key=lambda x: x[0][:3])
-    return [ln for _, ln in lines], last
+    return [ln for _, ln in lines]

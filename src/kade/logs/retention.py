@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from kade.logs.record import Retention
 
-LINE_OVERHEAD = 48  # bytes counted per line beside its text: its row, index entries
 STEP_LINES = 20_000  # lines removed in one transaction
 HOUR_NS = 3600 * 10**9
 

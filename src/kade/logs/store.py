@@ -7,43 +7,56 @@ after a commit that survives `kill -9` and a power cut. The capture appends a ba
 not per line; NORMAL would save that fsync but may lose acknowledged batches on power loss
 (`docs/benchmarks.md` has both), and an acknowledged line must never be lost.
 
-Layout (Loki's lesson: few labels, the line itself parsed at query time):
+Layout (Loki's lesson: few labels, lines not indexed one by one, parsed at query time):
 
 - `tasks`: one row per task (app, version, node, how it ended, its lines' count, bytes and
-  first/last time); lines refer to it by a small integer, the labels are stored once.
-- `lines`: one row per line (task, stream, time, seq, text), ids growing as lines are
-  appended; the index (task, time) serves a task's time range and its tail, read backwards.
-- `lines_text`: an FTS5 index of the lines (words only, `detail=none`: the smallest and
-  cheapest to write), for full-text queries; phrases, grep and where are checked on the line.
-- `spans`: per hour of line time, the ids stored for it: a time-bounded full-text query asks
-  the index only for that id range, so it reads its hour, not the whole history.
+  first/last time); chunks refer to it by a small integer, the labels are stored once.
+- `chunks` (`kade.logs.chunks`): up to 64 lines of one task from one append, sorted by
+  time, as one row (the lines' text joined by newlines, their times, seqs and streams
+  packed); ids grow as chunks are stored. The indexes (task, first) and (task, last) serve
+  a task's time range forwards and, for a tail, backwards. Quiet tasks' one-line chunks are
+  merged by `compact()`.
+- `text_parts` (`kade.logs.text_index`): FTS5 indexes per app with one document per chunk
+  (words only, `detail=none`: the smallest and cheapest to write), each over a range of
+  chunk ids, dropped whole when its chunks are gone (forgetting documents one by one cost
+  more than indexing them). The index finds the chunks that hold every word; their lines
+  are then checked (whole words, phrases, grep, where). Indexing chunks rather than lines
+  halved the CPU of an append (`docs/benchmarks.md`).
+- `spans`: per hour of line time, the chunk ids stored for it: a time-bounded full-text
+  query asks the index only for that id range, so it reads its hour, not the whole history.
 - `streams`: per task and stream, the last stored (time, seq), how many lines share that
-  stamp and the bytes read: the capture's `resume_point`, and the duplicate check — a line at
-  or before its stream's last (time, seq) is already stored and is ignored, so a capture that
-  re-sends lines after a crash stores each once. A stream's lines must therefore be appended
-  in (time, seq) order, `seq` counting the lines that share one stamp (0, 1, ...).
+  stamp and the bytes read (each line's UTF-8 length plus its newline): the capture's
+  `resume_point`, and the duplicate check — a line at or before its stream's last
+  (time, seq) is already stored and is ignored, so a capture that re-sends lines after a
+  crash stores each once. A stream's lines must therefore be appended in (time, seq) order,
+  `seq` counting the lines that share one stamp (0, 1, ...).
+
+Bounds: a line is kept up to `MAX_LINE` bytes, then cut and marked (`chunks.CUT_MARK`); a newline
+inside a line is stored as `\\n`; answers hold at most `MAX_TAIL` lines; patterns, words and
+where conditions are bounded (`kade.logs.filters`); a query examines at most
+`reads.MAX_SCAN` lines, else it is refused (`reads.QueryTooBroad`) saying how to narrow it.
 
 Retention (per app: `set_retention`, else the node's defaults, 7 days and 256 MiB per app;
-and 4 GiB for the whole node) removes the oldest lines first, by the lines' own time; bytes
-are the lines' UTF-8 text plus `LINE_OVERHEAD` each (rows, index entries). It runs from
-`run()`, which the node side starts beside the store: every minute, and at once when the node
-goes over its cap. A task's record stays while it has lines, and while it runs.
+and 4 GiB for the whole node) removes the oldest lines first, by the lines' own time, a
+chunk at a time; bytes are the lines' UTF-8 text plus `LINE_OVERHEAD` each (rows, index
+entries). `run()` enforces it and compacts chunks every minute, and at once when the node
+goes over its cap: the owner of the store (the node side) runs it beside the store. A
+task's record stays while it has lines, and while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-from kade.logs import chunks, reads, retention
+from kade.logs import chunks, reads, retention, text_index
 from kade.logs.filters import check_query, compile_filter
-from kade.logs.record import MAX_LINE, STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
+from kade.logs.record import STREAMS, LogLine, LogQuery, Resume, Retention, TaskLog
 from kade.sqlite_db import SQLiteDB, transaction
 
 log = logging.getLogger("kade.logs")
@@ -52,11 +65,11 @@ DB_FILE = "logs.db"
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0  # seconds an app's lines are kept, unless the app says
 DEFAULT_MAX_BYTES = 256 * 1024**2  # bytes of one app's lines, unless the app says
 NODE_MAX_BYTES = 4 * 1024**3  # bytes of all lines on the node
-LINE_OVERHEAD = retention.LINE_OVERHEAD
+LINE_OVERHEAD = chunks.LINE_OVERHEAD
 MAX_REASON = 1024  # characters of a task's end reason
+MAX_TASKS = 10_000  # tasks in one answer of `tasks`
 RETENTION_INTERVAL = 60.0  # seconds between two enforcements
 FOLLOW_BATCH = 1000  # lines read per wake-up of a follow
-CUT_MARK = " [kade: line cut, {} bytes]"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -91,16 +104,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_first ON chunks(ref, first);
 CREATE INDEX IF NOT EXISTS chunks_last ON chunks(ref, last);
-CREATE VIRTUAL TABLE IF NOT EXISTS lines_text USING fts5(
-    text, content='chunks', content_rowid='id', detail=none,
-    tokenize='unicode61 remove_diacritics 0');
-CREATE TRIGGER IF NOT EXISTS lines_text_remove AFTER DELETE ON chunks BEGIN
-    INSERT INTO lines_text(lines_text, rowid, text) VALUES ('delete', old.id, old.text);
-END;
+CREATE INDEX IF NOT EXISTS chunks_ref ON chunks(ref);
 CREATE TABLE IF NOT EXISTS retention (app TEXT PRIMARY KEY, max_bytes INTEGER, max_age REAL);
 """
 
 _NODE_DEFAULTS = Retention()
+_STREAM_CODES = {name: code for code, name in enumerate(STREAMS)}
 Mark = tuple[int, int, int, int]  # a stream's last (time, seq), lines at that time, offset
 
 
@@ -117,7 +126,10 @@ class LogStore:
         self._file = SQLiteDB(self.path, self._setup, name="logs", synchronous=synchronous)
         # the writer thread's own view, loaded at open
         self._refs: dict[str, int] = {}
+        self._apps: dict[int, str] = {}  # task ref → app
+        self._index = text_index.TextIndex()
         self._marks: dict[tuple[int, int], Mark] = {}
+        self._compacted = 0  # chunks up to this id were looked at by `compact`
         self._next_id = 1
         self._bytes = 0
         # the event loop's
@@ -132,14 +144,18 @@ class LogStore:
         return self
 
     def _setup(self, db: sqlite3.Connection) -> None:
-        db.executescript(_SCHEMA + reads.SPANS.schema())
+        db.executescript(_SCHEMA + chunks.SPANS.schema() + text_index.SCHEMA)
         self._load(db)
 
     def _load(self, db: sqlite3.Connection) -> None:
         self._refs = dict(db.execute("SELECT task, ref FROM tasks").fetchall())
+        self._apps = dict(db.execute("SELECT ref, app FROM tasks").fetchall())
+        self._index.load(db)
         self._marks = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in db.execute(
             "SELECT ref, stream, time, seq, count, offset FROM streams")}
-        self._next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+        self._next_id = 1 + max(self._index.highest_id(db), db.execute(
+            "SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+        self._compacted = self._next_id - 1  # what an earlier run left small stays so
         self._bytes = db.execute("SELECT coalesce(sum(bytes), 0) FROM tasks").fetchone()[0]
 
     async def close(self) -> None:
@@ -180,19 +196,20 @@ class LogStore:
             ref = refs.get(ln.task)
             if ref is None:
                 ref = self._new_task(db, TaskLog(ln.task, ln.app, ln.version, ln.node, ln.time))
-            stream = 0 if ln.stream == "stdout" else 1
+            stream = _STREAM_CODES.get(ln.stream)
+            if stream is None:
+                raise ValueError(f"stream: {ln.stream!r} is not one of {', '.join(STREAMS)}")
             key = (ref, stream)
             mark = marks.get(key) or old_marks.get(key)
             at, seq = ln.time, ln.seq
             if mark is not None and (at, seq) <= (mark[0], mark[1]):
                 continue  # stored already
-            text, raw = _cut(ln.line)
+            text, raw = chunks.cut(ln.line)
             if mark is None:
                 marks[key] = (at, seq, 1, raw + 1)
             else:
                 marks[key] = (at, seq, mark[2] + 1 if mark[0] == at else 1, mark[3] + raw + 1)
-            size = (len(text) if text.isascii() else len(text.encode())) + LINE_OVERHEAD
-            entry = (at, stream, seq, text, size)
+            entry = (at, stream, seq, text, chunks.size_of(text))
             found = per_task.get(ref)
             if found is None:
                 per_task[ref] = [entry]
@@ -203,19 +220,15 @@ class LogStore:
         next_id = self._next_id
         rows, tasks, stored = [], [], 0
         for ref, entries in per_task.items():
+            added = sum(e[4] for e in entries)
+            lo, hi = min(e[0] for e in entries), max(e[0] for e in entries)
+            stored += added
+            tasks.append((len(entries), added, lo, lo, hi, hi, ref))
             for chunk in chunks.split(entries):
-                meta, text = chunks.encode(chunk)
-                size = sum(e[4] for e in chunk)
-                rows.append((next_id, ref, chunk[0][0], chunk[-1][0], len(chunk), size, meta,
-                             text))
+                rows.append(chunks.row(next_id, ref, chunk))
                 next_id += 1
-            stored += sum(e[4] for e in entries)
-            tasks.append((len(entries), sum(e[4] for e in entries), entries[0][0],
-                          entries[0][0], entries[-1][0], entries[-1][0], ref))
-        db.executemany("INSERT INTO chunks (id, ref, first, last, n, bytes, meta, text) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO lines_text (rowid, text) VALUES (?, ?)",
-                       [(r[0], r[7]) for r in rows])
+        chunks.insert(db, rows)
+        self._index_rows(db, rows)
         db.executemany(
             "UPDATE tasks SET lines = lines + ?, bytes = bytes + ?, "
             "first = min(coalesce(first, ?), ?), last = max(coalesce(last, ?), ?) "
@@ -225,11 +238,17 @@ class LogStore:
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ref, stream) DO UPDATE SET "
             "time = excluded.time, seq = excluded.seq, count = excluded.count, "
             "offset = excluded.offset", [(*k, *m) for k, m in marks.items()])
-        reads.SPANS.add(db, [(r[2], r[0]) for r in rows] + [(r[3], r[0]) for r in rows])
         old_marks.update(marks)
         self._next_id = next_id
         self._bytes += stored
         return next_id - 1
+
+    def _index_rows(self, db: sqlite3.Connection, rows: list[chunks.ChunkRow]) -> None:
+        by_app: dict[str, list[tuple[int, int, str]]] = {}
+        for r in rows:
+            by_app.setdefault(self._apps[r[1]], []).append((r[0], r[4], r[7]))
+        for app, docs in by_app.items():
+            self._index.add(db, app, docs)
 
     def _new_task(self, db: sqlite3.Connection, t: TaskLog) -> int:
         cur = db.execute("INSERT INTO tasks (task, app, version, node, started) "
@@ -237,6 +256,7 @@ class LogStore:
         ref = cur.lastrowid
         assert ref is not None
         self._refs[t.task] = ref
+        self._apps[ref] = t.app
         return ref
 
     async def task_started(self, t: TaskLog) -> None:
@@ -290,8 +310,14 @@ class LogStore:
         return removed
 
     def _enforce_step(self, db: sqlite3.Connection, rules: retention.Rules) -> retention.Step:
+        def run() -> retention.Step:
+            step = retention.step(db, rules)
+            self._index.drop_dead(db, [r[0] for r in db.execute(
+                "SELECT DISTINCT app FROM text_parts")])
+            return step
+
         try:
-            step = transaction(db, lambda: retention.step(db, rules))
+            step = transaction(db, run)
         except BaseException:
             self._load(db)
             raise
@@ -302,13 +328,40 @@ class LogStore:
                 self._marks.pop((ref or 0, s), None)
         return step
 
+    async def compact(self) -> int:
+        """Merge the small chunks of quiet tasks (an append makes one chunk per task) into
+        chunks of up to `chunks.MAX_LINES` lines, in bounded steps. Chunks merged."""
+        merged = 0
+        while not self._closed:
+            n, more = await self._file.write(self._compact_step)
+            merged += n
+            if not more:
+                break
+        return merged
+
+    def _compact_step(self, db: sqlite3.Connection) -> tuple[int, bool]:
+        def run() -> chunks.Compacted:
+            done = chunks.compact(db, self._compacted, self._next_id)
+            self._index_rows(db, done.rows)
+            return done
+
+        try:
+            done = transaction(db, run)
+        except BaseException:
+            self._load(db)
+            raise
+        self._compacted, self._next_id = done.upto, done.next_id
+        return done.merged, done.more
+
     async def run(self, interval: float = RETENTION_INTERVAL,
                   sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        """Enforce retention every `interval` seconds, and at once when the node goes over
-        its bytes, until the store closes. The owner of the store runs it in its task group."""
+        """Enforce retention and compact chunks every `interval` seconds, and at once when
+        the node goes over its bytes, until the store closes. The owner of the store runs it
+        in its task group."""
         while not self._closed:
             try:
                 removed = await self.enforce_retention()
+                await self.compact()
             except (sqlite3.Error, RuntimeError) as e:
                 if self._closed:
                     return
@@ -336,7 +389,8 @@ class LogStore:
 
     async def tasks(self, app: str | None = None, task: str | None = None,
                     previous: bool = False) -> list[TaskLog]:
-        """The tasks whose output is kept, by start: an app's, or one; `previous`: ended."""
+        """The tasks whose output is kept, by start: an app's, or one; `previous`: ended.
+        At most `MAX_TASKS`, the latest."""
         where, args = ["1"], []
         if app is not None:
             where.append("app = ?")
@@ -348,8 +402,9 @@ class LogStore:
             where.append("ended IS NOT NULL")
         rows = await self._file.read(lambda db: db.execute(
             "SELECT task, app, version, node, started, ended, exit_code, reason FROM tasks "
-            f"WHERE {' AND '.join(where)} ORDER BY started, ref", args).fetchall())
-        return [TaskLog(*r) for r in rows]
+            f"WHERE {' AND '.join(where)} ORDER BY started DESC, ref DESC LIMIT ?",
+            (*args, MAX_TASKS)).fetchall())
+        return [TaskLog(*r) for r in reversed(rows)]
 
     async def query(self, q: LogQuery) -> list[LogLine]:
         """The query's lines in time order: the first `limit`, or the last `tail`.
@@ -365,45 +420,20 @@ class LogStore:
         store closes (woken by each commit: nothing polls)."""
         check_query(q)
         flt = compile_filter(q)
-        lines, last = await self._file.read(lambda db: reads.run_query(db, q, flt))
+        lines, at = await self._file.read(lambda db: reads.run_query(db, q, flt))
         for line in lines:
             yield line
         while not self._closed:
             changed = self._changed
-            if self._last_id <= last:
+            if self._last_id <= at.last_id:
                 await changed.wait()
                 continue
-            lines, last = await self._file.read(functools.partial(
-                reads.newer, q=q, flt=flt, after_id=last, batch=FOLLOW_BATCH))
+            try:
+                lines = await self._file.read(
+                    lambda db: reads.newer(db, q, flt, at, FOLLOW_BATCH))
+            except RuntimeError:  # the store closed while the read was asked for
+                if self._closed:
+                    return
+                raise
             for line in lines:
                 yield line
-
-
-def _cut(line: str) -> tuple[str, int]:
-    """The text stored for `line` and the bytes it had: at most MAX_LINE bytes of it, marked
-    when cut; bytes that are not UTF-8 (decoded with surrogateescape) count as they were and
-    are stored as U+FFFD."""
-    if "\n" in line:  # a chunk's lines are joined by newlines
-        line = line.replace("\n", "\\n")
-    if line.isascii():
-        if len(line) <= MAX_LINE:
-            return line, len(line)
-        return line[:MAX_LINE] + CUT_MARK.format(len(line)), len(line)
-    try:
-        raw = line.encode()
-        text = line
-    except UnicodeEncodeError:
-        raw = line.encode("utf-8", "surrogateescape") if _escaped_only(line) \
-            else line.encode("utf-8", "replace")
-        text = raw.decode("utf-8", "replace")
-    if len(raw) <= MAX_LINE:
-        return text, len(raw)
-    return raw[:MAX_LINE].decode("utf-8", "ignore") + CUT_MARK.format(len(raw)), len(raw)
-
-
-def _escaped_only(line: str) -> bool:
-    try:
-        line.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return False
-    return True
