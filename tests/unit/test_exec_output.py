@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from kade.drivers.exec_output import PENDING_LIMIT, FileLines
+from kade.drivers.exec_output import PENDING_LIMIT, Changes, FileLines
 
 
 def test_whole_lines_from_an_offset_and_the_unfinished_one_at_the_end(tmp_path: Path) -> None:
@@ -39,3 +40,26 @@ def test_a_missing_file_has_no_lines(tmp_path: Path) -> None:
     lines = FileLines(tmp_path / "stdout", "stdout")
     assert lines.read(final=True) == []
     lines.close()
+
+
+async def test_writes_wake_every_reader_of_a_file_through_one_inotify(tmp_path: Path) -> None:
+    path = tmp_path / "stdout"
+    path.write_bytes(b"")
+    changes = Changes()
+    first, second = asyncio.Event(), asyncio.Event()
+    wd = changes.watch(path, first)
+    assert changes.watch(path, second) == wd  # one watch per file, however many readers
+    with path.open("ab") as f:
+        f.write(b"hello\n")
+    async with asyncio.timeout(5):
+        await first.wait()
+        await second.wait()
+    changes.unwatch(wd, first)
+    first.clear()
+    second.clear()
+    with path.open("ab") as f:
+        f.write(b"again\n")
+    async with asyncio.timeout(5):
+        await second.wait()
+    assert not first.is_set()
+    changes.close()

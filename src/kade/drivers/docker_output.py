@@ -24,6 +24,7 @@ from kade.logs.record import STREAMS, Resume, Stream
 
 PENDING_LIMIT = 1024 * 1024  # bytes of one unfinished line held; the store keeps less anyway
 _STREAM_OF: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+_HEADER = struct.Struct(">BxxxL")
 
 
 def since_param(ns: int) -> str:
@@ -128,19 +129,24 @@ async def follow(docker: Any, container_id: str, tty: bool, lines: DockerLines, 
                     if got is not None:
                         yield got
                 return
-            while True:  # multiplexed: 8-byte header (stream, size), then one message
-                try:
-                    header = await content.readexactly(8)
-                except asyncio.IncompleteReadError as e:
-                    if e.partial:  # broken inside a header: the caller follows again
-                        raise
-                    return
-                kind, size = struct.unpack(">BxxxL", header)
-                payload = await content.readexactly(size)
-                stream = _STREAM_OF.get(kind)
-                if stream is not None:
-                    got = lines.feed(stream, payload)
-                    if got is not None:
-                        yield got
+            # multiplexed: frames of an 8-byte header (stream, size) and one message, read
+            # as they come, many at once (far fewer awaits than one per header and payload)
+            buf = bytearray()
+            async for chunk in content.iter_any():
+                buf += chunk
+                pos, end = 0, len(buf)
+                while end - pos >= 8:
+                    kind, size = _HEADER.unpack_from(buf, pos)
+                    if end - pos - 8 < size:
+                        break
+                    stream = _STREAM_OF.get(kind)
+                    if stream is not None:
+                        got = lines.feed(stream, bytes(buf[pos + 8:pos + 8 + size]))
+                        if got is not None:
+                            yield got
+                    pos += 8 + size
+                del buf[:pos]
+            if buf:  # broken inside a frame: the caller follows again
+                raise asyncio.IncompleteReadError(bytes(buf), None)
         finally:
             resp.close()

@@ -101,6 +101,7 @@ class ExecDriver:
         self.fetch_cache = fetch_cache or self.work_dir.parent / "fetch-cache"
         self.fetch_limits = fetch_limits
         self._watches: dict[str, _Watch] = {}
+        self._changes: Changes | None = None  # output files written to: see output()
         self._subscribers: set[asyncio.Queue[WorkloadEvent]] = set()
 
     # -- the sandbox and its task.json -----------------------------------------------------
@@ -378,18 +379,21 @@ class ExecDriver:
             return
         files = [FileLines(box / s, s, resume[s].offset if s in resume else 0)
                  for s in STREAMS]
-        changes = Changes([box / s for s in STREAMS])
+        if self._changes is None:
+            self._changes = Changes()
+        changes, changed = self._changes, asyncio.Event()
+        watches = [changes.watch(box / s, changed) for s in STREAMS if (box / s).exists()]
         try:
             while True:
                 rec = self._load(task_id)
                 watch = self._watch(rec) if rec is not None and self._settle(rec) else None
-                changes.changed.clear()
+                changed.clear()
                 for f in files:  # the process was looked at first: a last read is complete
                     for line in f.read(final=watch is None):
                         yield line
                 if watch is None:
                     return
-                woken: asyncio.Future[object] = asyncio.ensure_future(changes.changed.wait())
+                woken: asyncio.Future[object] = asyncio.ensure_future(changed.wait())
                 exited: asyncio.Future[object] = watch.done  # type: ignore[assignment]
                 try:
                     await asyncio.wait([woken, exited], return_when=asyncio.FIRST_COMPLETED)
@@ -397,7 +401,8 @@ class ExecDriver:
                     woken.cancel()
                 await asyncio.sleep(OUTPUT_GATHER)  # many small writes, read as one batch
         finally:
-            changes.close()
+            for wd in watches:
+                changes.unwatch(wd, changed)
             for f in files:
                 f.close()
 
@@ -419,6 +424,9 @@ class ExecDriver:
             os.close(watch.pidfd)
             watch.done.cancel()
         self._watches.clear()
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
 
 
 def _link_mounts(box: Path, spec: LaunchSpec) -> None:

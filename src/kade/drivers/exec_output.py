@@ -11,6 +11,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -72,26 +73,48 @@ class FileLines:
 
 
 class Changes:
-    """Wakes a reader when files change (inotify's IN_MODIFY), through the event loop."""
+    """Wakes readers when files change (inotify's IN_MODIFY), through the event loop. One
+    inotify instance for every task of the driver (a user has only 128 of them by default),
+    a watch per file."""
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self) -> None:
         self._fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        for path in paths:
-            _libc.inotify_add_watch(self._fd, os.fsencode(path), _IN_MODIFY)
-        self.changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._on_event)
+        self._loop.add_reader(self._fd, self._on_events)
+        self._waiting: dict[int, set[asyncio.Event]] = {}  # by watch descriptor
 
-    def _on_event(self) -> None:
+    def watch(self, path: Path, event: asyncio.Event) -> int:
+        """Set `event` whenever `path` is written to; returns the watch to `unwatch`."""
+        wd = int(_libc.inotify_add_watch(self._fd, os.fsencode(path), _IN_MODIFY))
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path}")
+        self._waiting.setdefault(wd, set()).add(event)
+        return wd
+
+    def unwatch(self, wd: int, event: asyncio.Event) -> None:
+        events = self._waiting.get(wd)
+        if events is None:
+            return
+        events.discard(event)
+        if not events:
+            del self._waiting[wd]
+            _libc.inotify_rm_watch(self._fd, wd)
+
+    def _on_events(self) -> None:
         try:
-            while os.read(self._fd, 65536):
-                pass
+            while data := os.read(self._fd, 65536):
+                pos = 0
+                while pos + 16 <= len(data):  # struct inotify_event: wd, mask, cookie, len
+                    wd, _mask, _cookie, size = struct.unpack_from("iIII", data, pos)
+                    for event in self._waiting.get(wd, ()):
+                        event.set()
+                    pos += 16 + size
         except BlockingIOError:
             pass
-        self.changed.set()
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)
         os.close(self._fd)
+        self._waiting.clear()
