@@ -274,8 +274,12 @@ async def test_a_node_too_slow_is_named_and_the_rest_answered(
         ) -> None:
     client, _, _ = cluster
 
+    done = asyncio.Event()
+
     async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)  # accepts, never answers
+        await done.wait()  # accepts, never answers
+        writer.close()
+        await writer.wait_closed()
 
     silent = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
@@ -284,6 +288,9 @@ async def test_a_node_too_slow_is_named_and_the_rest_answered(
     try:
         found = (await client.get("/v1/logs/tasks", params={"app": "/shop/web"})).json()
     finally:
+        done.set()
         silent.close()
+        await silent.wait_closed()
+        await asyncio.sleep(0.1)  # the handler closes its connection
     assert [t["node"] for t in found["tasks"]] == ["n1", "n2"]
     assert {"node": "n5", "reason": "no answer within 2s"} in found["unanswered"]
