@@ -1,0 +1,324 @@
+"""The node's metrics: series and their samples, embedded and bounded.
+
+Layout, as Prometheus' own TSDB in spirit, on SQLite:
+- **series**: one row per label set; all label sets also live in memory (a node has a few
+  thousand), so a selector is matched without reading the disk;
+- **head**: the samples of the current 30-minute span of each series, in memory, and
+  appended to a write-ahead file (`metrics.wal`, fsynced per batch) so that a `kill -9`
+  loses nothing that was appended;
+- **chunks**: a closed span of one series is one row (times as millisecond deltas, values
+  as float64, zlib): a day of one series is 48 rows, a range query reads only its rows;
+- **rollups**: when a span closes, its 1-minute min/max/sum/count/last are kept too, for
+  much longer: queries beyond the raw retention read the last value of each minute.
+
+Retention: raw samples for a day, rollups for 30 days by default (`Retention`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kade.metrics.series import Labels, Matcher, Series, labels_of, matches_all
+
+DB_FILE = "metrics.db"
+WAL_FILE = "metrics.wal"
+SPAN = 30 * 60 * 1000  # ms of samples per chunk row
+MINUTE = 60_000
+_WAL_SAMPLE = struct.Struct("<Bqqd")  # kind 1: (series id, time ms, value)
+_WAL_SERIES = struct.Struct("<BqI")  # kind 2: (series id, length of the labels' JSON) + JSON
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS chunks (
+    series INTEGER NOT NULL, start INTEGER NOT NULL, last INTEGER NOT NULL,
+    count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    series INTEGER NOT NULL, start INTEGER NOT NULL, last INTEGER NOT NULL,
+    count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series, start)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_last ON chunks(last);
+CREATE INDEX IF NOT EXISTS rollups_last ON rollups(last);
+"""
+
+
+@dataclass(frozen=True)
+class Retention:
+    raw: float = 24 * 3600.0  # seconds of raw samples
+    rollups: float = 30 * 24 * 3600.0  # seconds of 1-minute rollups
+
+
+def encode(times: Sequence[int], values: Sequence[float]) -> bytes:
+    deltas = array("I", (t - times[0] for t in times))
+    return zlib.compress(struct.pack("<q", times[0]) + deltas.tobytes()
+                         + array("d", values).tobytes(), 1)
+
+
+def decode(data: bytes, count: int) -> tuple[list[int], list[float]]:
+    raw = zlib.decompress(data)
+    (first,) = struct.unpack_from("<q", raw)
+    deltas = array("I")
+    deltas.frombytes(raw[8:8 + 4 * count])
+    values = array("d")
+    values.frombytes(raw[8 + 4 * count:8 + 12 * count])
+    return [first + d for d in deltas], values.tolist()
+
+
+def rollup(times: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
+    """The last sample of each minute (what queries beyond the raw retention read), with the
+    minute's min, max, sum and count kept beside it in the row."""
+    out_t: list[int] = []
+    out_v: list[float] = []
+    for t, v in zip(times, values, strict=True):
+        minute = t // MINUTE
+        if out_t and out_t[-1] // MINUTE == minute:
+            out_t[-1], out_v[-1] = t, v
+        else:
+            out_t.append(t)
+            out_v.append(v)
+    return out_t, out_v
+
+
+class TSDB:
+    """Writes (`append`, `flush`, `enforce_retention`) come from one thread at a time;
+    `select` and the label lookups may run in any thread (each gets its own connection)."""
+
+    def __init__(self, data_dir: Path, retention: Retention | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.dir = Path(data_dir)
+        self.retention = retention or Retention()
+        self.clock = clock
+        self._labels: dict[int, Labels] = {}
+        self._ids: dict[Labels, int] = {}
+        self._head: dict[int, tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()  # head and series, between the writer and readers
+        self._local = threading.local()
+        self._db: sqlite3.Connection | None = None
+        self._wal: int | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self) -> TSDB:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.dir / DB_FILE, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a chunk is on disk before the WAL forgets it
+        db.executescript(_SCHEMA)
+        for id_, text in db.execute("SELECT id, labels FROM series"):
+            labels = tuple(tuple(kv) for kv in json.loads(text))
+            self._labels[id_] = labels
+            self._ids[labels] = id_
+        self._db = db
+        self._replay()
+        self._wal = os.open(self.dir / WAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return self
+
+    def _replay(self) -> None:
+        """The head as it was: samples the WAL holds and the chunks do not."""
+        path = self.dir / WAL_FILE
+        if not path.exists():
+            return
+        raw = path.read_bytes()
+        at = 0
+        while at < len(raw):
+            kind = raw[at]
+            if kind == 1 and at + _WAL_SAMPLE.size <= len(raw):
+                _, sid, t, v = _WAL_SAMPLE.unpack_from(raw, at)
+                at += _WAL_SAMPLE.size
+                if sid in self._labels:
+                    self._into_head(sid, t, v)
+            elif kind == 2 and at + _WAL_SERIES.size <= len(raw):
+                _, sid, size = _WAL_SERIES.unpack_from(raw, at)
+                at += _WAL_SERIES.size + size
+                if at <= len(raw) and sid not in self._labels:
+                    labels = labels_of(dict(json.loads(raw[at - size:at])))
+                    self._add_series_row(sid, labels)
+            else:
+                break  # a record cut by the crash: it was never acknowledged
+        self._flush_closed(force=False)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self.flush(force=True)
+            self._db.close()
+            self._db = None
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def append(self, samples: Iterable[tuple[dict[str, str], int, float]]) -> int:
+        """Samples (labels, time ms, value) into the head, durable when this returns."""
+        records = bytearray()
+        n = 0
+        with self._lock:
+            for labels, t, v in samples:
+                key = labels_of(labels)
+                sid = self._ids.get(key)
+                if sid is None:
+                    sid = self._new_series(key)
+                    text = json.dumps(key, separators=(",", ":")).encode()
+                    records += _WAL_SERIES.pack(2, sid, len(text)) + text
+                if self._into_head(sid, t, v):
+                    records += _WAL_SAMPLE.pack(1, sid, t, v)
+                    n += 1
+        if records and self._wal is not None:
+            os.write(self._wal, records)
+            os.fsync(self._wal)
+        return n
+
+    def _new_series(self, labels: Labels) -> int:
+        assert self._db is not None
+        sid = self._db.execute("INSERT INTO series (labels) VALUES (?)",
+                               (json.dumps(labels, separators=(",", ":")),)).lastrowid
+        assert sid is not None
+        self._labels[sid] = labels
+        self._ids[labels] = sid
+        return sid
+
+    def _add_series_row(self, sid: int, labels: Labels) -> None:
+        assert self._db is not None
+        self._db.execute("INSERT OR IGNORE INTO series (id, labels) VALUES (?, ?)",
+                         (sid, json.dumps(labels, separators=(",", ":"))))
+        self._labels[sid] = labels
+        self._ids[labels] = sid
+
+    def _into_head(self, sid: int, t: int, v: float) -> bool:
+        times, values = self._head.setdefault(sid, ([], []))
+        if times and t <= times[-1]:
+            return False  # out of order or a repeat: Prometheus drops those too
+        times.append(t)
+        values.append(v)
+        return True
+
+    def flush(self, force: bool = False) -> int:
+        """Closed spans of the head into chunk and rollup rows (all of it with `force`), then
+        a new WAL with what stays in the head. Returns the chunks written."""
+        with self._lock:
+            written = self._flush_closed(force)
+            if written:
+                self._rewrite_wal()
+        return written
+
+    def _flush_closed(self, force: bool) -> int:
+        assert self._db is not None
+        now_span = int(self.clock() * 1000) // SPAN
+        rows = []
+        for sid, (times, values) in list(self._head.items()):
+            limit = len(times) if force else bisect_left(times, now_span * SPAN)
+            i = 0
+            while i < limit:  # one row per span
+                j = min(limit, bisect_left(times, (times[i] // SPAN + 1) * SPAN, i))
+                ct, cv = times[i:j], values[i:j]
+                rt, rv = rollup(ct, cv)
+                rows.append((sid, ct[0], ct[-1], len(ct), encode(ct, cv),
+                             rt[0], rt[-1], len(rt), encode(rt, rv)))
+                i = j
+            del times[:limit], values[:limit]
+            if not times:
+                del self._head[sid]
+        if rows:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO chunks (series, start, last, count, data) "
+                "VALUES (?, ?, ?, ?, ?)", [r[:5] for r in rows])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO rollups (series, start, last, count, data) "
+                "VALUES (?, ?, ?, ?, ?)", [(r[0], *r[5:]) for r in rows])
+            self._db.execute("COMMIT")
+        return len(rows)
+
+    def _rewrite_wal(self) -> None:
+        tmp = self.dir / (WAL_FILE + ".new")
+        with open(tmp, "wb") as f:
+            for sid, (times, values) in self._head.items():
+                for t, v in zip(times, values, strict=True):
+                    f.write(_WAL_SAMPLE.pack(1, sid, t, v))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / WAL_FILE)
+        if self._wal is not None:
+            os.close(self._wal)
+        self._wal = os.open(self.dir / WAL_FILE, os.O_WRONLY | os.O_APPEND)
+
+    def enforce_retention(self) -> int:
+        """Rows past their retention removed; returns how many."""
+        assert self._db is not None
+        now = self.clock() * 1000
+        removed = self._db.execute("DELETE FROM chunks WHERE last < ?",
+                                   (int(now - self.retention.raw * 1000),)).rowcount
+        removed += self._db.execute("DELETE FROM rollups WHERE last < ?",
+                                    (int(now - self.retention.rollups * 1000),)).rowcount
+        return removed
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.dir / DB_FILE}?mode=ro", uri=True,
+                                 check_same_thread=False)
+            self._local.db = db
+        return db
+
+    def matching(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
+        with self._lock:
+            known = dict(self._labels)
+        return {sid: labels for sid, labels in known.items() if matches_all(labels, matchers)}
+
+    def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Iterable[Series]:
+        found = self.matching(matchers)
+        if not found:
+            return []
+        db = self._reader()
+        out = []
+        raw_from = int(self.clock() * 1000 - self.retention.raw * 1000)
+        for sid, labels in sorted(found.items(), key=lambda kv: kv[1]):
+            times: list[int] = []
+            values: list[float] = []
+            if low < raw_from:  # older than the raw samples: the minutes' last values
+                for data, count in db.execute(
+                        "SELECT data, count FROM rollups WHERE series = ? AND last >= ? "
+                        "AND start <= ? ORDER BY start", (sid, low, min(high, raw_from))):
+                    t, v = decode(data, count)
+                    times += t
+                    values += v
+            for data, count in db.execute(
+                    "SELECT data, count FROM chunks WHERE series = ? AND last >= ? "
+                    "AND start <= ? ORDER BY start", (sid, low, high)):
+                t, v = decode(data, count)
+                if times and t and t[0] <= times[-1]:  # the raw samples win where both are
+                    while times and times[-1] >= t[0]:
+                        times.pop()
+                        values.pop()
+                times += t
+                values += v
+            with self._lock:
+                head = self._head.get(sid)
+                if head is not None:
+                    start = len(times) and times[-1]
+                    for t_, v_ in zip(*head, strict=True):
+                        if t_ > start:
+                            times.append(t_)
+                            values.append(v_)
+            if times:
+                out.append(Series(labels, times, values))
+        return out
+
+    def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({k for labels in self.matching(matchers).values() for k, _ in labels})
+
+    def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
+        return sorted({v for labels in self.matching(matchers).values()
+                       for k, v in labels if k == name})
+
