@@ -315,6 +315,13 @@ class TSDB:
                 out.append(Series(labels, times, values))
         return out
 
+    def latest(self, since_ms: int) -> list[tuple[Labels, int, float]]:
+        """The last sample of every series that has one at or after `since_ms` (/metrics)."""
+        with self._lock:
+            return [(self._labels[sid], times[-1], values[-1])
+                    for sid, (times, values) in self._head.items()
+                    if times and times[-1] >= since_ms]
+
     def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
         return sorted({k for labels in self.matching(matchers).values() for k, _ in labels})
 
