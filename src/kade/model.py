@@ -51,6 +51,8 @@ KV = "kv/"
 ROUTERS = "routers/"
 DEPLOYMENTS = "deployments/"
 STABLE = "stable/"
+ALERTS = "alerts/"  # the alerts of every rule, by fingerprint (kade.alerts.state.Alert)
+ALERT_RULES = "alertrules/"  # cluster-wide alert rules, by name (kade.spec.alerts.AlertRule)
 
 
 def app_key(app_id: str) -> str:

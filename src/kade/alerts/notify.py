@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +116,7 @@ class Dispatcher:
     _groups: dict[tuple[str, str], _Group] = field(default_factory=dict)
     _am_sent: dict[str, tuple[str, float]] = field(default_factory=dict)  # fp → (state, at)
 
-    def due(self, alerts: Iterable[Alert], rule_webhooks: dict[str, Sequence[str]],
+    def due(self, alerts: Iterable[Alert], rule_webhooks: Mapping[str, Sequence[str]],
             now: float) -> list[Notification]:
         """`rule_webhooks`: a rule key's own webhooks. Pending alerts are never sent."""
         shown = [a for a in alerts if a.state != "pending"]
@@ -124,7 +124,7 @@ class Dispatcher:
         out += self._alertmanagers(shown, now)
         return out
 
-    def _webhooks(self, alerts: list[Alert], rule_webhooks: dict[str, Sequence[str]],
+    def _webhooks(self, alerts: list[Alert], rule_webhooks: Mapping[str, Sequence[str]],
                   now: float) -> list[Notification]:
         by_group: dict[tuple[str, str], list[Alert]] = {}
         for a in alerts:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kade.addresses import parse_duration
+from kade.spec.alerts import AlertRule
 from kade.spec.base import SpecModel
 from kade.spec.docker_parameters import PARAMETERS
 from kade.spec.routes import RouteSpec
@@ -159,7 +160,7 @@ ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_P
 
 class AppSpec(SpecModel):
     wire_omit_defaults: ClassVar[frozenset[str]] = frozenset(  # added later
-        {"fetch", "type", "unreachable_strategy", "logs"})
+        {"fetch", "type", "unreachable_strategy", "logs", "alerts"})
     id: str
     # kade: "system" runs one task on every eligible node that matches the constraints
     # (`instances` 0 suspends it, any other count is not used); "service" runs `instances`.
@@ -192,6 +193,7 @@ class AppSpec(SpecModel):
     templates: list[TemplateSpec] = Field(default_factory=list)
     fetch: list[FetchUri] = Field(default_factory=list)
     logs: LogsSpec = Field(default_factory=LogsSpec)
+    alerts: list[AlertRule] = Field(default_factory=list, max_length=100)  # kade.spec.alerts
     restarted_at: str | None = None  # set by `kade restart`: part of the spec hash
     version: str | None = None  # set by kade when the version is stored
 

@@ -288,10 +288,11 @@ def _warnings(app: AppSpec) -> list[str]:
 
 
 # Fields whose change does not need new tasks: scaling, rollout and restart policy.
-# `dependencies` only orders starts, `logs` only bounds what nodes keep: a change of
-# them restarts nothing.
+# `dependencies` only orders starts, `logs` only bounds what nodes keep, `alerts` only
+# watch: a change of them restarts nothing.
 _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
-               "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs"}
+               "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs",
+               "alerts"}
 
 
 def spec_hash(app: AppSpec) -> str:
