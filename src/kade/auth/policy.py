@@ -51,6 +51,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
     # the store as agents of a cluster follow it: only the prefixes of STORE_READ/STORE_WRITE
     (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/store/.*"), "node"),
+    # the cluster-wide alert rules: operators (reading them is `read`, below)
+    (_WRITE_METHODS, re.compile(r"/v1/alert-rules(/.*)?"), "admin"),
     # eligibility and drains of nodes: operators (reading nodes is `read`, below)
     (_WRITE_METHODS, re.compile(r"/v1/nodes(/.*)?"), "admin"),
     # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)

@@ -103,6 +103,16 @@ def _check_dependencies(app_id: str, given: list[str], resolved: list[str]) -> l
     return problems
 
 
+def validation_problems(e: ValidationError, where: str = "") -> list[str]:
+    """A model's validation errors as kade words them (`alerts.0.for: must be >= 0`)."""
+    out = []
+    for err in e.errors():
+        problem = _describe(err)
+        out.append(f"{where}.{problem}" if where and not problem.startswith("(app)")
+                   else problem.replace("(app)", where or "(app)", 1))
+    return out
+
+
 def normalize_id(app_id: str) -> str:
     return "/" + app_id.strip().strip("/")
 
@@ -128,6 +138,8 @@ def _describe(err: Any) -> str:
         "dict_type": lambda: "must be an object",
         "list_type": lambda: "must be a list",
         "bool_parsing": lambda: "must be true or false",
+        "value_error": lambda: str(ctx.get("error", err["msg"])),
+        "too_long": lambda: f"at most {ctx.get('max_length')} items",
     }
     text = messages.get(kind)
     return f"{loc}: {text() if text else err['msg']}"
