@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kade.cli import monitoring, quick, roles
 from kade.cli import options as o
-from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
 from kade.cli.console import call as _call
 from kade.cli.console import fail as _fail
@@ -416,6 +416,10 @@ app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
 app.command("nodes")(nodes_command)
 app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
 app.add_typer(domain_events_app, name="domain-events")
+app.command("top")(monitoring.top)
+app.command("metrics")(monitoring.metrics)
+app.command("alerts")(monitoring.alerts)
+app.add_typer(monitoring.alert_rules_app, name="alert-rules")
 app.command("render")(render_command)
 
 
