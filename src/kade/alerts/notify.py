@@ -3,11 +3,12 @@ fed as Prometheus feeds it.
 
 **Webhooks** (`--alert-webhook URL`, and a rule's own `webhooks`) get what Alertmanager's
 webhook receiver would send them: alerts grouped by receiver and `alertname`, a group's first
-notice after `group_wait` (30 s), a change to it after `group_interval` (5 m), the same
-still-firing group again after `repeat_interval` (4 h) — Alertmanager's defaults — and the
-resolution once. **Alertmanager** (`--alertmanager URL`) gets every firing alert on
-`/api/v2/alerts` again each `resend_delay` (1 m) with an end time four delays ahead, and a
-resolved one with its end, as Prometheus sends them; it then groups, silences and routes.
+notice at the evaluation where it fires (`group_wait` 0: alerts that fire together are
+evaluated together), a change to it after `group_interval` (5 m), the same still-firing group
+again after `repeat_interval` (4 h) — Alertmanager's defaults — and the resolution once.
+**Alertmanager** (`--alertmanager URL`) gets every firing alert on `/api/v2/alerts` again
+each `resend_delay` (1 m) with an end time four delays ahead, and a resolved one with its
+end, as Prometheus sends them; it then groups, silences and routes.
 
 The planning (`Dispatcher.due`) is pure and clocked by its caller; sending is `send`.
 """
@@ -38,7 +39,9 @@ def rfc3339(t: float) -> str:
 
 @dataclass(frozen=True)
 class Timing:
-    group_wait: float = 30.0
+    # Alertmanager waits 30 s for more alerts of a new group; kade evaluates every rule at
+    # once, so alerts that fire together are already together: the first notice goes at once.
+    group_wait: float = 0.0
     group_interval: float = 300.0
     repeat_interval: float = 4 * 3600.0
     resend_delay: float = 60.0  # to an Alertmanager

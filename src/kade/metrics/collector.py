@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
@@ -23,6 +24,7 @@ from kade.metrics.tsdb import TSDB
 log = logging.getLogger("kade.metrics")
 
 INTERVAL = 10.0
+T = TypeVar("T")
 MAX_FAMILIES = 10_000  # metric families' HELP/TYPE kept from scrapes
 
 # name, type, help: every series the collector itself writes (kade.metrics.exposition reads
@@ -106,7 +108,9 @@ class Collector:
              round(time.monotonic() - started, 6)),
             ({**node, "__name__": "kade_collector_tasks"}, now, float(len(targets))),
         ]
-        return await asyncio.to_thread(self.db.append, samples)
+        stored, cpu = await asyncio.to_thread(_timed, self.db.append, samples)
+        self._spent += cpu  # storing counts too (shown at the next pass)
+        return stored
 
     async def _scrape_all(self, targets: Sequence[Target],
                           now: int) -> tuple[list[Sample], float]:
@@ -136,7 +140,7 @@ class Collector:
         return meta
 
 
-def _timed(fn: Callable[..., list[Sample]], *args: object) -> tuple[list[Sample], float]:
+def _timed(fn: Callable[..., T], *args: object) -> tuple[T, float]:
     """`fn`'s answer and the CPU time its thread spent on it (not the rest of kade's)."""
     start = time.thread_time()
     out = fn(*args)

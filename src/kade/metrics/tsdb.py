@@ -27,6 +27,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 from kade.metrics.series import Labels, Matcher, Series, labels_of, matches_all
@@ -57,20 +58,36 @@ class Retention:
     rollups: float = 30 * 24 * 3600.0  # seconds of 1-minute rollups
 
 
+def _shuffle(data: bytes, width: int) -> bytes:
+    """The values' first bytes, then their second bytes...: sign, exponent and high mantissa
+    bytes of neighbouring samples are alike, so zlib finds them (the shuffle of Blosc)."""
+    return b"".join(data[i::width] for i in range(width))
+
+
+def _unshuffle(data: bytes, width: int) -> bytes:
+    n = len(data) // width
+    out = bytearray(len(data))
+    for i in range(width):
+        out[i::width] = data[i * n:(i + 1) * n]
+    return bytes(out)
+
+
 def encode(times: Sequence[int], values: Sequence[float]) -> bytes:
-    deltas = array("I", (t - times[0] for t in times))
-    return zlib.compress(struct.pack("<q", times[0]) + deltas.tobytes()
-                         + array("d", values).tobytes(), 1)
+    """The first time, the gaps between times (uint32 ms) and the values (float64), each
+    byte-shuffled, then zlib: a steady gauge costs about a byte a sample, a busy counter 8."""
+    gaps = array("I", (b - a for a, b in zip(times, times[1:], strict=False))).tobytes()
+    return zlib.compress(struct.pack("<q", times[0]) + _shuffle(gaps, 4)
+                         + _shuffle(array("d", values).tobytes(), 8), 6)
 
 
 def decode(data: bytes, count: int) -> tuple[list[int], list[float]]:
     raw = zlib.decompress(data)
     (first,) = struct.unpack_from("<q", raw)
-    deltas = array("I")
-    deltas.frombytes(raw[8:8 + 4 * count])
+    gaps = array("I")
+    gaps.frombytes(_unshuffle(raw[8:8 + 4 * (count - 1)], 4))
     values = array("d")
-    values.frombytes(raw[8 + 4 * count:8 + 12 * count])
-    return [first + d for d in deltas], values.tolist()
+    values.frombytes(_unshuffle(raw[8 + 4 * (count - 1):], 8))
+    return list(accumulate(gaps, initial=first)), values.tolist()
 
 
 def rollup(times: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:

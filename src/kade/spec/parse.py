@@ -214,6 +214,11 @@ def _check(app: AppSpec) -> list[str]:
                 )
         if hc.kind in ("HTTP", "HTTPS") and not hc.path.startswith("/"):
             problems.append(f"{where}.path: must start with /")
+    endpoint = app.metrics_endpoint()
+    if endpoint is not None and endpoint.port_index >= len(ports):
+        where = "metrics.portIndex" if app.metrics is not None else "labels.kade.metrics.path"
+        problems.append(f"{where}: {endpoint.port_index} is out of range: the app has "
+                        f"{len(ports)} port(s)")
     if app.type == "system" and "instances" in app.model_fields_set and app.instances > 1:
         problems.append(f"instances: {app.instances} does not apply to a system app: it runs one "
                         "task on every eligible node that matches its constraints (leave "
@@ -300,11 +305,11 @@ def _warnings(app: AppSpec) -> list[str]:
 
 
 # Fields whose change does not need new tasks: scaling, rollout and restart policy.
-# `dependencies` only orders starts, `logs` only bounds what nodes keep, `alerts` only
-# watch: a change of them restarts nothing.
+# `dependencies` only orders starts, `logs` only bounds what nodes keep, `alerts` and
+# `metrics` only watch: a change of them restarts nothing.
 _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
                "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs",
-               "alerts"}
+               "alerts", "metrics"}
 
 
 def spec_hash(app: AppSpec) -> str:
