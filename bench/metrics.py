@@ -125,14 +125,16 @@ def query_latency(root: Path, series: int, runs: int) -> tuple[float, float]:
     day = 86_400
     now = time.time()
     start = int(now) - day
-    db = TSDB(root, clock=lambda: now).open()
+    clock = [float(start)]
+    db = TSDB(root, clock=lambda: clock[0]).open()
     for i in range(day // 10):
         t = (start + i * 10) * 1000
+        clock[0] = start + i * 10  # the store closes hours as they end, as on a node
         db.append([({"__name__": "kade_task_cpu_seconds_total", "task": f"t{s}",
                      "app": f"/bench/a{s % 5}"}, t, i * 0.01 * (s + 1)) for s in range(series)])
-        if i % 180 == 0:
-            db.flush()
-    db.flush()
+        if i % 6 == 0:
+            db.flush()  # a node flushes every minute
+    clock[0] = now
     took = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -56,11 +56,11 @@ def test_a_rollup_keeps_each_minutes_last_sample() -> None:
 def test_samples_are_found_by_matchers_across_chunks_and_head(tmp_path: Path,
                                                                 clock: Clock) -> None:
     db = TSDB(tmp_path, clock=clock).open()
-    _fill(db, clock, 90)  # three spans: two closed into chunks, one in the head
+    _fill(db, clock, 150)  # three hours: two closed into chunks, one in the head
     [a] = db.select([Matcher.of("__name__", "=", "cpu_seconds_total"),
                      Matcher.of("task", "=", "a")], 0, 2 * HOUR)
-    assert len(a.times) == 540 and a.times == sorted(a.times)
-    assert a.values[-1] == 539 * 0.5
+    assert len(a.times) == 900 and a.times == sorted(a.times)
+    assert a.values[-1] == 899 * 0.5
     got = db.select([Matcher.of("task", "=~", "a|b")], 45 * 60_000, 46 * 60_000)
     assert sorted(dict(s.labels)["__name__"] for s in got) == [
         "cpu_seconds_total", "cpu_seconds_total", "mem_bytes"]
@@ -148,5 +148,5 @@ def test_nothing_appended_is_lost_across_kill_9(tmp_path: Path) -> None:
     db.close()
 
 
-def test_spans_are_half_hours() -> None:
-    assert SPAN == 1_800_000
+def test_spans_are_hours() -> None:
+    assert SPAN == 3_600_000

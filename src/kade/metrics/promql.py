@@ -24,6 +24,7 @@ import promql_parser as pp
 from kade.metrics import functions
 from kade.metrics.aggregate import aggregate
 from kade.metrics.binary import binary
+from kade.metrics.columnar import Columnar, Unsupported
 from kade.metrics.series import NAME, Matcher, MatchOp, Series, Source, millis
 from kade.metrics.values import (
     Matrix,
@@ -87,7 +88,8 @@ class Evaluator:
         self._extra = _subquery_reach(expr)
         return self.eval(expr, t)
 
-    def range(self, expr: Any, step: int) -> Matrix:
+    def range(self, expr: Any, step: int, columnar: bool = True) -> Matrix:
+        """Every step at once (kade.metrics.columnar) where it can, else step by step."""
         self._extra = _subquery_reach(expr)
         kind = _kind(expr)
         if kind not in ("scalar", "vector"):
@@ -96,6 +98,12 @@ class Evaluator:
         if (self.end - self.start) // step + 1 > MAX_STEPS:
             raise QueryError("exceeded maximum resolution of 11,000 points per timeseries. "
                              "Try decreasing the query resolution (?step=XX)")
+        if columnar:
+            try:
+                return Columnar(self, list(range(self.start, self.end + 1, step))).matrix(expr)
+            except Unsupported:
+                self._cache.clear()
+                self.loaded = 0
         out: dict[tuple[tuple[str, str], ...], RangeSeries] = {}
         t = self.start
         while t <= self.end:
@@ -160,12 +168,15 @@ class Evaluator:
             series = sorted(self.source.select(matchers, low, high), key=lambda s: s.labels)
             for s in series:
                 i, j = s.window(low, high)
-                self.loaded += j - i
-            if self.loaded > self.max_samples:
-                raise QueryError("query processing would load too many samples into memory "
-                                 "in query execution")
+                self.count_loaded(j - i)
             got = self._cache[key] = _Selection(series)
         return got.series
+
+    def count_loaded(self, samples: int) -> None:
+        self.loaded += samples
+        if self.loaded > self.max_samples:
+            raise QueryError("query processing would load too many samples into memory in "
+                             "query execution")
 
     def vector(self, vs: Any, t: int) -> Vector:
         ref = self.reference_time(vs, t)
@@ -296,12 +307,12 @@ def instant_query(source: Source, query: str, t: int, **limits: Any) -> Value:
 
 
 def range_query(source: Source, query: str, start: int, end: int, step: int,
-                **limits: Any) -> Matrix:
+                columnar: bool = True, **limits: Any) -> Matrix:
     if step <= 0:
         raise QueryError("zero or negative query resolution step widths are not accepted. "
                          "Try a positive integer")
     if end < start:
         raise QueryError("end timestamp must not be before start time")
     expr = parse(query)
-    return Evaluator(source, start, end, **limits).range(expr, step)
+    return Evaluator(source, start, end, **limits).range(expr, step, columnar)
 

@@ -3,13 +3,14 @@
 Layout, as Prometheus' own TSDB in spirit, on SQLite:
 - **series**: one row per label set; all label sets also live in memory (a node has a few
   thousand), so a selector is matched without reading the disk;
-- **head**: the samples of the current 30-minute span of each series, in memory, and
+- **head**: the samples of the current hour of each series, in memory, and
   appended to a write-ahead file (`metrics.wal`, fsynced per batch) so that a `kill -9`
   loses nothing that was appended;
-- **chunks**: a closed span of one series is one row (times as millisecond deltas, values
-  as float64, zlib): a day of one series is 48 rows, a range query reads only its rows;
-- **rollups**: when a span closes, its 1-minute min/max/sum/count/last are kept too, for
-  much longer: queries beyond the raw retention read the last value of each minute.
+- **chunks**: a closed hour of one series is one row (the gaps between times and the
+  values, byte-shuffled, zlib): a day of one series is 24 rows, a range query reads only
+  its rows;
+- **rollups**: when a span closes, the last sample of each of its minutes is kept too, for
+  much longer: queries beyond the raw retention read those.
 
 Retention: raw samples for a day, rollups for 30 days by default (`Retention`).
 """
@@ -27,14 +28,16 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from kade.metrics.series import Labels, Matcher, Series, labels_of, matches_all
 
 DB_FILE = "metrics.db"
 WAL_FILE = "metrics.wal"
-SPAN = 30 * 60 * 1000  # ms of samples per chunk row
+SPAN = 60 * 60 * 1000  # ms of samples per chunk row: a day of a series is 24 rows
 MINUTE = 60_000
 _WAL_SAMPLE = struct.Struct("<Bqqd")  # kind 1: (series id, time ms, value)
 _WAL_SERIES = struct.Struct("<BqI")  # kind 2: (series id, length of the labels' JSON) + JSON
@@ -61,38 +64,41 @@ class Retention:
 def _shuffle(data: bytes, width: int) -> bytes:
     """The values' first bytes, then their second bytes...: sign, exponent and high mantissa
     bytes of neighbouring samples are alike, so zlib finds them (the shuffle of Blosc)."""
-    return b"".join(data[i::width] for i in range(width))
+    return np.frombuffer(data, dtype=np.uint8).reshape(-1, width).T.tobytes()
 
 
 def _unshuffle(data: bytes, width: int) -> bytes:
-    n = len(data) // width
-    out = bytearray(len(data))
-    for i in range(width):
-        out[i::width] = data[i * n:(i + 1) * n]
-    return bytes(out)
+    return np.frombuffer(data, dtype=np.uint8).reshape(width, -1).T.tobytes()
 
 
 def encode(times: Sequence[int], values: Sequence[float]) -> bytes:
     """The first time, the gaps between times (uint32 ms) and the values (float64), each
     byte-shuffled, then zlib: a steady gauge costs about a byte a sample, a busy counter 8."""
-    gaps = array("I", (b - a for a, b in zip(times, times[1:], strict=False))).tobytes()
+    gaps = np.diff(np.asarray(times, dtype=np.int64)).astype("<u4").tobytes()
     return zlib.compress(struct.pack("<q", times[0]) + _shuffle(gaps, 4)
-                         + _shuffle(array("d", values).tobytes(), 8), 6)
+                         + _shuffle(np.asarray(values, dtype="<f8").tobytes(), 8), 6)
+
+
+def decode_arrays(data: bytes, count: int) -> tuple[Any, Any]:
+    """(times int64, values float64) numpy arrays of one row."""
+    raw = zlib.decompress(data)
+    (first,) = struct.unpack_from("<q", raw)
+    gaps = np.frombuffer(_unshuffle(raw[8:8 + 4 * (count - 1)], 4), dtype="<u4")
+    times = np.empty(count, dtype=np.int64)
+    times[0] = first
+    np.cumsum(gaps, out=times[1:])
+    times[1:] += first
+    values = np.frombuffer(_unshuffle(raw[8 + 4 * (count - 1):], 8), dtype="<f8")
+    return times, values
 
 
 def decode(data: bytes, count: int) -> tuple[list[int], list[float]]:
-    raw = zlib.decompress(data)
-    (first,) = struct.unpack_from("<q", raw)
-    gaps = array("I")
-    gaps.frombytes(_unshuffle(raw[8:8 + 4 * (count - 1)], 4))
-    values = array("d")
-    values.frombytes(_unshuffle(raw[8 + 4 * (count - 1):], 8))
-    return list(accumulate(gaps, initial=first)), values.tolist()
+    times, values = decode_arrays(data, count)
+    return times.tolist(), values.tolist()
 
 
 def rollup(times: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
-    """The last sample of each minute (what queries beyond the raw retention read), with the
-    minute's min, max, sum and count kept beside it in the row."""
+    """The last sample of each minute: what queries beyond the raw retention read."""
     out_t: list[int] = []
     out_v: list[float] = []
     for t, v in zip(times, values, strict=True):
@@ -116,7 +122,8 @@ class TSDB:
         self.clock = clock
         self._labels: dict[int, Labels] = {}
         self._ids: dict[Labels, int] = {}
-        self._head: dict[int, tuple[list[int], list[float]]] = {}
+        # a series' samples of the current span: compact arrays (16 bytes a sample)
+        self._head: dict[int, tuple[array[int], array[float]]] = {}
         self._lock = threading.Lock()  # head and series, between the writer and readers
         self._local = threading.local()
         self._db: sqlite3.Connection | None = None
@@ -211,7 +218,7 @@ class TSDB:
         self._ids[labels] = sid
 
     def _into_head(self, sid: int, t: int, v: float) -> bool:
-        times, values = self._head.setdefault(sid, ([], []))
+        times, values = self._head.setdefault(sid, (array("q"), array("d")))
         if times and t <= times[-1]:
             return False  # out of order or a repeat: Prometheus drops those too
         times.append(t)
@@ -294,6 +301,12 @@ class TSDB:
         return {sid: labels for sid, labels in known.items() if matches_all(labels, matchers)}
 
     def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Iterable[Series]:
+        return [Series(labels, times.tolist(), values.tolist())
+                for labels, times, values in self.select_arrays(matchers, low, high)]
+
+    def select_arrays(self, matchers: Sequence[Matcher], low: int,
+                      high: int) -> list[tuple[Labels, Any, Any]]:
+        """`select` as numpy arrays (kade.metrics.columnar reads them so)."""
         found = self.matching(matchers)
         if not found:
             return []
@@ -301,35 +314,32 @@ class TSDB:
         out = []
         raw_from = int(self.clock() * 1000 - self.retention.raw * 1000)
         for sid, labels in sorted(found.items(), key=lambda kv: kv[1]):
-            times: list[int] = []
-            values: list[float] = []
+            parts: list[tuple[Any, Any]] = []
             if low < raw_from:  # older than the raw samples: the minutes' last values
-                for data, count in db.execute(
-                        "SELECT data, count FROM rollups WHERE series = ? AND last >= ? "
-                        "AND start <= ? ORDER BY start", (sid, low, min(high, raw_from))):
-                    t, v = decode(data, count)
-                    times += t
-                    values += v
-            for data, count in db.execute(
-                    "SELECT data, count FROM chunks WHERE series = ? AND last >= ? "
-                    "AND start <= ? ORDER BY start", (sid, low, high)):
-                t, v = decode(data, count)
-                if times and t and t[0] <= times[-1]:  # the raw samples win where both are
-                    while times and times[-1] >= t[0]:
-                        times.pop()
-                        values.pop()
-                times += t
-                values += v
+                parts += [decode_arrays(data, count) for data, count in db.execute(
+                    "SELECT data, count FROM rollups WHERE series = ? AND last >= ? "
+                    "AND start <= ? ORDER BY start", (sid, low, min(high, raw_from)))]
+            raw = [decode_arrays(data, count) for data, count in db.execute(
+                "SELECT data, count FROM chunks WHERE series = ? AND last >= ? "
+                "AND start <= ? ORDER BY start", (sid, low, high))]
+            if raw and parts:  # the raw samples win where both are
+                first_raw = raw[0][0][0]
+                parts = [(t[t < first_raw], v[t < first_raw]) for t, v in parts]
+            parts += raw
             with self._lock:
                 head = self._head.get(sid)
-                if head is not None:
-                    start = len(times) and times[-1]
-                    for t_, v_ in zip(*head, strict=True):
-                        if t_ > start:
-                            times.append(t_)
-                            values.append(v_)
-            if times:
-                out.append(Series(labels, times, values))
+                if head is not None and head[0]:
+                    parts.append((np.asarray(head[0], dtype=np.int64),
+                                  np.asarray(head[1], dtype=np.float64)))
+            if not parts:
+                continue
+            times = np.concatenate([t for t, _ in parts])
+            values = np.concatenate([v for _, v in parts])
+            if len(times) > 1 and (np.diff(times) <= 0).any():  # a chunk and the head overlap
+                keep = np.concatenate(([True], np.diff(times) > 0))
+                times, values = times[keep], values[keep]
+            if len(times):
+                out.append((labels, times, values))
         return out
 
     def latest(self, since_ms: int) -> list[tuple[Labels, int, float]]:
