@@ -110,7 +110,7 @@ def test_a_query_loading_too_many_samples_stops() -> None:
 def test_a_slow_query_times_out() -> None:
     ticks = iter(range(1000))
     with pytest.raises(QueryError, match="timed out"):
-        range_query(_source(), "up", 0, 600_000, 15_000, timeout=3,
+        range_query(_source(), "up", 0, 600_000, 15_000, timeout=3, columnar=False,
                     clock=lambda: float(next(ticks)))
 
 

@@ -111,6 +111,7 @@ class Columnar:
     def _selection(self, vs: Any, back: int) -> list[tuple[Labels, Arr, Arr]]:
         if vs.at is not None:
             raise Unsupported("@")
+        self.ev._check_time()
         arrays = getattr(self.ev.source, "select_arrays", None)
         if arrays is None:  # a source of lists (kade.metrics.series.MemorySource)
             return [(s.labels, np.asarray(s.times, dtype=np.int64),
