@@ -103,11 +103,12 @@ class Driver(FakeDriver):
 
 @contextlib.asynccontextmanager
 async def running_agent(store: Store, driver: Driver_, data_dir: Path, *,
-                        node: str = NODE, publish_ip: str = HOST) -> AsyncIterator[Agent]:
+                        node: str = NODE, publish_ip: str = HOST,
+                        **more: Any) -> AsyncIterator[Agent]:
     """An agent running until the block ends; it is cancelled and awaited then, so an error
-    that ended it early is raised here."""
+    that ended it early is raised here. `more`: the Agent's keyword arguments (hooks, logs)."""
     agent = Agent(store, driver, AgentConfig(node=node, address=HOST, publish_ip=publish_ip),
-                  data_dir=data_dir)
+                  data_dir=data_dir, **more)
     runner = asyncio.create_task(agent.run())
     try:
         ready = asyncio.create_task(agent.ready.wait())

@@ -9,9 +9,10 @@ worker per task so that steps of one task never overlap.
 On start it adopts: workloads that carry kade's labels and belong to a task still placed here
 keep running untouched; workloads of unknown tasks are stopped (orphans).
 
-Before a task starts, its host ports must bind (ports.py): a port another process holds
-fails the start and is reported on the node for the planner to avoid. A task that fails is
-logged with its reason, one line each, besides its status.
+What happens around the transitions (templates and host ports before a start, health
+checks and log capture while it runs, drains before a kill, cleanup after) is done by the
+task lifecycle hooks (hooks.py, steps.py, logs.py); this module keeps the transitions. A
+task that fails is logged with its reason, one line each, besides its status.
 """
 
 from __future__ import annotations
@@ -19,31 +20,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kade import model
 from kade.agent import ports as host_ports
-from kade.agent.drain import wait_drained
 from kade.agent.env import task_env
-from kade.agent.health import HealthMonitor, SystemClock
+from kade.agent.hooks import Hooks, Launch, Refused, TaskHook, TaskState
+from kade.agent.logs import LogCapture, LogSink
 from kade.agent.node_drivers import driver_names
-from kade.agent.templating import ConfigWaiting, Services, TaskConfig, Templating
+from kade.agent.steps import DrainHook, HealthHook, PortsHook, TemplatesHook
+from kade.agent.templating import Services, Templating
 from kade.drivers.base import (
     LABEL_NODE,
     Driver,
     DriverError,
-    ExecResult,
     LaunchSpec,
     Workload,
     WorkloadEvent,
 )
-from kade.model import HealthResult, Node, Task, TaskStatus, Unreadable, decode, decode_all
+from kade.model import Node, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec
 from kade.store.base import Store, StoreError
 from kade.store.mirror import Batch, Mirror, records
-from kade.templates import KV_VALUES, TemplateError
+from kade.templates import KV_VALUES
 
 log = logging.getLogger("kade.agent")
 
@@ -51,20 +53,6 @@ RETRY_AFTER = 2.0  # seconds before a task whose step failed is looked at again
 DEFAULT_GRACE = 10.0  # SIGTERM → SIGKILL when the task's app version is not known
 
 TASKS = records(model.TASKS, Task)
-
-
-@dataclass
-class _TaskState:
-    task: Task | None = None
-    workload: Workload | None = None
-    status: TaskStatus | None = None
-    monitor: asyncio.Task[None] | None = None
-    adopted: bool = False  # running before this agent started: keep its published health
-    kill_reason: str = ""  # set by the health monitor; the task's worker does the stop
-    config: TaskConfig | None = None  # its rendered templates
-    env: dict[str, str] = field(default_factory=dict)
-    waiting_config: bool = False  # a template reads a key that does not exist yet
-    timer: asyncio.Task[None] | None = None  # wakes it when a re-render is due
 
 
 @dataclass
@@ -90,7 +78,11 @@ class Agent:
         clock: Callable[[], float] = time.time,
         data_dir: Path | None = None,
         services: Services | None = None,
+        logs: LogSink | None = None,
+        hooks: list[TaskHook] | None = None,
     ) -> None:
+        """`logs`: the node's log store, into which every task's output is captured (None:
+        not captured). `hooks`: more task hooks, called after kade's own."""
         self.store = store
         self.driver = driver
         self.config = config
@@ -103,12 +95,19 @@ class Agent:
             (data_dir or Path("/var/lib/kade")) / "tasks", lambda: self._kv,
             services or (lambda: {}), command_user=driver.default_user,
             sandbox=getattr(driver, "sandbox", None))  # the exec driver's
-        self._tasks: dict[str, _TaskState] = {}
+        self._tasks: dict[str, TaskState] = {}
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._apps: dict[tuple[str, str], AppSpec] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.ports = host_ports.PortGuard(store, config.node, config.publish_ip)
+        self.templates = TemplatesHook(self, self.templating)
+        own: list[TaskHook] = [self.templates, PortsHook(self.ports), HealthHook(self),
+                               DrainHook(self)]
+        self.capture = LogCapture(self, logs, config.node) if logs is not None else None
+        if self.capture is not None:
+            own.append(self.capture)
+        self.hooks = Hooks(own + list(hooks or ()))
         self.ready = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -172,10 +171,10 @@ class Agent:
             state.workload = workload
             state.adopted = workload.state == "running"
 
-    def _state(self, task_id: str) -> _TaskState:
+    def _state(self, task_id: str) -> TaskState:
         state = self._tasks.get(task_id)
         if state is None:
-            state = self._tasks[task_id] = _TaskState()
+            state = self._tasks[task_id] = TaskState()
         return state
 
     def _on_batch(self, batch: Batch) -> None:
@@ -194,21 +193,30 @@ class Agent:
             self._poke(task_id)
         keys = {change.name for change in batch.of(KV_VALUES)}
         if keys:
-            self._config_changed(keys, set())
+            self.templates.changed(keys, set())
 
     def services_changed(self, services: set[str]) -> None:
         """The catalog changed these services (wired by the composition root)."""
-        self._config_changed(set(), services)
+        self.templates.changed(set(), services)
 
-    def _config_changed(self, keys: set[str], services: set[str]) -> None:
-        now = self.clock()
-        for task_id, state in self._tasks.items():
-            if state.waiting_config:
-                self._poke(task_id)
-            elif state.config is not None and state.config.touched(keys, services, now):
-                self._wake_at(task_id, state, state.config.due() or now)
+    # -- what hooks may use (hooks.Host) -------------------------------------------------------
 
-    def _wake_at(self, task_id: str, state: _TaskState, when: float) -> None:
+    def poke(self, task_id: str) -> None:
+        if task_id in self._tasks:
+            self._poke(task_id)
+
+    def wake_at(self, task_id: str, when: float) -> None:
+        state = self._tasks.get(task_id)
+        if state is not None:
+            self._wake_at(task_id, state, when)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self._spawn(coro)
+
+    async def set_status(self, state: TaskState, task: Task, /, **changes: object) -> None:
+        await self._set_status(state, task, **changes)
+
+    def _wake_at(self, task_id: str, state: TaskState, when: float) -> None:
         if state.timer is not None:
             state.timer.cancel()
 
@@ -285,15 +293,16 @@ class Agent:
         task, wl, status = state.task, state.workload, state.status
 
         if task is None:  # forgotten by the scheduler, or never known: nothing may run
-            await self._stop_monitor(state)
+            await self.hooks.stop(state, task_id)
+            if wl is not None and wl.state == "running":
+                log.info("stopping %s: no task placed for it", task_id)
+                await self.driver.stop(wl.id, DEFAULT_GRACE)
+            await self.hooks.cleanup(state, task_id)
             if wl is not None:
-                if wl.state == "running":
-                    log.info("stopping %s: no task placed for it", task_id)
-                    await self.driver.stop(wl.id, DEFAULT_GRACE)
                 await self.driver.remove(wl.id)
             if state.timer is not None:
                 state.timer.cancel()
-            self.templating.forget(task_id)
+            self.hooks.forget(task_id)
             del self._tasks[task_id]
             return
 
@@ -301,13 +310,13 @@ class Agent:
             if status is not None and status.state in model.TERMINAL and (
                 wl is None or wl.state != "running"
             ):
-                await self._cleanup(state)
+                await self._cleanup(state, task_id)
                 return
             await self._stop(state, task, "killed", task.stop_reason or "stopped")
             return
 
         if status is not None and status.state in model.TERMINAL:
-            await self._cleanup(state)  # the scheduler replaces it
+            await self._cleanup(state, task_id)  # the scheduler replaces it
             return
 
         if state.kill_reason:
@@ -332,7 +341,7 @@ class Agent:
             return
 
         # exited or created but not running: it failed
-        await self._stop_monitor(state)
+        await self.hooks.stop(state, task_id)
         code = wl.exit_code
         await self._set_status(
             state, task,
@@ -342,35 +351,23 @@ class Agent:
             container_id=wl.id,
         )
 
-    async def _start(self, state: _TaskState, task: Task) -> None:
+    async def _start(self, state: TaskState, task: Task) -> None:
         await self._set_status(state, task, state="staging", message="")
         try:
             app = await self._app(task)
-            env = task_env(app, task)
-            mounts = []
-            if app.templates:
-                try:
-                    state.config = await self.templating.prepare_async(app, task.id, env)
-                except ConfigWaiting as e:
-                    state.waiting_config = True
-                    await self._set_status(state, task, message=f"waiting: {e}")
-                    return
-                except TemplateError as e:
-                    await self._set_status(state, task, state="failed", message=str(e))
-                    return
-                state.waiting_config = False
-                state.env = env
-                env = {**env, **state.config.env}
-                mounts = state.config.mounts
-            busy = await self.ports.before_start(zip(
-                task.host_ports, (p.protocol for p in app.ports()), strict=False))
-            if busy is not None:
-                await self._set_status(state, task, state="failed", message=busy)
+            launch = Launch(env=task_env(app, task))
+            try:
+                await self.hooks.prestart(state, task, app, launch)
+            except Refused as e:
+                if e.wait:
+                    await self._set_status(state, task, message=e.message)
+                else:
+                    await self._set_status(state, task, state="failed", message=e.message)
                 return
             spec = LaunchSpec(
                 task_id=task.id, app=app, version=task.version, spec_hash=task.spec_hash,
                 node=task.node, host=task.host, host_ports=list(task.host_ports),
-                env=env, mounts=mounts,
+                env=launch.env, mounts=launch.mounts,
             )
 
             shown = [0.0]
@@ -390,13 +387,12 @@ class Agent:
         state.workload = wl
         self._poke(task.id)
 
-    async def _staging_message(self, state: _TaskState, task: Task, line: str) -> None:
+    async def _staging_message(self, state: TaskState, task: Task, line: str) -> None:
         if state.status is not None and state.status.state == "staging":
             await self._set_status(state, task, message=line)
 
-    async def _running(self, state: _TaskState, task: Task, wl: Workload) -> None:
+    async def _running(self, state: TaskState, task: Task, wl: Workload) -> None:
         app = await self._app(task)
-        started = wl.started_at or self.clock()
         if state.status is None or state.status.state not in ("starting", "running") or (
             state.status.container_id != wl.id
         ):
@@ -404,80 +400,20 @@ class Agent:
                 state, task,
                 state="running",
                 container_id=wl.id,
-                started_at=started,
+                started_at=wl.started_at or self.clock(),
                 health=(state.status.health if state.adopted and state.status else "unknown"),
                 message="",
             )
-        if app.health_checks and state.monitor is None:
-            state.monitor = self._spawn(self._monitor(state, task, app, wl, started))
-        if app.templates and state.config is None:
-            state.env = task_env(app, task)
-            state.config = self.templating.adopt(app, task.id, self.clock())
-        if state.config is not None:
-            await self._refresh_config(state, task, wl)
+        await self.hooks.poststart(state, task, app, wl)
 
-    async def _refresh_config(self, state: _TaskState, task: Task, wl: Workload) -> None:
-        config = state.config
-        assert config is not None
-        due = config.due()
-        if due is None:
-            return
-        if due > self.clock():
-            self._wake_at(task.id, state, due)
-            return
-        change = await self.templating.refresh_async(config, state.env, self.clock())
-        for sig in change.signals:
-            await self.driver.signal(wl.id, sig)
-        stale = state.status is not None and state.status.config_stale
-        await self._set_status(state, task, config_stale=stale or change.restart,
-                               config_error="; ".join(change.errors))
-
-    async def _monitor(
-        self, state: _TaskState, task: Task, app: AppSpec, wl: Workload, started: float
-    ) -> None:
-        async def exec_in(command: str, timeout: float) -> ExecResult:
-            return await self.driver.exec(wl.id, command, timeout)
-
-        async def on_change(health: model.Health, results: list[HealthResult]) -> None:
-            if health == "unknown" and state.adopted:
-                return  # keep the health an adopted task had until a check says otherwise
-            if health == "healthy" and not await self._still_runs(state, wl):
-                # The probe raced the task's exit (it may have reached another process on
-                # the port): it never counts. The exit is on its way and fails the task.
-                log.info("task %s: a health check passed as it exited: not counted", task.id)
-                return
-            state.adopted = False
-            if state.task is not None and state.task.desired == "run":
-                await self._set_status(state, task, health=health, health_results=results)
-
-        async def on_kill(reason: str) -> None:
-            log.warning("task %s unhealthy: %s", task.id, reason)
-            state.kill_reason = reason
-            self._poke(task.id)
-
-        monitor = HealthMonitor(
-            list(app.health_checks), host=task.host, ports=list(task.host_ports),
-            exec=exec_in, started_at=started, clock=SystemClock(),
-            on_change=on_change, on_kill=on_kill,
-        )
-        await monitor.run()
-
-    async def _still_runs(self, state: _TaskState, wl: Workload) -> bool:
-        """The workload is the task's current one and its process runs, as the runtime says
-        now (an exit event may not have arrived yet)."""
-        current = state.workload
-        if current is None or current.id != wl.id or current.state != "running":
-            return False
-        return await self.driver.alive(wl.id)
-
-    async def _stop(self, state: _TaskState, task: Task, final: model.TaskState,
+    async def _stop(self, state: TaskState, task: Task, final: model.TaskState,
                     reason: str) -> None:
-        await self._stop_monitor(state)
+        await self.hooks.stop(state, task.id)
         wl = state.workload
         exit_code = None
         if wl is not None and wl.state == "running":
             await self._set_status(state, task, state="killing", message=reason)
-            await wait_drained(self.store, task.id, self.clock)
+            await self.hooks.prekill(state, task, wl)
             try:
                 grace = (await self._app(task)).task_kill_grace_period_seconds
             except DriverError:  # its app version is gone: stop it all the same
@@ -486,30 +422,16 @@ class Agent:
         await self._set_status(state, task, state=final, message=reason, exit_code=exit_code,
                                health="unknown" if final != "failed" else "unhealthy")
 
-    async def _cleanup(self, state: _TaskState) -> None:
-        await self._stop_monitor(state)
-        if state.config is not None:
-            self.templating.forget(state.config.task_id)
-            state.config = None
+    async def _cleanup(self, state: TaskState, task_id: str) -> None:
+        await self.hooks.cleanup(state, task_id)
         wl = state.workload
         if wl is not None and wl.state != "running":
             await self.driver.remove(wl.id)
             state.workload = None
 
-    async def _stop_monitor(self, state: _TaskState) -> None:
-        monitor, state.monitor = state.monitor, None
-        if monitor is not None and monitor is not asyncio.current_task():
-            monitor.cancel()
-            try:
-                await monitor
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._tg is not None
-        return self._tg.create_task(coro)  # type: ignore[arg-type]
+        return self._tg.create_task(coro)
 
     async def _app(self, task: Task) -> AppSpec:
         cache_key = (task.app_id, task.version)
@@ -525,7 +447,7 @@ class Agent:
             app = self._apps[cache_key] = read
         return app
 
-    async def _set_status(self, state: _TaskState, task: Task, /, **changes: object) -> None:
+    async def _set_status(self, state: TaskState, task: Task, /, **changes: object) -> None:
         old = state.status
         base = old.model_dump() if old is not None else {
             "task_id": task.id, "app_id": task.app_id, "node": task.node,

@@ -8,10 +8,19 @@ driver that started or listed it. Their event streams are merged into one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
-from kade.drivers.base import Driver, DriverError, ExecResult, LaunchSpec, Workload, WorkloadEvent
+from kade.drivers.base import (
+    Driver,
+    DriverError,
+    ExecResult,
+    LaunchSpec,
+    OutputLine,
+    Workload,
+    WorkloadEvent,
+)
+from kade.logs.record import Resume, Stream
 from kade.model import DRIVER_APPS, driver_for
 from kade.spec import AppSpec
 
@@ -130,6 +139,18 @@ class NodeDrivers:
             raise DriverError(f"no such workload: {workload_id}")
         async for chunk in driver.logs(workload_id, follow=follow, tail=tail):
             yield chunk
+
+    def output(self, workload_id: str,
+               resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        return self._output(workload_id, resume)
+
+    async def _output(self, workload_id: str,
+                      resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        driver = await self._of(workload_id)
+        if driver is None:
+            return
+        async for line in driver.output(workload_id, resume):
+            yield line
 
     async def close(self) -> None:
         for driver in self.drivers.values():

@@ -1,8 +1,12 @@
-"""What runs on every node: the drivers, the agent, DNS and the router process.
+"""What runs on every node: the drivers, the agent, its log store, DNS and the router process.
 
 `kade up` runs it beside the control plane on one store; `kade agent` runs it alone, following
 the servers through their store API (`kade.client.remote_store`). The code is the same: the
 node side only knows the `Store` protocol and the catalog view it is given.
+
+The node's tasks' output is kept on the node, in its log store (`node.logs`, under
+`<data dir>/logs/`): the agent captures into it, the API (`kade up`) and the node listener
+(`kade agent`) answer queries from it, and its retention runs beside the agent.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from kade.cli.router_proc import ensure_router, stop_router
 from kade.cli.supervise import RouterSupervisor, StartFailed
 from kade.dns.server import DnsServer
 from kade.drivers.base import LABEL_NODE, Driver
+from kade.logs.store import LogStore
 from kade.store.base import Store
 from kade.templates import ServiceEndpoint
 
@@ -118,6 +123,7 @@ class NodeSide:
         self.view = view
         self.driver: Driver | None = None
         self.agent: Agent | None = None
+        self.logs: LogStore | None = None  # open from start() to close()
         self.dns = DnsServer(view, cfg.dns_addr, cfg.domain)
         cfg.router_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.supervisor = RouterSupervisor(
@@ -138,6 +144,7 @@ class NodeSide:
         Call `start_router` once the control plane answers."""
         cfg = self.cfg
         self.driver = await make_driver(cfg)
+        self.logs = await LogStore(cfg.data_dir).open()
         self.agent = Agent(self.store, self.driver,
                            AgentConfig(node=cfg.node, address=cfg.advertise,
                                        attributes=dict(cfg.attributes),
@@ -145,7 +152,8 @@ class NodeSide:
                                        hostname=socket.gethostname(),
                                        port_range=cfg.port_range,
                                        liveness_ttl=cfg.node_ttl),
-                           data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog))
+                           data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog),
+                           logs=self.logs)
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))
         try:
             await self.dns.start()
@@ -157,6 +165,7 @@ class NodeSide:
         self._tasks = [tg.create_task(liveness.run(), name="liveness")]
         await liveness.alive.wait()
         self._tasks.append(tg.create_task(self.agent.run(), name="agent"))
+        self._tasks.append(tg.create_task(self.logs.run(), name="log retention"))
         return self._tasks
 
     def _services_changed(self, changed: set[str]) -> None:
@@ -201,3 +210,5 @@ class NodeSide:
         await self.dns.close()
         if self.driver is not None:
             await self.driver.close()
+        if self.logs is not None:
+            await self.logs.close()

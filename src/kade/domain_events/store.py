@@ -14,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kade.domain_events.query import Query, fts_phrase, fts_words, glob_sql, json_path
 from kade.domain_events.record import DomainEvent
+from kade.sqlite_db import IdSpans, SQLiteDB
 
 log = logging.getLogger("kade.domain_events")
 
@@ -62,10 +60,9 @@ CREATE TRIGGER IF NOT EXISTS events_text_remove AFTER DELETE ON events BEGIN
     VALUES ('delete', old.id, old.type, old.source, old.routing_key, old.body);
 END;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS spans (
-    hour INTEGER PRIMARY KEY, low INTEGER NOT NULL, high INTEGER NOT NULL);
 """
 SPAN = 3600  # seconds of event time per row of `spans`: the ids stored for that hour
+_SPANS = IdSpans("spans", SPAN, key="hour")
 ANALYZE_EVERY = 50_000  # stored events between refreshes of the planner's statistics
 _NO_ID = 2**62  # above every id
 # a body field as text: JSON's true and false as such, not as SQLite's 1 and 0
@@ -100,85 +97,56 @@ class Window:
 
 
 class EventStore:
-    """Writes go through one thread that owns the write connection; every read opens its
-    own read-only connection, so a long search never holds up ingest."""
+    """Writes go through one thread that owns the write connection; every read uses a
+    read-only connection of its own, so a long search never holds up ingest
+    (`kade.sqlite_db`)."""
 
     def __init__(self, data_dir: Path, retention: Retention | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.path = Path(data_dir) / DB_FILE
         self.retention = retention or Retention()
         self.clock = clock
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="domain-events")
-        self._db: sqlite3.Connection | None = None
+        self._file = SQLiteDB(self.path, self._open, name="domain-events")
         self._bytes = 0
         self._last_id = 0
+        self._unanalyzed = 0
         self._changed = asyncio.Event()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
 
     async def open(self) -> EventStore:
-        await self._write(self._open)
+        await self._file.open()
         return self
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+    def _open(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA + _SPANS.schema())
         self._bytes = db.execute("SELECT coalesce(sum(size), 0) FROM events").fetchone()[0]
         self._last_id = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         if self._last_id and db.execute("SELECT count(*) FROM spans").fetchone()[0] == 0:
-            self._add_spans(db, 0)
+            _SPANS.add_stored(db, "events", "time", 0)
         db.execute("PRAGMA analysis_limit=400")
         self._unanalyzed = ANALYZE_EVERY if self._last_id else 0
-        self._db = db
 
     async def close(self) -> None:
-        def close() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        await self._file.close()
 
-        await self._write(close)
-        self._writer.shutdown(wait=True)
-        with self._readers_lock:
-            for db in self._readers:
-                db.close()
-            self._readers.clear()
-
-    async def _write(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._file.write(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn` with a read-only connection of the calling worker thread: kept open, so its
-        page cache stays warm from one search to the next."""
-        def run() -> T:
-            db: sqlite3.Connection | None = getattr(self._local, "db", None)
-            if db is None:
-                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                     check_same_thread=False)
-                self._local.db = db
-                with self._readers_lock:
-                    self._readers.append(db)
-            return fn(db)
-
-        return await asyncio.to_thread(run)
+        return await self._file.read(fn)
 
     # -- writes ----------------------------------------------------------------------------
 
     async def append(self, events: Sequence[DomainEvent], dead_lettered: int = 0) -> Appended:
         """Store `events` in one durable transaction (duplicates dropped), and count
         `dead_lettered` messages in the same one. Returns once it is on disk."""
-        result = await self._write(lambda: self._append(events, dead_lettered))
+        result = await self._write(lambda db: self._append(db, events, dead_lettered))
         if result.stored:
             self._changed.set()
             self._changed = asyncio.Event()
         return result
 
-    def _append(self, events: Sequence[DomainEvent], dead_lettered: int) -> Appended:
-        assert self._db is not None, "open() first"
+    def _append(self, db: sqlite3.Connection, events: Sequence[DomainEvent],
+                dead_lettered: int) -> Appended:
         rows = []
         for e in events:
             headers = json.dumps(e.headers, ensure_ascii=False, separators=(",", ":"))
@@ -186,7 +154,6 @@ class EventStore:
             size = len(body) + len(headers) + len(e.type) + len(e.message_id) + 64
             rows.append((e.message_id, e.time, e.received, e.type, e.source, e.routing_key,
                          e.exchange, e.correlation_id, headers, body, size))
-        db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             cur = db.executemany(
@@ -203,7 +170,7 @@ class EventStore:
                 self._bytes += db.execute(
                     "SELECT coalesce(sum(size), 0) FROM events WHERE id > ?",
                     (self._last_id,)).fetchone()[0]
-                self._add_spans(db, self._last_id)
+                _SPANS.add_stored(db, "events", "time", self._last_id)
             self._enforce(db)
             db.execute("COMMIT")
         except BaseException:
@@ -216,16 +183,6 @@ class EventStore:
             db.execute("ANALYZE events")
             self._unanalyzed = 0
         return Appended(stored, duplicates, last)
-
-    @staticmethod
-    def _add_spans(db: sqlite3.Connection, after_id: int) -> None:
-        """Widen each hour's id range by the events stored after `after_id`. A range only
-        grows (retention leaves it as it is): it stays a bound of the hour's ids."""
-        db.execute(
-            "INSERT INTO spans (hour, low, high) SELECT CAST(time / ? AS INTEGER) AS h, "
-            "min(id), max(id) FROM events WHERE id > ? GROUP BY h "
-            "ON CONFLICT(hour) DO UPDATE SET low = min(low, excluded.low), "
-            "high = max(high, excluded.high)", (SPAN, after_id))
 
     @staticmethod
     def _count(db: sqlite3.Connection, name: str, n: int) -> None:
@@ -360,11 +317,7 @@ def _ids(db: sqlite3.Connection, window: Window) -> tuple[int, int]:
     q = window.query
     if not (q.text or q.fields) or (window.since is None and window.until is None):
         return 0, _NO_ID
-    first = -(2**62) if window.since is None else math.floor(window.since / SPAN)
-    last = 2**62 if window.until is None else math.floor(window.until / SPAN)
-    low, high = db.execute("SELECT min(low), max(high) FROM spans WHERE hour BETWEEN ? AND ?",
-                           (first, last)).fetchone()
-    return (low, high) if low is not None else (1, 0)
+    return _SPANS.ids(db, window.since, window.until)
 
 
 def _where(window: Window, ids: tuple[int, int] = (0, _NO_ID)) -> tuple[str, list[Any]]:

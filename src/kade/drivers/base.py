@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from kade.logs.record import Resume, Stream
 from kade.spec import AppSpec
 
 # Labels on every workload kade starts: a restarted agent re-adopts what runs from them.
@@ -87,6 +88,16 @@ class ExecResult:
     output: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a workload wrote, as `Driver.output` follows it."""
+
+    time: int  # ns since the epoch: the runtime's stamp (Docker), or when it was read (exec)
+    stream: Stream
+    line: bytes  # without its newline; a line Docker split into several messages is whole
+    offset: int = 0  # exec: the byte offset just past this line in its file (0: Docker)
+
+
 class DriverError(Exception):
     """Starting or stopping failed; the message is shown to the user as the task's reason."""
 
@@ -134,6 +145,14 @@ class Driver(Protocol):
 
     def logs(self, workload_id: str, *, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
         """stdout and stderr of a workload."""
+        ...
+
+    def output(self, workload_id: str,
+               resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        """Follow a workload's stdout and stderr line by line from where a capture stopped
+        (`resume`, per stream: Docker skips what is stamped before `time` and the first
+        `count` lines stamped `time`; exec starts at `offset`), until the workload is gone
+        and its output is read to the end. Nothing is polled."""
         ...
 
     async def close(self) -> None: ...

@@ -19,7 +19,7 @@ import struct
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -35,12 +35,15 @@ from kade.drivers.base import (
     DriverError,
     ExecResult,
     LaunchSpec,
+    OutputLine,
     Workload,
     WorkloadEvent,
     WorkloadState,
 )
 from kade.drivers.docker_config import MIN_MEMORY_MIB, SANDBOX, container_config, link_archive
+from kade.drivers.docker_output import DockerLines, follow
 from kade.drivers.fetch import DEFAULT_LIMITS, FetchLimits, fetch_all
+from kade.logs.record import Resume, Stream
 
 __all__ = ["MIN_MEMORY_MIB", "DockerDriver", "PullProgress", "container_config", "container_name"]
 
@@ -331,6 +334,42 @@ class DockerDriver:
                     yield payload
             finally:
                 resp.close()
+
+    async def output(self, workload_id: str,
+                     resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        """The container's lines from `resume` on (see `kade.drivers.docker_output`), until
+        it has stopped and everything it wrote is read. A stream that breaks while the
+        container runs is followed again from the last line given out."""
+        lines = DockerLines(resume)
+        backoff = 0.1
+        live = True
+        while True:
+            info = await self._inspect(workload_id)
+            if info is None:  # removed: what it wrote went with it
+                return
+            ended = True  # the stream ended by itself, not broken
+            try:
+                async for line in follow(self._client(), info["Id"],
+                                         bool(info["Config"].get("Tty")), lines, live=live):
+                    yield line
+            except (DockerError, aiohttp.ClientError, OSError,
+                    asyncio.IncompleteReadError) as e:
+                if isinstance(e, DockerError) and e.status == 404:
+                    return
+                ended = False
+            if ended and not live:  # everything it wrote is read
+                for line in lines.flush():
+                    yield line
+                return
+            info = await self._inspect(workload_id)
+            if info is None:
+                return
+            lines.restart()
+            if ended and not info["State"].get("Running"):
+                live = False  # stopped: one last read, of what the engine wrote meanwhile
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     async def events(self) -> AsyncIterator[WorkloadEvent]:
         """Docker's event stream from now on. After a break it reconnects and resumes from

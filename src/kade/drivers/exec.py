@@ -20,7 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,15 +30,19 @@ from kade.drivers.base import (
     DriverError,
     ExecResult,
     LaunchSpec,
+    OutputLine,
     Workload,
     WorkloadEvent,
 )
+from kade.drivers.exec_output import Changes, FileLines
 from kade.drivers.fetch import DEFAULT_LIMITS, FetchLimits, fetch_all
+from kade.logs.record import STREAMS, Resume, Stream
 
 EXEC_OUTPUT_LIMIT = 4096  # bytes of exec output kept (the tail: errors come last)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TASK_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FOLLOW_INTERVAL = 0.2  # seconds between looks at a growing log file
+OUTPUT_GATHER = 0.05  # seconds a woken capture lets output gather before it reads
 
 
 @dataclass
@@ -97,6 +101,7 @@ class ExecDriver:
         self.fetch_cache = fetch_cache or self.work_dir.parent / "fetch-cache"
         self.fetch_limits = fetch_limits
         self._watches: dict[str, _Watch] = {}
+        self._changes: Changes | None = None  # output files written to: see output()
         self._subscribers: set[asyncio.Queue[WorkloadEvent]] = set()
 
     # -- the sandbox and its task.json -----------------------------------------------------
@@ -364,6 +369,43 @@ class ExecDriver:
             if not got:
                 await asyncio.sleep(_FOLLOW_INTERVAL)
 
+    async def output(self, workload_id: str,
+                     resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        """The task's lines from the byte offsets in `resume` on, until its process has
+        exited and both files are read to their end (see `kade.drivers.exec_output`)."""
+        task_id = self._task_of(workload_id)
+        box = self.sandbox(task_id) if task_id else None
+        if box is None or not box.is_dir():
+            return
+        files = [FileLines(box / s, s, resume[s].offset if s in resume else 0)
+                 for s in STREAMS]
+        if self._changes is None:
+            self._changes = Changes()
+        changes, changed = self._changes, asyncio.Event()
+        watches = [changes.watch(box / s, changed) for s in STREAMS if (box / s).exists()]
+        try:
+            while True:
+                rec = self._load(task_id)
+                watch = self._watch(rec) if rec is not None and self._settle(rec) else None
+                changed.clear()
+                for f in files:  # the process was looked at first: a last read is complete
+                    for line in f.read(final=watch is None):
+                        yield line
+                if watch is None:
+                    return
+                woken: asyncio.Future[object] = asyncio.ensure_future(changed.wait())
+                exited: asyncio.Future[object] = watch.done  # type: ignore[assignment]
+                try:
+                    await asyncio.wait([woken, exited], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                await asyncio.sleep(OUTPUT_GATHER)  # many small writes, read as one batch
+        finally:
+            for wd in watches:
+                changes.unwatch(wd, changed)
+            for f in files:
+                f.close()
+
     async def events(self) -> AsyncIterator[WorkloadEvent]:
         queue: asyncio.Queue[WorkloadEvent] = asyncio.Queue()
         self._subscribers.add(queue)
@@ -382,6 +424,9 @@ class ExecDriver:
             os.close(watch.pidfd)
             watch.done.cancel()
         self._watches.clear()
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
 
 
 def _link_mounts(box: Path, spec: LaunchSpec) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kade.regexps import compile_regexp
 from kade.router.rules_match import (
     ARITY,
     BadPattern,
@@ -30,7 +31,6 @@ from kade.router.rules_match import (
     Request,
     canon_host,
     check_values,
-    compile_regexp,
     routing_path,
     v2_matcher,
     v3_matcher,

@@ -21,6 +21,8 @@ from typing import Protocol
 
 import re2
 
+from kade.regexps import compile_regexp
+
 
 class Request(Protocol):
     """What a matcher may look at: `host` lowercase without port, `path` the routing path."""
@@ -47,7 +49,6 @@ class Request(Protocol):
 
 
 Matcher = Callable[[Request], bool]
-Search = Callable[[str], object | None]
 
 # -- the routing path -------------------------------------------------------------------------
 
@@ -76,22 +77,6 @@ def routing_path(raw: bytes) -> str:
 
 
 # -- regexps ----------------------------------------------------------------------------------
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the user, not to stderr
-_UNSUPPORTED = "RE2 syntax: no backreferences or lookaround"
-
-
-def compile_regexp(pattern: str) -> Search:
-    """The `search` of `pattern` compiled by RE2 (linear time); ValueError if RE2 refuses it."""
-    try:
-        return re2.compile(pattern, _RE2_OPTIONS).search  # type: ignore[no-any-return]
-    except re2.error as e:
-        reason = e.args[0] if e.args else "cannot be compiled"
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise ValueError(f"{reason} ({_UNSUPPORTED})") from None
-
 
 def template_regexp(template: str, kind: str) -> str:
     """A gorilla/mux template (`/css-{n:[0-9]+}`) as an anchored regexp; ValueError if bad.

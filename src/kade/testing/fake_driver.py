@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kade.drivers.base import DriverError, ExecResult, LaunchSpec, Workload, WorkloadEvent
+from kade.drivers.base import (
+    DriverError,
+    ExecResult,
+    LaunchSpec,
+    OutputLine,
+    Workload,
+    WorkloadEvent,
+)
+from kade.logs.record import Resume, Stream
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class FakeDriver:
         self.start_errors: dict[str, str] = {}  # task or app id → DriverError message
         self.exec_result: ExecResult | Callable[[Workload, str], ExecResult] = ExecResult(0, "")
         self.log_data: dict[str, bytes] = {}  # by task id
+        # by task id: what output() gives (stamped 1, 2, …), once the workload has exited
+        self.output_lines: dict[str, list[tuple[Stream, bytes]]] = {}
         self.signals: list[tuple[str, str]] = []  # (task id, signal) delivered to a running one
         self.now: Callable[[], float] = lambda: 0.0  # for started_at; give it a FakeClock
         self.closed = False
@@ -162,6 +172,21 @@ class FakeDriver:
             data = b"".join(lines[-tail:]) if tail > 0 else b""
         if data:
             yield data
+
+    async def output(self, workload_id: str,
+                     resume: Mapping[Stream, Resume]) -> AsyncIterator[OutputLine]:
+        """The task's `output_lines` past `resume`'s stamps, once its workload no longer
+        runs (a real runtime gives them as they come; tests look at the end result)."""
+        self.calls.append(Call("output", (workload_id, dict(resume))))
+        w = self.workloads.get(workload_id)
+        while w is not None and w.state == "running":
+            await asyncio.sleep(0.01)
+            w = self.workloads.get(workload_id)
+        if w is None:
+            return
+        for time, (stream, line) in enumerate(self.output_lines.get(w.task_id, []), 1):
+            if stream not in resume or time > resume[stream].time:
+                yield OutputLine(time, stream, line)
 
     async def close(self) -> None:
         self.calls.append(Call("close", ()))
