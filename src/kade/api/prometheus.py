@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -51,7 +51,7 @@ MAX_SERIES = 10_000  # label sets in one /series answer
 
 
 class MetricsSource(Protocol):
-    def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Sequence[Series]: ...
+    def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Iterable[Series]: ...
 
     def latest(self, since_ms: int) -> list[tuple[Labels, int, float]]: ...
 

@@ -76,6 +76,10 @@ class Collector:
     node: str
     interval: float = INTERVAL
     endpoints: Callable[[], Sequence[tuple[str, dict[str, str]]]] = lambda: ()  # router's
+    # more samples each pass (what the control plane knows: kade.metrics.cluster)
+    extra: Callable[[int], list[Sample]] = lambda now: []
+    # labels added to a scraped sample (the router's `service` → its app's `app`)
+    relabel: Callable[[dict[str, str]], dict[str, str]] = lambda labels: labels
     clock: Callable[[], float] = time.time
     _spent: float = 0.0
     _meta: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -99,7 +103,8 @@ class Collector:
         targets = list(self.targets())
         samples, cpu = await asyncio.to_thread(_timed, usage_samples, targets, now)
         scraped, scrape_cpu = await self._scrape_all(targets, now)
-        samples += scraped
+        samples += [(self.relabel(labels), t, v) for labels, t, v in scraped]
+        samples += self.extra(now)
         self._spent += cpu + scrape_cpu
         node = {"node": self.node}
         samples += [

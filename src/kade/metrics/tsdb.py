@@ -275,6 +275,18 @@ class TSDB:
             os.close(self._wal)
         self._wal = os.open(self.dir / WAL_FILE, os.O_WRONLY | os.O_APPEND)
 
+    async def run(self, flush_every: float = 60.0, retention_every: float = 600.0) -> None:
+        """Close the spans that ended (and forget what is past its retention) on a timer."""
+        import asyncio
+
+        last_retention = 0.0
+        while True:
+            await asyncio.sleep(flush_every)
+            await asyncio.to_thread(self.flush)
+            if time.monotonic() - last_retention >= retention_every:
+                last_retention = time.monotonic()
+                await asyncio.to_thread(self.enforce_retention)
+
     def enforce_retention(self) -> int:
         """Rows past their retention removed; returns how many."""
         assert self._db is not None
