@@ -133,7 +133,8 @@ AlertmanagerUrl = Annotated[list[str] | None, typer.Option(
     "--alertmanager", envvar="KADE_ALERTMANAGER", rich_help_panel=MONITORING,
     help="push alerts to this Alertmanager's /api/v2/alerts (repeatable)")]
 BuiltinAlerts = Annotated[bool, typer.Option(
-    "--builtin-alerts/--no-builtin-alerts", rich_help_panel=MONITORING,
+    "--builtin-alerts/--no-builtin-alerts", envvar="KADE_BUILTIN_ALERTS",
+    rich_help_panel=MONITORING,
     help="kade's own rules: crash loops, apps below their healthy count, failed "
          "deployments, nodes down, disks nearly full")]
 MetricsInterval = Annotated[str, typer.Option(
