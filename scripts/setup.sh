@@ -16,6 +16,10 @@ command -v etcd >/dev/null || need_pkgs+=(etcd-server)  # the store of a cluster
 # RabbitMQ: the example broker of domain events, run by kade as a command app (its own node
 # name, ports and data dir), and the real broker of the tests
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
+# Prometheus: its query engine answers the same queries as kade's on the same samples (tests)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# Alertmanager: receives kade's alerts in the tests, as an operator's existing one would
+command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -q

@@ -54,6 +54,8 @@ ROUTERS = "routers/"
 DEPLOYMENTS = "deployments/"
 STABLE = "stable/"
 SERVERKEYS = "serverkeys/"
+ALERTS = "alerts/"  # the alerts of every rule, by fingerprint (kade.alerts.state.Alert)
+ALERT_RULES = "alertrules/"  # cluster-wide alert rules, by name (kade.spec.alerts.AlertRule)
 
 
 def app_key(app_id: str) -> str:

@@ -91,6 +91,10 @@ class NodeDrivers:
             await driver.remove(workload_id)
             self._owner.pop(workload_id, None)
 
+    async def pid(self, workload_id: str) -> int | None:
+        driver = await self._of(workload_id)
+        return None if driver is None else await driver.pid(workload_id)
+
     async def alive(self, workload_id: str) -> bool:
         driver = await self._of(workload_id)
         return driver is not None and await driver.alive(workload_id)

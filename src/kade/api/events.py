@@ -34,6 +34,8 @@ _TYPES = {
     model.DEPLOYMENTS: "deployment",
     model.ROUTERS: "router",
     model.KV: "kv",
+    model.ALERTS: "alert",
+    model.ALERT_RULES: "alert_rule",
 }
 KEEPALIVE_SECONDS = 15.0
 

@@ -213,6 +213,8 @@ class SecurityMiddleware:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in _JSON_TYPES or (ctype.startswith("application/") and ctype.endswith("+json")):
             return None
+        if path.startswith("/api/v1/") and ctype == "application/x-www-form-urlencoded":
+            return None  # Prometheus' query API takes forms (Grafana posts them); reads only
         return _Refusal(415, f"Content-Type {ctype or '(none)'!r} is not accepted here: "
                              "send application/json or application/yaml")
 

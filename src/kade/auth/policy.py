@@ -51,6 +51,8 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_READ_METHODS, re.compile(r"/v1/router/table"), "node"),
     # the store as agents of a cluster follow it: only the prefixes of STORE_READ/STORE_WRITE
     (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/store/.*"), "node"),
+    # the cluster-wide alert rules: operators (reading them is `read`, below)
+    (_WRITE_METHODS, re.compile(r"/v1/alert-rules(/.*)?"), "admin"),
     # eligibility and drains of nodes: operators (reading nodes is `read`, below)
     (_WRITE_METHODS, re.compile(r"/v1/nodes(/.*)?"), "admin"),
     # changes of apps, tasks, deployments and KV (kade's API and Marathon's /v2)
@@ -60,6 +62,11 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (frozenset({"PUT", "POST"}), re.compile(r"/v1/txn"), "deploy"),
     # domain events posted by apps without a broker
     (frozenset({"POST"}), re.compile(r"/v1/domain-events"), "deploy"),
+    # Prometheus' query API and the exposition (Grafana and promtool post their queries)
+    (_READ_METHODS | frozenset({"POST"}),
+     re.compile(r"/api/v1/(query|query_range|series|labels)"), "read"),
+    (_READ_METHODS, re.compile(r"/api/v1/(label/[^/]+/values|metadata|status/buildinfo)|"
+                               r"/metrics"), "read"),
     # everything else that only reads: kade's own API, Consul's, the OpenAPI description
     (_READ_METHODS, re.compile(r"/v[12]/.*|/openapi\.json|/docs(/.*)?|/redoc"), "read"),
 ]

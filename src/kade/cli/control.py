@@ -16,9 +16,13 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from kade.admission import ContainerPolicy
+from kade.alerts.manager import Alerting
+from kade.alerts.notify import Dispatcher
+from kade.api.alerts import alerts_router
 from kade.api.app import create_app
 from kade.api.consul_catalog import catalog_router
 from kade.api.consul_kv import kv_router
+from kade.api.prometheus import MetricsSource, prometheus_router
 from kade.api.routing import Routing, routing_router
 from kade.api.security import SecurityConfig
 from kade.catalog.view import CatalogView
@@ -27,6 +31,7 @@ from kade.scheduler.loop import Scheduler
 from kade.store.base import Store, StoreError
 from kade.store.election import Election, NotLeader
 from kade.store.fenced import FencedStore
+from kade.templates.isolate import TemplateWorkers
 
 log = logging.getLogger("kade")
 
@@ -56,6 +61,9 @@ class ControlPlane:
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                     cors_origins=tuple(cfg.cors_origins)),
         )
+        self._monitoring: tuple[MetricsSource, Dispatcher, bool, float] | None = None
+        self.alerting: Alerting | None = None
+        self.template_workers = TemplateWorkers()  # alerts' annotations
         if cfg.cors_origins:
             from starlette.middleware.cors import CORSMiddleware
 
@@ -72,11 +80,28 @@ class ControlPlane:
         await self.view.ready()
         self.routing.rebuild(self.view.catalog)
 
+    def monitor(self, source: MetricsSource, metadata: Callable[[], dict[str, tuple[str, str]]],
+                dispatcher: Dispatcher, builtin: bool = True, interval: float = 10.0) -> None:
+        """Serve Prometheus' query API and /metrics over `source` and evaluate alert rules on
+        it while leading (kade.alerts.manager)."""
+        self._monitoring = (source, dispatcher, builtin, interval)
+        self.app.include_router(prometheus_router(source, metadata))
+        self.app.include_router(alerts_router(
+            self.store, builtin=builtin,
+            errors=lambda: self.alerting.errors if self.alerting is not None else {}))
+
     def leader_loops(self, store: Store | None = None) -> dict[str, Coroutine[Any, Any, None]]:
-        """Scheduler and deployer by name, writing through `store` (a leader's fenced store)."""
+        """Scheduler and deployer by name (and alerting when monitoring), writing through
+        `store` (a leader's fenced store)."""
         store = store or self.store
-        return {"scheduler": Scheduler(store, port_range=self.cfg.port_range).run(),
-                "deployer": Deployer(store).run()}
+        loops = {"scheduler": Scheduler(store, port_range=self.cfg.port_range).run(),
+                 "deployer": Deployer(store).run()}
+        if self._monitoring is not None:
+            source, dispatcher, builtin, interval = self._monitoring
+            self.alerting = Alerting(store, source, self.template_workers, dispatcher,
+                                     builtin=builtin, interval=interval)
+            loops["alerting"] = self.alerting.run()
+        return loops
 
     async def lead(self, election: Election, value: bytes, stop: asyncio.Event) -> None:
         """Stand for leader until `stop`; while leading, run the leader's loops with every

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kade.cli import monitoring, quick, roles
 from kade.cli import options as o
-from kade.cli import quick, roles
 from kade.cli.console import LazyConsole, make_table
 from kade.cli.console import call as _call
 from kade.cli.console import fail as _fail
@@ -100,6 +100,11 @@ def up(
     events_config: Annotated[Path | None, typer.Option(
         envvar="KADE_EVENTS_CONFIG", help="bindings, queue, prefetch as JSON/YAML",
         rich_help_panel=EVENTS)] = None,
+    alert_webhook: o.AlertWebhook = None,
+    alertmanager: o.AlertmanagerUrl = None,
+    builtin_alerts: o.BuiltinAlerts = True,
+    metrics_interval: o.MetricsInterval = "10s",
+    alert_interval: o.AlertInterval = "10s",
 ) -> None:
     """Run the control plane and an agent in the foreground (the router in its own process)."""
     import uvloop
@@ -130,6 +135,12 @@ def up(
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
         events = ingest_config(events_amqp, list(events_bind or []), events_config)
+        from kade.admission.alerting import check_receivers
+        webhooks = check_receivers(list(alert_webhook or []), "--alert-webhook")
+        alertmanagers = check_receivers(list(alertmanager or []), "--alertmanager")
+        from kade.admission.alerting import check_interval
+        collect_every = check_interval(metrics_interval, "--metrics-interval")
+        evaluate_every = check_interval(alert_interval, "--alert-interval")
     except NodeRequestError as e:
         _fail("; ".join(e.problems), 2)
     except ValueError as e:
@@ -143,7 +154,9 @@ def up(
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
                    router_admin_public=router_admin_public, attributes=attributes,
-                   events=events)
+                   events=events, alert_webhooks=webhooks, alertmanagers=alertmanagers,
+                   builtin_alerts=builtin_alerts, metrics_interval=collect_every,
+                   alert_interval=evaluate_every)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -407,6 +420,10 @@ app.add_typer(token_app, name="token", help="Make, list and revoke API tokens.")
 app.command("nodes")(nodes_command)
 app.add_typer(node_app, name="node", help="Drain nodes and set their eligibility.")
 app.add_typer(domain_events_app, name="domain-events")
+app.command("top")(monitoring.top)
+app.command("metrics")(monitoring.metrics)
+app.command("alerts")(monitoring.alerts)
+app.add_typer(monitoring.alert_rules_app, name="alert-rules")
 app.command("render")(render_command)
 app.command("logs")(logs_command)
 

@@ -6,7 +6,9 @@ node side only knows the `Store` protocol and the catalog view it is given.
 
 The node's tasks' output is kept on the node, in its log store (`node.logs`, under
 `<data dir>/logs/`): the agent captures into it, the API (`kade up`) and the node listener
-(`kade agent`) answer queries from it, and its retention runs beside the agent.
+(`kade agent`) answer queries from it, and its retention runs beside the agent. Its tasks'
+usage and the router's requests are kept the same way, in its metrics store (`node.metrics`,
+under `<data dir>/metrics/`), written by the node's collector every 10 s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kade.admission import ContainerPolicy, command_user
 from kade.agent.agent import Agent, AgentConfig
 from kade.agent.liveness import TTL as LIVENESS_TTL
 from kade.agent.liveness import Liveness
+from kade.agent.metrics import MetricsHook
 from kade.catalog.model import Catalog
 from kade.catalog.view import CatalogView
 from kade.cli.router_proc import ensure_router, stop_router
@@ -29,6 +32,8 @@ from kade.cli.supervise import RouterSupervisor, StartFailed
 from kade.dns.server import DnsServer
 from kade.drivers.base import LABEL_NODE, Driver
 from kade.logs.store import LogStore
+from kade.metrics.collector import Collector
+from kade.metrics.tsdb import TSDB
 from kade.store.base import Store
 from kade.templates import ServiceEndpoint
 
@@ -60,6 +65,7 @@ class NodeConfig:
     node_ttl: float = LIVENESS_TTL  # seconds without a keepalive before the node is down
     port_range: tuple[int, int] | None = None  # host ports for tasks here (None: the servers')
     listen: str | None = None  # the node listener's address (`kade agent --listen`); None: off
+    metrics_interval: float = 10.0  # seconds between collections of tasks' usage
 
     @property
     def listener_url(self) -> str:
@@ -137,6 +143,8 @@ class NodeSide:
         self.driver: Driver | None = None
         self.agent: Agent | None = None
         self.logs: LogStore | None = None  # open from start() to close()
+        self.metrics = TSDB(cfg.data_dir / "metrics")  # open from start() to close()
+        self.collector: Collector | None = None
         self.dns = DnsServer(view, cfg.dns_addr, cfg.domain)
         cfg.router_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.supervisor = RouterSupervisor(
@@ -158,6 +166,11 @@ class NodeSide:
         cfg = self.cfg
         self.driver = await make_driver(cfg)
         self.logs = await LogStore(cfg.data_dir).open()
+        await asyncio.to_thread(self.metrics.open)
+        measured = MetricsHook(self.driver, cfg.node)
+        self.collector = Collector(self.metrics, measured.targets, node=cfg.node,
+                                   interval=cfg.metrics_interval, endpoints=self._scraped,
+                                   relabel=self._app_of_service)
         self.agent = Agent(self.store, self.driver,
                            AgentConfig(node=cfg.node, address=cfg.advertise,
                                        attributes=dict(cfg.attributes),
@@ -167,7 +180,7 @@ class NodeSide:
                                        liveness_ttl=cfg.node_ttl,
                                        api_url=cfg.listener_url),
                            data_dir=cfg.data_dir, services=lambda: endpoints(self.view.catalog),
-                           logs=self.logs)
+                           logs=self.logs, hooks=[measured])
         self.view.on_change(lambda _catalog, changed: self._services_changed(set(changed)))
         try:
             await self.dns.start()
@@ -180,7 +193,24 @@ class NodeSide:
         await liveness.alive.wait()
         self._tasks.append(tg.create_task(self.agent.run(), name="agent"))
         self._tasks.append(tg.create_task(self.logs.run(), name="log retention"))
+        self._tasks.append(tg.create_task(self.collector.run(), name="metrics"))
+        self._tasks.append(tg.create_task(self.metrics.run(), name="metrics retention"))
         return self._tasks
+
+    def _scraped(self) -> list[tuple[str, dict[str, str]]]:
+        """The node's own Prometheus endpoints: its router's."""
+        if not self.cfg.router:
+            return []
+        return [(f"http://{self.cfg.router_admin_addr}/metrics", {"node": self.cfg.node})]
+
+    def _app_of_service(self, labels: dict[str, str]) -> dict[str, str]:
+        """The router counts by service: its app is added, as `kade top` and rules read it."""
+        service = labels.get("service")
+        if service and "app" not in labels:
+            instances = self.view.catalog.services.get(service)
+            if instances:
+                return {**labels, "app": instances[0].app_id}
+        return labels
 
     def _services_changed(self, changed: set[str]) -> None:
         if self.agent is not None:
@@ -226,3 +256,5 @@ class NodeSide:
             await self.driver.close()
         if self.logs is not None:
             await self.logs.close()
+        if self.collector is not None:
+            await asyncio.to_thread(self.metrics.close)

@@ -124,3 +124,22 @@ def container_policy(*, allow_privileged: bool, allow_caps: str, allow_host_name
         allow_host_namespaces=allow_host_namespaces, allow_unconfined=allow_unconfined,
         allow_devices=allow_devices, allow_sysctls=allow_sysctls, allow_host_paths=host_paths,
         allow_docker_socket=allow_docker_socket, allow_root_commands=allow_root_commands)
+
+MONITORING = "Monitoring and alerts (docs/monitoring.md)"
+AlertWebhook = Annotated[list[str] | None, typer.Option(
+    envvar="KADE_ALERT_WEBHOOK", rich_help_panel=MONITORING,
+    help="send alerts here with Alertmanager's webhook body (repeatable)")]
+AlertmanagerUrl = Annotated[list[str] | None, typer.Option(
+    "--alertmanager", envvar="KADE_ALERTMANAGER", rich_help_panel=MONITORING,
+    help="push alerts to this Alertmanager's /api/v2/alerts (repeatable)")]
+BuiltinAlerts = Annotated[bool, typer.Option(
+    "--builtin-alerts/--no-builtin-alerts", envvar="KADE_BUILTIN_ALERTS",
+    rich_help_panel=MONITORING,
+    help="kade's own rules: crash loops, apps below their healthy count, failed "
+         "deployments, nodes down, disks nearly full")]
+MetricsInterval = Annotated[str, typer.Option(
+    envvar="KADE_METRICS_INTERVAL", rich_help_panel=MONITORING,
+    help="how often tasks' usage is collected and endpoints scraped")]
+AlertInterval = Annotated[str, typer.Option(
+    envvar="KADE_ALERT_INTERVAL", rich_help_panel=MONITORING,
+    help="how often alert rules are evaluated")]

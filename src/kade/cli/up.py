@@ -41,6 +41,7 @@ from kade.store.base import CasFailed, LimitExceeded, Store
 if TYPE_CHECKING:
     from kade.domain_events.ingest import Ingest
     from kade.domain_events.store import EventStore
+    from kade.metrics.cluster import ClusterMetrics
 
 log = logging.getLogger("kade")
 
@@ -74,6 +75,11 @@ class UpConfig:
     router_admin_public: bool = False  # serve the router's admin listener off loopback
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)  # deny by default
     events: IngestConfig | None = None  # the RabbitMQ broker domain events come from
+    alert_webhooks: list[str] = field(default_factory=list)
+    alertmanagers: list[str] = field(default_factory=list)
+    builtin_alerts: bool = True
+    metrics_interval: float = 10.0  # seconds between collections
+    alert_interval: float = 10.0  # seconds between evaluations of the rules
 
 
 def log_handler(console: Console) -> logging.Handler:
@@ -190,7 +196,7 @@ def node_config(cfg: UpConfig) -> NodeConfig:
         https_addr=cfg.https_addr, https_cert_dir=cfg.https_cert_dir,
         router_admin_public=cfg.router_admin_public,
         api_url=f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}",
-        api_cacert=cfg.tls_cert)
+        api_cacert=cfg.tls_cert, metrics_interval=cfg.metrics_interval)
 
 
 async def open_domain_events(cfg: UpConfig, view: CatalogView
@@ -212,6 +218,26 @@ async def open_domain_events(cfg: UpConfig, view: CatalogView
         view.on_change(lambda _catalog, _changed: ingest.endpoints_changed())
     return events, ingest, domain_events_router(
         events, broker=ingest.state if ingest is not None else None)
+
+
+def monitor(control: ControlPlane, node: NodeSide, cfg: UpConfig) -> ClusterMetrics:
+    """Metrics and alerts in one process: the node's metrics store answers the query API,
+    what the control plane knows is written beside the tasks' samples, rules are evaluated
+    on it (docs/monitoring.md)."""
+    from kade.alerts.notify import Dispatcher
+    from kade.metrics.cluster import METRICS, ClusterMetrics
+
+    def metadata() -> dict[str, tuple[str, str]]:
+        meta = node.collector.metadata() if node.collector is not None else {}
+        meta.update({name: (kind, text) for name, kind, text in METRICS})
+        return meta
+
+    external = f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}"
+    control.monitor(node.metrics, metadata,
+                    Dispatcher(webhooks=cfg.alert_webhooks, alertmanagers=cfg.alertmanagers,
+                               external_url=external),
+                    builtin=cfg.builtin_alerts, interval=cfg.alert_interval)
+    return ClusterMetrics(control.store, data_dirs=lambda: {"kade": cfg.data_dir})
 
 
 async def serve(cfg: UpConfig) -> None:
@@ -244,6 +270,7 @@ async def serve(cfg: UpConfig) -> None:
         node_name=cfg.node, port_range=cfg.port_range, policy=cfg.policy,
         api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins), extra=[admin])
     node = NodeSide(store, ncfg, control.view)
+    cluster_metrics = monitor(control, node, cfg)
     domain_events, ingest, events_api = await open_domain_events(cfg, control.view)
     control.app.include_router(events_api)
     server = Server(uvicorn.Config(
@@ -256,10 +283,13 @@ async def serve(cfg: UpConfig) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             workers = [*await node.start(tg), *control.start(tg),
+                       tg.create_task(cluster_metrics.mirror.run(), name="cluster metrics"),
                        *(tg.create_task(coro, name=name)
                          for name, coro in control.leader_loops().items())]
             assert node.logs is not None  # open once started: the API reads its lines
             control.app.include_router(logs_router(node.logs))
+            assert node.collector is not None
+            node.collector.extra = cluster_metrics.samples  # apps, tasks, nodes, disks
             if ingest is not None:
                 workers.append(tg.create_task(ingest.run(), name="domain events"))
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")

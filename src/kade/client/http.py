@@ -292,7 +292,8 @@ class Client:
 def _message(response: Response, *, token_hint: bool = True) -> str:
     try:
         data = response.json()
-        message = (data.get("message") if isinstance(data, dict) else None) or response.text
+        message = ((data.get("message") or data.get("error")) if isinstance(data, dict)
+                   else None) or response.text  # kade's API, Prometheus' query API
     except ValueError:
         message = response.text
     if response.status_code == 401 and token_hint:

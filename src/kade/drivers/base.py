@@ -134,6 +134,11 @@ class Driver(Protocol):
         """Run `command` with /bin/sh -c inside the workload (COMMAND health checks)."""
         ...
 
+    async def pid(self, workload_id: str) -> int | None:
+        """The workload's main process on this machine (its cgroup and namespaces are what
+        the metrics collector reads); None when it does not run."""
+        ...
+
     async def alive(self, workload_id: str) -> bool:
         """Whether the workload's process runs now, asked of the runtime (not of the events
         seen so far): a health check that passed counts only if it still does."""

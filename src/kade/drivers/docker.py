@@ -280,6 +280,11 @@ class DockerDriver:
                 return
             raise DriverError(f"remove {workload_id}: {e.message}") from e
 
+    async def pid(self, workload_id: str) -> int | None:
+        info = await self._inspect(workload_id)
+        pid = int(info["State"].get("Pid") or 0) if info is not None else 0
+        return pid or None
+
     async def alive(self, workload_id: str) -> bool:
         info = await self._inspect(workload_id)
         return info is not None and bool(info["State"].get("Running"))

@@ -318,6 +318,10 @@ class ExecDriver:
         self._publish(WorkloadEvent(rec.workload_id if rec else workload_id, task_id,
                                     "removed"))
 
+    async def pid(self, workload_id: str) -> int | None:
+        rec = self._load(self._task_of(workload_id))
+        return rec.pid if rec is not None and is_running(rec) else None
+
     async def alive(self, workload_id: str) -> bool:
         rec = self._load(self._task_of(workload_id))
         return rec is not None and rec.workload_id == workload_id and is_running(rec)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kade.addresses import parse_duration
+from kade.spec.alerts import AlertRule
 from kade.spec.base import SpecModel
 from kade.spec.docker_parameters import PARAMETERS
 from kade.spec.routes import RouteSpec
@@ -154,12 +155,20 @@ class LogsSpec(SpecModel):
         return data
 
 
+class MetricsSpec(SpecModel):
+    """kade's: where the app's tasks answer Prometheus' scrape (docs/monitoring.md). The
+    label `kade.metrics.path` says the same with port index 0."""
+
+    path: str = Field(default="/metrics", pattern=r"^/[^\s]*$", max_length=1000)
+    port_index: int = Field(default=0, ge=0)
+
+
 ConstraintOp = Literal["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"]
 
 
 class AppSpec(SpecModel):
     wire_omit_defaults: ClassVar[frozenset[str]] = frozenset(  # added later
-        {"fetch", "type", "unreachable_strategy", "logs"})
+        {"fetch", "type", "unreachable_strategy", "logs", "alerts", "metrics"})
     id: str
     # kade: "system" runs one task on every eligible node that matches the constraints
     # (`instances` 0 suspends it, any other count is not used); "service" runs `instances`.
@@ -192,6 +201,8 @@ class AppSpec(SpecModel):
     templates: list[TemplateSpec] = Field(default_factory=list)
     fetch: list[FetchUri] = Field(default_factory=list)
     logs: LogsSpec = Field(default_factory=LogsSpec)
+    alerts: list[AlertRule] = Field(default_factory=list, max_length=100)  # kade.spec.alerts
+    metrics: MetricsSpec | None = None  # its Prometheus endpoint, scraped every 10 s
     restarted_at: str | None = None  # set by `kade restart`: part of the spec hash
     version: str | None = None  # set by kade when the version is stored
 
@@ -222,6 +233,13 @@ class AppSpec(SpecModel):
         if self.networks and self.networks[0].mode == "container":
             return self.networks[0].name
         return None
+
+    def metrics_endpoint(self) -> MetricsSpec | None:
+        """Where its tasks are scraped: `metrics`, else the label `kade.metrics.path`."""
+        if self.metrics is not None:
+            return self.metrics
+        path = self.labels.get("kade.metrics.path")
+        return MetricsSpec(path=path) if path and path.startswith("/") else None
 
     def port_mappings(self) -> list[PortMapping]:
         if self.container is None:

@@ -103,6 +103,16 @@ def _check_dependencies(app_id: str, given: list[str], resolved: list[str]) -> l
     return problems
 
 
+def validation_problems(e: ValidationError, where: str = "") -> list[str]:
+    """A model's validation errors as kade words them (`alerts.0.for: must be >= 0`)."""
+    out = []
+    for err in e.errors():
+        problem = _describe(err)
+        out.append(f"{where}.{problem}" if where and not problem.startswith("(app)")
+                   else problem.replace("(app)", where or "(app)", 1))
+    return out
+
+
 def normalize_id(app_id: str) -> str:
     return "/" + app_id.strip().strip("/")
 
@@ -128,6 +138,8 @@ def _describe(err: Any) -> str:
         "dict_type": lambda: "must be an object",
         "list_type": lambda: "must be a list",
         "bool_parsing": lambda: "must be true or false",
+        "value_error": lambda: str(ctx.get("error", err["msg"])),
+        "too_long": lambda: f"at most {ctx.get('max_length')} items",
     }
     text = messages.get(kind)
     return f"{loc}: {text() if text else err['msg']}"
@@ -202,6 +214,11 @@ def _check(app: AppSpec) -> list[str]:
                 )
         if hc.kind in ("HTTP", "HTTPS") and not hc.path.startswith("/"):
             problems.append(f"{where}.path: must start with /")
+    endpoint = app.metrics_endpoint()
+    if endpoint is not None and endpoint.port_index >= len(ports):
+        where = "metrics.portIndex" if app.metrics is not None else "labels.kade.metrics.path"
+        problems.append(f"{where}: {endpoint.port_index} is out of range: the app has "
+                        f"{len(ports)} port(s)")
     if app.type == "system" and "instances" in app.model_fields_set and app.instances > 1:
         problems.append(f"instances: {app.instances} does not apply to a system app: it runs one "
                         "task on every eligible node that matches its constraints (leave "
@@ -288,10 +305,11 @@ def _warnings(app: AppSpec) -> list[str]:
 
 
 # Fields whose change does not need new tasks: scaling, rollout and restart policy.
-# `dependencies` only orders starts, `logs` only bounds what nodes keep: a change of
-# them restarts nothing.
+# `dependencies` only orders starts, `logs` only bounds what nodes keep, `alerts` and
+# `metrics` only watch: a change of them restarts nothing.
 _NO_RESTART = {"instances", "version", "upgradeStrategy", "backoffSeconds", "backoffFactor",
-               "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs"}
+               "maxLaunchDelaySeconds", "killSelection", "dependencies", "logs",
+               "alerts", "metrics"}
 
 
 def spec_hash(app: AppSpec) -> str:

@@ -175,14 +175,15 @@ class TemplateWorkers:
 
     def render(self, template: TemplateSource, *, kv: Mapping[str, bytes],
                services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
-               env: Mapping[str, str] | None = None) -> Rendered:
+               env: Mapping[str, str] | None = None, data: Any = None) -> Rendered:
         """`kade.templates.render` in a worker: the same result, or TemplateError, also when
-        the template takes longer than the time limit or more than the memory limit."""
+        the template takes longer than the time limit or more than the memory limit.
+        `data` (JSON values): what `.` is at the top."""
         request = {
             "op": "render", "template": _template_json(template),
             "services": {name: [dataclasses.asdict(e) for e in endpoints]
                          for name, endpoints in (services or {}).items()},
-            "env": dict(env or {}), "max_size": self.limits.max_size,
+            "env": dict(env or {}), "max_size": self.limits.max_size, "data": data,
         }
         answer = self._call(template, request, "rendering", kv)
         if "error" in answer:

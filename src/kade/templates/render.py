@@ -202,11 +202,13 @@ def render(
     services: Mapping[str, Sequence[ServiceEndpoint]] | None = None,
     env: Mapping[str, str] | None = None,
     max_size: int = limits.DEFAULT_MAX_SIZE,
+    data: Any = None,
 ) -> Rendered:
     """Render `template` from a KV snapshot (user keys → values), the healthy endpoints of
     services, and the task's environment. Raises TemplateError (MissingKeyError when keys
     the template needs are absent), also when the text, or any value on the way to it,
-    would be larger than `max_size` (bytes).
+    would be larger than `max_size` (bytes). `data`: what `.` is at the top (Go's data
+    argument; consul-template gives none, an alert's annotations their labels and value).
 
     In this process and thread, without a time limit: what runs templates of others
     renders through `kade.templates.isolate` instead."""
@@ -217,6 +219,7 @@ def render(
         context.update(_GO_HELPERS)
         context.update({f"_f_{name}": fn for name, fn in context.items()
                         if not name.startswith("_")})
+        context["_dot0"] = data
     try:
         with limits.size_limit(max_size):
             text = _generate(compiled, context, max_size)

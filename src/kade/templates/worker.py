@@ -79,7 +79,7 @@ def handle(request: dict[str, Any], memory: int, kv: dict[str, bytes]) -> dict[s
             kv.pop(k, None)
         kv.update((k, v.encode()) for k, v in request["kv"]["set"].items())
         out = render(template, kv=kv, services=services, env=request["env"],
-                     max_size=request["max_size"])
+                     max_size=request["max_size"], data=request.get("data"))
         return {"ok": {"text": out.text, "reads": reads_json(out.reads)}}
     except TemplateError as e:
         if isinstance(e.__cause__, MemoryError):

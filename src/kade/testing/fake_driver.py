@@ -138,6 +138,9 @@ class FakeDriver:
         if w is not None:
             self.emit(WorkloadEvent(w.id, w.task_id, "removed"))
 
+    async def pid(self, workload_id: str) -> int | None:
+        return None  # a fake workload has no process
+
     async def alive(self, workload_id: str) -> bool:
         w = self.workloads.get(workload_id)
         return w is not None and w.state == "running"

@@ -1,0 +1,126 @@
+"""The leader's alerting over real stores: app rules, cluster rules and built-in ones
+evaluated on kade's series, alerts written to the store (hence on /v1/events), notices due."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kade import model
+from kade.alerts.manager import Alerting
+from kade.alerts.notify import Dispatcher, Timing
+from kade.alerts.state import Alert
+from kade.metrics.series import MemorySource
+from kade.spec import parse_app
+from kade.spec.alerts import AlertRule
+from kade.store.sqlite import SqliteStore
+from kade.templates.isolate import TemplateWorkers
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "store")
+    yield s
+    await s.close()
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[TemplateWorkers]:
+    w = TemplateWorkers()
+    yield w
+    w.close()
+
+
+@contextlib.asynccontextmanager
+async def following(alerting: Alerting) -> AsyncIterator[Alerting]:
+    """The alerting with its store mirror running (the leader's `run` does this)."""
+    task = asyncio.create_task(alerting.mirror.run())
+    assert await alerting.mirror.ready()
+    try:
+        yield alerting
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _errors(source: MemorySource, app: str, start: float, minutes: int, rate: float) -> None:
+    """Requests of `app` every 10 s, a share `rate` of them 5xx."""
+    for i in range(minutes * 6):
+        t = int((start + i * 10) * 1000)
+        source.add({"__name__": "kade_service_requests_total", "app": app, "code": "5xx"}, t,
+                   i * 100 * rate)
+        source.add({"__name__": "kade_service_requests_total", "app": app, "code": "2xx"}, t,
+                   i * 100 * (1 - rate))
+
+
+async def _stored(store: SqliteStore) -> list[Alert]:
+    entries, _ = await store.range(model.ALERTS)
+    return [Alert.load(e.value) for e in entries]
+
+
+async def test_an_app_rule_fires_after_for_resolves_and_is_notified(
+        store: SqliteStore, workers: TemplateWorkers) -> None:
+    app = parse_app({"id": "/shop/web", "cmd": "sleep 1000", "alerts": [{
+        "name": "HighErrorRate", "for": "2m",
+        "expr": 'sum by (app) (rate(kade_service_requests_total{code="5xx"}[1m])) '
+                "/ sum by (app) (rate(kade_service_requests_total[1m])) > 0.05",
+        "annotations": {"summary": "{{ $labels.app }}: {{ printf \"%.0f\" $value }} "}}],
+        }).app
+    await store.put(model.app_key(app.id), app.model_dump_json(by_alias=True).encode())
+    source = MemorySource()
+    _errors(source, "/shop/web", T0, 10, 0.2)
+    alerting = Alerting(store, source, workers, builtin=False,
+                        dispatcher=Dispatcher(webhooks=["http://hook"],
+                                              timing=Timing(group_wait=0)))
+    async with following(alerting):
+        assert await alerting.evaluate_once(T0 + 120) == []
+        [pending] = await _stored(store)
+        assert pending.state == "pending" and pending.labels == {
+            "app": "/shop/web", "alertname": "HighErrorRate"}
+        [notice] = await alerting.evaluate_once(T0 + 240)
+        [firing] = await _stored(store)
+        assert firing.state == "firing" and firing.annotations == {"summary": "/shop/web: 0 "}
+        assert notice.url == "http://hook" and notice.body["status"] == "firing"
+        await alerting.evaluate_once(T0 + 10 * 60 + 120)  # the samples ended: resolved
+        [resolved] = await _stored(store)
+        assert resolved.state == "resolved"
+
+
+async def test_the_built_in_crash_loop_rule(store: SqliteStore,
+                                            workers: TemplateWorkers) -> None:
+    source = MemorySource()
+    for i in range(60):
+        source.add({"__name__": "kade_app_task_failures_total", "app": "/crashy"},
+                   int((T0 + i * 10) * 1000), float(i // 6))  # one failure a minute
+    async with following(Alerting(store, source, workers)) as alerting:
+        await alerting.evaluate_once(T0 + 590)
+        [alert] = await _stored(store)
+        assert alert.labels["alertname"] == "KadeTaskCrashLooping"
+        assert alert.state == "firing" and alert.labels["app"] == "/crashy"
+        assert alert.annotations["summary"].startswith("tasks of /crashy keep failing: ")
+
+
+async def test_a_cluster_rule_replaces_the_built_in_one_and_bad_rules_are_reported(
+        store: SqliteStore, workers: TemplateWorkers) -> None:
+    quiet = AlertRule.model_validate({"name": "KadeTaskCrashLooping", "expr": "vector(0) > 1"})
+    broken = AlertRule.model_validate({"name": "Broken", "expr": "a + on(x) b"})
+    for rule in (quiet, broken):
+        await store.put(model.ALERT_RULES + rule.name, rule.model_dump_json(by_alias=True)
+                        .encode())
+    source = MemorySource()
+    for name in ("a", "b"):
+        for x in ("1", "1"):
+            source.add({"__name__": name, "x": x, "y": name}, int(T0 * 1000), 1.0)
+            source.add({"__name__": name, "x": x, "y": name + "2"}, int(T0 * 1000), 1.0)
+    async with following(Alerting(store, source, workers)) as alerting:
+        await alerting.evaluate_once(T0 + 10)
+        assert [r.key for r in alerting.rules() if r.rule.name == "KadeTaskCrashLooping"] == [
+            "cluster/KadeTaskCrashLooping"]
+        assert "duplicate series" in alerting.errors["cluster/Broken"]
