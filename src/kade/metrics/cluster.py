@@ -35,7 +35,9 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("kade_app_instances", "gauge", "Tasks the app wants."),
     ("kade_app_tasks", "gauge", "The app's tasks by state (running, healthy, staging, ...)."),
     ("kade_app_task_failures_total", "counter",
-     "The app's tasks that failed or were lost."),
+     "The app's tasks that failed: exited by themselves, or killed as unhealthy."),
+    ("kade_app_tasks_lost_total", "counter",
+     "The app's tasks whose container disappeared (its node or its engine lost it)."),
     ("kade_deployments_total", "counter", "Deployments that ended, by kind and status."),
     ("kade_node_up", "gauge", "1 while the node's agent keeps its liveness lease, else 0."),
     ("kade_disk_free_bytes", "gauge", "Free bytes of the file system under kade's data."),
@@ -50,6 +52,7 @@ class ClusterMetrics:
     data_dirs: Callable[[], dict[str, Path]] = dict  # label "store" → a directory of kade's
     mirror: Mirror = field(init=False)
     failures: Counter[str] = field(default_factory=Counter)
+    lost: Counter[str] = field(default_factory=Counter)
     deployments: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -60,23 +63,25 @@ class ClusterMetrics:
     def _on_batch(self, batch: Batch) -> None:
         if batch.reload:
             return  # a snapshot: nothing happened, the tables were (re)read
-        count_transitions(batch, self.failures, self.deployments)
+        count_transitions(batch, self.failures, self.lost, self.deployments)
 
     def samples(self, now_ms: int) -> list[Sample]:
         return state_samples(
             self.mirror.table(APPS).items, self.mirror.table(TASKS).items,
             self.mirror.table(STATUSES).items, self.mirror.table(NODES).items,
-            set(self.mirror.table(ALIVE).items), self.failures, self.deployments,
+            set(self.mirror.table(ALIVE).items), self.failures, self.lost, self.deployments,
             self.data_dirs(), now_ms)
 
 
-def count_transitions(batch: Batch, failures: Counter[str],
+def count_transitions(batch: Batch, failures: Counter[str], lost: Counter[str],
                       deployments: Counter[tuple[str, str, str]]) -> None:
+    """A crash loop is tasks failing (kade's own rule counts those); a task lost with its
+    container (an engine restarted, a node gone) is counted apart."""
     for change in batch.of(STATUSES):
         new, old = change.new, change.old
         if isinstance(new, TaskStatus) and new.state in ("failed", "lost") and (
                 not isinstance(old, TaskStatus) or old.state != new.state):
-            failures[new.app_id] += 1
+            (failures if new.state == "failed" else lost)[new.app_id] += 1
     for change in batch.of(DEPLOYMENTS):
         new, old = change.new, change.old
         if isinstance(new, Deployment) and new.status in _FINAL and (
@@ -86,7 +91,8 @@ def count_transitions(batch: Batch, failures: Counter[str],
 
 def state_samples(apps: dict[str, AppSpec], tasks: dict[str, Task],
                   statuses: dict[str, TaskStatus], nodes: dict[str, Node], alive: set[str],
-                  failures: Counter[str], deployments: Counter[tuple[str, str, str]],
+                  failures: Counter[str], lost: Counter[str],
+                  deployments: Counter[tuple[str, str, str]],
                   data_dirs: dict[str, Path], now: int) -> list[Sample]:
     out: list[Sample] = []
     by_app: dict[str, Counter[str]] = {app_id: Counter() for app_id in apps}
@@ -108,6 +114,8 @@ def state_samples(apps: dict[str, AppSpec], tasks: dict[str, Task],
                         float(counts[shown])))
         out.append(({"__name__": "kade_app_task_failures_total", "app": app_id}, now,
                     float(failures[app_id])))
+        out.append(({"__name__": "kade_app_tasks_lost_total", "app": app_id}, now,
+                    float(lost[app_id])))
     for (app_id, kind, ended), n in deployments.items():
         out.append(({"__name__": "kade_deployments_total", "app": app_id, "kind": kind,
                      "status": ended}, now, float(n)))
