@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import Kade
+from tests.integration.webhooks import Hook
 
 
 @pytest.fixture
@@ -15,3 +16,11 @@ def kade(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A webhook receiver (alerts' notices)."""
+    h = Hook()
+    yield h
+    h.close()

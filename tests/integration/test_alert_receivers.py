@@ -5,54 +5,18 @@ when they resolve."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from kade.alerts.notify import Dispatcher, Timing, send
 from kade.alerts.state import Alert
 from kade.testing.alertmanager import AlertmanagerServer
+from tests.integration.webhooks import Hook
 
 T = Timing(group_wait=0, group_interval=0, repeat_interval=3600, resend_delay=1)
-
-
-class Hook:
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                size = int(self.headers.get("Content-Length", "0"))
-                hook.bodies.append(json.loads(self.rfile.read(size)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    h.thread.start()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 def _alert(state: str, now: float) -> Alert:

@@ -4,12 +4,10 @@ resolving, reaching a webhook and a real Alertmanager, and the built-in crash-lo
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,43 +17,10 @@ import pytest
 
 from kade.testing.alertmanager import AlertmanagerServer
 from tests.integration.harness import Kade, wait_for
+from tests.integration.webhooks import Hook
 
 pytestmark = pytest.mark.docker
 FAST = ["--metrics-interval", "1s", "--alert-interval", "1s"]
-
-
-class Hook:
-    """A webhook receiver: the bodies it was sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                size = int(self.headers.get("Content-Length", "0"))
-                hook.bodies.append(json.loads(self.rfile.read(size)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def statuses(self, alertname: str) -> list[str]:
-        return [a["status"] for b in self.bodies for a in b["alerts"]
-                if a["labels"]["alertname"] == alertname]
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 @pytest.fixture

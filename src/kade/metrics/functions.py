@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import promql_parser as pp
-import re2
 
 from kade.metrics.aggregate import quantile
 from kade.metrics.series import NAME, Labels, millis
 from kade.metrics.values import Matrix, RangeSeries, Sample, Scalar, Value, Vector, drop_name
+from kade.regexps import compile_pattern
 
 if TYPE_CHECKING:
     from kade.metrics.promql import Evaluator
@@ -386,36 +386,34 @@ def _expand(template: str, match: Any) -> str:
     return _GO_GROUP.sub(one, template.replace("$$", "\0")).replace("\0", "$")
 
 
-def _label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
-    from kade.metrics.promql import QueryError
-    try:
-        pattern = re2.compile(f"^(?:{regex})$")
-    except re2.error as e:
-        raise QueryError(f"invalid regular expression in label_replace(): {regex}: {e}") \
-            from None
+def _relabeled(vec: Vector, change: Callable[[dict[str, str]], str | None],
+               dst: str) -> Vector:
+    """Each sample with `dst` set to what `change` gives (None: as it was; "": removed)."""
     out = []
     for s in vec.samples:
         labels = dict(s.labels)
-        m = pattern.search(labels.get(src, ""))
-        if m is not None:
-            value = _expand(repl, m)
-            if value:
-                labels[dst] = value
-            else:
-                labels.pop(dst, None)
-        out.append(Sample(tuple(sorted(labels.items())), s.value, s.time))
-    return Vector(out)
-
-
-def _label_join(vec: Vector, dst: str, sep: str, srcs: list[str]) -> Vector:
-    out = []
-    for s in vec.samples:
-        labels = dict(s.labels)
-        value = sep.join(labels.get(src, "") for src in srcs)
+        value = change(labels)
         if value:
             labels[dst] = value
-        else:
+        elif value is not None:
             labels.pop(dst, None)
         out.append(Sample(tuple(sorted(labels.items())), s.value, s.time))
     return Vector(out)
 
+
+def _label_replace(vec: Vector, dst: str, repl: str, src: str, regex: str) -> Vector:
+    from kade.metrics.promql import QueryError
+    try:
+        pattern = compile_pattern(f"^(?s:{regex})$")
+    except ValueError as e:
+        raise QueryError(f"invalid regular expression in label_replace(): {regex}: {e}") \
+            from None
+
+    def change(labels: dict[str, str]) -> str | None:
+        m = pattern.search(labels.get(src, ""))
+        return None if m is None else _expand(repl, m)
+    return _relabeled(vec, change, dst)
+
+
+def _label_join(vec: Vector, dst: str, sep: str, srcs: list[str]) -> Vector:
+    return _relabeled(vec, lambda labels: sep.join(labels.get(src, "") for src in srcs), dst)

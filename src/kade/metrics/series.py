@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
-import re2
+from kade.regexps import compile_pattern
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 NAME = "__name__"
@@ -41,9 +41,9 @@ class Matcher:
     def of(name: str, op: MatchOp, value: str) -> Matcher:
         regex = None
         if op in ("=~", "!~"):
-            try:  # anchored at both ends, as Prometheus' matchers are
-                regex = re2.compile(f"^(?:{value})$", options=_RE2_OPTIONS)
-            except re2.error as e:
+            try:  # anchored at both ends, `.` matching newlines: as Prometheus' matchers
+                regex = compile_pattern(f"^(?s:{value})$")
+            except ValueError as e:
                 raise ValueError(f"{name}{op}{value!r}: not a valid regular expression: "
                                  f"{e}") from None
         return Matcher(name, op, value, regex)
@@ -57,9 +57,6 @@ class Matcher:
         found = self._regex.search(value) is not None  # type: ignore[attr-defined]
         return found if self.op == "=~" else not found
 
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.dot_nl = True  # Prometheus compiles matchers with (?s)
 
 
 def matches_all(labels: Labels, matchers: Sequence[Matcher]) -> bool:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from kade.testing.etcd import free_port
+from kade.testing.prometheus import start_ready, stop
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 START_TIMEOUT = 60.0
@@ -48,38 +47,16 @@ receivers:
   - name: hook
     webhook_configs: [{{url: "{self.webhook}", send_resolved: true}}]
 """)
-        log = open(self.root / "alertmanager.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            self.proc = subprocess.Popen(
-                [ALERTMANAGER, f"--config.file={cfg}", f"--storage.path={self.root / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-                 "--log.level=warn"],
-                stdout=log, stderr=log, start_new_session=True)
-        finally:
-            log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: see {self.root / 'alertmanager.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("alertmanager did not become ready")
+        self.proc = start_ready(
+            [ALERTMANAGER, f"--config.file={cfg}", f"--storage.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+             "--log.level=warn"],
+            self.root / "alertmanager.log", f"{self.url}/-/ready")
 
     def alerts(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=10) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None

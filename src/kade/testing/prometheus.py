@@ -46,27 +46,11 @@ class PrometheusServer:
     def start(self, config: str = "global: {}\n") -> None:
         cfg = self.root / "prometheus.yml"
         cfg.write_text(config)
-        log = open(self.root / "prometheus.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            self.proc = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--storage.tsdb.retention.time=100y", "--log.level=warn"],
-                stdout=log, stderr=log, start_new_session=True)
-        finally:
-            log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: see {self.root / 'prometheus.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("prometheus did not become ready")
+        self.proc = start_ready(
+            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}",
+             "--storage.tsdb.retention.time=100y", "--log.level=warn"],
+            self.root / "prometheus.log", f"{self.url}/-/ready")
 
     def api(self, path: str, **params: str) -> dict[str, Any]:
         """An answer of its HTTP API (`data`), or its error as a RuntimeError."""
@@ -81,11 +65,38 @@ class PrometheusServer:
         return body["data"]  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self.proc = None
+
+
+def start_ready(command: list[str], log_file: Path, ready_url: str) -> subprocess.Popen[bytes]:
+    """Start a server of the Prometheus family (its own session, output to `log_file`) and
+    wait until `ready_url` answers 200; RuntimeError if it exits or never does."""
+    log = open(log_file, "ab")  # noqa: SIM115 - the child owns it
+    try:
+        proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{Path(command[0]).name} exited: see {log_file}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"{Path(command[0]).name} did not become ready: see {log_file}")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
