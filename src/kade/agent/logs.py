@@ -60,6 +60,9 @@ class _Capture:
 
 
 class LogCapture(TaskHook):
+    """The capture hook: one capture per workload, from poststart (or from cleanup, for a
+    workload that ended while no capture ran) until its output is read to the end."""
+
     def __init__(self, host: Host, store: LogSink, node: str) -> None:
         self.host = host
         self.store = store
