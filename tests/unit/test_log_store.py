@@ -442,3 +442,13 @@ async def test_an_app_whose_lines_are_all_gone_leaves_no_index(tmp_path: Path) -
         assert texts(await s.query(LogQuery(app="/shop/web", text="words"))) == ["new words"]
     finally:
         await s.close()
+
+
+async def test_a_full_text_answer_is_the_first_or_last_lines_of_many(store: LogStore) -> None:
+    # more hits in one hour than are kept while reading it
+    await store.append([line(0, f"hit {i}", task=f"shop_web.{i % 3}", at=T0 + i * 100_000)
+                        for i in range(12_000)])
+    got = await store.query(LogQuery(app="/shop/web", text="hit", limit=5))
+    assert texts(got) == [f"hit {i}" for i in range(5)]
+    got = await store.query(LogQuery(app="/shop/web", text="hit", tail=5))
+    assert texts(got) == [f"hit {i}" for i in range(11_995, 12_000)]

@@ -210,11 +210,17 @@ def _by_text(db: sqlite3.Connection, q: LogQuery, scan: _Scan,
                     if in_sql or ref in refs:
                         found += [r for r in scan.rows(cid, ref, count, meta, text)
                                   if lo <= r[0] < hi]
-        found.sort(reverse=backwards)
-        out += found[:n - len(out)]
+                    if len(found) > 2 * (n - len(out)) + 10_000:  # keep only what may answer
+                        found = _best(found, n - len(out), backwards)
+        out += _best(found, n - len(out), backwards)
         if len(out) >= n:
             break
     return out
+
+
+def _best(rows: list[Row], k: int, backwards: bool) -> list[Row]:
+    """The first `k` of `rows` in time order (the last `k`, backwards), in that order."""
+    return heapq.nlargest(k, rows) if backwards else heapq.nsmallest(k, rows)
 
 
 def newer(db: sqlite3.Connection, q: LogQuery, flt: LineFilter, at: Position, batch: int

@@ -262,8 +262,10 @@ class LogStore:
     async def task_started(self, t: TaskLog) -> None:
         def write(db: sqlite3.Connection) -> None:
             def started() -> None:
-                if t.task not in self._refs:
-                    self._new_task(db, t)
+                ref = self._refs.get(t.task)
+                if ref is None:
+                    ref = self._new_task(db, t)
+                self._apps[ref] = t.app
                 db.execute("UPDATE tasks SET app = ?, version = ?, node = ?, started = ?, "
                            "ended = ?, exit_code = ?, reason = ? WHERE task = ?",
                            (t.app, t.version, t.node, t.started, t.ended, t.exit_code,
@@ -323,9 +325,10 @@ class LogStore:
             raise
         self._bytes -= step.bytes
         for task in step.forgotten:
-            ref = self._refs.pop(task, None)
+            ref = self._refs.pop(task, 0)
+            self._apps.pop(ref, None)
             for s in range(len(STREAMS)):
-                self._marks.pop((ref or 0, s), None)
+                self._marks.pop((ref, s), None)
         return step
 
     async def compact(self) -> int:
