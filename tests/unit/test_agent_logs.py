@@ -94,3 +94,23 @@ async def test_a_restarted_agent_goes_on_where_the_store_ends(
     assert (resume["stdout"].time, resume["stdout"].count) == (2, 1)  # where the store ended
     [ended] = await logs.tasks(task=task.id)
     assert (ended.exit_code, ended.reason) == (0, "exited with code 0")
+
+
+async def test_a_running_task_the_scheduler_forgot_is_read_to_the_end_once_stopped(
+        store: Store, driver: Driver, logs: LogStore, tmp_path: Path) -> None:
+    app = make_app()
+    await store_app(store, app)
+    task = make_task(app, "shop_web.1")
+    driver.output_lines[task.id] = [("stdout", b"working"), ("stdout", b"got SIGTERM")]
+    async with running_agent(store, driver, tmp_path, logs=logs):
+        await place(store, task)
+        await until_status(store, task.id, "running")
+        await forget(store, task.id)
+
+        async def removed() -> bool:
+            return not driver.workloads
+        await until(store, removed)
+    assert [x.line for x in await logs.query(LogQuery(task=task.id))] == [
+        "working", "got SIGTERM"]
+    [ended] = await logs.tasks(task=task.id)
+    assert (ended.exit_code, ended.reason) == (143, "stopped: no task placed for it")

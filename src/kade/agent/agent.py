@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +298,8 @@ class Agent:
             await self.hooks.stop(state, task_id)
             if wl is not None and wl.state == "running":
                 log.info("stopping %s: no task placed for it", task_id)
-                await self.driver.stop(wl.id, DEFAULT_GRACE)
+                code = await self.driver.stop(wl.id, DEFAULT_GRACE)
+                state.workload = replace(wl, state="exited", exit_code=code)
             await self.hooks.cleanup(state, task_id)
             if wl is not None:
                 await self.driver.remove(wl.id)

@@ -22,7 +22,7 @@ from typing import Protocol
 from kade.agent.hooks import Host, TaskHook, TaskState
 from kade.drivers.base import LABEL_VERSION, Workload
 from kade.logs.record import STREAMS, LogLine, Resume, Retention, Stream, TaskLog
-from kade.model import Task
+from kade.model import TERMINAL, Task
 from kade.spec import AppSpec
 
 log = logging.getLogger("kade.agent")
@@ -60,6 +60,9 @@ class _Capture:
 
 
 class LogCapture(TaskHook):
+    """The capture hook: one capture per workload, from poststart (or from cleanup, for a
+    workload that ended while no capture ran) until its output is read to the end."""
+
     def __init__(self, host: Host, store: LogSink, node: str) -> None:
         self.host = host
         self.store = store
@@ -106,10 +109,12 @@ class LogCapture(TaskHook):
                     await capture.runner
         if task_id in self._open:
             status = state.status
-            ended = status.updated_at if status is not None else self.host.clock()
-            await self.store.task_ended(
-                task_id, status.exit_code if status is not None else None,
-                status.message if status is not None else "", int(ended * 1e9))
+            if status is not None and status.state in TERMINAL:
+                code, reason, ended = status.exit_code, status.message, status.updated_at
+            else:  # stopped with no status of its end: the task was forgotten, or an orphan
+                code = wl.exit_code if wl is not None else None
+                reason, ended = "stopped: no task placed for it", self.host.clock()
+            await self.store.task_ended(task_id, code, reason, int(ended * 1e9))
             self._open.discard(task_id)
 
     def forget(self, task_id: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from kade.logs.record import Resume, Stream
 from kade.spec import AppSpec
@@ -88,9 +88,9 @@ class ExecResult:
     output: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutputLine:
-    """One line a workload wrote, as `Driver.output` follows it."""
+class OutputLine(NamedTuple):
+    """One line a workload wrote, as `Driver.output` follows it (a named tuple: made for
+    every line of every task, it must be cheap)."""
 
     time: int  # ns since the epoch: the runtime's stamp (Docker), or when it was read (exec)
     stream: Stream

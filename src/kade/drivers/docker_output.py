@@ -41,6 +41,8 @@ class StampParser:
         self._base = 0
 
     def __call__(self, stamp: bytes) -> int:
+        if len(stamp) == 30 and stamp[:19] == self._prefix:  # Docker's fixed nine digits
+            return self._base + int(stamp[20:29])
         head, _, frac = stamp.rstrip(b"Z").partition(b".")
         if head != self._prefix:
             year, month, day = int(head[0:4]), int(head[5:7]), int(head[8:10])
