@@ -119,9 +119,11 @@ class Routing:
 
     def rebuild(self, catalog: Catalog, _changed: frozenset[str] = frozenset()) -> None:
         apps: dict[str, AppSpec] = self.view.apps()
-        table, errors = build_table(apps, backends_of(catalog), catalog.index)
+        # never revision 0: routers follow with `index`, and index 0 asks without waiting (an
+        # empty table kept at 0 would have every router ask, and acknowledge, without pause)
+        table, errors = build_table(apps, backends_of(catalog), max(catalog.index, 1))
         self.errors = errors
-        if _content(table) == _content(self.table):
+        if self.table["revision"] and _content(table) == _content(self.table):
             return
         self.table = table
         self._history[table["revision"]] = tasks_of(table)
