@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -22,11 +23,15 @@ from kade.store.sqlite import SqliteStore
 from kade.testing.etcd import free_port
 from kade.testing.prometheus import PrometheusServer
 
-NOW = time.time()
+
+class Api(NamedTuple):
+    url: str
+    token: str
+    now: float  # when its samples end: the fixture's time (an instant query sees 5 minutes)
 
 
-def _fill(db: TSDB) -> None:
-    start = int(NOW * 1000) - 3_600_000
+def _fill(db: TSDB, now: float) -> None:
+    start = int(now * 1000) - 3_600_000
     for i in range(360):  # an hour, every 10 s
         t = start + i * 10_000
         samples = []
@@ -40,12 +45,13 @@ def _fill(db: TSDB) -> None:
 
 
 @pytest.fixture
-async def kade_api(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+async def kade_api(tmp_path: Path) -> AsyncIterator[Api]:
     """kade's API with the metrics routes on a real port, the store and token as kade has."""
+    now = time.time()
     db = TSDB(tmp_path / "metrics").open()
-    _fill(db)
+    _fill(db, now)
     store = SqliteStore(tmp_path / "state.db")
-    token, _ = await create_token(store, role="read", now=NOW)
+    token, _ = await create_token(store, role="read", now=now)
     meta = {name: (kind, text) for name, _, kind, text in TASK_METRICS}
     meta.update({name: (kind, text) for name, kind, text in OWN_METRICS})
     app = create_app(store, extra=[prometheus_router(db, lambda: meta)])
@@ -56,7 +62,7 @@ async def kade_api(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", token
+        yield Api(f"http://127.0.0.1:{port}", token, now)
     finally:
         server.should_exit = True
         await serving
@@ -64,23 +70,24 @@ async def kade_api(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         await store.close()
 
 
-async def test_prometheus_api_client_reads_kade(kade_api: tuple[str, str]) -> None:
-    await asyncio.to_thread(_client_reads_kade, *kade_api)
+async def test_prometheus_api_client_reads_kade(kade_api: Api) -> None:
+    await asyncio.to_thread(_client_reads_kade, kade_api)
 
 
-def _client_reads_kade(url: str, token: str) -> None:
+def _client_reads_kade(api: Api) -> None:
+    url, token, now = api
     prom = PrometheusConnect(url=url, headers={"Authorization": f"Bearer {token}"})
     assert set(prom.all_metrics()) == {"kade_task_cpu_seconds_total",
                                        "kade_task_memory_usage_bytes"}
     got = prom.custom_query("sum by (app) (rate(kade_task_cpu_seconds_total[5m]))",
-                            params={"time": NOW - 10})  # the last samples' time
+                            params={"time": now - 10})  # the last samples' time
     rates = {r["metric"]["app"]: float(r["value"][1]) for r in got}
     assert rates == pytest.approx({"/shop/web": 0.06, "/api": 0.01})
     current = prom.get_current_metric_value("kade_task_memory_usage_bytes",
                                             label_config={"task": "web.2"})
     assert len(current) == 1 and current[0]["metric"]["app"] == "/shop/web"
     from datetime import datetime, timedelta
-    end = datetime.fromtimestamp(NOW)
+    end = datetime.fromtimestamp(now)
     ranged = prom.custom_query_range("kade_task_memory_usage_bytes{task=\"api.1\"}",
                                      start_time=end - timedelta(minutes=30), end_time=end,
                                      step="60")
@@ -90,11 +97,12 @@ def _client_reads_kade(url: str, token: str) -> None:
 
 
 async def test_errors_series_and_labels_as_prometheus_shapes_them(
-        kade_api: tuple[str, str]) -> None:
-    await asyncio.to_thread(_errors_series_and_labels, *kade_api)
+        kade_api: Api) -> None:
+    await asyncio.to_thread(_errors_series_and_labels, kade_api)
 
 
-def _errors_series_and_labels(url: str, token: str) -> None:
+def _errors_series_and_labels(api: Api) -> None:
+    url, token, _ = api
     auth = {"Authorization": f"Bearer {token}"}
     r = httpx.get(f"{url}/api/v1/query", params={"query": "up"})
     assert r.status_code == 401
@@ -122,12 +130,13 @@ def _errors_series_and_labels(url: str, token: str) -> None:
     assert r.json()["data"] == ["api.1", "web.1", "web.2"]
 
 
-async def test_a_real_prometheus_scrapes_kade_with_a_token(kade_api: tuple[str, str],
+async def test_a_real_prometheus_scrapes_kade_with_a_token(kade_api: Api,
                                                            tmp_path: Path) -> None:
-    await asyncio.to_thread(_prometheus_scrapes_kade, *kade_api, tmp_path)
+    await asyncio.to_thread(_prometheus_scrapes_kade, kade_api, tmp_path)
 
 
-def _prometheus_scrapes_kade(url: str, token: str, tmp_path: Path) -> None:
+def _prometheus_scrapes_kade(api: Api, tmp_path: Path) -> None:
+    url, token, _ = api
     prom = PrometheusServer(tmp_path / "prometheus")
     (tmp_path / "prometheus").mkdir()
     (tmp_path / "prometheus" / "token").write_text(token)
