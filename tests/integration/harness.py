@@ -7,6 +7,7 @@ started carries its node name as a label: teardown removes exactly those.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -191,4 +192,7 @@ class Kade:
             ids = self.containers(all_=True)
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        for pid in self.task_pids():  # command apps: each leads its own process group
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
         self.client.close()

@@ -4,8 +4,6 @@ and tasks keep running."""
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +39,6 @@ def cluster(tmp_path: Path, etcd_cluster: EtcdCluster
         etcd_cluster.heal()
         if agent is not None:
             agent.cleanup()
-            for pid in agent.task_pids():
-                os.killpg(pid, signal.SIGKILL)
         for server in servers:
             server.cleanup()
 

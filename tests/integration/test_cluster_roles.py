@@ -35,8 +35,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KadeServer, list[KadeAgent]]]:
     finally:
         for agent in agents:
             agent.cleanup()
-            for pid in agent.task_pids():
-                os.killpg(pid, signal.SIGKILL)
         server.cleanup()
 
 
@@ -128,6 +126,4 @@ def test_a_lost_node_is_replaced_elsewhere_and_cleans_up_when_it_comes_back(
     finally:
         for agent in agents:
             agent.cleanup()
-            for pid in agent.task_pids():
-                os.killpg(pid, signal.SIGKILL)
         server.cleanup()

@@ -3,10 +3,8 @@ consumes the broker it finds in its own catalog."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +33,6 @@ def example_kade(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in k.task_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -20,8 +20,6 @@ def exec_kade(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in k.task_pids():
-            os.killpg(pid, signal.SIGKILL)
 
 
 

@@ -9,8 +9,6 @@ WAL mode lets a second process read while kade writes).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +67,6 @@ def both(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in k.task_pids():
-            os.killpg(pid, signal.SIGKILL)
 
 
 def app(app_id: str, cmd: str, *, docker: bool, **extra: Any) -> dict[str, Any]:

@@ -4,8 +4,6 @@ answers only requests a server signed for it."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,8 +39,6 @@ def cluster(tmp_path: Path, etcd_cluster: EtcdCluster
     finally:
         for agent in agents:
             agent.cleanup()
-            for pid in agent.task_pids():
-                os.killpg(pid, signal.SIGKILL)
         server.cleanup()
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import posixpath
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -170,16 +168,8 @@ def test_a_command_app_runs_what_its_uris_fetch(release: str) -> None:
         [task] = wait_for(lambda: k.running_tasks("/simple-webserver"), 60, "the task")
         assert wait_for(lambda: text(task["ports"][0], "/ping"), 30, "/ping") == "pong\n"
     finally:
-        stop_command_apps(k)
+        k.cleanup()  # kade stopped, and its command apps' processes
         shutil.rmtree(top, ignore_errors=True)
-
-
-def stop_command_apps(k: Kade) -> None:
-    """kade stopped, and the processes of its command apps with it."""
-    k.cleanup()
-    for pid in k.task_pids():
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def test_a_fetch_that_fails_is_the_tasks_failure_reason(release: str, tmp_path: Path) -> None:
@@ -438,5 +428,5 @@ def test_command_apps_and_groups_run(tmp_path: Path) -> None:
             [sleeper] = k.wait_healthy("/department-1/service/basic-app-1", 1)
             assert sleeper["stagedAt"] >= db["startedAt"]  # started once its dependency ran
     finally:
-        stop_command_apps(k)
+        k.cleanup()  # kade stopped, and its command apps' processes
         shutil.rmtree(top, ignore_errors=True)

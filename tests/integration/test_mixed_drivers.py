@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +28,6 @@ def mixed(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in k.task_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
 
 
 def page(task: dict[str, object]) -> str:

@@ -3,8 +3,6 @@ deployment that succeeds, a new version rolled out, and `instances` refused by n
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,6 @@ def exec_kade(tmp_path: Path) -> Iterator[Kade]:
         yield k.start()
     finally:
         k.cleanup()
-        for pid in k.task_pids():
-            os.killpg(pid, signal.SIGKILL)
 
 
 def exporter(text: str) -> dict[str, object]:
