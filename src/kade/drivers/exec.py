@@ -144,7 +144,12 @@ class ExecDriver:
         return [r for r in found if r is not None]
 
     def _workload(self, rec: TaskRecord) -> Workload:
-        running = is_running(rec)
+        # Settled, not just looked at: a process that exited a moment ago is reaped first, so
+        # an exited workload always comes with its exit code (never "exited" without one
+        # because the exit was seen here before its pidfd said so)
+        running = self._settle(rec)
+        if not running:
+            rec = self._load(rec.task_id) or rec
         return Workload(
             id=rec.workload_id,
             task_id=rec.task_id,
@@ -273,8 +278,7 @@ class ExecDriver:
         self._save(rec)
         self._watch(rec)
         self._publish(WorkloadEvent(rec.workload_id, rec.task_id, "started"))
-        self._settle(rec)  # one that exited at once is reaped now, so its exit code is known
-        return self._workload(self._load(rec.task_id) or rec)
+        return self._workload(rec)  # one that exited at once is reaped: its exit code is known
 
     async def stop(self, workload_id: str, grace: float) -> int | None:
         rec = self._load(self._task_of(workload_id))
