@@ -53,8 +53,10 @@ def test_a_busy_container_s_cpu_memory_limit_and_network(cleanup: None) -> None:
 
 def test_an_oom_kill_inside_a_container_is_counted(cleanup: None) -> None:
     cid = _run("--memory", "32m", "--memory-swap", "32m", "kade/busybox", "sh", "-c",
-               # tail holds the one endless line in memory: it is killed, the shell lives on
-               "head -c 100000000 /dev/zero | tail; sleep 60")
+               # tail holds the one endless line in memory and asks to be the one the OOM
+               # killer takes (a process may raise its own score): the shell lives on
+               "head -c 100000000 /dev/zero | "
+               "sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail'; sleep 60")
     paths = cgroup_paths(_pid(cid))
     deadline = time.monotonic() + 60
     while not read_cgroup(paths).oom_kills:

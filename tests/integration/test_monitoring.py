@@ -107,8 +107,9 @@ def test_an_oom_kill_and_an_app_s_own_metrics(kade: Kade) -> None:
     kade.deploy({
         "id": "/hungry", "instances": 1, "mem": 32,
         "container": {"docker": {"image": "kade/busybox:latest"}},
-        # tail keeps the one endless line: killed by the limit, the shell lives on
-        "cmd": "head -c 100000000 /dev/zero | tail; sleep 1000"})
+        # tail keeps the one endless line and asks to be the one killed: the shell lives on
+        "cmd": "head -c 100000000 /dev/zero | "
+               "sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail'; sleep 1000"})
     kade.deploy({
         "id": "/exporter", "instances": 1,
         "container": {"docker": {"image": "kade/busybox:latest"}},
