@@ -170,9 +170,12 @@ const kade = (() => {
 
   let source = null;
   function connect() {
+    // the types live regions need, and those a page's script listens to as `kade:event`
+    // (<section data-events="app task">)
     const types = new Set();
-    document.querySelectorAll("[data-live]").forEach(
-      (r) => (r.dataset.on || "").split(/\s+/).filter(Boolean).forEach((t) => types.add(t)));
+    document.querySelectorAll("[data-live], [data-events]").forEach(
+      (r) => `${r.dataset.on || ""} ${r.dataset.events || ""}`.split(/\s+/).filter(Boolean)
+        .forEach((t) => types.add(t)));
     if (!types.size || !window.EventSource) { setLive("idle", "static"); return; }
     let opened = false;
     source = new EventSource("/v1/events");
@@ -183,11 +186,13 @@ const kade = (() => {
     };
     source.onerror = () => setLive("off", "reconnecting");
     for (const type of types) {
-      for (const suffix of ["updated", "deleted"]) {
-        source.addEventListener(`${type}_${suffix}`, (event) => {
+      const names = type === "quarantine" ? [type] : [`${type}_updated`, `${type}_deleted`];
+      for (const name of names) {
+        source.addEventListener(name, (event) => {
           let data = null;
           try { data = JSON.parse(event.data); } catch (_) { /* keep null */ }
-          document.dispatchEvent(new CustomEvent("kade:event", { detail: { type, data } }));
+          document.dispatchEvent(new CustomEvent("kade:event",
+            { detail: { type, name, id: event.lastEventId, data } }));
           regionsFor(type).forEach(schedule);
         });
       }
