@@ -4,6 +4,7 @@ downloaded; a domain event posted and opened; an app change on the events page."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -99,6 +100,23 @@ def test_a_refused_filter_is_named(signed_in: Page) -> None:
     expect(page.locator("#log-view")).to_have_count(0)
 
 
+def test_nodes_that_did_not_answer_are_named(signed_in: Page) -> None:
+    """A server's fan-out names a node that did not answer in the stream (`event:
+    unanswered`); the page says whose lines are missing (the stream is played here, one
+    kade has no other node)."""
+    page = signed_in
+    line = json.dumps({"time": 1764522000.5, "app": APP, "task": "uilogs_numbers.aa11",
+                       "version": "v1", "node": "n1", "stream": "stdout", "line": "out 1"})
+    stream = (f"event: line\ndata: {line}\n\n"
+              'event: unanswered\ndata: {"node": "n2", "reason": "timed out"}\n\n')
+    page.route(re.compile(r".*/v1/logs\?.*follow=1.*"), lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"}, body=stream))
+    page.goto(f"/ui/logs?app={APP}")
+    expect(page.locator("#log-unanswered")).to_have_text(
+        "Node n2 did not answer: timed out (its lines are missing)")
+    expect(page.locator("#log-lines td.line")).to_have_text(["out 1"])  # once, reconnected or not
+
+
 def test_a_posted_domain_event_shows_live_and_opens(signed_in: Page, kade: Kade) -> None:
     page = signed_in
     page.goto("/ui/domain-events")
@@ -139,3 +157,23 @@ def test_the_events_page_shows_an_app_change_live(signed_in: Page, kade: Kade) -
     assert page.locator("#events-rows tr:visible", has_text="deleted").count() == 0
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#events-rows tr:visible", has_text="deleted").first).to_be_visible()
+
+
+def test_a_replaced_task_keeps_its_lines_and_says_how_it_ended(signed_in: Page,
+                                                               kade: Kade) -> None:
+    page = signed_in
+    [old] = kade.running_tasks(APP)
+    kade.client.post(f"/v1/apps{APP}/restart")
+    page.goto(f"/ui/logs?app={APP}&stream=stdout&tail=10000")
+    tasks = page.locator("#log-tasks tbody tr")
+    expect(tasks).to_have_count(2)
+    replaced = tasks.filter(has_text=old["id"])
+    expect(replaced).not_to_contain_text("running")
+    # the merged tail has both tasks' lines; the old one's stay reachable in one click
+    wait_for(lambda: len(set(page.locator("#log-lines tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.task)"))) == 2, 30, "lines of both tasks")
+    replaced.get_by_role("link", name="stderr").click()
+    expect(page.locator("#log-lines tr.stderr").first).to_be_visible()
+    tasks_shown = set(page.locator("#log-lines tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.task)"))
+    assert tasks_shown == {old["id"]}

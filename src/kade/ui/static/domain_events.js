@@ -143,6 +143,10 @@
       svg.append(rect);
     });
     box.replaceChildren(svg);
+    const stamp = (t) => iso(t).slice(0, 16).replace("T", " ");
+    document.getElementById("de-from").textContent = buckets.length ? stamp(buckets[0].start) : "";
+    document.getElementById("de-to").textContent =
+      buckets.length ? stamp(buckets[buckets.length - 1].start + step) + " UTC" : "";
   }
 
   // -- one event and the events around it --------------------------------------------------
@@ -224,6 +228,7 @@
     if (source) { source.close(); source = null; }
     const p = params();
     if (!liveBox.checked || p.get("until")) {
+      kade.setLive("idle", "not live");
       state.textContent = p.get("until") ? "until a time given: not live" : "";
       return;
     }
@@ -233,8 +238,12 @@
     const query = new URLSearchParams({ q });
     if (newest) query.set("after", String(newest));
     source = new EventSource("/v1/domain-events/follow?" + query.toString());
-    source.onopen = () => { state.textContent = "live"; };
-    source.onerror = () => { if (source) state.textContent = "reconnecting…"; };
+    source.onopen = () => { state.textContent = "live"; kade.setLive("on", "live"); };
+    source.onerror = () => {
+      if (!source) return;
+      state.textContent = "reconnecting…";
+      kade.setLive("off", "reconnecting");
+    };
     source.addEventListener("domain_event", (message) => {
       const e = JSON.parse(message.data);
       if (rows.querySelector(`tr[data-id="${e.id}"]`)) return;

@@ -176,7 +176,10 @@ const kade = (() => {
     document.querySelectorAll("[data-live], [data-events]").forEach(
       (r) => `${r.dataset.on || ""} ${r.dataset.events || ""}`.split(/\s+/).filter(Boolean)
         .forEach((t) => types.add(t)));
-    if (!types.size || !window.EventSource) { setLive("idle", "static"); return; }
+    if (!types.size || !window.EventSource) {
+      if (!document.querySelector("[data-own-stream]")) setLive("idle", "static");
+      return;
+    }
     let opened = false;
     source = new EventSource("/v1/events");
     source.onopen = () => {
@@ -233,5 +236,6 @@ const kade = (() => {
   document.addEventListener("DOMContentLoaded", () => { connect(); applyFilters(); });
   window.addEventListener("pagehide", () => source && source.close());
 
-  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule };
+  // setLive: a page whose own stream is its live part says so in the top bar
+  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule, setLive };
 })();

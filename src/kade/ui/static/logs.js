@@ -179,7 +179,10 @@
 
   function setState(text) { state.textContent = text; }
 
+  const absent = new Set();
   function missing(node, reason) {
+    if (absent.has(node)) return; // said once, also after a reconnect
+    absent.add(node);
     unanswered.hidden = false;
     const item = document.createElement("div");
     item.textContent = `Node ${node} did not answer: ${reason} (its lines are missing)`;
