@@ -133,7 +133,9 @@ def test_a_posted_domain_event_shows_live_and_opens(signed_in: Page, kade: Kade)
     details = page.locator("#de-detail-body")
     expect(details.locator("h3").first).to_contain_text("order.paid")
     expect(details).to_contain_text('"total": 12.5')
-    expect(details.locator("tr", has_text="order.created")).to_have_count(1)  # around it
+    # the events around it: the same correlation id, and its neighbours in time
+    expect(details.locator("#de-correlated tr")).to_have_count(2)
+    expect(details.locator("#de-around tr", has_text="order.created")).to_have_count(1)
 
     # a field filter narrows the search
     page.get_by_label("Search", exact=True).fill("order.created customer:4711")

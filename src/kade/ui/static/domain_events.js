@@ -206,21 +206,32 @@
     related.append(link("same type", `type:${e.type}`, form.elements.since.value, form.elements.until.value), " · ");
     related.append(link("everything ±5 minutes", "", iso(e.time - 300), iso(e.time + 300)));
     out.append(related);
-    const around = document.createElement("h3");
-    around.textContent = "Around it in time";
-    out.append(around);
+    if (e.correlationId) {
+      try {
+        const same = await kade.api("GET", "/v1/domain-events?" + new URLSearchParams(
+          { q: `correlationId:"${e.correlationId}"`, since: "7d", limit: "20" }).toString());
+        out.append(listing("Same correlation id", same.events, "de-correlated"));
+      } catch (_) { /* the time window below still shows the neighbours */ }
+    }
+    out.append(listing("Around it in time", [...data.before, e, ...data.after], "de-around"));
+    detail.replaceChildren(out);
+  }
+
+  function listing(title, events, id) {
+    const out = document.createDocumentFragment();
+    const heading = document.createElement("h3");
+    heading.textContent = title;
     const table = document.createElement("table");
     table.className = "dense";
+    table.id = id;
     const tbody = document.createElement("tbody");
-    for (const near of [...data.before, e, ...data.after].sort((a, b) => b.time - a.time || b.id - a.id)) {
-      tbody.append(row(near));
-    }
+    for (const near of events.sort((a, b) => b.time - a.time || b.id - a.id)) tbody.append(row(near));
     table.append(tbody);
     const scroll = document.createElement("div");
     scroll.className = "scroll";
     scroll.append(table);
-    out.append(scroll);
-    detail.replaceChildren(out);
+    out.append(heading, scroll);
+    return out;
   }
 
   // -- live tail ---------------------------------------------------------------------------
