@@ -70,9 +70,11 @@ def _field(fields: dict[str, list[str]], name: str) -> str:
 def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter()
 
-    def form(request: Request, target: str, error: str = "", status: int = 200) -> Response:
+    def form(request: Request, target: str, error: str = "") -> Response:
+        """The sign-in page, with what went wrong if anything. Always a 200: browsers log a
+        4xx page as a console error, and the page itself says what the matter is."""
         return page(request, "login.html", {"next": target, "error": error},
-                    title="Sign in", nav="login", status=status)
+                    title="Sign in", nav="login")
 
     def signed_in(request: Request, secret: str, target: str) -> Response:
         response = RedirectResponse(target, status_code=303)
@@ -92,11 +94,10 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
         if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             # a page elsewhere must not sign this browser in to a session of its choosing
             return form(request, target, "This sign-in link was opened from another site: "
-                        "open it directly (paste it into the address bar).", 403)
+                        "open it directly (paste it into the address bar).")
         redeemed = await redeem_link(store, code[:MAX_FIELD], clock())
         if redeemed.secret is None:
-            return form(request, target, _LINK_PROBLEMS[redeemed.problem],
-                        410 if redeemed.problem == "expired" else 403)
+            return form(request, target, _LINK_PROBLEMS[redeemed.problem])
         return signed_in(request, redeemed.secret, target)
 
     @r.post("/ui/login", include_in_schema=False)
@@ -107,14 +108,14 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
         token = _field(fields, "token").strip()
         if not token:
             return form(request, target, "token: required (`kade token create --role read` "
-                        "makes one, or run `kade ui` for a one-time link)", 400)
+                        "makes one, or run `kade ui` for a one-time link)")
         principal = await authenticate(store, token, clock())
         if principal is None:
-            return form(request, target, "token: not valid (unknown, revoked or expired)", 401)
+            return form(request, target, "token: not valid (unknown, revoked or expired)")
         try:
             secret = await start_session(store, principal, clock())
         except TooMany as e:
-            return form(request, target, f"sessions: {e}", 507)
+            return form(request, target, f"sessions: {e}")
         return signed_in(request, secret, target)
 
     @r.post("/ui/logout", include_in_schema=False)
