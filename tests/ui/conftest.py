@@ -18,8 +18,10 @@ Chromium is heavy on a small machine: run the browser tests one module at a time
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -61,8 +63,16 @@ def kade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kade]:
         k.cleanup()
 
 
+# Chromium logs every 4xx/5xx answer as a console error. A 4xx of the JSON API is a refusal
+# (admission, authorization) that the page shows its user, which tests assert; not a problem
+# of the page. A 5xx, or a failed page, script or style sheet, is one.
+_API_REFUSAL = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d\b")
+_API_PATHS = ("/v1/", "/v2/")
+
+
 class PageProblems:
-    """What went wrong in a page while a test drove it: console errors, uncaught errors."""
+    """What went wrong in a page while a test drove it: console errors (but the API's 4xx
+    refusals), uncaught errors."""
 
     def __init__(self, page: Page) -> None:
         self.seen: list[str] = []
@@ -72,6 +82,8 @@ class PageProblems:
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
             where = message.location.get("url", "")
+            if _API_REFUSAL.match(message.text) and urlsplit(where).path.startswith(_API_PATHS):
+                return
             self.seen.append(f"console error: {message.text} ({where})")
 
     def _error(self, error: Error) -> None:

@@ -62,3 +62,21 @@ def test_the_one_time_link_signs_in_once(page: Page, new_page: Callable[[], Page
     again.goto(link)
     expect(again.get_by_role("alert")).to_contain_text("used already")
     expect(again.get_by_label("API token")).to_be_visible()
+
+
+PUT_KEY = """key => kade.api("PUT", "/v1/kv/" + key, "yes", {"Content-Type": "text/plain"})
+    .then(() => "stored", error => error.message)"""
+
+
+def test_a_session_changes_what_its_token_may(signed_in: Page, new_page: Callable[[], Page],
+                                              kade: Kade) -> None:
+    """The page's own calls of the API carry the cookie and this server's Origin."""
+    assert signed_in.evaluate(PUT_KEY, "ui-signin/admin") == "stored"
+    assert kade.get("/v1/kv/ui-signin/admin")[0]["Key"] == "ui-signin/admin"
+    read = kade.client.post("/v1/tokens", {"role": "read", "description": "ui test"})["token"]
+    reader = new_page()
+    reader.goto("/ui/login")
+    sign_in(reader, read)
+    reader.wait_for_url("**/ui/")
+    refused = reader.evaluate(PUT_KEY, "ui-signin/read")
+    assert "needs a deploy token" in refused, refused
