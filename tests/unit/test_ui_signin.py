@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
@@ -73,8 +74,13 @@ async def api(store: SqliteStore, clock: Clock) -> AsyncIterator[httpx.AsyncClie
                                                 login_router(store, clock)],
                      security=SecurityConfig())
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, cookies=no_jar()) as c:
         yield c
+
+
+def no_jar() -> CookieJar:
+    """Cookies are sent by each test as it means to, never kept by the client."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 async def token(store: SqliteStore, role: str = "admin") -> str:
@@ -200,9 +206,17 @@ async def test_sessions_are_bounded(api: httpx.AsyncClient, store: SqliteStore, 
         assert (await sign_in(api, text)).status_code == 303
     r = await sign_in(api, text)
     assert r.status_code == 200 and "sessions: 2 are open (the limit is 2)" in r.text
+    reader = {"Authorization": f"Bearer {text}"}
+    link = (await api.post("/v1/ui/login-links", headers=reader)).json()["url"]
+    r = await api.get(link)
+    assert r.status_code == 200 and "sessions: 2 are open" in r.text
     clock.now += 12 * 3600  # those two expire: the next sign-in makes room
-    assert (await sign_in(api, text)).status_code == 303
+    first = cookie_of(await sign_in(api, text))
     assert len((await store.range(SESSIONS))[0]) == 1
+    # signing in again from the same browser ends the session it had
+    second = cookie_of(await api.post("/ui/login", data={"token": text},
+                                      headers={**SAME_ORIGIN, **session(first)}))
+    assert second != first and len((await store.range(SESSIONS))[0]) == 1
 
 
 async def test_a_one_time_link_signs_in_once(api: httpx.AsyncClient, store: SqliteStore,
@@ -237,7 +251,8 @@ async def test_a_one_time_link_signs_in_once(api: httpx.AsyncClient, store: Sqli
 async def test_the_cookie_is_secure_over_tls(store: SqliteStore, clock: Clock) -> None:
     app = create_app(store, clock=clock, extra=[login_router(store, clock)])
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1:7400") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1:7400",
+                                 cookies=no_jar()) as c:
         r = await c.post("/ui/login", data={"token": await token(store)},
                          headers={"Origin": "https://127.0.0.1:7400"})
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]

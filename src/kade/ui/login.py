@@ -76,7 +76,11 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
         return page(request, "login.html", {"next": target, "error": error},
                     title="Sign in", nav="login")
 
-    def signed_in(request: Request, secret: str, target: str) -> Response:
+    async def signed_in(request: Request, secret: str, target: str) -> Response:
+        """The new session's cookie; the session this browser had before, if any, ends."""
+        previous = request.cookies.get(COOKIE)
+        if previous and previous != secret:
+            await end_session(store, previous)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, secret, max_age=int(SESSION_SECONDS), path="/",
                             httponly=True, samesite="strict",
@@ -95,10 +99,13 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
             # a page elsewhere must not sign this browser in to a session of its choosing
             return form(request, target, "This sign-in link was opened from another site: "
                         "open it directly (paste it into the address bar).")
-        redeemed = await redeem_link(store, code[:MAX_FIELD], clock())
+        try:
+            redeemed = await redeem_link(store, code[:MAX_FIELD], clock())
+        except TooMany as e:
+            return form(request, target, f"sessions: {e}")
         if redeemed.secret is None:
             return form(request, target, _LINK_PROBLEMS[redeemed.problem])
-        return signed_in(request, redeemed.secret, target)
+        return await signed_in(request, redeemed.secret, target)
 
     @r.post("/ui/login", include_in_schema=False)
     async def login(request: Request) -> Response:
@@ -116,7 +123,7 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
             secret = await start_session(store, principal, clock())
         except TooMany as e:
             return form(request, target, f"sessions: {e}")
-        return signed_in(request, secret, target)
+        return await signed_in(request, secret, target)
 
     @r.post("/ui/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
