@@ -4,6 +4,7 @@ a fake clock, no network)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -16,10 +17,11 @@ from kade.api.app import create_app
 from kade.api.security import SecurityConfig
 from kade.auth import create_token, needed_permission
 from kade.auth import sessions as sessions_module
-from kade.auth.sessions import LINKS, SESSIONS
-from kade.store import SqliteStore
+from kade.auth.sessions import LINKS, SESSIONS, make_link, redeem_link, session_principal
+from kade.store import SqliteStore, Store
 from kade.ui.login import login_router, safe_next
 from kade.ui.pages import ui_router
+from tests.etcd import store_on
 
 NOW = 1_800_000_000.0
 BASE = "http://127.0.0.1:7400"
@@ -256,3 +258,29 @@ async def test_the_cookie_is_secure_over_tls(store: SqliteStore, clock: Clock) -
         r = await c.post("/ui/login", data={"token": await token(store)},
                          headers={"Origin": "https://127.0.0.1:7400"})
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+async def either_store(request: pytest.FixtureRequest, tmp_path: Path
+                       ) -> AsyncIterator[Store]:
+    """The embedded store of `kade up`, and etcd as the servers of a cluster share it."""
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path / "store")
+        yield s
+        await s.close()
+    else:
+        async with store_on(request.getfixturevalue("etcd_cluster")) as etcd:
+            yield etcd
+
+
+async def test_browsers_racing_for_one_link_get_one_session(either_store: Store) -> None:
+    text, record = await create_token(either_store, role="read", now=NOW)
+    code, _ = await make_link(either_store, record.principal(), NOW)
+    results = await asyncio.gather(*(redeem_link(either_store, code, NOW) for _ in range(4)))
+    secrets = [r.secret for r in results if r.secret is not None]
+    assert len(secrets) == 1 and {r.problem for r in results} == {"", "unknown"}
+    principal = await session_principal(either_store, secrets[0], NOW)
+    assert principal is not None and principal.token_id == record.id
+    await either_store.delete(f"tokens/{record.id}")  # revoked: the session ends with it
+    assert await session_principal(either_store, secrets[0], NOW) is None
+    assert text.split(".")[2] not in str(await either_store.range(SESSIONS))
