@@ -397,6 +397,16 @@ def kill(task_id: str, scale: Annotated[bool, typer.Option(help="lower the insta
     console.print(f"{task_id}: killing")
 
 
+@app.command("ui")
+def ui(api_addr: ApiAddr = None) -> None:
+    """Print a link that signs a browser in to the web interface: once, within 60 s, with a
+    session of the token this command uses (the local management token by default)."""
+    link = _call(_client(api_addr).post, "/v1/ui/login-links")
+    err.print(f"open it within {link['expiresInSeconds']:.0f} s; it signs in once",
+              highlight=False)
+    sys.stdout.write(link["url"] + "\n")
+
+
 @app.command()
 def events(api_addr: ApiAddr = None) -> None:
     """Follow the event stream (server-sent events)."""
