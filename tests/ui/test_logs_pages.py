@@ -165,12 +165,14 @@ def test_a_replaced_task_keeps_its_lines_and_says_how_it_ended(signed_in: Page,
                                                                kade: Kade) -> None:
     page = signed_in
     [old] = kade.running_tasks(APP)
-    kade.client.post(f"/v1/apps{APP}/restart")
     page.goto(f"/ui/logs?app={APP}&stream=stdout&tail=10000")
     tasks = page.locator("#log-tasks tbody tr")
-    expect(tasks).to_have_count(2)
+    expect(tasks).to_have_count(1)
+    kade.client.post(f"/v1/apps{APP}/restart")
+    # the list follows without a reload: the new task comes, the old one says how it ended
+    expect(tasks).to_have_count(2, timeout=30_000)
     replaced = tasks.filter(has_text=old["id"])
-    expect(replaced).not_to_contain_text("running")
+    expect(replaced).to_contain_text("replaced by version", timeout=30_000)
     # the merged tail has both tasks' lines; the old one's stay reachable in one click
     wait_for(lambda: len(set(page.locator("#log-lines tr").evaluate_all(
         "rows => rows.map(r => r.dataset.task)"))) == 2, 30, "lines of both tasks")

@@ -121,6 +121,7 @@
 
   function counted() {
     const onScreen = body.rows.length;
+    document.getElementById("log-empty").hidden = received > 0;
     let text = `${received} line${received === 1 ? "" : "s"}`;
     if (onScreen < received) text += `, the last ${onScreen} shown`;
     if (paused) text += ` · ${heldCount} new held back`;
@@ -252,8 +253,9 @@
         if (item.unanswered) item.unanswered.forEach((m) => missing(m.node, m.reason));
         else take(item);
       }
-      setState("until a time in the past: not live");
+      setState("until a time given: not live");
       counted();
+      if (!received) document.getElementById("log-empty").textContent = "No line matches.";
     } catch (error) {
       setState("stopped: " + error.message);
     }
@@ -285,10 +287,14 @@
     }
     table.replaceChildren(rows);
   }
-  let tasksTimer = 0;
+  // a task's status changes a moment before the node's log store records how it ended:
+  // the list is asked again soon after a change, and once more a little later
+  const tasksTimers = [0, 0];
   document.addEventListener("kade:event", () => {
-    clearTimeout(tasksTimer);
-    tasksTimer = setTimeout(tasks, 500);
+    [500, 3000].forEach((delay, i) => {
+      clearTimeout(tasksTimers[i]);
+      tasksTimers[i] = setTimeout(tasks, delay);
+    });
   });
 
   if (live) open(); else once();
