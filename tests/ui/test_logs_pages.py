@@ -137,6 +137,13 @@ def test_a_posted_domain_event_shows_live_and_opens(signed_in: Page, kade: Kade)
     expect(details.locator("#de-correlated tr")).to_have_count(2)
     expect(details.locator("#de-around tr", has_text="order.created")).to_have_count(1)
 
+    # a bar of the histogram (by keyboard) narrows the search to its interval
+    page.locator("#de-histogram rect").last.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#de-rows tr")).to_have_count(2)
+    expect(page.get_by_label("Until")).not_to_have_value("")
+    expect(page.locator("#de-state")).to_have_text("until a time given: not live")
+
     # a field filter narrows the search
     page.get_by_label("Search", exact=True).fill("order.created customer:4711")
     page.get_by_role("button", name="Search").click()

@@ -135,10 +135,18 @@
       const title = document.createElementNS(ns, "title");
       title.textContent = `${iso(b.start)}: ${b.count}`;
       rect.append(title);
-      rect.addEventListener("click", () => { // narrow the search to this bar
+      // a bar narrows the search to its interval, by click or by keyboard
+      rect.setAttribute("tabindex", "0");
+      rect.setAttribute("role", "button");
+      rect.setAttribute("aria-label", `${b.count} from ${iso(b.start)}: narrow to this interval`);
+      const narrow = () => {
         form.elements.since.value = iso(b.start);
         form.elements.until.value = iso(b.start + step);
         go();
+      };
+      rect.addEventListener("click", narrow);
+      rect.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); narrow(); }
       });
       svg.append(rect);
     });
