@@ -31,7 +31,12 @@
       let text = grep;
       let flags = "g";
       if (text.startsWith("(?i)")) { text = text.slice(4); flags += "i"; }
-      try { patterns.push(new RegExp(text, flags)); } catch (_) { /* RE2 only: not marked */ }
+      // the server matched it with RE2 (linear time); the browser's own engine backtracks,
+      // so a pattern with a repeated group (`(a+)+`, which a link could carry to make this
+      // tab spin) is not marked here: its lines are still the ones shown
+      if (!/\)[*+?{]/.test(text)) {
+        try { patterns.push(new RegExp(text, flags)); } catch (_) { /* RE2 only: not marked */ }
+      }
     }
     if (q) {
       const terms = (q.match(/"[^"]+"|\S+/g) || []).map((t) => t.replace(/"/g, "")).filter(Boolean);
