@@ -140,7 +140,8 @@ BuiltinAlerts = Annotated[bool, typer.Option(
          "deployments, nodes down, disks nearly full")]
 MetricsInterval = Annotated[str, typer.Option(
     envvar="KADE_METRICS_INTERVAL", rich_help_panel=MONITORING,
-    help="how often tasks' usage is collected and endpoints scraped")]
+    help="how often tasks' usage is collected and endpoints scraped (on a server: how "
+         "often the cluster's own series are written)")]
 AlertInterval = Annotated[str, typer.Option(
     envvar="KADE_ALERT_INTERVAL", rich_help_panel=MONITORING,
     help="how often alert rules are evaluated")]
