@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections.abc import AsyncIterator
@@ -216,3 +217,17 @@ async def test_a_node_listener_answers_only_signed_metrics_requests(
                                    params={"start": "0", "end": "1"})
     assert refused.status_code == 401
     assert refused.json()["message"].startswith("a node answers only servers")
+
+
+async def test_a_query_wider_than_a_nodes_bounds_is_refused_naming_the_node(
+        cluster: tuple[httpx.AsyncClient, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, now = cluster
+    monkeypatch.setattr("kade.api.node_api.select_answer",
+                        functools.partial(select_answer, max_samples=3))
+    got = await client.get("/api/v1/query", params={
+        "query": "kade_task_cpu_seconds_total", "time": str(now / 1000)})
+    assert got.status_code == 422
+    body = got.json()
+    assert body["errorType"] == "execution"
+    assert body["error"].startswith("node n")
+    assert "too many samples" in body["error"]
