@@ -135,12 +135,7 @@ def up(
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
         events = ingest_config(events_amqp, list(events_bind or []), events_config)
-        from kade.admission.alerting import check_receivers
-        webhooks = check_receivers(list(alert_webhook or []), "--alert-webhook")
-        alertmanagers = check_receivers(list(alertmanager or []), "--alertmanager")
-        from kade.admission.alerting import check_interval
-        collect_every = check_interval(metrics_interval, "--metrics-interval")
-        evaluate_every = check_interval(alert_interval, "--alert-interval")
+        monitoring = o.monitoring(alert_webhook, alertmanager, metrics_interval, alert_interval)
     except NodeRequestError as e:
         _fail("; ".join(e.problems), 2)
     except ValueError as e:
@@ -154,9 +149,10 @@ def up(
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
                    router_admin_public=router_admin_public, attributes=attributes,
-                   events=events, alert_webhooks=webhooks, alertmanagers=alertmanagers,
-                   builtin_alerts=builtin_alerts, metrics_interval=collect_every,
-                   alert_interval=evaluate_every)
+                   events=events, alert_webhooks=monitoring.webhooks,
+                   alertmanagers=monitoring.alertmanagers, builtin_alerts=builtin_alerts,
+                   metrics_interval=monitoring.metrics_interval,
+                   alert_interval=monitoring.alert_interval)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
