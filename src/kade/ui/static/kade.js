@@ -180,12 +180,12 @@ const kade = (() => {
       if (!document.querySelector("[data-own-stream]")) setLive("idle", "static");
       return;
     }
-    let opened = false;
     source = new EventSource("/v1/events");
     source.onopen = () => {
       setLive("on", "live");
-      if (opened) refreshAll(); // back after a break: what changed meanwhile is shown
-      opened = true;
+      // the stream tells what changes from now on: what changed since the page was
+      // rendered (or while the stream was broken) is fetched once now
+      refreshAll();
     };
     source.onerror = () => setLive("off", "reconnecting");
     for (const type of types) {
