@@ -21,6 +21,7 @@ from kade.api.views import app_json, group_tasks, quarantined_app_json
 from kade.auth import redact_env
 from kade.model import Deployment, decode_all
 from kade.store.base import Store
+from kade.ui.app_page import app_page_router
 from kade.ui.logs import logs_pages_router
 from kade.ui.render import page
 
@@ -62,6 +63,7 @@ def zone_of(node: dict[str, Any]) -> str:
 def ui_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter(include_in_schema=False)
     r.include_router(logs_pages_router(store, clock))
+    r.include_router(app_page_router(store, clock))
 
     @r.get("/ui")
     @r.get("/ui/")
