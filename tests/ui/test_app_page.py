@@ -71,7 +71,7 @@ def test_a_failed_tasks_stderr_is_one_click_away(signed_in: Page, kade: Kade) ->
     # the failure comes after the page is open: shown without a reload
     expect(page.locator("#last-failure")).to_contain_text("exited with code 3", timeout=60_000)
     panel = page.locator("#failed-task")
-    expect(panel).to_contain_text("exited with 3", timeout=30_000)
+    expect(panel).to_contain_text("exited with code 3", timeout=30_000)
     panel.get_by_role("button", name="Show its stderr").click()
     expect(page.locator("#stderr-lines")).to_contain_text("config: port missing")
     task = panel.locator(".task-id").inner_text()

@@ -85,7 +85,9 @@
   const ENDED_SHOWN = 100;
   const when = (seconds) => seconds == null ? "–"
     : new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ");
-  const failedEnding = (t) => t.exitCode != null && t.exitCode !== 0 && !/kill|stop/i.test(t.reason || "");
+  // a task kade stopped on purpose (kade.scheduler.plan's reasons) did not fail
+  const PLANNED_STOP = /^(killed on request|scaled down|app deleted|replaced by|node \S+ is draining)/;
+  const failedEnding = (t) => t.exitCode != null && t.exitCode !== 0 && !PLANNED_STOP.test(t.reason || "");
 
   function cell(row, text, className) {
     const td = document.createElement("td");
@@ -143,7 +145,7 @@
     if (failed) {
       panel.querySelector(".task-id").textContent = failed.task;
       panel.querySelector(".ending").textContent =
-        `exited with ${failed.exitCode}${failed.reason ? " (" + failed.reason + ")" : ""} at ${when(failed.ended)}`;
+        `${failed.reason || "exited with code " + failed.exitCode} at ${when(failed.ended)}`;
       document.getElementById("failed-stderr").dataset.stderr = failed.task;
       panel.querySelector(".logs-link").href = "/ui/logs?task=" + encodeURIComponent(failed.task);
     }
