@@ -128,3 +128,61 @@ def test_a_missing_app_is_named(signed_in: Page) -> None:
     response = signed_in.request.get("/ui/apps/uiapp/nothing-here")
     assert response.status == 404
     assert "app /uiapp/nothing-here does not exist" in response.text()
+
+
+def test_kill_a_task_and_see_it_replaced(signed_in: Page, kade: Kade) -> None:
+    app_id = "/uiapp/killed"
+    kade.deploy({**SLEEPER, "id": app_id})
+    [task] = wait_for(lambda: kade.running_tasks(app_id), 60, "the task running")
+    page = signed_in
+    page.goto("/ui/apps/uiapp/killed")
+    expect(page.locator("#live-state")).to_contain_text("live")
+    row = page.locator(f'#tasks-table tr.active[data-task="{task["id"]}"]')
+    row.get_by_role("button", name="Kill").click()
+    expect(page.locator("#confirm")).to_contain_text(f"Kill task {task['id']}?")
+    page.locator("#confirm-ok").click()
+    # another task takes its place, on screen without a reload
+    expect(row).to_have_count(0, timeout=60_000)
+    expect(page.locator("#tasks-table tr.active")).to_have_count(1, timeout=60_000)
+    expect(page.locator("#tasks-table tr.active")).to_contain_text("running", timeout=60_000)
+    assert kade.app(app_id)["instances"] == 1
+
+
+def test_cancel_a_stuck_deployment_rolls_back(signed_in: Page, kade: Kade) -> None:
+    app_id = "/uiapp/stuck"
+    kade.deploy({**VERSIONED, "id": app_id})
+    wait_for(lambda: kade.running_tasks(app_id), 60, "version one running")
+    page = signed_in
+    page.goto("/ui/apps/uiapp/stuck")
+    expect(page.locator("#live-state")).to_contain_text("live")
+    # version two never turns healthy (its check fails, within a long grace period)
+    kade.deploy({**VERSIONED, "id": app_id, "env": {"RELEASE": "two"},
+                 "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"},
+                                   "intervalSeconds": 1, "gracePeriodSeconds": 600}]})
+    current = page.locator("#deployments-list li").first
+    expect(current).to_contain_text("running")
+    expect(current).to_contain_text("1/1 updated, 0 healthy", timeout=60_000)
+    expect(current.locator("ol.steps li.todo").first).to_contain_text("1 task(s) healthy")
+    current.get_by_role("button", name="Cancel").click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#deployments-list li").first).to_contain_text("rollback")
+    wait_for(lambda: kade.app(app_id)["env"] == {"RELEASE": "one"}, 30, "back at version one")
+    expect(page.locator("#deployments-list li").first).to_contain_text("succeeded",
+                                                                       timeout=60_000)
+
+
+def test_metrics_ranges_are_drawn(signed_in: Page, kade: Kade) -> None:
+    kade.deploy(SLEEPER)
+    page = signed_in
+    page.goto("/ui/apps/uiapp/sleeper")
+    charts = page.locator("figure[data-chart]")
+    expect(charts).to_have_count(5)
+    # each chart is drawn or says it has nothing in the range; none shows an error
+    for chart in charts.all():
+        expect(chart.locator("svg, p.empty")).to_have_count(1)
+    page.get_by_role("button", name="7d").click()
+    expect(page.get_by_role("button", name="7d")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("button", name="1h")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("figure[data-chart] p.bad")).to_have_count(0)
+    for chart in charts.all():
+        expect(chart.locator("svg, p.empty")).to_have_count(1)
