@@ -4,9 +4,20 @@ the DNS names of an app, the queries of its charts."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
+import pytest
+
+from kade import model
+from kade.api.app import create_app
+from kade.api.security import SecurityConfig
+from kade.auth import create_token
 from kade.spec import parse_app
+from kade.store import SqliteStore
 from kade.ui.app_page import AppPath, chart_queries, dns_names, last_failed, split_tasks
+from kade.ui.pages import ui_router
 
 
 def task(id_: str, state: str, started: str | None) -> dict[str, object]:
@@ -57,3 +68,77 @@ def test_the_page_path_leaves_the_editor_its_own() -> None:
     assert pattern.match("shop/web")
     assert pattern.match("shop/editor")
     assert not pattern.match("shop/web/edit")
+
+
+# -- the page as the server renders it, on a store without nodes ---------------------------
+
+NOW = 1_800_000_000.0
+BASE = "http://127.0.0.1:7400"
+LIVE_BLOCKS = ("live_header", "live_tasks", "live_versions", "live_deployments",
+               "live_service", "live_alerts")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "store")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def api(store: SqliteStore) -> AsyncIterator[httpx.AsyncClient]:
+    def clock() -> float:
+        return NOW
+    app = create_app(store, clock=clock, extra=[ui_router(store, clock)],
+                     security=SecurityConfig())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+        yield c
+
+
+async def bearer(store: SqliteStore, role: str) -> dict[str, str]:
+    text, _ = await create_token(store, role=role, now=NOW)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {text}"}
+
+
+async def test_a_read_token_sees_the_app_and_no_button_that_changes_it(
+        api: httpx.AsyncClient, store: SqliteStore) -> None:
+    admin, read = await bearer(store, "admin"), await bearer(store, "read")
+    put = await api.put("/v1/apps/shop/web", headers=admin,
+                        json={"id": "/shop/web", "cmd": "sleep 1000", "instances": 2,
+                              "env": {"SECRET": "hunter2"},
+                              "routes": [{"rule": "Host(`shop.localhost`)"}]})
+    assert put.status_code == 200, put.text
+    shown = await api.get("/ui/apps/shop/web", headers=read)
+    assert shown.status_code == 200
+    text = shown.text
+    assert "/shop/web" in text and "web-shop.service.consul" in text
+    assert "Host(`shop.localhost`)" in text
+    assert "hunter2" not in text
+    for action in ("data-action=", ">Kill<", "Roll back", ">Destroy<", "Edit</a>"):
+        assert action not in text, action
+    full = await api.get("/ui/apps/shop/web", headers=admin)
+    assert 'data-action="POST /v1/apps/shop/web/scale"' in full.text
+    assert '/ui/apps/shop/web/edit' in full.text
+    for block in LIVE_BLOCKS:
+        part = await api.get("/ui/apps/shop/web", params={"fragment": block}, headers=read)
+        assert part.status_code == 200, (block, part.text)
+        assert "<html" not in part.text
+
+
+async def test_an_unreadable_app_is_shown_with_its_reason(api: httpx.AsyncClient,
+                                                           store: SqliteStore) -> None:
+    await store.put(model.app_key("/shop/broken"), b'{"id": "/shop/broken", "mem": "lots"}')
+    shown = await api.get("/ui/apps/shop/broken", headers=await bearer(store, "admin"))
+    assert shown.status_code == 200
+    assert "cannot be read" in shown.text and "quarantined" in shown.text
+
+
+async def test_a_missing_app_and_the_editors_path_are_not_this_page(
+        api: httpx.AsyncClient, store: SqliteStore) -> None:
+    admin = await bearer(store, "admin")
+    missing = await api.get("/ui/apps/shop/none", headers=admin)
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "app /shop/none does not exist"
+    await api.put("/v1/apps/shop/web", headers=admin, json={"id": "/shop/web", "cmd": "x"})
+    edit = await api.get("/ui/apps/shop/web/edit", headers=admin)
+    assert "Versions" not in edit.text
