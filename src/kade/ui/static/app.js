@@ -216,7 +216,8 @@
     box.appendChild(svg);
     const scale = document.createElement("div");
     scale.className = "scale muted";
-    scale.textContent = `max ${human(max, unit)}`;
+    const from = new Date(start * 1000).toISOString().replace("T", " ");
+    scale.textContent = `max ${human(max, unit)} · ${end - start > 86400 ? from.slice(0, 16) : from.slice(11, 16)} UTC to now`;
     box.appendChild(scale);
   }
 
