@@ -41,6 +41,24 @@ from kade.spec import AppSpec, SpecError, normalize_id
 from kade.store.base import Store
 
 
+async def snapshot(store: Store) -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
+                                       dict[str, QueueEntry], dict[str, Unreadable]]:
+    """Every app, task, status and queue record, decoded under the one bad-record policy:
+    unreadable apps are returned apart (listed as quarantined), other unreadable records left
+    out. The API's lists and the web interface's pages read through this."""
+    apps_e, _ = await store.range(model.APPS)
+    tasks_e, _ = await store.range(model.TASKS)
+    status_e, _ = await store.range(model.STATUS)
+    queue_e, _ = await store.range(model.QUEUE)
+    good, bad = decode_all(apps_e, AppSpec)
+    apps = {app.id: app for app in good}
+    quarantined = {model.app_id_of_key(b.key): b for b in bad}
+    tasks = decode_all(tasks_e, Task)[0]
+    statuses = {s.task_id: s for s in decode_all(status_e, TaskStatus)[0]}
+    queue = {q.app_id: q for q in decode_all(queue_e, QueueEntry)[0]}
+    return apps, tasks, statuses, queue, quarantined
+
+
 def apps_router(store: Store, *,
                 clock: Callable[[], float] = time.time, policy: ContainerPolicy | None = None,
                 limits: Limits = LIMITS) -> APIRouter:
@@ -77,22 +95,6 @@ def apps_router(store: Store, *,
             text = raw.decode("utf-8", errors="replace")
             raise await asyncio.to_thread(Located, e, text) from None
 
-    async def snapshot() -> tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
-                                  dict[str, QueueEntry], dict[str, Unreadable]]:
-        """Every record, decoded under the one bad-record policy: unreadable apps are
-        returned apart (listed as quarantined), other unreadable records left out."""
-        apps_e, _ = await store.range(model.APPS)
-        tasks_e, _ = await store.range(model.TASKS)
-        status_e, _ = await store.range(model.STATUS)
-        queue_e, _ = await store.range(model.QUEUE)
-        good, bad = decode_all(apps_e, AppSpec)
-        apps = {app.id: app for app in good}
-        quarantined = {model.app_id_of_key(b.key): b for b in bad}
-        tasks = decode_all(tasks_e, Task)[0]
-        statuses = {s.task_id: s for s in decode_all(status_e, TaskStatus)[0]}
-        queue = {q.app_id: q for q in decode_all(queue_e, QueueEntry)[0]}
-        return apps, tasks, statuses, queue, quarantined
-
     async def one_app(app_id: str, embed: bool = True) -> dict[str, Any]:
         try:
             app: AppSpec | Unreadable | None = await intent.get_app(store, app_id)
@@ -118,7 +120,7 @@ def apps_router(store: Store, *,
 
     @r.get("/v1/apps")
     async def list_apps(request: Request, embed: str | None = None) -> dict[str, Any]:
-        apps, tasks, statuses, queue, quarantined = await snapshot()
+        apps, tasks, statuses, queue, quarantined = await snapshot(store)
         groups = group_tasks(tasks, statuses)
         now = clock()
         embed_tasks = embed in ("apps.tasks", "tasks")
@@ -232,7 +234,7 @@ def apps_router(store: Store, *,
 
     @r.get("/v1/tasks")
     async def list_tasks(app: str | None = None) -> dict[str, Any]:
-        apps, tasks, statuses, _, _ = await snapshot()
+        apps, tasks, statuses, _, _ = await snapshot(store)
         if app is not None:
             wanted = normalize_id(app)
             tasks = [t for t in tasks if t.app_id == wanted]

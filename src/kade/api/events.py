@@ -29,6 +29,7 @@ _TYPES = {
     model.TASKS: "task",
     model.STATUS: "task_status",
     model.NODES: "node",
+    model.ALIVE: "alive",  # a node's agent came or went (kade.agent.liveness)
     model.NODECTL: "node_control",
     model.QUEUE: "queue",
     model.DEPLOYMENTS: "deployment",

@@ -32,6 +32,7 @@ from kade.store.base import Store, StoreError
 from kade.store.election import Election, NotLeader
 from kade.store.fenced import FencedStore
 from kade.templates.isolate import TemplateWorkers
+from kade.ui.pages import ui_router
 
 log = logging.getLogger("kade")
 
@@ -57,7 +58,7 @@ class ControlPlane:
         self.app: FastAPI = create_app(
             store, policy=cfg.policy, clock=clock,
             extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
-                   routing_router(self.routing)],
+                   routing_router(self.routing), ui_router(store, clock)],
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                     cors_origins=tuple(cfg.cors_origins)),
         )
