@@ -17,43 +17,41 @@ from kade.admission import Admitted
 from kade.api.deployments import deployment_json
 from kade.deployments import intent
 from kade.deployments.preview import World, preview, steps_deployment
-from kade.model import Alive, Node, NodeControl, QueueEntry, Task, TaskStatus, decode_all
+from kade.model import Node, NodeControl, QueueEntry, Task, TaskStatus, Unreadable, decode_all
 from kade.spec import AppSpec
 from kade.store.base import Store
 
+AppsSnapshot = tuple[dict[str, AppSpec], list[Task], dict[str, TaskStatus],
+                     dict[str, QueueEntry], dict[str, Unreadable]]
 
-async def load_world(store: Store, now: float) -> World:
-    """The planner's records as the store has them; a registered node without its liveness
-    key is down since now (the scheduler's view after a restart)."""
-    apps_e, _ = await store.range(model.APPS)
-    tasks_e, _ = await store.range(model.TASKS)
-    status_e, _ = await store.range(model.STATUS)
+
+async def load_world(store: Store, apps: AppsSnapshot, now: float) -> World:
+    """The planner's records: `apps` as `kade.api.apps.snapshot` read them, and the nodes;
+    a registered node without its liveness key is down since now (the scheduler's view
+    after a restart)."""
+    good, tasks, statuses, queue, quarantined = apps
     nodes_e, _ = await store.range(model.NODES)
-    queue_e, _ = await store.range(model.QUEUE)
     ctl_e, _ = await store.range(model.NODECTL)
     alive_e, _ = await store.range(model.ALIVE)
     nodes = {n.name: n for n in decode_all(nodes_e, Node)[0]}
-    alive = {a.node for a in decode_all(alive_e, Alive)[0]}
-    good, bad = decode_all(apps_e, AppSpec)
+    alive = {e.key[len(model.ALIVE):] for e in alive_e}
     return World(
-        app_ids=frozenset([a.id for a in good] + [model.app_id_of_key(b.key) for b in bad]),
-        tasks={t.id: t for t in decode_all(tasks_e, Task)[0]},
-        statuses={s.task_id: s for s in decode_all(status_e, TaskStatus)[0]},
-        nodes=nodes,
-        queue={q.app_id: q for q in decode_all(queue_e, QueueEntry)[0]},
+        app_ids=frozenset(good.keys() | quarantined.keys()),
+        tasks={t.id: t for t in tasks}, statuses=statuses, nodes=nodes, queue=queue,
         controls={c.name: c for c in decode_all(ctl_e, NodeControl)[0]},
         down={name: now for name in nodes if name not in alive},
     )
 
 
-async def plan_json(store: Store, new: Admitted, now: float) -> dict[str, Any]:
+async def plan_json(store: Store, new: Admitted, apps: AppsSnapshot, now: float
+                    ) -> dict[str, Any]:
     """The plan of putting `new` (admitted), as the API answers it. The body is the caller's
     own (a deploy permission for the app), so env values are shown as written."""
     try:
         old = await intent.get_app(store, new.app.id)
     except intent.Quarantined:
         old = None  # a PUT replaces an unreadable app whole
-    world = await load_world(store, now)
+    world = await load_world(store, apps, now)
     p = await asyncio.to_thread(preview, old, new.app, world, now)
     dep = steps_deployment(p, old.version if old is not None else None, now)
     body: dict[str, Any] = {

@@ -201,7 +201,7 @@ def apps_router(store: Store, *,
         now = clock()
         if action == "plan":
             new = await admitted(request, app_id, runnable=True)
-            return JSONResponse(await plan_json(store, new, now))
+            return JSONResponse(await plan_json(store, new, await snapshot(store), now))
         if action == "scale":
             try:
                 instances = admit_scale(parse_body(await read_capped(request), limits=limits),
