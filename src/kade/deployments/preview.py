@@ -33,7 +33,7 @@ from kade.spec import AppSpec, spec_hash
 
 MAX_ROUNDS = 64  # planner rounds simulated; a one-by-one rollout of more tasks is cut short
 MAX_FIELDS = 200  # changed fields listed; the rest are counted
-PLAN_VERSION = "(plan)"  # the version the new definition has while it is planned
+PLAN_VERSION = "(new)"  # the version the new definition has while it is planned
 
 
 @dataclass(frozen=True)
