@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kade.deployments.preview import MAX_ROUNDS, World, field_changes, preview
+from kade.deployments.preview import MAX_ROUNDS, World, field_changes, preview, round_limit
 from kade.scheduler.sim import Simulation, app_spec, node
 from kade.spec import AppSpec
 
@@ -114,11 +114,12 @@ def test_tasks_that_fit_no_node_are_unplaced_with_the_planners_reason() -> None:
 
 def test_a_long_rollout_is_cut_short_and_says_so() -> None:
     strategy = {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.0}
-    old = web(MAX_ROUNDS, upgradeStrategy=strategy, cpus=0.01, mem=8.0)
+    old = web(400, upgradeStrategy=strategy, cpus=0.001, mem=1.0)
     sim = running(old)
     p = preview(old, new(old, env={"MODE": "fast"}), world(sim), NOW)
     assert not p.complete and p.unplaced == 0
-    assert len(p.rounds) == MAX_ROUNDS
+    assert len(p.rounds) == round_limit(400) < 400
+    assert round_limit(10) == MAX_ROUNDS and round_limit(10_000) == 10
 
 
 def test_field_changes_name_list_items_and_count_beyond_the_cap() -> None:
