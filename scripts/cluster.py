@@ -125,6 +125,7 @@ kade cluster is up (logs and state in {root}; Ctrl-C stops it all)
   routers   http://127.0.0.1:8091  :8092  :8093   (e.g. curl -H 'Host: www.localhost' ...)
   DNS       127.0.0.1:8601  :8602  :8603
   logs      kade logs /site  (servers ask each node's listener: 127.0.0.1:8291  :8292  :8293)
+  metrics   kade top; kade alerts  (the same listeners; the leading server evaluates rules)
 
   export KADE_ADDR=127.0.0.1:7401 KADE_TOKEN={token}
   kade nodes

@@ -20,6 +20,10 @@ command -v etcd >/dev/null || need_pkgs+=(etcd-server)  # the store of a cluster
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 # Alertmanager: receives kade's alerts in the tests, as an operator's existing one would
 command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
+# Chromium, its driver and a font: the web interface's tests drive a real browser (tests/ui)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+dpkg -s chromium-driver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need_pkgs+=(fonts-dejavu-core)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -q

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kade.alerts.state import RESOLVED_KEPT, Alert, Change, Element, step
+from kade.alerts.state import RESOLVED_KEPT, Alert, Change, Element, step, step_or_keep
 from kade.spec.alerts import AlertRule
 
 
@@ -130,3 +130,22 @@ def test_no_data_fires_after_its_time_and_resolves_when_data_comes_back() -> Non
     changes = run.at(420, (WEB, 3))
     assert sorted((c.alert.labels.get("nodata", ""), c.alert.state) for c in changes) == [
         ("", "firing"), ("true", "resolved")]
+
+
+def test_a_round_a_live_node_did_not_answer_keeps_the_alerts_as_they_were() -> None:
+    r = rule(**{"noData": "1m"})
+    run = Run(r)
+    [c] = run.at(0, (WEB, 5))
+    assert c.alert.state == "firing"
+    before = dict(run.alerts)
+    # its series were on the node that did not answer: no resolution, no "no data"
+    after, changes, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, ["b"])
+    assert (after, changes) == (before, [])
+    assert note == "alerts kept as they were: node b did not answer"
+    _, _, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, ["b", "c"])
+    assert note == "alerts kept as they were: nodes b, c did not answer"
+    # every node answered: the same round resolves it, and "no data" fires
+    after, changes, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, [])
+    assert note is None
+    assert sorted((c.alert.state, c.alert.labels.get("nodata", "")) for c in changes) == [
+        ("firing", "true"), ("resolved", "")]

@@ -124,3 +124,48 @@ async def test_a_cluster_rule_replaces_the_built_in_one_and_bad_rules_are_report
         assert [r.key for r in alerting.rules() if r.rule.name == "KadeTaskCrashLooping"] == [
             "cluster/KadeTaskCrashLooping"]
         assert "duplicate series" in alerting.errors["cluster/Broken"]
+
+
+class PartOfTheCluster(MemorySource):
+    """A query's source that could not reach some live nodes (kade.metrics.remote's)."""
+
+    def __init__(self, silent: list[str]) -> None:
+        super().__init__()
+        self._silent = silent
+
+    def warnings(self) -> list[str]:
+        return [f"node {n} did not answer" for n in self._silent]
+
+    def silent(self) -> list[str]:
+        return list(self._silent)
+
+
+class Rounds:
+    """Each rule's source, as a server makes one per query: the test says who answers."""
+
+    def __init__(self) -> None:
+        self.source = PartOfTheCluster([])
+
+    async def for_query(self) -> MemorySource:
+        return self.source
+
+
+async def test_a_rule_keeps_its_alerts_while_a_live_node_does_not_answer(
+        store: SqliteStore, workers: TemplateWorkers) -> None:
+    rounds = Rounds()
+    for i in range(6):
+        rounds.source.add({"__name__": "kade_app_task_failures_total", "app": "/crashy"},
+                          int((T0 + i * 10) * 1000), float(i))
+    async with following(Alerting(store, rounds, workers)) as alerting:
+        await alerting.evaluate_once(T0 + 60)
+        [alert] = await _stored(store)
+        assert alert.state == "firing"
+        rounds.source = PartOfTheCluster(["b"])  # the failures were counted on b's side
+        await alerting.evaluate_once(T0 + 20 * 60)
+        assert [a.state for a in await _stored(store)] == ["firing"]
+        assert alerting.errors["builtin/KadeTaskCrashLooping"] == (
+            "alerts kept as they were: node b did not answer")
+        rounds.source = PartOfTheCluster([])  # b answers again: the loop is long over
+        await alerting.evaluate_once(T0 + 21 * 60)
+        assert [a.state for a in await _stored(store)] == ["resolved"]
+        assert "builtin/KadeTaskCrashLooping" not in alerting.errors

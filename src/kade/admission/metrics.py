@@ -1,15 +1,21 @@
 """Admission of Prometheus HTTP API parameters (`/api/v1/query`, `query_range`, `series`,
-`labels`, `label/<name>/values`): times as RFC 3339 or unix seconds, steps and timeouts as
-seconds or Prometheus durations (`15s`, `1m`), the bounds kade keeps. Each refusal names the
-parameter, in the words Prometheus uses, so clients show it as they would Prometheus'."""
+`labels`, `label/<name>/values`, and a node's `/node/v1/metrics/select`): times as RFC 3339
+or unix seconds, steps and timeouts as seconds or Prometheus durations (`15s`, `1m`), the
+bounds kade keeps. Each refusal names the parameter, in the words Prometheus uses, so
+clients show it as they would Prometheus'."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import promql_parser
+
+from kade.metrics.promql import QueryError, selector_matchers
+from kade.metrics.series import Matcher
 
 MAX_QUERY = 10_000  # characters of one PromQL expression
 MAX_MATCHES = 100  # match[] selectors of one series/labels request
@@ -115,3 +121,64 @@ def admit_matches(matches: list[str], required: bool) -> list[str]:
     for m in matches:
         admit_query(m)
     return matches
+
+
+def selectors(matches: list[str]) -> list[list[Matcher]]:
+    """Each `match[]` as the matchers of its series selector."""
+    out = []
+    for text in matches:
+        try:
+            expr = promql_parser.parse(text)
+        except (ValueError, RuntimeError) as e:
+            raise BadData(f'invalid parameter "match[]": {e}') from None
+        if not isinstance(expr, promql_parser.VectorSelector):
+            raise BadData(f'invalid parameter "match[]": {text} is not a series selector')
+        try:
+            out.append(selector_matchers(expr))
+        except (ValueError, QueryError) as e:
+            raise BadData(f'invalid parameter "match[]": {e}') from None
+    return out
+
+
+Want = Literal["samples", "latest", "labels"]
+WANTS: tuple[Want, ...] = ("samples", "latest", "labels")
+NODE_SELECT_PARAMS = frozenset({"match[]", "start", "end", "want"})
+
+
+@dataclass(frozen=True)
+class NodeSelect:
+    """What a server asks a node for: the series of any of `selectors` (none: every series)
+    with samples in [start, end] ms, and of them every sample, the last one, or none."""
+
+    selectors: list[list[Matcher]]
+    start: int
+    end: int
+    want: Want = "samples"
+
+
+def admit_node_select(params: Sequence[tuple[str, str]]) -> NodeSelect:
+    unknown = sorted({k for k, _ in params} - NODE_SELECT_PARAMS)
+    if unknown:
+        raise BadData(f'unknown parameter "{unknown[0]}"')
+    one = {k: v for k, v in params}
+    matches = admit_matches([v for k, v in params if k == "match[]"], required=False)
+    start, end = _millis(one.get("start"), "start"), _millis(one.get("end"), "end")
+    if end < start:
+        raise BadData('invalid parameter "end": end timestamp must not be before start time')
+    want = one.get("want", "samples")
+    if want not in WANTS:
+        raise BadData(f'invalid parameter "want": {want!r} is not one of {", ".join(WANTS)}')
+    return NodeSelect(selectors(matches) or [[]], start, end, want)
+
+
+def _millis(value: str | None, name: str) -> int:
+    if value is None or value == "":
+        raise BadData(f'invalid parameter "{name}": is required')
+    try:
+        ms = int(value)
+    except ValueError:
+        raise BadData(f'invalid parameter "{name}": {value!r} is not a time in integer '
+                      "milliseconds") from None
+    if abs(ms) > 10**16:
+        raise BadData(f'invalid parameter "{name}": {value!r} is out of range')
+    return ms

@@ -1,6 +1,8 @@
 """Alerting, run by the leader: every rule evaluated each interval over the node's (or the
-cluster's) metrics, alerts kept in the store (`alerts/<fingerprint>`) so that they survive
-a leader's change and appear on `/v1/events`, and notifications sent.
+cluster's: kade.metrics.remote) metrics, alerts kept in the store (`alerts/<fingerprint>`)
+so that they survive a leader's change and appear on `/v1/events`, and notifications sent.
+A round in which a live node did not answer keeps a rule's alerts as they were
+(kade.alerts.state.step_or_keep).
 
 Rules come from three places: apps (`"alerts"` of their current version; their alerts get
 the app's `app` label), the cluster (`alertrules/<name>`, `kade alert-rules apply`), and
@@ -25,9 +27,9 @@ from kade import model
 from kade.alerts.annotations import render_annotations
 from kade.alerts.builtin import BUILTIN
 from kade.alerts.notify import Dispatcher, Notification, send
-from kade.alerts.state import Alert, Change, Element, step
+from kade.alerts.state import Alert, Change, Element, step_or_keep
 from kade.metrics.promql import QueryError, instant_query
-from kade.metrics.series import NAME, Source
+from kade.metrics.series import NAME, Partial, QuerySources, Source
 from kade.metrics.values import Scalar, Vector
 from kade.spec import AppSpec
 from kade.spec.alerts import AlertRule
@@ -81,7 +83,7 @@ def evaluate(source: Source, rule: KeyedRule, now: float) -> list[Element]:
 @dataclass
 class Alerting:
     store: Store
-    source: Source
+    source: Source | QuerySources[Source]  # a server's: one per rule (kade.metrics.remote)
     workers: TemplateWorkers
     dispatcher: Dispatcher = field(default_factory=Dispatcher)
     interval: float = INTERVAL
@@ -96,6 +98,11 @@ class Alerting:
 
     def __post_init__(self) -> None:
         self.mirror = Mirror(self.store, [APPS, RULES, ALERTS], name="alerting")
+
+    async def _source(self) -> Source:
+        if isinstance(self.source, QuerySources):
+            return await self.source.for_query()
+        return self.source
 
     def rules(self) -> list[KeyedRule]:
         return all_rules(self.mirror.table(APPS).items, self.mirror.table(RULES).items,
@@ -128,18 +135,27 @@ class Alerting:
         refresh: list[Alert] = []
         for keyed in rules:
             try:
-                elements = await asyncio.to_thread(evaluate, self.source, keyed, now)
+                source = await self._source()
+                elements = await asyncio.to_thread(evaluate, source, keyed, now)
             except QueryError as e:
                 self.errors[keyed.key] = str(e)
                 continue
-            self.errors.pop(keyed.key, None)
-            if elements:
-                self._empty_since.pop(keyed.key, None)
-            else:
-                self._empty_since.setdefault(keyed.key, now)
+            silent = source.silent() if isinstance(source, Partial) else []
+            if not silent:  # a hole in the data says nothing of "no data"
+                if elements:
+                    self._empty_since.pop(keyed.key, None)
+                else:
+                    self._empty_since.setdefault(keyed.key, now)
+            empty_since = self._empty_since.get(keyed.key)
             current = self._alerts.get(keyed.key, {})
-            after, changed = step(keyed.rule, keyed.key, elements, current, now,
-                                  self._empty_since.get(keyed.key))
+            after, changed, kept = step_or_keep(keyed.rule, keyed.key, elements, current, now,
+                                                empty_since, silent)
+            if kept:
+                if self.errors.get(keyed.key) != kept:
+                    log.warning("rule %s: %s", keyed.key, kept)
+                self.errors[keyed.key] = kept
+                continue
+            self.errors.pop(keyed.key, None)
             changed_fps = {c.alert.fingerprint for c in changed}
             for fp, alert in list(after.items()):
                 if fp in changed_fps or alert.state != "firing":

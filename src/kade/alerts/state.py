@@ -144,5 +144,22 @@ def step(rule: AlertRule, key: str, elements: Sequence[Element], current: dict[s
     return after, changes
 
 
+def step_or_keep(rule: AlertRule, key: str, elements: Sequence[Element],
+                 current: dict[str, Alert], now: float, empty_since: float | None,
+                 silent: Sequence[str] = ()) -> tuple[dict[str, Alert], list[Change], str | None]:
+    """`step`, unless nodes that should have answered (their agent is alive) did not: then
+    their series are missing from `elements`, and an alert would resolve, or "no data" fire,
+    for a hole in the data rather than a change in what is measured. The rule's alerts stay
+    as they were this round, and the reason is returned (the rule's status shows it).
+
+    A node known down is not a hole: its tasks are being replaced, KadeNodeDown says so, and
+    what was measured there is gone from the answer as it is gone from the cluster."""
+    if silent:
+        return dict(current), [], (f"alerts kept as they were: node{'s' if len(silent) > 1 else ''}"
+                                   f" {', '.join(silent)} did not answer")
+    after, changes = step(rule, key, elements, current, now, empty_since)
+    return after, changes, None
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None

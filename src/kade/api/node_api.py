@@ -1,12 +1,16 @@
-"""A node's listener (`kade agent --listen ADDR:PORT`): the node's log store, asked by the
-cluster's servers, which fan a user's query out to every node and merge the answers.
+"""A node's listener (`kade agent --listen ADDR:PORT`): the node's log and metrics stores,
+asked by the cluster's servers, which fan a user's query out to every node and merge the
+answers (kade.fanout).
 
     GET /node/v1/logs?<the parameters of /v1/logs>[&follow=1]     kade.logs.wire's format
     GET /node/v1/logs/tasks?app=|task=&previous
+    GET /node/v1/metrics/select?match[]=<selector>&start=<ms>&end=<ms>[&want=latest|labels]
+                                                                  kade.metrics.wire's format
 
 Only servers may ask: each request carries a server assertion (kade.auth.assertions) signed
 for this node and this very request, checked against the keys the servers publish under
-`serverkeys/` (read through the store API). The same admission and limits as `/v1/logs`.
+`serverkeys/` (read through the store API). The same admission and limits as `/v1/logs`;
+a metrics answer carries at most kade.metrics.wire's series and samples (422 beyond).
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from starlette.routing import Route
 
 from kade import model
 from kade.admission.logs import LogQueryError, admit_log_query, flag
+from kade.admission.metrics import BadData, admit_node_select
 from kade.api.closing import until_closing_each
 from kade.auth.assertions import HEADER, Refused, issuer_of, public_key, verify
 from kade.logs.record import LogLine, LogQuery
 from kade.logs.source import LogSource, Unanswered
 from kade.logs.wire import KEEPALIVE, Follower, dump_lines, dump_tasks, follow_rows
+from kade.metrics.tsdb import TSDB
+from kade.metrics.wire import TooLarge, select_answer
 from kade.store.base import Store, StoreError
 
 log = logging.getLogger("kade.node_api")
@@ -65,7 +72,8 @@ class ServerKeys:
 
 
 def node_api(source: LogSource, node: str, keys: ServerKeys,
-             closing: asyncio.Event, clock: Callable[[], float] = time.time) -> Starlette:
+             closing: asyncio.Event, clock: Callable[[], float] = time.time,
+             metrics: TSDB | None = None) -> Starlette:
     async def authorize(request: Request) -> None:
         token = request.headers.get(HEADER)
         query = request.scope.get("query_string", b"").decode("latin-1")
@@ -118,10 +126,28 @@ def node_api(source: LogSource, node: str, keys: ServerKeys,
         found = await source.tasks(app=query.app, task=query.task, previous=query.previous)
         return Response(dump_tasks(found), media_type="application/json")
 
+    async def metrics_select(request: Request) -> Response:
+        try:
+            await authorize(request)
+            asked = admit_node_select(request.query_params.multi_items())
+        except Refused as e:
+            return _message(e.status, str(e))
+        except BadData as e:
+            return _message(400, str(e))
+        if metrics is None:
+            return _message(404, f"node {node} keeps no metrics")
+        try:
+            body = await asyncio.to_thread(select_answer, metrics, asked.selectors,
+                                           asked.start, asked.end, asked.want)
+        except TooLarge as e:
+            return _message(422, str(e))
+        return Response(body, media_type="application/octet-stream")
+
     async def ping(_: Request) -> Response:
         return Response("pong", media_type="text/plain")
 
     return Starlette(routes=[Route("/node/v1/logs", logs), Route("/node/v1/logs/tasks", tasks),
+                             Route("/node/v1/metrics/select", metrics_select),
                              Route("/ping", ping)])
 
 

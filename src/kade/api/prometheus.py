@@ -12,6 +12,11 @@ source, prometheus-api-client, promtool) reads kade:
 Answers and errors are shaped as Prometheus shapes them (`{"status": "error", "errorType":
 "bad_data", "error": ...}`). Queries run in a worker thread, bounded in time and samples
 (kade.metrics.promql). Reading needs a `read` token, like the rest of the API.
+
+On `kade up` the source is the node's store; on a `kade server` each request gets its own
+(kade.metrics.remote: the server's series and every node's), and the nodes that did not
+answer are named in the answer's `warnings`, as Prometheus names a partial answer's causes
+(Grafana and prometheus-api-client show them).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-import promql_parser
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -34,6 +38,7 @@ from kade.admission.metrics import (
     admit_range,
     admit_timeout,
     parse_time,
+    selectors,
 )
 from kade.metrics.exposition import write
 from kade.metrics.promql import (
@@ -41,13 +46,13 @@ from kade.metrics.promql import (
     QueryError,
     instant_query,
     range_query,
-    selector_matchers,
 )
-from kade.metrics.series import Labels, Matcher, Series
+from kade.metrics.series import Labels, Matcher, Partial, QuerySources, Series
 from kade.metrics.values import matrix_json, result_json
 
 MAX_FORM = 1024 * 1024  # bytes of a POSTed form
 MAX_SERIES = 10_000  # label sets in one /series answer
+WARNINGS_HEADER = "X-Kade-Warnings"  # /metrics: the nodes that did not answer
 
 
 class MetricsSource(Protocol):
@@ -61,8 +66,11 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
                         status_code=status)
 
 
-def _ok(data: Any) -> JSONResponse:
-    return JSONResponse({"status": "success", "data": data})
+def _ok(data: Any, warnings: list[str] | None = None) -> JSONResponse:
+    body = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = warnings
+    return JSONResponse(body)
 
 
 async def _params(request: Request) -> list[tuple[str, str]]:
@@ -81,30 +89,23 @@ def _one(params: list[tuple[str, str]], name: str) -> str | None:
     return found[-1] if found else None
 
 
-def _selectors(matches: list[str]) -> list[list[Matcher]]:
-    out = []
-    for text in matches:
-        try:
-            expr = promql_parser.parse(text)
-        except (ValueError, RuntimeError) as e:
-            raise BadData(f'invalid parameter "match[]": {e}') from None
-        if not isinstance(expr, promql_parser.VectorSelector):
-            raise BadData(f'invalid parameter "match[]": {text} is not a series selector')
-        try:
-            out.append(selector_matchers(expr))
-        except (ValueError, QueryError) as e:
-            raise BadData(f'invalid parameter "match[]": {e}') from None
-    return out
-
-
-def prometheus_router(source: MetricsSource, metadata: Callable[[], dict[str, tuple[str, str]]],
+def prometheus_router(source: MetricsSource | QuerySources[MetricsSource],
+                      metadata: Callable[[], dict[str, tuple[str, str]]],
                       clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter()
 
-    async def answer(request: Request, work: Callable[[list[tuple[str, str]]], Any]) -> Any:
+    async def source_for() -> MetricsSource:
+        if isinstance(source, QuerySources):
+            return await source.for_query()
+        return source
+
+    async def answer(request: Request,
+                     work: Callable[[MetricsSource, list[tuple[str, str]]], Any]) -> Any:
         try:
             params = await _params(request)
-            return _ok(await asyncio.to_thread(work, params))
+            src = await source_for()
+            data = await asyncio.to_thread(work, src, params)
+            return _ok(data, src.warnings() if isinstance(src, Partial) else None)
         except BadData as e:
             return _error(400, "bad_data", str(e))
         except QueryError as e:
@@ -115,17 +116,17 @@ def prometheus_router(source: MetricsSource, metadata: Callable[[], dict[str, tu
                 return _error(400, "bad_data", message)
             return _error(422, "execution", message)
 
-    def query(params: list[tuple[str, str]]) -> Any:
+    def query(src: MetricsSource, params: list[tuple[str, str]]) -> Any:
         q = admit_query(_one(params, "query"))
         t = int(parse_time(_one(params, "time"), "time", clock()) * 1000)
         timeout = admit_timeout(_one(params, "timeout"))
-        return result_json(instant_query(source, q, t, timeout=timeout), t)
+        return result_json(instant_query(src, q, t, timeout=timeout), t)
 
-    def query_range(params: list[tuple[str, str]]) -> Any:
+    def query_range(src: MetricsSource, params: list[tuple[str, str]]) -> Any:
         p = admit_range(_one(params, "query"), _one(params, "start"), _one(params, "end"),
                         _one(params, "step"), _one(params, "timeout"))
         step = max(int(p.step * 1000), 1)
-        return matrix_json(range_query(source, p.query, int(p.start * 1000),
+        return matrix_json(range_query(src, p.query, int(p.start * 1000),
                                        int(p.end * 1000), step, timeout=p.timeout))
 
     def window(params: list[tuple[str, str]]) -> tuple[int, int]:
@@ -134,22 +135,27 @@ def prometheus_router(source: MetricsSource, metadata: Callable[[], dict[str, tu
         end = parse_time(_one(params, "end"), "end", now)
         return int(start * 1000), int(end * 1000)
 
-    def label_sets(params: list[tuple[str, str]], required: bool) -> list[Labels]:
+    def label_sets(src: MetricsSource, params: list[tuple[str, str]],
+                   required: bool) -> list[Labels]:
         matches = admit_matches([v for k, v in params if k == "match[]"], required)
         low, high = window(params)
         found: dict[Labels, None] = {}
-        for matchers in _selectors(matches) or [[]]:
-            for s in source.select(matchers, low, high):
-                found[s.labels] = None
+        # a source that can leave the samples out does (a server: the nodes send labels only)
+        sets = getattr(src, "label_sets", None)
+        for matchers in selectors(matches) or [[]]:
+            for labels in (sets(matchers, low, high) if sets is not None else
+                           (s.labels for s in src.select(matchers, low, high))):
+                found[labels] = None
                 if len(found) > MAX_SERIES:
                     raise BadData(f"more than {MAX_SERIES} series match: narrow the selectors")
         return list(found)
 
-    def series(params: list[tuple[str, str]]) -> Any:
-        return [dict(labels) for labels in sorted(label_sets(params, required=True))]
+    def series(src: MetricsSource, params: list[tuple[str, str]]) -> Any:
+        return [dict(labels) for labels in sorted(label_sets(src, params, required=True))]
 
-    def labels(params: list[tuple[str, str]]) -> Any:
-        return sorted({k for labels in label_sets(params, required=False) for k, _ in labels})
+    def labels(src: MetricsSource, params: list[tuple[str, str]]) -> Any:
+        return sorted({k for labels in label_sets(src, params, required=False)
+                       for k, _ in labels})
 
     @r.api_route("/api/v1/query", methods=["GET", "POST"])
     async def query_endpoint(request: Request) -> Any:
@@ -169,8 +175,8 @@ def prometheus_router(source: MetricsSource, metadata: Callable[[], dict[str, tu
 
     @r.get("/api/v1/label/{name}/values")
     async def label_values_endpoint(name: str, request: Request) -> Any:
-        def values(params: list[tuple[str, str]]) -> Any:
-            return sorted({v for labels in label_sets(params, required=False)
+        def values(src: MetricsSource, params: list[tuple[str, str]]) -> Any:
+            return sorted({v for labels in label_sets(src, params, required=False)
                            for k, v in labels if k == name})
         return await answer(request, values)
 
@@ -188,7 +194,12 @@ def prometheus_router(source: MetricsSource, metadata: Callable[[], dict[str, tu
     @r.get("/metrics")
     async def metrics() -> PlainTextResponse:
         since = int(clock() * 1000) - LOOKBACK_MS
-        text = await asyncio.to_thread(lambda: write(source.latest(since), metadata()))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        src = await source_for()
+        text = await asyncio.to_thread(lambda: write(src.latest(since), metadata()))
+        # the text format has no place for them: the nodes left out are named in a header
+        missing = src.warnings() if isinstance(src, Partial) else []
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8",
+                                 headers={WARNINGS_HEADER: "; ".join(missing)} if missing
+                                 else None)
 
     return r

@@ -2,9 +2,12 @@
 
 In order: the `Host` must be one of this server's names (DNS rebinding), a browser's
 `Origin` must be this server or a configured one (no page elsewhere may drive the API),
-the token must be valid and its role allow the endpoint (kade.auth.policy's table), a scoped
-token must be within its scope, bodies of JSON endpoints must say they are JSON/YAML, and
-no body may exceed the cap. A refused request reaches no handler, so it changes nothing.
+the token — or the web interface's session cookie — must be valid and its role allow the
+endpoint (kade.auth.policy's table), a scoped token must be within its scope, a write
+authenticated by the cookie must carry this server's `Origin` (CSRF), a page of the web
+interface asked without a session is sent to the sign-in page, bodies of JSON endpoints must
+say they are JSON/YAML, and no body may exceed the cap. A refused request reaches no
+handler, so it changes nothing.
 
 Written as plain ASGI (not a BaseHTTPMiddleware) so streamed answers — events, logs,
 blocking queries — pass through untouched.
@@ -19,21 +22,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kade import model
 from kade.api.paths import split_app_path
 from kade.auth import Principal, authenticate, can_deploy_app, can_write_kv
 from kade.auth.policy import decide, needed_permission
+from kade.auth.sessions import COOKIE, session_principal
 from kade.store.base import Store
 
 MAX_BODY = 1024 * 1024  # bytes: app definitions (1 MiB) are the largest bodies
 _CONSUL_PATHS = ("/v1/kv/", "/v1/txn", "/v1/catalog/", "/v1/health/", "/v1/status/",
                  "/v1/agent/")
+_WRITES = ("POST", "PUT", "PATCH", "DELETE")
+_FORM_PATHS = ("/ui/login", "/ui/logout")  # the sign-in page's forms post urlencoded fields
 _JSON_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml",
                "text/x-yaml")
 
@@ -103,6 +110,24 @@ def presented_token(headers: Headers, path: str, query: bytes) -> str | None:
     return None
 
 
+def session_cookie(headers: Headers) -> str | None:
+    """The web interface's session secret (`kade_session`), if the request carries one."""
+    cookies = headers.get("cookie")
+    if not cookies:
+        return None
+    return cookie_parser(cookies).get(COOKIE) or None
+
+
+def is_ui_page(method: str, path: str) -> bool:
+    """A page a browser navigates to: asked without a session, it is sent to sign in."""
+    return method in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/"))
+
+
+def login_redirect(path: str, query: bytes) -> _Refusal:
+    here = path + ("?" + query.decode("latin-1") if query else "")
+    return _Refusal(303, "sign in first", {"Location": "/ui/login?next=" + quote(here, safe="")})
+
+
 def app_of_path(path: str) -> str | None:
     """`/v1/apps/shop/web/scale` → `/shop/web`."""
     rest = path[len("/v1/apps"):]
@@ -140,14 +165,28 @@ class SecurityMiddleware:
         if origin is not None and not origin_allowed(origin, host, self.config):
             return None, _Refusal(403, f"cross-origin requests are refused (Origin {origin!r});"
                                        " allow an origin with `kade up --cors-origin URL`")
+        if method in _WRITES and origin is None and path in _FORM_PATHS:
+            return None, _csrf_refusal("a form of the sign-in page")
         principal = None
-        token = presented_token(headers, path, scope.get("query_string", b""))
+        query: bytes = scope.get("query_string", b"")
+        token = presented_token(headers, path, query)
+        secret = session_cookie(headers) if token is None else None
         if token is not None:
             principal = await authenticate(self.store, token, self.clock())
             if principal is None and needed_permission(method, path) != "public":
                 return None, _Refusal(401, "the token is not valid (unknown, revoked or "
                                            "expired)", {"WWW-Authenticate": 'Bearer realm="kade"'})
+        elif secret is not None:
+            principal = await session_principal(self.store, secret, self.clock())
+            if principal is not None and method in _WRITES and origin is None:
+                return None, _csrf_refusal("a request signed in by the session cookie that "
+                                           "changes something")
         decision = decide(principal, method, path)
+        if decision.status == 401 and is_ui_page(method, path):
+            return None, login_redirect(path, query)
+        if decision.status == 401 and secret is not None:
+            return None, _Refusal(401, "the session has ended (signed out, expired, or its "
+                                       "token revoked): sign in again at /ui/login")
         if not decision.allowed:
             extra = {"WWW-Authenticate": 'Bearer realm="kade"'} if decision.status == 401 else {}
             return principal, _Refusal(decision.status, decision.message, extra)
@@ -155,7 +194,7 @@ class SecurityMiddleware:
             why = await self._out_of_scope(principal, method, path)
             if why:
                 return principal, _Refusal(403, why)
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
+        if method in _WRITES:
             refusal = self._body_refusal(headers, path)
             if refusal is not None:
                 return principal, refusal
@@ -215,6 +254,8 @@ class SecurityMiddleware:
             return None
         if path.startswith("/api/v1/") and ctype == "application/x-www-form-urlencoded":
             return None  # Prometheus' query API takes forms (Grafana posts them); reads only
+        if path in _FORM_PATHS and ctype == "application/x-www-form-urlencoded":
+            return None  # the sign-in page's forms: they carry this server's Origin (above)
         return _Refusal(415, f"Content-Type {ctype or '(none)'!r} is not accepted here: "
                              "send application/json or application/yaml")
 
@@ -233,6 +274,11 @@ class SecurityMiddleware:
             return message
 
         return capped
+
+
+def _csrf_refusal(what: str) -> _Refusal:
+    return _Refusal(403, f"Origin: required on {what} (the CSRF rule): browsers send it by "
+                         "themselves; other clients use a token")
 
 
 def _size(n: int) -> str:

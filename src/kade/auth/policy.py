@@ -43,6 +43,14 @@ _TABLE: list[tuple[frozenset[str], re.Pattern[str], Permission]] = [
     (_READ_METHODS, re.compile(r"/ping"), "public"),
     # Consul answers these without a token (clients use them to find the leader)
     (_READ_METHODS, re.compile(r"/v1/status/(leader|peers)|/v1/catalog/datacenters"), "public"),
+    # the web interface: signing in and out, and its static files, are open (signing out
+    # must work for a session that has already ended); every page needs `read`
+    (_READ_METHODS | frozenset({"POST"}), re.compile(r"/ui/login"), "public"),
+    (frozenset({"POST"}), re.compile(r"/ui/logout"), "public"),
+    (_READ_METHODS, re.compile(r"/ui/static/.*"), "public"),
+    (_READ_METHODS, re.compile(r"/ui(/.*)?"), "read"),
+    # a one-time sign-in link (`kade ui`) gives a session of the token that asks for it
+    (frozenset({"POST"}), re.compile(r"/v1/ui/login-links"), "read"),
     # tokens and shutting down: admin only, reads included (token list shows who has access)
     (_READ_METHODS | _WRITE_METHODS, re.compile(r"/v1/tokens(/.*)?"), "admin"),
     (_WRITE_METHODS, re.compile(r"/v1/admin/.*"), "admin"),

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -23,6 +24,7 @@ from kade.catalog.view import CatalogView
 from kade.cli.node_side import ROUTER_TOKEN_FILE, NodeConfig, NodeSide
 from kade.cli.up import Server, listen
 from kade.client.remote_store import Refused, RemoteStore, Unreachable
+from kade.metrics.cluster import disk_samples
 
 log = logging.getLogger("kade")
 
@@ -53,17 +55,17 @@ async def reach_servers(store: RemoteStore) -> int:
 
 def start_listener(tg: asyncio.TaskGroup, cfg: NodeConfig, node: NodeSide, store: RemoteStore,
                    closing: asyncio.Event) -> Server | None:
-    """The node listener (`--listen`): the servers' log queries, answered from this node's
-    log store (kade.api.node_api); None when not asked for."""
+    """The node listener (`--listen`): the servers' log and metrics queries, answered from
+    this node's stores (kade.api.node_api); None when not asked for."""
     if not cfg.listen:
         return None
     assert node.logs is not None, "the node side is started"
     sock = listen(cfg.listen, "node listener")
-    app = node_api(node.logs, cfg.node, ServerKeys(store), closing)
+    app = node_api(node.logs, cfg.node, ServerKeys(store), closing, metrics=node.metrics)
     server = Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                    timeout_graceful_shutdown=2))
     tg.create_task(server.serve(sockets=[sock]), name="node listener")
-    log.info("node listener on %s (servers ask it for logs)", cfg.listener_url)
+    log.info("node listener on %s (servers ask it for logs and metrics)", cfg.listener_url)
     return server
 
 
@@ -96,6 +98,10 @@ async def serve_agent(cfg: AgentRoleConfig) -> None:
         write_secret_file(cfg.node.router_dir / ROUTER_TOKEN_FILE, cfg.token)
         async with asyncio.TaskGroup() as tg:
             workers = [*await node.start(tg), tg.create_task(view.run(), name="catalog")]
+            assert node.collector is not None
+            # the disk under this node's data, for KadeDiskNearlyFull (kade.alerts.builtin)
+            node.collector.extra = partial(disk_samples, {"kade": cfg.node.data_dir},
+                                           {"node": cfg.node.node})
             listener = start_listener(tg, cfg.node, node, store, closing)
             await node.ready()
             await view.ready()

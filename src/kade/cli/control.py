@@ -27,11 +27,13 @@ from kade.api.routing import Routing, routing_router
 from kade.api.security import SecurityConfig
 from kade.catalog.view import CatalogView
 from kade.deployments.controller import Deployer
+from kade.metrics.series import QuerySources
 from kade.scheduler.loop import Scheduler
 from kade.store.base import Store, StoreError
 from kade.store.election import Election, NotLeader
 from kade.store.fenced import FencedStore
 from kade.templates.isolate import TemplateWorkers
+from kade.ui.login import login_router
 from kade.ui.pages import ui_router
 
 log = logging.getLogger("kade")
@@ -58,11 +60,13 @@ class ControlPlane:
         self.app: FastAPI = create_app(
             store, policy=cfg.policy, clock=clock,
             extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
-                   routing_router(self.routing), ui_router(store, clock)],
+                   routing_router(self.routing), ui_router(store, clock),
+                   login_router(store, clock)],
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                     cors_origins=tuple(cfg.cors_origins)),
         )
-        self._monitoring: tuple[MetricsSource, Dispatcher, bool, float] | None = None
+        self._monitoring: tuple[MetricsSource | QuerySources[MetricsSource], Dispatcher, bool,
+                                float] | None = None
         self.alerting: Alerting | None = None
         self.template_workers = TemplateWorkers()  # alerts' annotations
         if cfg.cors_origins:
@@ -81,10 +85,12 @@ class ControlPlane:
         await self.view.ready()
         self.routing.rebuild(self.view.catalog)
 
-    def monitor(self, source: MetricsSource, metadata: Callable[[], dict[str, tuple[str, str]]],
+    def monitor(self, source: MetricsSource | QuerySources[MetricsSource],
+                metadata: Callable[[], dict[str, tuple[str, str]]],
                 dispatcher: Dispatcher, builtin: bool = True, interval: float = 10.0) -> None:
         """Serve Prometheus' query API and /metrics over `source` and evaluate alert rules on
-        it while leading (kade.alerts.manager)."""
+        it while leading (kade.alerts.manager). A server's source is one per query
+        (kade.metrics.remote: its own series and every node's)."""
         self._monitoring = (source, dispatcher, builtin, interval)
         self.app.include_router(prometheus_router(source, metadata))
         self.app.include_router(alerts_router(

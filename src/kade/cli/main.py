@@ -135,12 +135,7 @@ def up(
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
         events = ingest_config(events_amqp, list(events_bind or []), events_config)
-        from kade.admission.alerting import check_receivers
-        webhooks = check_receivers(list(alert_webhook or []), "--alert-webhook")
-        alertmanagers = check_receivers(list(alertmanager or []), "--alertmanager")
-        from kade.admission.alerting import check_interval
-        collect_every = check_interval(metrics_interval, "--metrics-interval")
-        evaluate_every = check_interval(alert_interval, "--alert-interval")
+        monitoring = o.monitoring(alert_webhook, alertmanager, metrics_interval, alert_interval)
     except NodeRequestError as e:
         _fail("; ".join(e.problems), 2)
     except ValueError as e:
@@ -154,9 +149,10 @@ def up(
                    api_hosts=list(api_host or []), cors_origins=list(cors_origin or []),
                    policy=policy, https_addr=https_addr, https_cert_dir=https_cert_dir,
                    router_admin_public=router_admin_public, attributes=attributes,
-                   events=events, alert_webhooks=webhooks, alertmanagers=alertmanagers,
-                   builtin_alerts=builtin_alerts, metrics_interval=collect_every,
-                   alert_interval=evaluate_every)
+                   events=events, alert_webhooks=monitoring.webhooks,
+                   alertmanagers=monitoring.alertmanagers, builtin_alerts=builtin_alerts,
+                   metrics_interval=monitoring.metrics_interval,
+                   alert_interval=monitoring.alert_interval)
     if node:
         cfg.node = node
     uvloop.run(serve(cfg))
@@ -406,6 +402,16 @@ def kill(task_id: str, scale: Annotated[bool, typer.Option(help="lower the insta
     """Stop one task (it is replaced unless --scale)."""
     _call(_client(api_addr).delete, f"/v1/tasks/{task_id}", scale=str(scale).lower())
     console.print(f"{task_id}: killing")
+
+
+@app.command("ui")
+def ui(api_addr: ApiAddr = None) -> None:
+    """Print a link that signs a browser in to the web interface: once, within 60 s, with a
+    session of the token this command uses (the local management token by default)."""
+    link = _call(_client(api_addr).post, "/v1/ui/login-links")
+    err.print(f"open it within {link['expiresInSeconds']:.0f} s; it signs in once",
+              highlight=False)
+    sys.stdout.write(link["url"] + "\n")
 
 
 @app.command()

@@ -3,6 +3,7 @@ defined once, with its environment variable (`KADE_<NAME>`) and help, and parsed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -139,7 +140,28 @@ BuiltinAlerts = Annotated[bool, typer.Option(
          "deployments, nodes down, disks nearly full")]
 MetricsInterval = Annotated[str, typer.Option(
     envvar="KADE_METRICS_INTERVAL", rich_help_panel=MONITORING,
-    help="how often tasks' usage is collected and endpoints scraped")]
+    help="how often tasks' usage is collected and endpoints scraped (on a server: how "
+         "often the cluster's own series are written)")]
 AlertInterval = Annotated[str, typer.Option(
     envvar="KADE_ALERT_INTERVAL", rich_help_panel=MONITORING,
     help="how often alert rules are evaluated")]
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    webhooks: list[str]
+    alertmanagers: list[str]
+    metrics_interval: float
+    alert_interval: float
+
+
+def monitoring(alert_webhook: list[str] | None, alertmanager: list[str] | None,
+               metrics_interval: str, alert_interval: str) -> Monitoring:
+    """The monitoring options of `up` and `server`, checked (ValueError names the flag)."""
+    from kade.admission.alerting import check_interval, check_receivers
+
+    return Monitoring(
+        webhooks=check_receivers(list(alert_webhook or []), "--alert-webhook"),
+        alertmanagers=check_receivers(list(alertmanager or []), "--alertmanager"),
+        metrics_interval=check_interval(metrics_interval, "--metrics-interval"),
+        alert_interval=check_interval(alert_interval, "--alert-interval"))

@@ -61,6 +61,11 @@ def server(
     allow_host_paths: o.AllowHostPaths = "",
     allow_docker_socket: o.AllowDockerSocket = False,
     allow_root_commands: o.AllowRootCommands = False,
+    alert_webhook: o.AlertWebhook = None,
+    alertmanager: o.AlertmanagerUrl = None,
+    builtin_alerts: o.BuiltinAlerts = True,
+    metrics_interval: o.MetricsInterval = "10s",
+    alert_interval: o.AlertInterval = "10s",
 ) -> None:
     """Run a server of a cluster: the API and the control loops, no tasks of its own."""
     import uvloop
@@ -79,6 +84,7 @@ def server(
             allow_devices=allow_devices, allow_sysctls=allow_sysctls,
             allow_host_paths=allow_host_paths, allow_docker_socket=allow_docker_socket,
             allow_root_commands=allow_root_commands)
+        monitoring = o.monitoring(alert_webhook, alertmanager, metrics_interval, alert_interval)
     except ValueError as e:
         fail(str(e), 2)
     _logging(log_level)
@@ -88,7 +94,10 @@ def server(
         api_hosts=list(api_host or []), cors_origins=list(cors_origin or []), policy=policy,
         deploy=list(deploy or []), seed_kv=list(seed_kv or []),
         etcd=[u.strip() for u in (etcd or "").split(",") if u.strip()], leader_ttl=leader_ttl,
-        etcd_prefix=etcd_prefix)))
+        etcd_prefix=etcd_prefix, alert_webhooks=monitoring.webhooks,
+        alertmanagers=monitoring.alertmanagers, builtin_alerts=builtin_alerts,
+        metrics_interval=monitoring.metrics_interval,
+        alert_interval=monitoring.alert_interval)))
 
 
 def agent(
@@ -126,10 +135,12 @@ def agent(
     router_admin_public: o.RouterAdminPublic = False,
     listen: Annotated[str | None, typer.Option(
         envvar="KADE_LISTEN", help="ADDR:PORT where the servers ask this node for its tasks' "
-                                   "logs (requests signed by a server only) [default: off]")]
+                                   "logs and metrics (requests signed by a server only) "
+                                   "[default: off]")]
     = None,
     log_level: o.LogLevel = "info",
     allow_root_commands: o.AllowRootCommands = False,
+    metrics_interval: o.MetricsInterval = "10s",
 ) -> None:
     """Run a node of a cluster: its tasks, DNS and router, following the servers."""
     import uvloop
@@ -165,6 +176,8 @@ def agent(
             check_node_name(node, "--node")
         attributes = parse_attributes(attr or [])
         port_range = o.port_range(ports) if ports else None
+        from kade.admission.alerting import check_interval
+        collect_every = check_interval(metrics_interval, "--metrics-interval")
     except NodeRequestError as e:
         fail("; ".join(e.problems), 2)
     except ValueError as e:
@@ -183,5 +196,6 @@ def agent(
         domain=domain, router=router, http_addr=http_addr, router_admin_addr=router_admin_addr,
         access_log=access_log, https_addr=https_addr, https_cert_dir=https_cert_dir,
         router_admin_public=router_admin_public, api_url=",".join(urls), api_cacert=cacert,
-        port_range=port_range, node_ttl=node_ttl, listen=listen)
+        port_range=port_range, node_ttl=node_ttl, listen=listen,
+        metrics_interval=collect_every)
     uvloop.run(serve_agent(AgentRoleConfig(servers=urls, token=token, node=ncfg, cacert=cacert)))

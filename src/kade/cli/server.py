@@ -5,6 +5,11 @@ through its store API with a node token.
 The store is etcd (`--etcd`), shared by every server: each answers the API, and the one the
 election chose runs the scheduler and the deployer, its writes fenced (docs/cluster.md). With
 `--data-dir` only, one server keeps the store in SQLite like `kade up` does.
+
+Logs and metrics queries fan out to the nodes (kade.fanout). Each server also keeps the
+cluster's own series (apps, tasks, deployments, nodes up, its disk) in a metrics store under
+its data dir, so that whichever server leads has their history; the leader evaluates the
+alert rules over them and every node's (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from kade.admission import ContainerPolicy
+from kade.alerts.notify import Dispatcher
 from kade.api.closing import closing_event
 from kade.api.logs import logs_router
 from kade.api.servers import ELECTION, candidate_value
@@ -29,6 +35,10 @@ from kade.auth.assertions import ServerKey
 from kade.cli.control import ControlConfig, ControlPlane
 from kade.cli.up import SHUTDOWN_GRACE, Server, deploy_files, listen, seed_kv
 from kade.logs.fanout import FanOut, publish_key
+from kade.metrics.cluster import METRICS, ClusterMetrics
+from kade.metrics.collector import OWN_METRICS, TASK_METRICS
+from kade.metrics.remote import NodeMetrics
+from kade.metrics.tsdb import TSDB
 from kade.store import StoreError, open_store
 from kade.store.election import Election
 from kade.store.etcd import NAMESPACE as ETCD_PREFIX
@@ -55,6 +65,29 @@ class ServerConfig:
     etcd: list[str] = field(default_factory=list)  # endpoints; none: SQLite in data_dir
     leader_ttl: float = LEADER_TTL
     etcd_prefix: str = ETCD_PREFIX  # kade's keys in etcd: several clusters can share one
+    alert_webhooks: list[str] = field(default_factory=list)
+    alertmanagers: list[str] = field(default_factory=list)
+    builtin_alerts: bool = True
+    metrics_interval: float = 10.0  # seconds between writes of the cluster's series
+    alert_interval: float = 10.0  # seconds between evaluations of the rules
+
+
+def monitor(control: ControlPlane, cfg: ServerConfig, source: NodeMetrics) -> ClusterMetrics:
+    """The query API over this server's series and every node's, alert rules evaluated on
+    them while leading, and the cluster's series this server writes (with `server=<name>`
+    on its disk's, the nodes' disks having `node=`)."""
+    def metadata() -> dict[str, tuple[str, str]]:
+        meta = {name: (kind, text) for name, _, kind, text in TASK_METRICS}
+        meta.update({name: (kind, text) for name, kind, text in (*OWN_METRICS, *METRICS)})
+        return meta
+
+    external = f"{'https' if cfg.tls_cert else 'http'}://{cfg.api_addr}"
+    control.monitor(source, metadata,
+                    Dispatcher(webhooks=cfg.alert_webhooks, alertmanagers=cfg.alertmanagers,
+                               external_url=external),
+                    builtin=cfg.builtin_alerts, interval=cfg.alert_interval)
+    return ClusterMetrics(control.store, data_dirs=lambda: {"kade": cfg.data_dir},
+                          disk_labels={"server": cfg.name})
 
 
 async def serve_server(cfg: ServerConfig) -> None:
@@ -78,7 +111,7 @@ async def serve_server(cfg: ServerConfig) -> None:
         stop.set()
         return JSONResponse({"message": "shutting down"})
 
-    # log queries fan out to the nodes, each request signed with this server's key
+    # log and metrics queries fan out to the nodes, each request signed with this server's key
     key = ServerKey(cfg.name)
     await publish_key(store, key, now)
     fanout = FanOut(store, key)
@@ -86,6 +119,9 @@ async def serve_server(cfg: ServerConfig) -> None:
         node_name=cfg.name, port_range=cfg.port_range, policy=cfg.policy,
         api_hosts=cfg.api_hosts, cors_origins=cfg.cors_origins),
         extra=[admin, logs_router(fanout)])
+    metrics = TSDB(cfg.data_dir / "metrics")
+    await asyncio.to_thread(metrics.open)
+    cluster_metrics = monitor(control, cfg, NodeMetrics(fanout, metrics))
     server = Server(uvicorn.Config(
         control.app, log_level="warning", lifespan="off", access_log=False,
         ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
@@ -96,10 +132,15 @@ async def serve_server(cfg: ServerConfig) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             election = Election(store, ELECTION, ttl=cfg.leader_ttl)
-            workers = [*control.start(tg), tg.create_task(
+            leadership = tg.create_task(
                 control.lead(election, candidate_value(cfg.name, f"{scheme}://{cfg.api_addr}"),
                              stop),
-                name="leadership")]
+                name="leadership")
+            workers = [*control.start(tg), leadership,
+                       tg.create_task(cluster_metrics.mirror.run(), name="cluster metrics"),
+                       tg.create_task(cluster_metrics.keep(metrics, cfg.metrics_interval),
+                                      name="cluster metrics writer"),
+                       tg.create_task(metrics.run(), name="metrics retention")]
             api = tg.create_task(server.serve(sockets=[api_sock]), name="api")
             await control.ready()
             log.info("kade server %s is up: API on %s://%s, store %s; agents join with "
@@ -115,7 +156,7 @@ async def serve_server(cfg: ServerConfig) -> None:
             log.info("server %s shutting down", cfg.name)
             stop.set()  # a leader resigns: the next server leads at once
             closing_event(control.app).set()
-            await asyncio.wait(workers[1:], timeout=5)
+            await asyncio.wait([leadership], timeout=5)
             for task in workers:
                 task.cancel()
             server.should_exit = True
@@ -124,4 +165,5 @@ async def serve_server(cfg: ServerConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await fanout.close()
+        await asyncio.to_thread(metrics.close)
         await store.close()

@@ -11,20 +11,13 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from kade.fanout import Unanswered
 from kade.logs.record import LogLine, LogQuery, TaskLog
 
+__all__ = ["Answer", "LogSource", "Unanswered", "merge_lines", "merge_tasks", "unanswered_of"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Unanswered:
-    """A node that was asked and did not answer (in time), and why."""
-
-    node: str
-    reason: str
 
 
 class Answer(list[T]):

@@ -10,17 +10,23 @@ and `increase` handle as Prometheus does).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kade import model
+from kade.metrics.tsdb import TSDB
 from kade.model import Alive, Deployment, Node, Task, TaskStatus
 from kade.spec import AppSpec
 from kade.store.base import Store
 from kade.store.mirror import Batch, Mirror, records
+
+log = logging.getLogger("kade.metrics")
 
 APPS = records(model.APPS, AppSpec, name=model.app_id_of_key)
 TASKS = records(model.TASKS, Task)
@@ -50,6 +56,7 @@ _FINAL = ("succeeded", "failed", "cancelled", "superseded")
 class ClusterMetrics:
     store: Store
     data_dirs: Callable[[], dict[str, Path]] = dict  # label "store" → a directory of kade's
+    disk_labels: dict[str, str] = field(default_factory=dict)  # a server's `server`
     mirror: Mirror = field(init=False)
     failures: Counter[str] = field(default_factory=Counter)
     lost: Counter[str] = field(default_factory=Counter)
@@ -70,7 +77,18 @@ class ClusterMetrics:
             self.mirror.table(APPS).items, self.mirror.table(TASKS).items,
             self.mirror.table(STATUSES).items, self.mirror.table(NODES).items,
             set(self.mirror.table(ALIVE).items), self.failures, self.lost, self.deployments,
-            self.data_dirs(), now_ms)
+            self.data_dirs(), now_ms, self.disk_labels)
+
+    async def keep(self, db: TSDB, interval: float) -> None:
+        """Write the samples into `db` every `interval` seconds (a server: it has no
+        collector, having no tasks)."""
+        while True:
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(db.append, self.samples(int(time.time() * 1000)))
+            except Exception:  # one bad pass must not end the series
+                log.exception("cluster metrics: writing samples failed")
+            await asyncio.sleep(max(interval - (time.monotonic() - started), 0.5))
 
 
 def count_transitions(batch: Batch, failures: Counter[str], lost: Counter[str],
@@ -93,7 +111,8 @@ def state_samples(apps: dict[str, AppSpec], tasks: dict[str, Task],
                   statuses: dict[str, TaskStatus], nodes: dict[str, Node], alive: set[str],
                   failures: Counter[str], lost: Counter[str],
                   deployments: Counter[tuple[str, str, str]],
-                  data_dirs: dict[str, Path], now: int) -> list[Sample]:
+                  data_dirs: dict[str, Path], now: int,
+                  labels: dict[str, str] | None = None) -> list[Sample]:
     out: list[Sample] = []
     by_app: dict[str, Counter[str]] = {app_id: Counter() for app_id in apps}
     for task in tasks.values():
@@ -122,13 +141,21 @@ def state_samples(apps: dict[str, AppSpec], tasks: dict[str, Task],
     for name, node in nodes.items():
         out.append(({"__name__": "kade_node_up", "node": name}, now,
                     1.0 if node.alive(alive) else 0.0))
+    return out + disk_samples(data_dirs, labels or {}, now)
+
+
+def disk_samples(data_dirs: dict[str, Path], labels: dict[str, str], now: int
+                 ) -> list[Sample]:
+    """Free and total bytes of the file system under each of kade's data directories
+    (label `store`), with `labels` (an agent's `node`, a server's `server`)."""
+    out: list[Sample] = []
     for label, path in data_dirs.items():
         try:
             st = os.statvfs(path)
         except OSError:
             continue
-        out.append(({"__name__": "kade_disk_free_bytes", "store": label}, now,
+        out.append(({**labels, "__name__": "kade_disk_free_bytes", "store": label}, now,
                     float(st.f_bavail * st.f_frsize)))
-        out.append(({"__name__": "kade_disk_size_bytes", "store": label}, now,
+        out.append(({**labels, "__name__": "kade_disk_size_bytes", "store": label}, now,
                     float(st.f_blocks * st.f_frsize)))
     return out

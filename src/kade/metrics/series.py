@@ -7,11 +7,12 @@ series whose labels match and their samples in a time window; the engine does th
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from kade.regexps import compile_pattern
 
@@ -59,6 +60,13 @@ class Matcher:
 
 
 
+def selector_text(matchers: Sequence[Matcher]) -> str:
+    """Matchers as a PromQL series selector (`{__name__="up",job=~"a.*"}`) that parses back
+    to the same matchers: what a server sends a node (JSON's string escapes are PromQL's)."""
+    return "{" + ",".join(f"{m.name}{m.op}{json.dumps(m.value, ensure_ascii=False)}"
+                          for m in matchers) + "}"
+
+
 def matches_all(labels: Labels, matchers: Sequence[Matcher]) -> bool:
     got = dict(labels)
     return all(m.matches(got.get(m.name, "")) for m in matchers)
@@ -79,6 +87,30 @@ class Source(Protocol):
     def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Iterable[Series]:
         """The series matching every matcher, with (at least) their samples in
         [low, high] ms; series with no sample there may be left out."""
+        ...
+
+
+S_co = TypeVar("S_co", covariant=True)
+
+
+@runtime_checkable
+class QuerySources(Protocol[S_co]):
+    """Where each query (or alert rule) gets the source it reads: a server's is its own for
+    each query, which reads once which nodes to ask and records those that did not answer."""
+
+    async def for_query(self) -> S_co: ...
+
+
+@runtime_checkable
+class Partial(Protocol):
+    """A source that may have answered without some nodes' series."""
+
+    def warnings(self) -> list[str]:
+        """Every node left out of the answers so far, and why (down ones included)."""
+        ...
+
+    def silent(self) -> list[str]:
+        """The nodes that should have answered (their agent is alive) and did not."""
         ...
 
 
