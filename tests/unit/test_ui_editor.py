@@ -14,6 +14,7 @@ import yaml
 
 from kade.api.app import create_app
 from kade.auth import create_token
+from kade.auth.policy import REDACTED
 from kade.deployments.intent import same_definition
 from kade.scheduler.sim import app_spec
 from kade.spec import parse_app
@@ -25,15 +26,20 @@ NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    store = SqliteStore(tmp_path / "store")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "store")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def api(store: SqliteStore) -> AsyncIterator[httpx.AsyncClient]:
     text, _ = await create_token(store, role="admin", now=NOW)
     app = create_app(store, clock=lambda: NOW, extra=[ui_router(store, lambda: NOW)])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://127.0.0.1:7400",
                                  headers={"Authorization": f"Bearer {text}"}) as c:
         yield c
-    await store.close()
 
 
 def textarea(page: str) -> str:
@@ -91,3 +97,16 @@ def test_a_written_definition_reads_back_as_the_same_app() -> None:
             text = as_text(short, fmt)  # type: ignore[arg-type]
             again = parse_app(yaml.safe_load(text)).app
             assert same_definition(again, app.model_copy(update={"version": None}))
+
+
+async def test_a_read_token_sees_the_definition_without_env_values(
+        api: httpx.AsyncClient, store: SqliteStore) -> None:
+    web = {"id": "/shop/web", "cmd": "serve", "env": {"DB_PASSWORD": "s3cret"}}
+    assert (await api.put("/v1/apps/shop/web", json=web)).status_code == 200
+    text, _ = await create_token(store, role="read", now=NOW)
+    r = await api.get("/ui/apps/shop/web/edit", headers={"Authorization": f"Bearer {text}"})
+    assert r.status_code == 200
+    assert "s3cret" not in r.text
+    assert yaml.safe_load(textarea(r.text))["env"]["DB_PASSWORD"] == REDACTED
+    assert "Environment values are hidden" in r.text
+    assert 'id="deploy-button"' not in r.text
