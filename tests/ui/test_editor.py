@@ -97,7 +97,9 @@ def test_edit_an_app_and_plan_the_change(signed_in: Page, kade: Kade) -> None:
                  "container": {"docker": {"image": "kade/site:1"}}})
     kade.wait_healthy("/ed/api", 1)
     page = signed_in
-    page.goto("/ui/apps/ed/api/edit")
+    page.goto("/ui/apps")
+    page.get_by_role("link", name="Edit /ed/api").click()
+    page.wait_for_url("**/ui/apps/ed/api/edit")
     page.get_by_role("link", name="JSON").click()
     page.wait_for_url("**/ui/apps/ed/api/edit?format=json")
     editor = page.get_by_label("App definition")
