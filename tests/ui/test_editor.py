@@ -1,7 +1,7 @@
 """The deploy / edit page in Chromium: an app written in the editor with an error shown at its
 field first, fixed, planned (nothing written); deployed, the app's page reached and the app
 healthy there without a reload. An app edited: the plan names the changed field and the
-replaced task."""
+replaced task, and a change made elsewhere meanwhile is said at once."""
 
 from __future__ import annotations
 
@@ -118,3 +118,10 @@ def test_edit_an_app_and_plan_the_change(signed_in: Page, kade: Kade) -> None:
     expect(page.locator('#plan-instances td[data-count="start"]')).to_have_text("0")
     app = kade.app("/ed/api")
     assert app["container"]["docker"]["image"] == "kade/site:1"  # planned, not changed
+
+    # changed elsewhere while being edited: the page says so by itself
+    changed = page.locator("#changed-meanwhile")
+    expect(changed).to_be_hidden()
+    kade.client.post("/v1/apps/ed/api/scale", {"instances": 2})
+    expect(changed).to_be_visible()
+    expect(page.locator("#current-version code")).to_have_text(kade.app("/ed/api")["version"])

@@ -75,6 +75,17 @@ async def test_editing_an_app_that_does_not_exist_is_a_404(api: httpx.AsyncClien
     assert r.json()["message"] == "app /nope does not exist"
 
 
+async def test_the_version_shown_is_a_live_region(api: httpx.AsyncClient) -> None:
+    web = {"id": "/shop/web", "cmd": "serve"}
+    version = (await api.put("/v1/apps/shop/web", json=web)).json()["version"]
+    r = await api.get("/ui/apps/shop/web/edit", params={"fragment": "live_version"})
+    assert r.status_code == 200
+    assert f'data-version="{version}"' in r.text and "<textarea" not in r.text
+    assert (await api.delete("/v1/apps/shop/web")).status_code == 200
+    r = await api.get("/ui/apps/shop/web/edit", params={"fragment": "live_version"})
+    assert r.status_code == 200 and "no longer exists" in r.text
+
+
 async def test_the_editors_static_files_are_served(api: httpx.AsyncClient) -> None:
     for name, kind in (("editor.js", "text/javascript"), ("editor.css", "text/css")):
         r = await api.get(f"/ui/static/{name}")

@@ -1,7 +1,8 @@
 """The deploy / edit page: an app definition in a text editor, its plan before it is submitted.
 
 `/ui/deploy` starts from an example; `/ui/apps/<id>/edit` from the app's definition as a
-person would write it (kade.ui.definition), in YAML or JSON as the user picks. Everything
+person would write it (kade.ui.definition), in YAML or JSON as the user picks; the version
+shown is live, so a change made elsewhere while editing is said at once. Everything
 else happens in the browser against the JSON API (`static/editor.js`): "Plan" posts the text
 to `/v1/apps/<id>/plan` and shows the fields, instances and steps, or the admission's problems
 at their lines; "Deploy" PUTs it and goes to the app's page. The text is sent as written
@@ -40,6 +41,7 @@ def editor_router(store: Store, clock: Callable[[], float] = time.time) -> APIRo
         fmt = _format(format)
         return page(request, "editor.html", {
             "app_id": "", "text": as_text(NEW_APP, fmt), "fmt": fmt, "hidden_env": False,
+            "version": "",
         }, title="Deploy an app", nav="deploy")
 
     @r.get("/ui/apps/{path:path}/edit")
@@ -49,14 +51,16 @@ def editor_router(store: Store, clock: Callable[[], float] = time.time) -> APIRo
             app = await intent.get_app(store, app_id)
         except intent.Quarantined as e:
             raise HTTPException(409, f"{e}: deploy a new definition from /ui/deploy") from None
-        if app is None:
+        live = request.query_params.get("fragment") == "live_version"
+        if app is None and not live:
             raise HTTPException(404, f"app {app_id} does not exist")
         fmt = _format(format)
-        definition = written(app)
+        definition = written(app) if app is not None else {}
         shown = redact_env(definition, principal_of(request))
         return page(request, "editor.html", {
             "app_id": app_id, "text": as_text(shown, fmt), "fmt": fmt,
             "hidden_env": shown is not definition,
+            "version": app.version if app is not None else "",  # "": destroyed meanwhile
         }, title=f"Edit {app_id}", nav="apps")
 
     return r

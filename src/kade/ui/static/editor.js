@@ -252,5 +252,12 @@
       window.location.assign(a.href);
     }
   }));
+  // the live version (kade.js refreshes it on every app event): changed elsewhere meanwhile?
+  document.addEventListener("kade:refreshed", (event) => {
+    if (event.target.dataset.live !== "live_version") return;
+    const current = document.getElementById("current-version");
+    const changed = document.getElementById("changed-meanwhile");
+    if (current && changed) changed.hidden = current.dataset.version === form.dataset.version;
+  });
   renderGutter(true);
 })();
