@@ -55,6 +55,7 @@ def test_an_error_is_shown_at_its_line_then_fixed_and_planned(signed_in: Page, k
 
     # fixed where the click left the cursor; planned: nothing is written yet
     page.keyboard.type("    path: /health")
+    expect(page.locator("#problems")).to_have_class(re.compile(r"\bstale\b"))  # said before
     page.get_by_role("button", name="Plan").click()
     expect(page.locator("#problems")).to_be_hidden()
     expect(page.locator("#gutter .bad")).to_have_count(0)

@@ -59,8 +59,13 @@
   }
 
   // -- problems: listed under the editor, each focusing its line on click -----------------
+  function fresh() {
+    for (const el of [problemsBox, planBox, form]) el.classList.remove("stale");
+  }
+
   function showProblems(list) {
     problems = list;
+    fresh();
     problemList.replaceChildren(...list.map((p) => {
       const li = document.createElement("li");
       if (p.line) {
@@ -200,6 +205,7 @@
       if (!result) { planBox.hidden = true; state.textContent = ""; return; }
       showProblems([]);
       showPlan(result);
+      fresh();
       state.textContent = "planned";
     } catch (error) {
       planBox.hidden = true;
@@ -222,7 +228,15 @@
   }
 
   // -- wiring --------------------------------------------------------------------------------
-  area.addEventListener("input", () => { dirty = true; renderGutter(); });
+  function edited() {
+    dirty = true;
+    // what is shown was said of the text before this edit: kept, marked as such
+    problemsBox.classList.add("stale");
+    planBox.classList.add("stale");
+    form.classList.add("stale");
+    renderGutter();
+  }
+  area.addEventListener("input", edited);
   area.addEventListener("scroll", () => { gutter.scrollTop = area.scrollTop; });
   area.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -231,7 +245,7 @@
     } else if (event.key === "Tab" && !event.shiftKey && !event.ctrlKey && !event.altKey) {
       event.preventDefault(); // indent; Escape leaves the field, then Tab moves on
       area.setRangeText("  ", area.selectionStart, area.selectionEnd, "end");
-      dirty = true;
+      edited();
     }
   });
   document.getElementById("plan-button").addEventListener("click", plan);
