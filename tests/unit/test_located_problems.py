@@ -86,3 +86,18 @@ def test_problems_of_no_field_keep_their_whole_text() -> None:
         None, "(app): cmd and container are exclusive")
     assert split_problem("portDefinitions.0.port: must be <= 65535") == (
         "portDefinitions[0].port", "must be <= 65535")
+
+
+def test_a_value_json_cannot_hold_is_placed_at_its_field() -> None:
+    text = "id: web\ncmd: serve\nmem: .inf\n"
+    e = refused(text)
+    assert e.located == [{"field": "mem", "message": "must be a finite number", "line": 3}]
+
+
+def test_a_document_refused_for_its_shape_is_not_composed_again() -> None:
+    text = "x: " + "[" * 40 + "]" * 40
+    with pytest.raises(DocumentRefused) as caught:
+        admit_body(text.encode(), policy=ContainerPolicy())
+    e = Located(caught.value, text)
+    assert e.located == [{"field": "document", "message": "nested deeper than 32 levels",
+                          "line": None}]

@@ -21,6 +21,7 @@ from kade.spec.errors import DocumentRefused, SpecError
 _FIELD = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$.\-/\[\]]*$")
 _LINE = re.compile(r"\bline (\d+)\b")
 _INDEX = re.compile(r"\.(\d+)(?=\.|$)")
+_LOADER = yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader
 
 
 class Problem(TypedDict):
@@ -35,7 +36,13 @@ class Located(SpecError):
 
     def __init__(self, error: SpecError, text: str) -> None:
         super().__init__(error.problems)
-        self.located = locate(text, error.problems)
+        # A document that did not parse (or was refused for its shape) is not composed again:
+        # its problems carry their lines, and a hostile one would cost the parse it was
+        # refused to spare.
+        unparsed = isinstance(error, DocumentRefused) or any(
+            p.startswith(("invalid JSON", "invalid YAML")) for p in error.problems)
+        self.located = (unlocated(error.problems) if unparsed
+                        else locate(text, error.problems))
         self.refused = isinstance(error, DocumentRefused)  # its shape: 400, not 422
 
 
@@ -51,30 +58,28 @@ def split_problem(problem: str) -> tuple[str | None, str]:
 def locate(text: str, problems: list[str]) -> list[Problem]:
     """Each problem with its field and the 1-based line it is on in `text` (None: unknown)."""
     root = _compose(text)
-    out: list[Problem] = []
-    for problem in problems:
-        field, message = split_problem(problem)
-        line: int | None = None
-        if field is not None:
-            line = _line_of(root, _segments(field)) if root is not None else None
-        elif match := _LINE.search(problem):
-            line = int(match.group(1))
-        out.append({"field": field, "message": message, "line": line})
-    return out
+    return [_problem(p, root) for p in problems]
+
+
+def _problem(problem: str, root: yaml.Node | None) -> Problem:
+    field, message = split_problem(problem)
+    line: int | None = None
+    if field is not None:
+        line = _line_of(root, _segments(field)) if root is not None else None
+    elif match := _LINE.search(problem):
+        line = int(match.group(1))
+    return {"field": field, "message": message, "line": line}
 
 
 def unlocated(problems: list[str]) -> list[Problem]:
-    """The problems with their fields and no lines (when no text is at hand)."""
-    out: list[Problem] = []
-    for problem in problems:
-        field, message = split_problem(problem)
-        out.append({"field": field, "message": message, "line": None})
-    return out
+    """The problems with their fields, without looking at the text: a line only where the
+    message names one (`invalid JSON at line 3 column 5`)."""
+    return [_problem(p, None) for p in problems]
 
 
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_LOADER)
     except (yaml.YAMLError, ValueError, RecursionError):
         return None
 
