@@ -129,6 +129,26 @@ async def test_an_app_merged_and_prefixed_one_task_plain(
     assert unknown.status_code == 404  # not a stream that waits forever
 
 
+async def test_a_download_is_the_same_selection_as_a_file(
+        local: tuple[httpx.AsyncClient, LogStore]) -> None:
+    client, _ = local
+    params = {"app": "/shop/web", "stream": "stderr"}
+    shown = await client.get("/v1/logs", params=params)
+    saved = await client.get("/v1/logs", params={**params, "download": "1"})
+    assert saved.text == shown.text
+    assert "content-disposition" not in shown.headers
+    disposition = saved.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="logs-shop-web-')
+    assert disposition.endswith('.txt"')
+    as_json = await client.get("/v1/logs", params={"task": "shop_web.a", "format": "json",
+                                                   "download": "true"})
+    assert as_json.headers["content-disposition"].endswith('.ndjson"')
+    assert "logs-shop_web.a-" in as_json.headers["content-disposition"]
+    refused = await client.get("/v1/logs", params={**params, "download": "please"})
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "download: 'please' must be true or false"
+
+
 async def test_previous_tasks_with_how_they_ended(
         local: tuple[httpx.AsyncClient, LogStore]) -> None:
     client, _ = local

@@ -6,6 +6,7 @@
     since=10m | 2026-11-30T17:00:00Z | 1764522000  (until: the same)
     tail=200  grep=ERROR|timeout  q=payment declined  stream=stderr
     where=level=error (repeatable: level!=debug, msg~timeout)  previous=true
+    format=text|json  follow=true  download=true   (how the API answers, not what it reads)
 
 Parameters are parsed here; the bounds of a query (RE2 patterns, lengths of text and
 fields, counts) are the log store's own `kade.logs.filters.check_query`, checked here before
@@ -26,7 +27,7 @@ MAX_WHERE = 16  # `where` parameters parsed (kade.logs.filters bounds them too)
 MAX_TASK_ID = 255
 
 # What the API reads itself; admission only checks that they are well formed.
-API_PARAMETERS = frozenset({"follow", "format"})
+API_PARAMETERS = frozenset({"follow", "format", "download"})
 PARAMETERS = frozenset({"app", "task", "since", "until", "tail", "limit", "grep", "q",
                         "stream", "where", "previous"}) | API_PARAMETERS
 _SINGLE = PARAMETERS - {"where"}
@@ -69,6 +70,7 @@ def admit_log_query(params: Iterable[tuple[str, str]], now: float) -> LogQuery:
     tail = _count(given.get("tail"), "tail")
     limit = _count(given.get("limit"), "limit")
     flag(given.get("follow"), "follow")
+    flag(given.get("download"), "download")
     output_format(given.get("format"))
     query = LogQuery(
         app=_app(app) if app else None, task=_task(task) if task else None,

@@ -38,6 +38,8 @@ _TYPES = {
     model.ALERTS: "alert",
     model.ALERT_RULES: "alert_rule",
 }
+# Every type the stream sends (`<type>_updated`, `<type>_deleted`; `quarantine` alone).
+EVENT_TYPES: tuple[str, ...] = (*_TYPES.values(), "quarantine")
 KEEPALIVE_SECONDS = 15.0
 
 

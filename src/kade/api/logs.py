@@ -4,6 +4,7 @@ also long after its container is gone.
     GET /v1/logs?app=/shop/web|task=…&since&until&tail&grep&q&stream&where…&previous
              &format=text|json                  text: `<task> <line>` (one task: the line)
              &follow=1                          server-sent events: the lines, then new ones
+             &download=1                        the same answer, as a file to save
     GET /v1/logs/tasks?app=|task=&previous      the tasks: started, ended, exit code, reason
     GET /v1/tasks/{id}/logs?tail&follow         one task's lines as plain text
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -78,6 +80,8 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
             tasks = await source.tasks(app=query.app, task=query.task, previous=True)
             missing = (*missing, *unanswered_of(tasks))
         headers = _unanswered_header(missing)
+        if _flag(params.get("download"), "download"):
+            headers["Content-Disposition"] = attachment(query, as_json, clock())
         if as_json:
             return Response(json_lines(lines, missing), media_type="application/x-ndjson",
                             headers=headers)
@@ -121,6 +125,14 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
                         headers=_unanswered_header(unanswered_of(lines)))
 
     return r
+
+
+def attachment(query: LogQuery, as_json: bool, now: float) -> str:
+    """`attachment; filename="logs-shop-web-20261130T170000Z.txt"`: a browser saves the
+    answer (the web interface's download link) under a name that says whose and when."""
+    whose = re.sub(r"[^A-Za-z0-9_.-]+", "-", (query.app or query.task or "").strip("/"))
+    when = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f'attachment; filename="logs-{whose[:100]}-{when}.{"ndjson" if as_json else "txt"}"'
 
 
 def _no_output(task_id: str) -> HTTPException:

@@ -147,6 +147,8 @@ async def serve_server(cfg: ServerConfig) -> None:
                      "--servers %s://%s --token-file %s", cfg.name, scheme, cfg.api_addr,
                      f"etcd {','.join(cfg.etcd)}" if cfg.etcd else f"in {cfg.data_dir}",
                      scheme, cfg.api_addr, cfg.data_dir / NODE_TOKEN_FILE)
+            log.info("web interface: %s://%s/ui/ (a one-time sign-in link: `kade ui`)",
+                     scheme, cfg.api_addr)
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:

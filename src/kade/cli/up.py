@@ -299,6 +299,8 @@ async def serve(cfg: UpConfig) -> None:
             log.info("kade is up: API on %s://%s, DNS on %s, node %s, driver %s, data in %s",
                      "https" if cfg.tls_cert else "http", cfg.api_addr, cfg.dns_addr, cfg.node,
                      node.driver.name if node.driver else "-", cfg.data_dir)
+            log.info("web interface: %s://%s/ui/ (a one-time sign-in link: `kade ui`)",
+                     "https" if cfg.tls_cert else "http", cfg.api_addr)
             if cfg.seed_kv:
                 await seed_kv(store, cfg.seed_kv)
             if cfg.deploy:

@@ -170,24 +170,32 @@ const kade = (() => {
 
   let source = null;
   function connect() {
+    // the types live regions need, and those a page's script listens to as `kade:event`
+    // (<section data-events="app task">)
     const types = new Set();
-    document.querySelectorAll("[data-live]").forEach(
-      (r) => (r.dataset.on || "").split(/\s+/).filter(Boolean).forEach((t) => types.add(t)));
-    if (!types.size || !window.EventSource) { setLive("idle", "static"); return; }
-    let opened = false;
+    document.querySelectorAll("[data-live], [data-events]").forEach(
+      (r) => `${r.dataset.on || ""} ${r.dataset.events || ""}`.split(/\s+/).filter(Boolean)
+        .forEach((t) => types.add(t)));
+    if (!types.size || !window.EventSource) {
+      if (!document.querySelector("[data-own-stream]")) setLive("idle", "static");
+      return;
+    }
     source = new EventSource("/v1/events");
     source.onopen = () => {
       setLive("on", "live");
-      if (opened) refreshAll(); // back after a break: what changed meanwhile is shown
-      opened = true;
+      // the stream tells what changes from now on: what changed since the page was
+      // rendered (or while the stream was broken) is fetched once now
+      refreshAll();
     };
     source.onerror = () => setLive("off", "reconnecting");
     for (const type of types) {
-      for (const suffix of ["updated", "deleted"]) {
-        source.addEventListener(`${type}_${suffix}`, (event) => {
+      const names = type === "quarantine" ? [type] : [`${type}_updated`, `${type}_deleted`];
+      for (const name of names) {
+        source.addEventListener(name, (event) => {
           let data = null;
           try { data = JSON.parse(event.data); } catch (_) { /* keep null */ }
-          document.dispatchEvent(new CustomEvent("kade:event", { detail: { type, data } }));
+          document.dispatchEvent(new CustomEvent("kade:event",
+            { detail: { type, name, id: event.lastEventId, data } }));
           regionsFor(type).forEach(schedule);
         });
       }
@@ -228,5 +236,6 @@ const kade = (() => {
   document.addEventListener("DOMContentLoaded", () => { connect(); applyFilters(); });
   window.addEventListener("pagehide", () => source && source.close());
 
-  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule };
+  // setLive: a page whose own stream is its live part says so in the top bar
+  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule, setLive };
 })();
