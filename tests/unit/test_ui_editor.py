@@ -100,6 +100,9 @@ def test_a_written_definition_reads_back_as_the_same_app() -> None:
                  labels={"traefik.enable": "true"}),
         app_spec("/c", "v1", cmd="work", upgradeStrategy={"minimumHealthCapacity": 0.5}),
     ]
+    # HTTP on / is the default health check
+    assert written(apps[0])["healthChecks"] == [{"intervalSeconds": 1.0}]
+    assert written(apps[1])["container"] == {"docker": {"image": "nginx:alpine"}}
     for app in apps:
         short = written(app)
         assert "version" not in short

@@ -19,6 +19,7 @@ from kade.spec import AppSpec, SpecError, parse_app
 Format = Literal["yaml", "json"]
 FORMATS: tuple[Format, ...] = ("yaml", "json")
 _KIND = ("id", "cmd", "args", "container")  # what a default app of the same kind keeps
+MAX_TRIES = 120  # readings of the definition spent on leaving out nested defaults
 
 NEW_APP: dict[str, Any] = {
     "id": "/web",
@@ -43,12 +44,44 @@ def written(app: AppSpec) -> dict[str, Any]:
         return full
     short = {k: v for k, v in full.items() if k in kind or (k not in _KIND and base.get(k) != v)}
     for candidate in (_without_empty(short), short):
-        try:
-            if same_definition(parse_app(candidate).app, app):
-                return dict(candidate)
-        except SpecError:
-            continue
+        if _reads_as(candidate, app):
+            return _drop_nested_defaults(dict(candidate), app)
     return full
+
+
+def _reads_as(definition: dict[str, Any], app: AppSpec) -> bool:
+    try:
+        return same_definition(parse_app(definition).app, app)
+    except SpecError:
+        return False
+
+
+def _drop_nested_defaults(definition: dict[str, Any], app: AppSpec) -> dict[str, Any]:
+    """Inside objects (a health check, `container.docker`), each key whose removal still
+    reads back as `app` is left out (`gracePeriodSeconds: 60`, `type: DOCKER`); at most
+    MAX_TRIES readings (~0.3 ms each)."""
+    tries = 0
+
+    def visit(holder: dict[str, Any], top: bool) -> None:
+        nonlocal tries
+        for key in list(holder):
+            value = holder[key]
+            if isinstance(value, dict):
+                visit(value, False)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        visit(item, False)
+            elif not top and tries < MAX_TRIES:
+                tries += 1
+                kept = list(holder.items())
+                del holder[key]
+                if not _reads_as(definition, app):  # needed: back where it was written
+                    holder.clear()
+                    holder.update(kept)
+
+    visit(definition, True)
+    return definition
 
 
 def _without_empty(value: Any) -> Any:
