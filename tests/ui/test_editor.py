@@ -86,6 +86,27 @@ def test_deploy_goes_to_the_apps_page_where_it_turns_healthy(signed_in: Page, ka
     assert kade.wait_healthy("/ed/site", 1)
 
 
+def test_a_problem_far_down_a_long_definition_is_scrolled_to(signed_in: Page) -> None:
+    labels = "".join(f"  label{i}: {'x' * (300 if i == 3 else 5)}\n" for i in range(150))
+    text = "id: /ed/long\ncmd: serve\nlabels:\n" + labels + "instances: -1\n"
+    page = signed_in
+    page.goto("/ui/deploy")
+    page.get_by_label("App definition").fill(text)
+    page.get_by_role("button", name="Plan").click()
+    page.get_by_role("button", name="Go to line 154: instances: must be >= 0").click()
+    seen = page.evaluate("""() => {
+        const area = document.getElementById("definition");
+        const gutter = document.getElementById("gutter");
+        const box = area.getBoundingClientRect(), row = gutter.querySelector(".bad");
+        const top = row.getBoundingClientRect().top;
+        return {same: area.scrollTop === gutter.scrollTop && area.scrollTop > 0,
+                visible: top >= box.top && top < box.bottom, number: row.textContent,
+                selected: area.value.slice(area.selectionStart, area.selectionEnd)};
+    }""")
+    assert seen == {"same": True, "visible": True, "number": "154",
+                    "selected": "instances: -1"}
+
+
 def serves_app_pages(kade: Kade) -> bool:
     """Whether an app's page is served (its own 404 names the app; a route missing is
     FastAPI's `Not Found`)."""
