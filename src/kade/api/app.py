@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 import kade
 from kade.admission import ContainerPolicy
+from kade.admission.located import Located, unlocated
 from kade.api.apps import apps_router
 from kade.api.deployments import deployments_router
 from kade.api.events import events_router
@@ -93,7 +94,11 @@ def _message(status: int, message: str, headers: Mapping[str, str] | None = None
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def spec_error(_: Request, e: SpecError) -> JSONResponse:
-        return _message(422, f"invalid app definition: {e}", details=e.problems)
+        if isinstance(e, Located):
+            return _message(400 if e.refused else 422, f"invalid app definition: {e}",
+                            details=e.problems, problems=e.located)
+        return _message(422, f"invalid app definition: {e}", details=e.problems,
+                        problems=unlocated(e.problems))
 
     @app.exception_handler(intent.NotFound)
     async def not_found(_: Request, e: intent.NotFound) -> JSONResponse:

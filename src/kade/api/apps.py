@@ -1,8 +1,9 @@
 """`/v1/apps` and `/v1/tasks`: Marathon's app API, with Marathon's field names.
 
 App ids contain slashes, so app routes take the rest of the path and split off a trailing
-action (`/scale`, `/restart`, `/versions[/<v>]`, `/diff`), as Marathon does; admission refuses
-ids with such a segment. Only HTTP is here: every definition is checked by `kade.admission`.
+action (`/scale`, `/restart`, `/versions[/<v>]`, `/diff`, `/plan`), as Marathon does;
+admission refuses ids with such a segment. Only HTTP is here: every definition is checked by
+`kade.admission`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from kade.admission import (
     admit_scale,
     parse_body,
 )
+from kade.admission.located import Located
+from kade.api.app_plan import plan_json
 from kade.api.paths import split_app_path
 from kade.api.security import principal_of
 from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
 from kade.auth import can_deploy_app, redact_env
 from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_all
-from kade.spec import AppSpec, DocumentRefused, SpecError, normalize_id
+from kade.spec import AppSpec, SpecError, normalize_id
 from kade.store.base import Store
 
 
@@ -75,13 +78,22 @@ def apps_router(store: Store, *,
                 raise _too_large(limits.max_body_bytes)
         return bytes(raw)
 
-    async def admitted(request: Request, app_id: str | None = None) -> Admitted:
+    async def admitted(request: Request, app_id: str | None = None,
+                       runnable: bool = False) -> Admitted:
+        """The body admitted; with `runnable`, also runnable by a registered node. A refusal
+        names each problem's field and its line in the body (`Located`)."""
         raw = await read_capped(request)
         try:  # off the event loop: a large definition must not stall other requests
-            return await asyncio.to_thread(admit_body, raw, policy=container_policy,
-                                           app_id=app_id, limits=limits)
-        except DocumentRefused as e:
-            raise HTTPException(400, f"invalid app definition: {e}") from None
+            new = await asyncio.to_thread(admit_body, raw, policy=container_policy,
+                                          app_id=app_id, limits=limits)
+            if runnable:
+                await intent.refuse_unrunnable(store, new.app)
+            return new
+        except BodyTooLarge:
+            raise
+        except SpecError as e:
+            text = raw.decode("utf-8", errors="replace")
+            raise await asyncio.to_thread(Located, e, text) from None
 
     async def one_app(app_id: str, embed: bool = True) -> dict[str, Any]:
         try:
@@ -123,7 +135,7 @@ def apps_router(store: Store, *,
 
     @r.post("/v1/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:
-        new = await admitted(request)
+        new = await admitted(request, runnable=True)
         if not can_deploy_app(principal_of(request), new.app.id):
             raise HTTPException(403, f"{describe(request)} may not change app {new.app.id}")
         stored, _ = await intent.put_app(store, new.app, clock(), create_only=True)
@@ -176,7 +188,7 @@ def apps_router(store: Store, *,
         app_id, action, _ = split_app_path(path)
         if action:
             raise HTTPException(405, f"PUT is not allowed on /{action}")
-        new = await admitted(request, app_id)
+        new = await admitted(request, app_id, runnable=True)
         stored, changed = await intent.put_app(store, new.app, clock())
         body = await one_app(stored.id, embed=False)
         body["warnings"] = new.warnings
@@ -187,6 +199,9 @@ def apps_router(store: Store, *,
     async def app_action(path: str, request: Request) -> JSONResponse:
         app_id, action, _ = split_app_path(path)
         now = clock()
+        if action == "plan":
+            new = await admitted(request, app_id, runnable=True)
+            return JSONResponse(await plan_json(store, new, await snapshot(store), now))
         if action == "scale":
             try:
                 instances = admit_scale(parse_body(await read_capped(request), limits=limits),

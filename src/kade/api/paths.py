@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kade.spec import normalize_id
 
-ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks")
+ACTIONS = ("scale", "restart", "rollback", "versions", "diff", "tasks", "plan")
 
 
 def split_app_path(path: str) -> tuple[str, str, str]:

@@ -200,6 +200,8 @@ def deploy(
                                        help="app definition, JSON or YAML (- = stdin)")],
     wait: Annotated[bool, typer.Option(help="wait until every task is healthy")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 300,
+    plan: Annotated[bool, typer.Option(
+        "--plan", help="show what a deploy would change (fields, tasks), change nothing")] = False,
     api_addr: ApiAddr = None,
     as_json: AsJson = False,
 ) -> None:
@@ -210,6 +212,15 @@ def deploy(
         app_id = item.get("id") if isinstance(item, dict) else None
         if not app_id:
             _fail(f"{file}: id: is required")
+        if plan:
+            from kade.cli.plan import plan_lines
+            answer = _call(client.request, "POST", f"/v1/apps/{str(app_id).strip('/')}/plan",
+                           json=item)
+            results.append(answer)
+            if not as_json:
+                for line in plan_lines(answer):
+                    console.print(line, highlight=False, markup=False)
+            continue
         result = _call(client.request, "PUT", f"/v1/apps/{str(app_id).strip('/')}", json=item)
         results.append(result)
         for warning in result.get("warnings", []):
@@ -219,7 +230,7 @@ def deploy(
             console.print(f"{result['id']}: {what} (version {result['version']})")
     if as_json:
         _print_json(results)
-    if wait:
+    if wait and not plan:
         failed = [r["id"] for r in results
                   if not _follow_deployment(client, r["id"], r["version"], timeout, as_json)]
         if failed:

@@ -113,7 +113,7 @@ async def update_app(
         if old is None and not allow_create:
             raise NotFound(f"app {app_id} does not exist")
         new = change(old) if old is not None else change(AppSpec(id=app_id, cmd="true"))
-        if old is not None and _same(old, new):
+        if old is not None and same_definition(old, new):
             return old, False
         version = _new_version(now, old.version if old else None)
         new = new.model_copy(update={"version": version})
@@ -146,7 +146,7 @@ async def refuse_unrunnable(store: Store, app: AppSpec) -> None:
         raise SpecError([f"{field}: {why}"])
 
 
-def _same(a: AppSpec, b: AppSpec) -> bool:
+def same_definition(a: AppSpec, b: AppSpec) -> bool:
     return a.model_copy(update={"version": None}) == b.model_copy(update={"version": None})
 
 

@@ -46,7 +46,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # App ids are paths in the API (`/v1/apps/shop/web/versions/…`): a segment that is an action
 # word would make the app unreachable, so these are refused (today's actions and planned ones).
 RESERVED_ID_SEGMENTS: frozenset[str] = frozenset({
-    "scale", "restart", "rollback", "versions", "diff", "tasks",
+    "scale", "restart", "rollback", "versions", "diff", "tasks", "plan",
     "logs", "metrics", "alerts", "deployments", "queue",
 })
 MAX_ID_LENGTH = 255  # characters of the whole id, slashes included

@@ -22,6 +22,7 @@ from kade.auth import redact_env
 from kade.model import Deployment, decode_all
 from kade.store.base import Store
 from kade.ui.app_page import app_page_router
+from kade.ui.editor import editor_router
 from kade.ui.logs import logs_pages_router
 from kade.ui.render import page
 
@@ -62,6 +63,8 @@ def zone_of(node: dict[str, Any]) -> str:
 
 def ui_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter(include_in_schema=False)
+    # first: `/ui/apps/<id>/edit` must win over a route that takes the rest of the path
+    r.include_router(editor_router(store, clock))
     r.include_router(logs_pages_router(store, clock))
     r.include_router(app_page_router(store, clock))
 
