@@ -163,7 +163,7 @@ def test_cancel_a_stuck_deployment_rolls_back(signed_in: Page, kade: Kade) -> No
     expect(current).to_contain_text("running")
     expect(current).to_contain_text("1/1 updated, 0 healthy", timeout=60_000)
     expect(current.locator("ol.steps li.todo").first).to_contain_text("1 task(s) healthy")
-    current.get_by_role("button", name="Cancel").click()
+    current.get_by_role("button", name="Cancel deployment").click()
     page.locator("#confirm-ok").click()
     expect(page.locator("#deployments-list li").first).to_contain_text("rollback")
     wait_for(lambda: kade.app(app_id)["env"] == {"RELEASE": "one"}, 30, "back at version one")
@@ -186,3 +186,19 @@ def test_metrics_ranges_are_drawn(signed_in: Page, kade: Kade) -> None:
     expect(page.locator("figure[data-chart] p.bad")).to_have_count(0)
     for chart in charts.all():
         expect(chart.locator("svg, p.empty")).to_have_count(1)
+
+
+def test_destroy_asks_first_then_goes_to_the_apps_list(signed_in: Page, kade: Kade) -> None:
+    app_id = "/uiapp/doomed"
+    kade.deploy({**SLEEPER, "id": app_id})
+    page = signed_in
+    page.goto("/ui/apps/uiapp/doomed")
+    page.get_by_role("button", name="Destroy").click()
+    expect(page.locator("#confirm")).to_contain_text(f"Destroy {app_id}?")
+    page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    assert kade.app(app_id)["id"] == app_id  # still there
+    page.get_by_role("button", name="Destroy").click()
+    page.locator("#confirm-ok").click()
+    page.wait_for_url("**/ui/apps")
+    wait_for(lambda: app_id not in [a["id"] for a in kade.get("/v1/apps")["apps"]], 30,
+             "the app gone")
