@@ -202,3 +202,15 @@ def test_destroy_asks_first_then_goes_to_the_apps_list(signed_in: Page, kade: Ka
     page.wait_for_url("**/ui/apps")
     wait_for(lambda: app_id not in [a["id"] for a in kade.get("/v1/apps")["apps"]], 30,
              "the app gone")
+
+
+def test_an_app_destroyed_elsewhere_is_said_on_its_open_page(signed_in: Page,
+                                                             kade: Kade) -> None:
+    app_id = "/uiapp/elsewhere"
+    kade.deploy({**SLEEPER, "id": app_id})
+    page = signed_in
+    page.goto("/ui/apps/uiapp/elsewhere")
+    expect(page.locator("#live-state")).to_contain_text("live")
+    expect(page.locator("#app-gone")).to_be_hidden()
+    kade.client.request("DELETE", "/v1/apps/uiapp/elsewhere")
+    expect(page.locator("#app-gone")).to_contain_text(f"{app_id} has been destroyed")

@@ -139,6 +139,11 @@ async def test_a_missing_app_and_the_editors_path_are_not_this_page(
     missing = await api.get("/ui/apps/shop/none", headers=admin)
     assert missing.status_code == 404
     assert missing.json()["message"] == "app /shop/none does not exist"
+    # a live region of an app destroyed while its page is open says so
+    region = await api.get("/ui/apps/shop/none", params={"fragment": "live_tasks"},
+                           headers=admin)
+    assert region.status_code == 200
+    assert region.text == '<p class="empty">app /shop/none does not exist</p>'
     await api.put("/v1/apps/shop/web", headers=admin, json={"id": "/shop/web", "cmd": "x"})
     edit = await api.get("/ui/apps/shop/web/edit", headers=admin)
     assert "Versions" not in edit.text

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from html import escape
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from kade import model
@@ -30,7 +31,7 @@ from kade.deployments import intent
 from kade.model import Deployment, QueueEntry, Task, TaskStatus, decode, decode_all
 from kade.spec import AppSpec, normalize_id
 from kade.store.base import Store
-from kade.ui.render import page
+from kade.ui.render import NO_STORE, page
 
 SHOWN_DEPLOYMENTS = 10  # the current one and the recent ones
 SHOWN_VERSIONS = 50
@@ -157,7 +158,14 @@ def app_page_router(store: Store, clock: Callable[[], float] = time.time) -> API
         if app_id == "/":
             return RedirectResponse("/ui/apps", status_code=303)
         now = clock()
-        shown, spec = await app_state(store, app_id, now)
+        try:
+            shown, spec = await app_state(store, app_id, now)
+        except HTTPException as e:
+            if request.query_params.get("fragment") is None:
+                raise
+            # a live region of a page whose app is gone meanwhile: it says so
+            return HTMLResponse(f'<p class="empty">{escape(str(e.detail))}</p>',
+                                headers=NO_STORE)
         shown = redact_env(shown, principal_of(request))
         active, ended = split_tasks(shown.get("tasks", []))
         service, names, name_problem = dns_names(spec) if spec else (None, [], None)

@@ -159,6 +159,14 @@
     endedTimer = setTimeout(loadEnded, 700);
   });
 
+  // an app destroyed elsewhere while its page is open: said, not left as a stale page
+  document.addEventListener("kade:event", (event) => {
+    const { name, data } = event.detail;
+    if (name !== "app_deleted" || !data || "/" + data.key !== appId()) return;
+    const gone = document.getElementById("app-gone");
+    if (gone) gone.hidden = false;
+  });
+
   // -- metrics charts ----------------------------------------------------------------------
   const SVG = "http://www.w3.org/2000/svg";
   const COLOURS = ["#1f5fbf", "#177245", "#b3261e", "#8a5a00", "#6b3fa0", "#0b7a8a"];
