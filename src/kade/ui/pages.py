@@ -21,7 +21,9 @@ from kade.api.views import app_json, group_tasks, quarantined_app_json
 from kade.auth import redact_env
 from kade.model import Deployment, decode_all
 from kade.store.base import Store
+from kade.ui.kv_pages import kv_pages_router
 from kade.ui.logs import logs_pages_router
+from kade.ui.ops import ops_router
 from kade.ui.render import page
 
 ZONE_ATTRIBUTES = ("az", "zone", "region")  # the first a node has names its zone
@@ -62,6 +64,8 @@ def zone_of(node: dict[str, Any]) -> str:
 def ui_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter(include_in_schema=False)
     r.include_router(logs_pages_router(store, clock))
+    r.include_router(ops_router(store, clock))
+    r.include_router(kv_pages_router(store))
 
     @r.get("/ui")
     @r.get("/ui/")
