@@ -107,7 +107,7 @@ def kv_pages_router(store: Store) -> APIRouter:
             return page(request, "kv_key.html", {
                 "key": path, "text": "", "size": 0, "flags": 0, "index": 0, "created": 0,
                 "crumbs": crumbs(path), "parent": "/ui/kv/" + path[:path.rfind("/") + 1]},
-                title=f"KV {path}", nav="kv", status=404)
+                title=f"KV {path}", nav="kv")
         listed = children(folder, [(e.key[len(model.KV):], len(e.value) - 1, e.mod_revision)
                                    for e in entries])
         return page(request, "kv.html", {

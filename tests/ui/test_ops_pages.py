@@ -1,0 +1,152 @@
+"""The KV, search, alerts and nodes pages in a real browser, against a real `kade up` with
+the exec driver: a key edited on the page re-renders a running app's template; an edit made
+from a page read before another change is refused and the page shows the value that won;
+the search finds an app and a key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.integration.harness import Kade, wait_for
+
+APP = "/uiops/colour"
+KEY = "uiops/site/colour"
+SITE = {"id": APP, "instances": 1, "cpus": 0.01, "mem": 16,
+        "cmd": "exec busybox httpd -f -p 127.0.0.1:$PORT0 -h www",
+        "templates": [{"destination": "/www/colour.txt", "changeMode": "noop",
+                       "source": '{{ key "' + KEY + '" }}'}],
+        "healthChecks": [{"protocol": "TCP", "intervalSeconds": 1}]}
+
+
+@pytest.fixture(scope="module")
+def kade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kade]:
+    """Command apps (the exec driver): the site needs no image."""
+    k = Kade(tmp_path_factory.mktemp("ui-ops") / "kade", driver="exec")
+    try:
+        k.start()
+        put(k, KEY, "red")
+        k.deploy(SITE)
+        k.wait_healthy(APP, 1)
+        yield k
+    finally:
+        k.cleanup()
+
+
+def put(kade: Kade, key: str, value: str) -> None:
+    assert kade.client.request("PUT", f"/v1/kv/{key}", content=value.encode()) is True
+
+
+def served(task: dict[str, Any]) -> str:
+    return httpx.get(f"http://127.0.0.1:{task['ports'][0]}/colour.txt", timeout=5).text
+
+
+def test_a_key_edited_on_the_page_re_renders_the_apps_file(signed_in: Page, kade: Kade) -> None:
+    [task] = kade.wait_healthy(APP, 1)
+    assert served(task) == "red"
+    page = signed_in
+    page.goto("/ui/kv/")
+    page.get_by_role("link", name="uiops/").click()
+    page.get_by_role("link", name="site/").click()
+    page.get_by_role("link", name="colour").click()
+    expect(page.get_by_label("Value")).to_have_value("red")
+    page.get_by_label("Value").fill("green")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#toasts")).to_contain_text(f"{KEY} saved")
+    wait_for(lambda: served(task) == "green", 30, "the file rendered again")
+    # the editor now carries the new index: a second edit is no stale one
+    page.get_by_label("Value").fill("blue")
+    page.get_by_role("button", name="Save").click()
+    wait_for(lambda: served(task) == "blue", 30, "the file rendered again")
+    expect(page.locator("#kv-stale")).to_be_hidden()
+
+
+def test_a_stale_edit_is_refused_and_the_current_value_shown(signed_in: Page,
+                                                             kade: Kade) -> None:
+    put(kade, "uiops/stale", "one")
+    page = signed_in
+    page.goto("/ui/kv/uiops/stale")
+    expect(page.get_by_label("Value")).to_have_value("one")
+    put(kade, "uiops/stale", "two")  # another change, after the page was read
+    page.get_by_label("Value").fill("mine")
+    page.get_by_role("button", name="Save").click()
+    stale = page.locator("#kv-stale")
+    expect(stale).to_be_visible()
+    expect(stale).to_contain_text("was changed since you opened it")
+    expect(page.locator("#kv-current")).to_have_text("two")
+    expect(page.get_by_label("Value")).to_have_value("mine")  # the user's text is kept
+    assert kade.client.request("GET", "/v1/kv/uiops/stale?raw") == "two"
+    # saving again, knowingly, replaces the value that won
+    page.get_by_role("button", name="Save").click()
+    expect(stale).to_be_hidden()
+    wait_for(lambda: kade.client.request("GET", "/v1/kv/uiops/stale?raw") == "mine", 10,
+             "the second save")
+
+
+def test_a_key_is_created_exported_and_deleted(signed_in: Page, kade: Kade) -> None:
+    page = signed_in
+    page.goto("/ui/kv/uiops/")
+    page.get_by_label("New key").fill("uiops/made/here")
+    page.get_by_role("button", name="Create…").click()
+    page.get_by_label("Value").fill("fresh")
+    page.wait_for_url("**/ui/kv/uiops/made/here")
+    expect(page.locator("main")).to_contain_text("saving creates it")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#kv-index")).to_be_visible()  # the key's own page, read again
+    expect(page.get_by_label("Value")).to_have_value("fresh")
+    page.goto("/ui/kv/uiops/made/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export JSON").click()
+    assert download.value.suggested_filename == "uiops-made.json"
+    assert json.loads(download.value.path().read_text()) == {"here": "fresh"}
+    page.goto("/ui/kv/uiops/made/here")
+    page.get_by_role("button", name="Delete").click()
+    page.locator("#confirm-ok").click()
+    page.wait_for_url("**/ui/kv/uiops/made/")
+    expect(page.locator("main")).to_contain_text("No key under uiops/made/")
+
+
+def test_search_finds_an_app_and_a_key(signed_in: Page) -> None:
+    page = signed_in
+    page.keyboard.press("/")
+    expect(page.locator("#search-q")).to_be_focused()
+    page.keyboard.type("colour")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/search?q=colour")
+    expect(page.get_by_role("link", name=APP)).to_be_visible()
+    expect(page.get_by_role("link", name=KEY)).to_be_visible()
+    page.get_by_role("link", name=KEY).click()
+    page.wait_for_url(f"**/ui/kv/{KEY}")
+
+
+def test_the_nodes_page_shows_the_node_its_task_and_its_eligibility(signed_in: Page,
+                                                               kade: Kade) -> None:
+    page = signed_in
+    page.goto(f"/ui/nodes#node-{kade.node}")
+    row = page.locator(f"#node-{kade.node}")
+    expect(row).to_contain_text("ready")
+    row.get_by_text("1 task").click()
+    expect(row.get_by_role("link", name=APP)).to_be_visible()
+    row.get_by_role("button", name="Make ineligible").click()
+    expect(row).to_contain_text("ineligible")  # live: no reload
+    row.get_by_role("button", name="Make eligible").click()
+    expect(row.get_by_role("button", name="Make ineligible")).to_be_visible()
+
+
+def test_the_alerts_page_shows_a_firing_alert_with_its_labels(signed_in: Page,
+                                                              kade: Kade) -> None:
+    kade.client.request("PUT", "/v1/alert-rules", json={"rules": [
+        {"name": "UiOpsAlways", "expr": "vector(7)", "labels": {"team": "ops"},
+         "annotations": {"summary": "always on"}}]})
+    page = signed_in
+    page.goto("/ui/alerts")
+    row = page.locator("#alerts-table tbody tr", has_text="UiOpsAlways")
+    wait_for(lambda: row.count() and "firing" in row.inner_text(), 60, "the alert firing")
+    expect(row).to_contain_text("team=ops")
+    expect(row).to_contain_text("always on")
+    expect(row).to_contain_text("7")
