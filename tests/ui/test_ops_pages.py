@@ -21,6 +21,7 @@ SITE = {"id": APP, "instances": 1, "cpus": 0.01, "mem": 16,
         "cmd": "exec busybox httpd -f -p 127.0.0.1:$PORT0 -h www",
         "templates": [{"destination": "/www/colour.txt", "changeMode": "noop",
                        "source": '{{ key "' + KEY + '" }}'}],
+        "routes": [{"rule": "Host(`colour.test`)"}],
         "healthChecks": [{"protocol": "TCP", "intervalSeconds": 1}]}
 
 
@@ -150,3 +151,17 @@ def test_the_alerts_page_shows_a_firing_alert_with_its_labels(signed_in: Page,
     expect(row).to_contain_text("team=ops")
     expect(row).to_contain_text("always on")
     expect(row).to_contain_text("7")
+
+
+def test_the_services_page_shows_the_catalog_and_the_routes(signed_in: Page,
+                                                            kade: Kade) -> None:
+    [task] = kade.wait_healthy(APP, 1)
+    page = signed_in
+    page.goto("/ui/services")
+    service = page.locator("#services-table tbody tr", has_text=APP)
+    expect(service).to_contain_text("passing")
+    expect(service).to_contain_text(".service.consul")
+    service.get_by_text("1 / 1").click()
+    expect(service).to_contain_text(f"127.0.0.1:{task['ports'][0]}")
+    route = page.locator("#routes-table tbody tr", has_text="colour.test")
+    expect(route).to_contain_text(f"http://127.0.0.1:{task['ports'][0]}")

@@ -9,6 +9,7 @@ from kade.alerts.state import Alert
 from kade.templates.encode import export_tree
 from kade.ui.kv_pages import Child, children, crumbs
 from kade.ui.ops import MAX_RESOLVED, alert_groups, matching
+from kade.ui.services import route_rows
 
 
 def test_a_search_needs_every_word_and_is_bounded() -> None:
@@ -58,3 +59,13 @@ def test_alerts_are_grouped_firing_oldest_first_resolved_latest_first() -> None:
     assert [a.active_at for a in groups["pending"]] == [3]
     assert len(groups["resolved"]) == MAX_RESOLVED
     assert groups["resolved"][0].resolved_at == 100 + MAX_RESOLVED + 4
+
+
+def test_routes_are_shown_highest_priority_first_with_their_servers() -> None:
+    table = {"routers": [{"name": "a", "rule": "Host(`a`)", "service": "s1", "app": "/a"},
+                         {"name": "b", "rule": "Host(`b`)", "service": "s2", "app": "/b",
+                          "priority": 10, "tls": True}],
+             "services": {"s1": {"servers": [{"url": "http://10.0.0.1:80"}]}}}
+    rows = route_rows(table)
+    assert [(r["name"], r["priority"], r["tls"], r["servers"]) for r in rows] == [
+        ("b", 10, True, []), ("a", 0, False, ["http://10.0.0.1:80"])]
