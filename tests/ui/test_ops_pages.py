@@ -151,6 +151,9 @@ def test_the_alerts_page_shows_a_firing_alert_with_its_labels(signed_in: Page,
     expect(row).to_contain_text("team=ops")
     expect(row).to_contain_text("always on")
     expect(row).to_contain_text("7")
+    rules = page.locator("#rules-table tbody")
+    expect(rules.locator("tr", has_text="UiOpsAlways")).to_contain_text("vector(7)")
+    expect(rules.locator("tr", has_text="KadeNodeDown")).to_contain_text("builtin")
 
 
 def test_the_services_page_shows_the_catalog_and_the_routes(signed_in: Page,

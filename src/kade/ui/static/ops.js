@@ -98,3 +98,47 @@
     }
   }
 })();
+
+// -- alert rules: the table of /v1/alert-rules (cluster, built-in and apps' rules, and why
+// one cannot run), filled from the API and again when a rule or an app changes ---------------
+(() => {
+  const table = document.querySelector("table[data-rules]");
+  if (!table) return;
+  const cell = (text, className) => {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    td.textContent = text;
+    return td;
+  };
+  async function load() {
+    const problem = document.getElementById("rules-error");
+    try {
+      const { rules } = await kade.api("GET", table.dataset.rules);
+      const body = document.createElement("tbody");
+      for (const item of rules) {
+        const tr = document.createElement("tr");
+        const rule = item.rule || {};
+        const expr = cell("");
+        const code = document.createElement("code");
+        code.textContent = rule.expr || "";
+        expr.appendChild(code);
+        tr.append(cell(item.key), cell(item.app ? `app ${item.app}` : item.source), expr,
+                  cell(rule.for ? `${rule.for}s` : ""), cell(item.error || "", item.error ? "error" : ""));
+        body.appendChild(tr);
+      }
+      table.tBodies[0].replaceWith(body);
+      document.getElementById("rules-count").textContent = String(rules.length);
+      problem.hidden = true;
+    } catch (error) {
+      problem.textContent = `The rules could not be read: ${error.message}`;
+      problem.hidden = false;
+    }
+  }
+  let timer = null;
+  document.addEventListener("kade:event", (event) => {
+    if (!["alert_rule", "app"].includes(event.detail.type)) return;
+    clearTimeout(timer);
+    timer = setTimeout(load, 200);
+  });
+  load();
+})();
