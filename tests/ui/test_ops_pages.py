@@ -121,6 +121,8 @@ def test_search_finds_an_app_and_a_key(signed_in: Page) -> None:
     page.wait_for_url("**/ui/search?q=colour")
     expect(page.get_by_role("link", name=APP)).to_be_visible()
     expect(page.get_by_role("link", name=KEY)).to_be_visible()
+    services = page.locator("section", has=page.get_by_role("heading", name="Services"))
+    expect(services.locator('a[href^="/ui/services#service-"]')).to_contain_text("colour")
     page.get_by_role("link", name=KEY).click()
     page.wait_for_url(f"**/ui/kv/{KEY}")
 

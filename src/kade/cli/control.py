@@ -62,7 +62,7 @@ class ControlPlane:
             store, policy=cfg.policy, clock=clock,
             extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
                    routing_router(self.routing), ui_router(store, clock),
-                   services_pages_router(self.routing),
+                   services_pages_router(self.routing, clock),
                    login_router(store, clock)],
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                     cors_origins=tuple(cfg.cors_origins)),

@@ -1,5 +1,6 @@
 """The operator's pages of the web interface: the nodes (eligibility, drains and their
-progress), the alerts, and the search of the top bar.
+progress), the alerts, and what the search of the top bar finds (its page is
+kade.ui.services', which has the catalog).
 
 Each page reads the store through the functions the JSON API uses (kade.api.nodes.
 read_snapshot, kade.api.apps.snapshot) and shows what they give; every change goes through
@@ -81,9 +82,36 @@ def alert_groups(alerts: Iterable[Alert]) -> dict[str, list[Alert]]:
     return groups
 
 
+async def find(store: Store, request: Request, query: str, now: float,
+               services: Iterable[tuple[str, str]]) -> dict[str, tuple[list[Hit], bool]]:
+    """What the search box finds: apps, tasks, nodes, services (name, apps) and KV keys."""
+    from kade.ui.pages import app_rows  # kade.ui.pages includes these pages' router
+
+    apps = await app_rows(store, request, now)
+    snap = await read_snapshot(store)
+    out: dict[str, tuple[list[Hit], bool]] = {}
+    found, more = matching(query, ((a["id"], a.get("status", "")) for a in apps))
+    out["Apps"] = ([Hit("app", t, f"/ui/apps{t}", d) for t, d in found], more)
+    tasks = ((t.id, f"{t.app_id} on {t.node}") for t in snap.tasks if t.desired == "run")
+    found, more = matching(query, tasks)
+    out["Tasks"] = ([Hit("task", t, f"/ui/apps{d.split(' on ')[0]}", d) for t, d in found],
+                    more)
+    nodes = ((n, " ".join(f"{k}={v}" for k, v in sorted(node.attributes.items())))
+             for n in snap.names() for node in [snap.nodes.get(n)] if node is not None)
+    found, more = matching(query, nodes)
+    out["Nodes"] = ([Hit("node", t, f"/ui/nodes#node-{t}", d) for t, d in found], more)
+    found, more = matching(query, services)
+    out["Services"] = ([Hit("service", t, f"/ui/services#service-{t}", d) for t, d in found],
+                       more)
+    keys, _ = await store.range(model.KV)
+    found, more = matching(query, ((e.key[len(model.KV):], "") for e in keys))
+    out["KV keys"] = ([Hit("key", t, f"/ui/kv/{t}", "") for t, _ in found], more)
+    return out
+
+
 def ops_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     # kade.ui.pages includes this router: its helpers are imported when the router is made
-    from kade.ui.pages import app_rows, zone_of
+    from kade.ui.pages import zone_of
 
     r = APIRouter(include_in_schema=False)
 
@@ -100,36 +128,5 @@ def ops_router(store: Store, clock: Callable[[], float] = time.time) -> APIRoute
         groups = alert_groups(decode_all(entries, Alert)[0])
         return page(request, "alerts.html", {"now": clock(), "groups": groups},
                     title="Alerts", nav="alerts")
-
-    @r.get("/ui/search")
-    async def search(request: Request, q: str = "") -> Response:
-        query = q.strip()
-        error = f"q: at most {MAX_QUERY} characters" if len(query) > MAX_QUERY else ""
-        hits: dict[str, tuple[list[Hit], bool]] = {}
-        if query and not error:
-            hits = await find(request, query)
-        return page(request, "search.html", {"q": query, "error": error, "hits": hits},
-                    title=f"Search {query}" if query else "Search", nav="search",
-                    status=400 if error else 200)
-
-    async def find(request: Request, query: str) -> dict[str, tuple[list[Hit], bool]]:
-        now = clock()
-        apps = await app_rows(store, request, now)
-        snap = await read_snapshot(store)
-        out: dict[str, tuple[list[Hit], bool]] = {}
-        found, more = matching(query, ((a["id"], a.get("status", "")) for a in apps))
-        out["Apps"] = ([Hit("app", t, f"/ui/apps{t}", d) for t, d in found], more)
-        tasks = ((t.id, f"{t.app_id} on {t.node}") for t in snap.tasks if t.desired == "run")
-        found, more = matching(query, tasks)
-        out["Tasks"] = ([Hit("task", t, f"/ui/apps{d.split(' on ')[0]}", d)
-                         for t, d in found], more)
-        nodes = ((n, " ".join(f"{k}={v}" for k, v in sorted(node.attributes.items())))
-                 for n in snap.names() for node in [snap.nodes.get(n)] if node is not None)
-        found, more = matching(query, nodes)
-        out["Nodes"] = ([Hit("node", t, f"/ui/nodes#node-{t}", d) for t, d in found], more)
-        keys, _ = await store.range(model.KV)
-        found, more = matching(query, ((e.key[len(model.KV):], "") for e in keys))
-        out["KV keys"] = ([Hit("key", t, f"/ui/kv/{t}", "") for t, _ in found], more)
-        return out
 
     return r

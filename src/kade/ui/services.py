@@ -5,11 +5,14 @@ Both are read from the objects the JSON API answers from: the catalog view
 (kade.catalog.view, behind `/v1/catalog/*` and `/v1/health/*`) and the control plane's
 routing (kade.api.routing.Routing, behind `/v1/router/table`, which only nodes may ask, and
 `/v1/router/errors`). The page shows them to any read token, without the TLS keys.
+The search page is here too: it finds services in the catalog as well as what the store
+holds (kade.ui.ops.find).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,6 +20,7 @@ from fastapi.responses import Response
 
 from kade.api.routing import Routing
 from kade.catalog.model import Catalog, Instance, worst
+from kade.ui.ops import MAX_QUERY, Hit, find
 from kade.ui.render import page
 
 DOMAIN = "consul"
@@ -55,7 +59,8 @@ def route_rows(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-int(r.get("priority") or 0), r["name"]))
 
 
-def services_pages_router(routing: Routing) -> APIRouter:
+def services_pages_router(routing: Routing, clock: Callable[[], float] = time.time
+                          ) -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
     @r.get("/ui/services")
@@ -66,5 +71,18 @@ def services_pages_router(routing: Routing) -> APIRouter:
             "routes": route_rows(routing.table), "revision": routing.table.get("revision", 0),
             "errors": [{"app": e.app, "router": e.router, "message": e.message}
                        for e in routing.errors]}, title="Services", nav="services")
+
+    @r.get("/ui/search")
+    async def search(request: Request, q: str = "") -> Response:
+        query = q.strip()
+        error = f"q: at most {MAX_QUERY} characters" if len(query) > MAX_QUERY else ""
+        hits: dict[str, tuple[list[Hit], bool]] = {}
+        if query and not error:
+            services = ((name, " ".join(sorted({i.app_id for i in instances})))
+                        for name, instances in sorted(routing.view.catalog.services.items()))
+            hits = await find(routing.store, request, query, clock(), services)
+        return page(request, "search.html", {"q": query, "error": error, "hits": hits},
+                    title=f"Search {query}" if query else "Search", nav="search",
+                    status=400 if error else 200)
 
     return r
