@@ -59,6 +59,7 @@ def test_a_node_drained_from_the_page_sees_its_tasks_move(
     row_a.get_by_role("button", name="Drain…").click()
     dialog = page.get_by_role("dialog", name=f"Drain {a.node}")
     expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Nodes with the attribute")).to_be_hidden()  # one node
     dialog.get_by_label("Deadline").fill("2m")
     dialog.get_by_label("Tasks moved at once").fill("2")
     dialog.get_by_role("button", name="Drain").click()

@@ -140,6 +140,17 @@ def test_the_nodes_page_shows_the_node_its_task_and_its_eligibility(signed_in: P
     row.get_by_role("button", name="Make eligible").click()
     expect(row.get_by_role("button", name="Make ineligible")).to_be_visible()
 
+    # a zone drain names the zone; the API's refusal is shown, the dialog stays open
+    page.get_by_role("button", name="Drain a zone…").click()
+    dialog = page.get_by_role("dialog", name="Drain every node of a zone")
+    dialog.get_by_label("Nodes with the attribute").fill("az=nowhere")
+    dialog.get_by_role("button", name="Drain").click()
+    expect(page.locator("#toasts")).to_contain_text("no node has the attribute az=nowhere")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(row).not_to_contain_text("draining")
+
 
 def test_the_alerts_page_shows_a_firing_alert_with_its_labels(signed_in: Page,
                                                               kade: Kade) -> None:
