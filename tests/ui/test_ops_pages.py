@@ -92,10 +92,10 @@ def test_a_stale_edit_is_refused_and_the_current_value_shown(signed_in: Page,
 def test_a_key_is_created_exported_and_deleted(signed_in: Page, kade: Kade) -> None:
     page = signed_in
     page.goto("/ui/kv/uiops/")
-    page.get_by_label("New key").fill("uiops/made/here")
+    page.get_by_label("New key").fill("uiops/made/two words")
     page.get_by_role("button", name="Create…").click()
     page.get_by_label("Value").fill("fresh")
-    page.wait_for_url("**/ui/kv/uiops/made/here")
+    page.wait_for_url("**/ui/kv/uiops/made/two%20words")
     expect(page.locator("main")).to_contain_text("saving creates it")
     page.get_by_role("button", name="Create").click()
     expect(page.locator("#kv-index")).to_be_visible()  # the key's own page, read again
@@ -104,8 +104,8 @@ def test_a_key_is_created_exported_and_deleted(signed_in: Page, kade: Kade) -> N
     with page.expect_download() as download:
         page.get_by_role("link", name="Export JSON").click()
     assert download.value.suggested_filename == "uiops-made.json"
-    assert json.loads(download.value.path().read_text()) == {"here": "fresh"}
-    page.goto("/ui/kv/uiops/made/here")
+    assert json.loads(download.value.path().read_text()) == {"two words": "fresh"}
+    page.get_by_role("link", name="two words").click()
     page.get_by_role("button", name="Delete").click()
     page.locator("#confirm-ok").click()
     page.wait_for_url("**/ui/kv/uiops/made/")

@@ -37,6 +37,7 @@ def test_crumbs_link_every_folder_above() -> None:
     assert crumbs("a/b/c") == [("kv", "/ui/kv/"), ("a/", "/ui/kv/a/"), ("b/", "/ui/kv/a/b/"),
                                ("c", "/ui/kv/a/b/c")]
     assert crumbs("a/b/")[-1] == ("b/", "/ui/kv/a/b/")
+    assert crumbs("a b/c?d")[-1] == ("c?d", "/ui/kv/a%20b/c%3Fd")
 
 
 def test_an_export_is_the_tree_under_the_prefix() -> None:

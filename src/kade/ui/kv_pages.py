@@ -60,7 +60,7 @@ def crumbs(path: str) -> list[tuple[str, str]]:
         if part:
             folder = i < len(parts) - 1
             out.append((part + ("/" if folder else ""),
-                        "/ui/kv/" + "/".join(parts[:i + 1]) + ("/" if folder else "")))
+                        "/ui/kv/" + quote("/".join(parts[:i + 1])) + ("/" if folder else "")))
     return out
 
 
@@ -100,13 +100,13 @@ def kv_pages_router(store: Store) -> APIRouter:
                 "key": path, "text": text_of(value) if len(value) <= MAX_EDIT_BYTES else None,
                 "size": len(value), "flags": flags, "index": entry.mod_revision,
                 "created": entry.create_revision, "crumbs": crumbs(path),
-                "parent": "/ui/kv/" + parent}, title=f"KV {path}", nav="kv")
+                "parent": "/ui/kv/" + quote(parent)}, title=f"KV {path}", nav="kv")
         folder = path if not path or path.endswith("/") else path + "/"
         entries = await under(folder)
         if path and not path.endswith("/") and not entries:  # no such key: create it
             return page(request, "kv_key.html", {
                 "key": path, "text": "", "size": 0, "flags": 0, "index": 0, "created": 0,
-                "crumbs": crumbs(path), "parent": "/ui/kv/" + path[:path.rfind("/") + 1]},
+                "crumbs": crumbs(path), "parent": "/ui/kv/" + quote(path[:path.rfind("/") + 1])},
                 title=f"KV {path}", nav="kv")
         listed = children(folder, [(e.key[len(model.KV):], len(e.value) - 1, e.mod_revision)
                                    for e in entries])

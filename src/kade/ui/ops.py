@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -105,7 +106,7 @@ async def find(store: Store, request: Request, query: str, now: float,
                        more)
     keys, _ = await store.range(model.KV)
     found, more = matching(query, ((e.key[len(model.KV):], "") for e in keys))
-    out["KV keys"] = ([Hit("key", t, f"/ui/kv/{t}", "") for t, _ in found], more)
+    out["KV keys"] = ([Hit("key", t, "/ui/kv/" + quote(t), "") for t, _ in found], more)
     return out
 
 
