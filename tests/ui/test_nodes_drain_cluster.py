@@ -1,5 +1,6 @@
 """The nodes page of a `kade server` with two agents: a node drained through the page's
-dialog, its tasks seen moving to the other node and the drain completing, without a reload."""
+dialog, its tasks seen moving to the other node and the drain completing, without a reload;
+then the other node's zone drained, and the tasks seen moving back."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
     try:
         server.start()
         for name in ("a", "b"):
-            agents.append(KadeAgent(tmp / name, [server], driver="exec").start())
+            agents.append(KadeAgent(tmp / name, [server], driver="exec",
+                                    extra=["--attr", f"az=1{name}"]).start())
         a, b = agents
         server.client.request("PUT", f"/v1/nodes/{b.node}/eligibility", json={"eligible": False})
         server.deploy(SLEEPERS)
@@ -66,7 +68,7 @@ def test_a_node_drained_from_the_page_sees_its_tasks_move(
     expect(dialog).to_be_hidden()
 
     # the page follows the drain as it goes: no reload
-    expect(row_a).to_contain_text("ineligible")
+    expect(row_a.locator(".badge", has_text="ineligible")).to_be_visible()
     expect(row_a.locator(".drain-state")).to_have_text("complete", timeout=90_000)
     expect(row_a).to_contain_text("2 moved")
     expect(row_b).to_contain_text("2 tasks")
@@ -78,4 +80,18 @@ def test_a_node_drained_from_the_page_sees_its_tasks_move(
     row_a.get_by_role("button", name="Cancel drain").click()
     page.locator("#confirm-ok").click()
     expect(row_a.get_by_role("button", name="Drain…")).to_be_visible()
-    expect(row_a).to_contain_text("ineligible")
+    expect(row_a.locator(".badge", has_text="ineligible")).to_be_visible()
+
+    # back to eligible; the other node's zone drained: the tasks come back
+    row_a.get_by_role("button", name="Make eligible").click()
+    expect(row_a.locator(".badge", has_text="ineligible")).to_be_hidden()
+    expect(row_b).to_contain_text("az 1b")  # its zone
+    page.get_by_role("button", name="Drain a zone…").click()
+    zone = page.get_by_role("dialog", name="Drain every node of a zone")
+    zone.get_by_label("Nodes with the attribute").fill("az=1b")
+    zone.get_by_label("Tasks moved at once").fill("2")
+    zone.get_by_role("button", name="Drain").click()
+    expect(zone).to_be_hidden()
+    expect(row_b.locator(".drain-state")).to_have_text("complete", timeout=90_000)
+    expect(row_a).to_contain_text("2 tasks", timeout=60_000)
+    assert {t["node"] for t in server.running_tasks(APP)} == {a.node}

@@ -136,7 +136,7 @@ def test_the_nodes_page_shows_the_node_its_task_and_its_eligibility(signed_in: P
     row.get_by_text("1 task").click()
     expect(row.get_by_role("link", name=APP)).to_be_visible()
     row.get_by_role("button", name="Make ineligible").click()
-    expect(row).to_contain_text("ineligible")  # live: no reload
+    expect(row.locator(".badge", has_text="ineligible")).to_be_visible()  # live: no reload
     row.get_by_role("button", name="Make eligible").click()
     expect(row.get_by_role("button", name="Make ineligible")).to_be_visible()
 
