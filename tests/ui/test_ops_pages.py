@@ -6,7 +6,7 @@ the search finds an app and a key."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.harness import Kade, wait_for
+from tests.ui.conftest import sign_in
 
 APP = "/uiops/colour"
 KEY = "uiops/site/colour"
@@ -181,3 +182,19 @@ def test_the_services_page_shows_the_catalog_and_the_routes(signed_in: Page,
     expect(service).to_contain_text(f"127.0.0.1:{task['ports'][0]}")
     route = page.locator("#routes-table tbody tr", has_text="colour.test")
     expect(route).to_contain_text(f"http://127.0.0.1:{task['ports'][0]}")
+
+
+def test_a_read_token_sees_the_pages_without_their_controls(new_page: Callable[[], Page],
+                                                             kade: Kade) -> None:
+    read = kade.client.post("/v1/tokens", {"role": "read", "description": "ui ops"})["token"]
+    page = new_page()
+    page.goto("/ui/login")
+    sign_in(page, read)
+    page.wait_for_url("**/ui/")
+    page.goto("/ui/nodes")
+    expect(page.locator(f"#node-{kade.node}")).to_contain_text("ready")
+    expect(page.get_by_role("button", name="Drain…")).to_have_count(0)
+    expect(page.get_by_role("button", name="Drain a zone…")).to_have_count(0)
+    page.goto(f"/ui/kv/{KEY}")
+    expect(page.locator("#kv-value")).to_be_visible()
+    expect(page.get_by_role("button", name="Save")).to_have_count(0)
