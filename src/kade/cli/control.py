@@ -35,6 +35,7 @@ from kade.store.fenced import FencedStore
 from kade.templates.isolate import TemplateWorkers
 from kade.ui.login import login_router
 from kade.ui.pages import ui_router
+from kade.ui.services import services_pages_router
 
 log = logging.getLogger("kade")
 
@@ -61,6 +62,7 @@ class ControlPlane:
             store, policy=cfg.policy, clock=clock,
             extra=[*extra, kv_router(store), catalog_router(self.view, node_name=cfg.node_name),
                    routing_router(self.routing), ui_router(store, clock),
+                   services_pages_router(self.routing, clock),
                    login_router(store, clock)],
             security=SecurityConfig(hosts=tuple(cfg.api_hosts),
                                     cors_origins=tuple(cfg.cors_origins)),

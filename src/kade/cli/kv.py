@@ -17,7 +17,6 @@ from kade.cli.console import fail as _fail
 from kade.cli.quick import entry_out as _entry_out
 from kade.cli.quick import error_text as _error_text
 from kade.cli.quick import kv_value as _value
-from kade.cli.quick import text_of as _text
 from kade.client.http import ConnectError, HTTPError, Response, api_url, http_client, unreachable
 
 # The template engine, YAML and rich are imported where they are used: `kade kv get` is
@@ -216,19 +215,12 @@ def ls_command(
 
 
 def _as_tree(prefix: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    from kade.templates.encode import explode
-    from kade.templates.values import FunctionError
+    from kade.templates.encode import export_tree
 
-    pairs = []
-    for e in entries:
-        text = _text(_value(e))
-        if text is None:
-            _fail(f"{e['Key']}: a binary value cannot be exported as text")
-        pairs.append({"Key": e["Key"][len(prefix):], "Value": text})
     try:
-        return explode(pairs)
-    except FunctionError as e:
-        _fail(str(e).removeprefix("explode: "))
+        return export_tree(prefix, [(e["Key"], _value(e)) for e in entries])
+    except ValueError as e:
+        _fail(str(e))
 
 
 @kv_app.command("export")

@@ -179,3 +179,20 @@ def _toml_value(v: Any) -> str:
                  if x is not None)
         return "{" + ", ".join(items) + "}"
     raise FunctionError(f"toTOML: cannot encode {go_type(v)}")
+
+
+def export_tree(prefix: str, pairs: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """The keys under `prefix` as `kade kv export` and the web interface's export give them:
+    nested by "/", relative to `prefix`, values as text. A ValueError names a key that cannot
+    be exported (a binary value, a key that is also a folder)."""
+    items = []
+    for key, value in pairs:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            raise ValueError(f"{key}: a binary value cannot be exported as text") from None
+        items.append({"Key": key[len(prefix):], "Value": text})
+    try:
+        return explode(items)
+    except FunctionError as e:
+        raise ValueError(str(e).removeprefix("explode: ")) from None

@@ -23,7 +23,9 @@ from kade.model import Deployment, decode_all
 from kade.store.base import Store
 from kade.ui.app_page import app_page_router
 from kade.ui.editor import editor_router
+from kade.ui.kv_pages import kv_pages_router
 from kade.ui.logs import logs_pages_router
+from kade.ui.ops import ops_router
 from kade.ui.render import page
 
 ZONE_ATTRIBUTES = ("az", "zone", "region")  # the first a node has names its zone
@@ -66,6 +68,8 @@ def ui_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter
     # first: `/ui/apps/<id>/edit` must win over a route that takes the rest of the path
     r.include_router(editor_router(store, clock))
     r.include_router(logs_pages_router(store, clock))
+    r.include_router(ops_router(store, clock))
+    r.include_router(kv_pages_router(store))
     r.include_router(app_page_router(store, clock))
 
     @r.get("/ui")
