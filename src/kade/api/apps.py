@@ -59,6 +59,34 @@ async def snapshot(store: Store) -> tuple[dict[str, AppSpec], list[Task], dict[s
     return apps, tasks, statuses, queue, quarantined
 
 
+async def read_app(store: Store, app_id: str, now: float, *, embed: bool = True
+                   ) -> tuple[dict[str, Any], AppSpec | None]:
+    """One app as `GET /v1/apps/<id>` shows it (its tasks embedded when `embed`), and its
+    definition (None when its record is unreadable: it is shown as quarantined). 404 when it
+    does not exist. The API and the web interface's app page read through this."""
+    try:
+        app: AppSpec | Unreadable | None = await intent.get_app(store, app_id)
+    except intent.Quarantined as e:
+        app = e.bad
+    if app is None:
+        raise HTTPException(404, f"app {app_id} does not exist")
+    tasks_e, _ = await store.range(model.TASKS)
+    tasks = [t for t in decode_all(tasks_e, Task)[0] if t.app_id == app_id]
+    statuses = {}
+    for t in tasks:
+        entry = await store.get(model.status_key(t.id))
+        status = decode(entry, TaskStatus) if entry is not None else None
+        if isinstance(status, TaskStatus):
+            statuses[t.id] = status
+    group = group_tasks(tasks, statuses).get(app_id)
+    if isinstance(app, Unreadable):
+        return quarantined_app_json(app, group, embed_tasks=embed), None
+    queue_entry = await store.get(model.queue_key(app.id))
+    queue = decode(queue_entry, QueueEntry) if queue_entry else None
+    return app_json(app, group, queue if isinstance(queue, QueueEntry) else None, now,
+                    embed_tasks=embed), app
+
+
 def apps_router(store: Store, *,
                 clock: Callable[[], float] = time.time, policy: ContainerPolicy | None = None,
                 limits: Limits = LIMITS) -> APIRouter:
@@ -96,27 +124,7 @@ def apps_router(store: Store, *,
             raise await asyncio.to_thread(Located, e, text) from None
 
     async def one_app(app_id: str, embed: bool = True) -> dict[str, Any]:
-        try:
-            app: AppSpec | Unreadable | None = await intent.get_app(store, app_id)
-        except intent.Quarantined as e:
-            app = e.bad
-        if app is None:
-            raise HTTPException(404, f"app {app_id} does not exist")
-        tasks_e, _ = await store.range(model.TASKS)
-        tasks = [t for t in decode_all(tasks_e, Task)[0] if t.app_id == app_id]
-        statuses = {}
-        for t in tasks:
-            entry = await store.get(model.status_key(t.id))
-            status = decode(entry, TaskStatus) if entry is not None else None
-            if isinstance(status, TaskStatus):
-                statuses[t.id] = status
-        group = group_tasks(tasks, statuses).get(app_id)
-        if isinstance(app, Unreadable):
-            return quarantined_app_json(app, group, embed_tasks=embed)
-        queue_entry = await store.get(model.queue_key(app.id))
-        queue = decode(queue_entry, QueueEntry) if queue_entry else None
-        return app_json(app, group, queue if isinstance(queue, QueueEntry) else None, clock(),
-                        embed_tasks=embed)
+        return (await read_app(store, app_id, clock(), embed=embed))[0]
 
     @r.get("/v1/apps")
     async def list_apps(request: Request, embed: str | None = None) -> dict[str, Any]:

@@ -22,13 +22,13 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from kade import model
 from kade.alerts.state import Alert
+from kade.api.apps import read_app
 from kade.api.deployments import deployment_json
 from kade.api.security import principal_of
-from kade.api.views import app_json, group_tasks, quarantined_app_json
 from kade.auth import redact_env
 from kade.catalog.build import service_name
 from kade.deployments import intent
-from kade.model import Deployment, QueueEntry, Task, TaskStatus, decode, decode_all
+from kade.model import Deployment, decode_all
 from kade.spec import AppSpec, normalize_id
 from kade.store.base import Store
 from kade.ui.render import NO_STORE, page
@@ -110,27 +110,7 @@ def chart_queries(app_id: str, service: str) -> list[dict[str, str]]:
 async def app_state(store: Store, app_id: str, now: float) -> tuple[dict[str, Any],
                                                                     AppSpec | None]:
     """The app as `GET /v1/apps/<id>` shows it, with every task (ended ones too)."""
-    try:
-        app: AppSpec | model.Unreadable | None = await intent.get_app(store, app_id)
-    except intent.Quarantined as e:
-        app = e.bad
-    if app is None:
-        raise HTTPException(404, f"app {app_id} does not exist")
-    tasks_e, _ = await store.range(model.TASKS)
-    tasks = [t for t in decode_all(tasks_e, Task)[0] if t.app_id == app_id]
-    statuses: dict[str, TaskStatus] = {}
-    for t in tasks:
-        entry = await store.get(model.status_key(t.id))
-        status = decode(entry, TaskStatus) if entry is not None else None
-        if isinstance(status, TaskStatus):
-            statuses[t.id] = status
-    group = group_tasks(tasks, statuses).get(app_id)
-    if isinstance(app, model.Unreadable):
-        return quarantined_app_json(app, group, embed_tasks=True), None
-    entry = await store.get(model.queue_key(app.id))
-    queue = decode(entry, QueueEntry) if entry is not None else None
-    return app_json(app, group, queue if isinstance(queue, QueueEntry) else None, now,
-                    embed_tasks=True), app
+    return await read_app(store, app_id, now)
 
 
 async def app_deployments(store: Store, app_id: str) -> list[dict[str, Any]]:
