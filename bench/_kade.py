@@ -158,10 +158,11 @@ def docker_events(since: float, *filters: str) -> Follower:
 
 
 @contextlib.contextmanager
-def running_kade(name: str) -> Iterator[Kade]:
-    """A `kade up` in a temporary data dir; everything it started is removed afterwards."""
+def running_kade(name: str, **options: Any) -> Iterator[Kade]:
+    """A `kade up` in a temporary data dir (`options` as the harness's `Kade` takes them, e.g.
+    `driver="exec"`); everything it started is removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix=f"kade-bench-{name}-"))
-    kade = Kade(tmp / "kade")
+    kade = Kade(tmp / "kade", **options)
     try:
         yield kade.start()
     finally:

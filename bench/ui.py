@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from _kade import Kade, wait_for
+from _kade import Kade, running_kade, wait_for
 from playwright.sync_api import Page, sync_playwright
+from tests.ui.browser import VIEWPORT, launch
 
 PAGES = ["/ui/", "/ui/apps", "/ui/apps/bench/app-00", "/ui/deploy", "/ui/logs",
          "/ui/domain-events", "/ui/events", "/ui/kv", "/ui/services", "/ui/nodes",
          "/ui/alerts", "/ui/search?q=app-1"]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WATCH = """label => {
   window.benchSeen = null;
   const seen = () => document.querySelector(`[aria-label="${label}"]`);
@@ -76,21 +72,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="kade-bench-ui-"))
-    kade = Kade(tmp / "kade", driver="exec")
-    try:
-        kade.start()
+    with running_kade("ui", driver="exec") as kade:
         run(kade, args)
-    finally:
-        kade.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(kade: Kade, args: argparse.Namespace) -> None:
     with sync_playwright() as pw:
         fill(kade, args.apps)
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800},
+        browser = launch(pw)
+        context = browser.new_context(viewport=VIEWPORT,
                                       extra_http_headers=kade.auth)
         base = f"http://{kade.addr}"
         print(f"{args.apps} apps, {len(kade.get('/v1/tasks')['tasks'])} tasks; "

@@ -15,18 +15,14 @@ the navigation's start to the last of those rows on screen.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 from pathlib import Path
 
 import httpx
-from _kade import Kade, wait_for
+from _kade import Kade, running_kade, wait_for
 from playwright.sync_api import sync_playwright
+from tests.ui.browser import VIEWPORT, launch
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 APP = "/bench/printer"
 WATCH = """() => {
   window.lags = [];
@@ -55,14 +51,8 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--history", type=int, default=2000)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="kade-bench-ui-logs-"))
-    kade = Kade(tmp / "kade", driver="exec")
-    try:
-        kade.start()
+    with running_kade("ui-logs", driver="exec") as kade:
         run(kade, args)
-    finally:
-        kade.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(kade: Kade, args: argparse.Namespace) -> None:
@@ -71,8 +61,8 @@ def run(kade: Kade, args: argparse.Namespace) -> None:
                  "cmd": f"while true; do date +%s.%N; sleep {sleep}; done"})
     wait_for(lambda: kade.running_tasks(APP), 60, "the printer running")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800},
+        browser = launch(pw)
+        context = browser.new_context(viewport=VIEWPORT,
                                       extra_http_headers=kade.auth,
                                       base_url=f"http://{kade.addr}")
         page = context.new_page()

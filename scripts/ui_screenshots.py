@@ -19,12 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import ViewportSize, sync_playwright  # noqa: E402
 from tests.integration.harness import Kade, wait_for  # noqa: E402
+from tests.ui.browser import VIEWPORT, launch  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # the pages whose pictures are not made by their own tests' set-ups (app, edit, logs, events
 # and domain events are: docs/ui.md)
 PAGES = [("overview", "/ui/"), ("apps", "/ui/apps"), ("kv", "/ui/kv/"),
@@ -55,10 +53,9 @@ def main() -> None:
 def shoot(kade: Kade, out: Path) -> None:
     base = f"http://{kade.addr}"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        for name, viewport, pages in (
-                ("", {"width": 1280, "height": 800}, PAGES),
-                ("-phone", {"width": 390, "height": 844}, PAGES[:1])):
+        browser = launch(pw)
+        phone: ViewportSize = {"width": 390, "height": 844}
+        for name, viewport, pages in (("", VIEWPORT, PAGES), ("-phone", phone, PAGES[:1])):
             context = browser.new_context(viewport=viewport, extra_http_headers=kade.auth,
                                           device_scale_factor=1)
             page = context.new_page()

@@ -30,16 +30,12 @@ from playwright.sync_api import (
     ConsoleMessage,
     Error,
     Page,
-    ViewportSize,
     sync_playwright,
 )
 
 from tests.integration.harness import Kade
+from tests.ui.browser import CHROMIUM, VIEWPORT, launch
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 TIMEOUT_MS = 15_000  # what a locator or navigation may wait for before the test fails
 
 @pytest.fixture(scope="package")
@@ -47,7 +43,7 @@ def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        launched = launch(pw)
         try:
             yield launched
         finally:

@@ -112,9 +112,9 @@ def test_edit_an_app_and_plan_the_change(signed_in: Page, kade: Kade) -> None:
     page = signed_in
     page.goto("/ui/apps")
     page.get_by_role("link", name="Edit /ed/api").click()
-    page.wait_for_url("**/ui/apps/ed/api/edit")
+    page.wait_for_url("**/ui/deploy/ed/api")
     page.get_by_role("link", name="JSON").click()
-    page.wait_for_url("**/ui/apps/ed/api/edit?format=json")
+    page.wait_for_url("**/ui/deploy/ed/api?format=json")
     editor = page.get_by_label("App definition")
     expect(editor).to_have_value(re.compile(r'^\{\n  "id": "/ed/api"'))
     editor.fill(editor.input_value().replace("kade/site:1", "kade/site:2"))

@@ -3,7 +3,6 @@ the DNS names of an app, the queries of its charts."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from kade.api.security import SecurityConfig
 from kade.auth import create_token
 from kade.spec import parse_app
 from kade.store import SqliteStore
-from kade.ui.app_page import AppPath, chart_queries, dns_names, last_failed, split_tasks
+from kade.ui.app_page import chart_queries, dns_names, last_failed, split_tasks
 from kade.ui.pages import ui_router
 
 
@@ -61,13 +60,6 @@ def test_chart_queries_quote_the_app_and_service() -> None:
     assert 'service="web-shop",code="5xx"' in queries["errors"]
     assert queries["p99"].startswith("histogram_quantile(0.99, ")
     assert set(queries) == {"cpu", "memory", "requests", "errors", "p99"}
-
-
-def test_the_page_path_leaves_the_editor_its_own() -> None:
-    pattern = re.compile(f"^{AppPath.regex}$")
-    assert pattern.match("shop/web")
-    assert pattern.match("shop/editor")
-    assert not pattern.match("shop/web/edit")
 
 
 # -- the page as the server renders it, on a store without nodes ---------------------------
@@ -118,7 +110,7 @@ async def test_a_read_token_sees_the_app_and_no_button_that_changes_it(
         assert action not in text, action
     full = await api.get("/ui/apps/shop/web", headers=admin)
     assert 'data-action="POST /v1/apps/shop/web/scale"' in full.text
-    assert '/ui/apps/shop/web/edit' in full.text
+    assert '/ui/deploy/shop/web' in full.text
     for block in LIVE_BLOCKS:
         part = await api.get("/ui/apps/shop/web", params={"fragment": block}, headers=read)
         assert part.status_code == 200, (block, part.text)
@@ -145,5 +137,16 @@ async def test_a_missing_app_and_the_editors_path_are_not_this_page(
     assert region.status_code == 200
     assert region.text == '<p class="empty">app /shop/none does not exist</p>'
     await api.put("/v1/apps/shop/web", headers=admin, json={"id": "/shop/web", "cmd": "x"})
-    edit = await api.get("/ui/apps/shop/web/edit", headers=admin)
+    edit = await api.get("/ui/deploy/shop/web", headers=admin)
     assert "Versions" not in edit.text
+
+
+async def test_an_unknown_live_region_is_refused_in_plain_text(api: httpx.AsyncClient,
+                                                               store: SqliteStore) -> None:
+    """The region's name comes from the address: it is never sent back as markup."""
+    injected = '<meta http-equiv="refresh" content="0;url=https://example.invalid">'
+    r = await api.get("/ui/apps", params={"fragment": injected},
+                      headers=await bearer(store, "admin"))
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("text/plain")
+    assert r.text.startswith("no live region '<meta")

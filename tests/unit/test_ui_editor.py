@@ -61,16 +61,16 @@ async def test_the_deploy_page_starts_from_an_example_in_the_format_asked(
 async def test_the_edit_page_shows_the_definition_as_written(api: httpx.AsyncClient) -> None:
     web = {"id": "/shop/web", "cmd": "serve", "instances": 2, "env": {"MODE": "fast"}}
     assert (await api.put("/v1/apps/shop/web", json=web)).status_code == 200
-    r = await api.get("/ui/apps/shop/web/edit", params={"format": "json"})
+    r = await api.get("/ui/deploy/shop/web", params={"format": "json"})
     assert r.status_code == 200
     assert json.loads(textarea(r.text)) == web
     assert 'data-app="/shop/web"' in r.text
-    r = await api.get("/ui/apps/shop/web/edit")
+    r = await api.get("/ui/deploy/shop/web")
     assert yaml.safe_load(textarea(r.text)) == web
 
 
 async def test_editing_an_app_that_does_not_exist_is_a_404(api: httpx.AsyncClient) -> None:
-    r = await api.get("/ui/apps/nope/edit")
+    r = await api.get("/ui/deploy/nope")
     assert r.status_code == 404
     assert r.json()["message"] == "app /nope does not exist"
 
@@ -78,11 +78,11 @@ async def test_editing_an_app_that_does_not_exist_is_a_404(api: httpx.AsyncClien
 async def test_the_version_shown_is_a_live_region(api: httpx.AsyncClient) -> None:
     web = {"id": "/shop/web", "cmd": "serve"}
     version = (await api.put("/v1/apps/shop/web", json=web)).json()["version"]
-    r = await api.get("/ui/apps/shop/web/edit", params={"fragment": "live_version"})
+    r = await api.get("/ui/deploy/shop/web", params={"fragment": "live_version"})
     assert r.status_code == 200
     assert f'data-version="{version}"' in r.text and "<textarea" not in r.text
     assert (await api.delete("/v1/apps/shop/web")).status_code == 200
-    r = await api.get("/ui/apps/shop/web/edit", params={"fragment": "live_version"})
+    r = await api.get("/ui/deploy/shop/web", params={"fragment": "live_version"})
     assert r.status_code == 200 and "no longer exists" in r.text
 
 
@@ -118,7 +118,7 @@ async def test_a_read_token_sees_the_definition_without_env_values(
     web = {"id": "/shop/web", "cmd": "serve", "env": {"DB_PASSWORD": "s3cret"}}
     assert (await api.put("/v1/apps/shop/web", json=web)).status_code == 200
     text, _ = await create_token(store, role="read", now=NOW)
-    r = await api.get("/ui/apps/shop/web/edit", headers={"Authorization": f"Bearer {text}"})
+    r = await api.get("/ui/deploy/shop/web", headers={"Authorization": f"Bearer {text}"})
     assert r.status_code == 200
     assert "s3cret" not in r.text
     assert yaml.safe_load(textarea(r.text))["env"]["DB_PASSWORD"] == REDACTED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kade.alerts.state import Alert
+from kade.api.logs import attachment
 from kade.templates.encode import export_tree
 from kade.ui.kv_pages import Child, children, crumbs
 from kade.ui.ops import MAX_RESOLVED, alert_groups, matching
@@ -45,6 +46,15 @@ def test_an_export_is_the_tree_under_the_prefix() -> None:
     assert export_tree("app/", pairs) == {"conf": {"greeting": "hello"}, "db": "h\u00e9"}
     with pytest.raises(ValueError, match=r"app/bin: a binary value cannot be exported"):
         export_tree("app/", [("app/bin", b"\xff\xfe")])
+
+
+def test_a_download_is_named_by_safe_characters_only() -> None:
+    """A key or app id may hold quotes, line breaks or any script: the header never does."""
+    assert attachment("app/conf/", suffix="json") == 'attachment; filename="app-conf.json"'
+    assert attachment("logs", "/shop/web", "20261130T170000Z", suffix="txt") == (
+        'attachment; filename="logs-shop-web-20261130T170000Z.txt"')
+    assert attachment('a"b\r\nc/', suffix="yaml") == 'attachment; filename="a-b-c.yaml"'
+    assert attachment("\u65e5\u672c/", suffix="json") == 'attachment; filename="download.json"'
 
 
 def _alert(state: str, at: float, resolved: float | None = None) -> Alert:

@@ -34,7 +34,7 @@ from kade.api.app_plan import plan_json
 from kade.api.paths import split_app_path
 from kade.api.security import principal_of
 from kade.api.views import app_json, group_tasks, quarantined_app_json, task_json
-from kade.auth import can_deploy_app, redact_env
+from kade.auth import Principal, can_deploy_app, redact_env
 from kade.deployments import intent
 from kade.model import QueueEntry, Task, TaskStatus, Unreadable, decode, decode_all
 from kade.spec import AppSpec, SpecError, normalize_id
@@ -87,6 +87,19 @@ async def read_app(store: Store, app_id: str, now: float, *, embed: bool = True
                     embed_tasks=embed), app
 
 
+async def list_apps_json(store: Store, now: float, who: Principal | None, *,
+                         embed: bool = False) -> list[dict[str, Any]]:
+    """Every app as `GET /v1/apps` lists it, environment hidden from who may not read it.
+    The API and the web interface's pages list apps through this."""
+    apps, tasks, statuses, queue, quarantined = await snapshot(store)
+    groups = group_tasks(tasks, statuses)
+    return [redact_env(app_json(apps[i], groups.get(i), queue.get(i), now, embed_tasks=embed),
+                       who)
+            if i in apps else
+            quarantined_app_json(quarantined[i], groups.get(i), embed_tasks=embed)
+            for i in sorted(apps.keys() | quarantined.keys())]
+
+
 def apps_router(store: Store, *,
                 clock: Callable[[], float] = time.time, policy: ContainerPolicy | None = None,
                 limits: Limits = LIMITS) -> APIRouter:
@@ -128,18 +141,8 @@ def apps_router(store: Store, *,
 
     @r.get("/v1/apps")
     async def list_apps(request: Request, embed: str | None = None) -> dict[str, Any]:
-        apps, tasks, statuses, queue, quarantined = await snapshot(store)
-        groups = group_tasks(tasks, statuses)
-        now = clock()
-        embed_tasks = embed in ("apps.tasks", "tasks")
-        who = principal_of(request)
-        return {"apps": [
-            redact_env(app_json(apps[i], groups.get(i), queue.get(i), now,
-                                embed_tasks=embed_tasks), who)
-            if i in apps else
-            quarantined_app_json(quarantined[i], groups.get(i), embed_tasks=embed_tasks)
-            for i in sorted(apps.keys() | quarantined.keys())
-        ]}
+        return {"apps": await list_apps_json(store, clock(), principal_of(request),
+                                             embed=embed in ("apps.tasks", "tasks"))}
 
     @r.post("/v1/apps", status_code=201)
     async def create_app(request: Request) -> JSONResponse:

@@ -81,7 +81,10 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
             missing = (*missing, *unanswered_of(tasks))
         headers = _unanswered_header(missing)
         if _flag(params.get("download"), "download"):
-            headers["Content-Disposition"] = attachment(query, as_json, clock())
+            when = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
+            headers["Content-Disposition"] = attachment(
+                "logs", query.app or query.task or "", when,
+                suffix="ndjson" if as_json else "txt")
         if as_json:
             return Response(json_lines(lines, missing), media_type="application/x-ndjson",
                             headers=headers)
@@ -127,12 +130,13 @@ def logs_router(source: LogSource, clock: Callable[[], float] = time.time) -> AP
     return r
 
 
-def attachment(query: LogQuery, as_json: bool, now: float) -> str:
+def attachment(*parts: str, suffix: str) -> str:
     """`attachment; filename="logs-shop-web-20261130T170000Z.txt"`: a browser saves the
-    answer (the web interface's download link) under a name that says whose and when."""
-    whose = re.sub(r"[^A-Za-z0-9_.-]+", "-", (query.app or query.task or "").strip("/"))
-    when = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f'attachment; filename="logs-{whose[:100]}-{when}.{"ndjson" if as_json else "txt"}"'
+    answer (a download link of the web interface) under a name made of `parts`, reduced to
+    letters, digits and `_.-` (a header carries no quote, line break or other script)."""
+    name = "-".join(p for p in (re.sub(r"[^A-Za-z0-9_.-]+", "-", part).strip("-")[:100]
+                                for part in parts) if p)
+    return f'attachment; filename="{name or "download"}.{suffix}"'
 
 
 def _no_output(task_id: str) -> HTTPException:

@@ -87,6 +87,12 @@ async def put_app(
                             allow_create=True, kind=kind)
 
 
+def starts_deployment(old: AppSpec | None, new: AppSpec) -> bool:
+    """Storing `new` over `old` starts a deployment: its tasks must change (a new app, a
+    definition that restarts them, another number of instances)."""
+    return old is None or spec_hash(old) != spec_hash(new) or old.instances != new.instances
+
+
 async def update_app(
     store: Store,
     app_id: str,
@@ -123,7 +129,7 @@ async def update_app(
             Put(key, raw),
             Put(model.version_key(app_id, version), raw),
         ]
-        if old is None or spec_hash(old) != spec_hash(new) or old.instances != new.instances:
+        if starts_deployment(old, new):
             dep_compares, dep_ops = await _start_deployment(
                 store, app_id, kind, new, old.version if old else None, now)
             compares += dep_compares

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kade.deployments import intent
 from kade.deployments.intent import same_definition
 from kade.model import (
     Deployment,
@@ -84,8 +85,7 @@ def preview(old: AppSpec | None, new: AppSpec, world: World, now: float,
     fields, more = field_changes(old_wire, _comparable(new))
     changed = old is None or not same_definition(old, new)
     restarts = old is not None and spec_hash(old) != spec_hash(new)
-    # A PUT starts a deployment when tasks must change (intent.update_app).
-    deploys = old is None or restarts or old.instances != new.instances
+    deploys = intent.starts_deployment(old, new)
 
     planned = new.model_copy(update={"version": PLAN_VERSION})
     sim = Simulation(

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.convertors import Convertor, register_url_convertor
 
 from kade import model
 from kade.alerts.state import Alert
@@ -39,21 +38,6 @@ SHOWN_ALERTS = 50
 ENDED_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_KILLED", "TASK_LOST"})
 # the ranges of the metrics charts: name → seconds
 RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
-
-
-class AppPath(Convertor[str]):
-    """An app id in a page path, but not `<id>/edit` (the editor's page)."""
-
-    regex = r".+(?<!/edit)"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("app_page", AppPath())
 
 
 def split_tasks(tasks: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
@@ -107,12 +91,6 @@ def chart_queries(app_id: str, service: str) -> list[dict[str, str]]:
     ]
 
 
-async def app_state(store: Store, app_id: str, now: float) -> tuple[dict[str, Any],
-                                                                    AppSpec | None]:
-    """The app as `GET /v1/apps/<id>` shows it, with every task (ended ones too)."""
-    return await read_app(store, app_id, now)
-
-
 async def app_deployments(store: Store, app_id: str) -> list[dict[str, Any]]:
     entries, _ = await store.range(model.DEPLOYMENTS)
     found = [d for d in decode_all(entries, Deployment)[0] if d.app_id == app_id]
@@ -132,14 +110,14 @@ async def app_alerts(store: Store, app_id: str) -> list[Alert]:
 def app_page_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
-    @r.get("/ui/apps/{path:app_page}")
+    @r.get("/ui/apps/{path:path}")
     async def app_page(path: str, request: Request) -> Response:
         app_id = normalize_id(path)
         if app_id == "/":
             return RedirectResponse("/ui/apps", status_code=303)
         now = clock()
         try:
-            shown, spec = await app_state(store, app_id, now)
+            shown, spec = await read_app(store, app_id, now)  # every task, ended ones too
         except HTTPException as e:
             if request.query_params.get("fragment") is None:
                 raise

@@ -1,6 +1,6 @@
 """The deploy / edit page: an app definition in a text editor, its plan before it is submitted.
 
-`/ui/deploy` starts from an example; `/ui/apps/<id>/edit` from the app's definition as a
+`/ui/deploy` starts from an example; `/ui/deploy/<id>` from the app's definition as a
 person would write it (kade.ui.definition), in YAML or JSON as the user picks; the version
 shown is live, so a change made elsewhere while editing is said at once. Everything
 else happens in the browser against the JSON API (`static/editor.js`): "Plan" posts the text
@@ -11,6 +11,7 @@ at their lines; "Deploy" PUTs it and goes to the app's page. The text is sent as
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -44,23 +45,27 @@ def editor_router(store: Store, clock: Callable[[], float] = time.time) -> APIRo
             "version": "",
         }, title="Deploy an app", nav="deploy")
 
-    @r.get("/ui/apps/{path:path}/edit")
+    @r.get("/ui/deploy/{path:path}")
     async def edit(path: str, request: Request, format: str | None = None) -> Response:
         app_id = normalize_id(path)
         try:
             app = await intent.get_app(store, app_id)
         except intent.Quarantined as e:
             raise HTTPException(409, f"{e}: deploy a new definition from /ui/deploy") from None
-        live = request.query_params.get("fragment") == "live_version"
-        if app is None and not live:
+        version = app.version if app is not None else ""  # "": destroyed meanwhile
+        if request.query_params.get("fragment") == "live_version":
+            # every open editor asks on every change of an app: the version is all it shows
+            return page(request, "editor.html", {"app_id": app_id, "version": version},
+                        title=f"Edit {app_id}", nav="apps")
+        if app is None:
             raise HTTPException(404, f"app {app_id} does not exist")
         fmt = _format(format)
-        definition = written(app) if app is not None else {}
+        definition = await asyncio.to_thread(written, app)
         shown = redact_env(definition, principal_of(request))
         return page(request, "editor.html", {
             "app_id": app_id, "text": as_text(shown, fmt), "fmt": fmt,
             "hidden_env": shown is not definition,
-            "version": app.version if app is not None else "",  # "": destroyed meanwhile
+            "version": version,
         }, title=f"Edit {app_id}", nav="apps")
 
     return r

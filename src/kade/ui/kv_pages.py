@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from kade import model
+from kade.api.logs import attachment
 from kade.store.base import Entry, Store
 from kade.templates.encode import export_tree
 from kade.templates.kvdata import MAX_KEY_BYTES, decode_kv_value
@@ -108,7 +109,8 @@ def kv_pages_router(store: Store) -> APIRouter:
                 "key": path, "text": "", "size": 0, "flags": 0, "index": 0, "created": 0,
                 "crumbs": crumbs(path), "parent": "/ui/kv/" + quote(path[:path.rfind("/") + 1])},
                 title=f"KV {path}", nav="kv")
-        listed = children(folder, [(e.key[len(model.KV):], len(e.value) - 1, e.mod_revision)
+        listed = children(folder, [(e.key[len(model.KV):], len(decode_kv_value(e.value)[0]),
+                                    e.mod_revision)
                                    for e in entries])
         return page(request, "kv.html", {
             "folder": folder, "children": listed[:MAX_SHOWN], "more": len(listed) > MAX_SHOWN,
@@ -133,10 +135,10 @@ def kv_pages_router(store: Store) -> APIRouter:
         else:
             body = (yaml.safe_dump(tree, default_flow_style=False, sort_keys=True,
                                    allow_unicode=True) if tree else "{}\n")
-        name = (prefix.rstrip("/").replace("/", "-") or "kv") + "." + format
         return Response(body, media_type="application/json" if format == "json"
                         else "application/yaml",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                        headers={"Content-Disposition": attachment(prefix or "kv",
+                                                                   suffix=format),
                                  "Cache-Control": "no-store",
                                  "X-Content-Type-Options": "nosniff"})
 

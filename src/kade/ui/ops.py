@@ -93,9 +93,9 @@ async def find(store: Store, request: Request, query: str, now: float,
     out: dict[str, tuple[list[Hit], bool]] = {}
     found, more = matching(query, ((a["id"], a.get("status", "")) for a in apps))
     out["Apps"] = ([Hit("app", t, f"/ui/apps{t}", d) for t, d in found], more)
-    tasks = ((t.id, f"{t.app_id} on {t.node}") for t in snap.tasks if t.desired == "run")
-    found, more = matching(query, tasks)
-    out["Tasks"] = ([Hit("task", t, f"/ui/apps{d.split(' on ')[0]}", d) for t, d in found],
+    running = {t.id: t for t in snap.tasks if t.desired == "run"}
+    found, more = matching(query, ((i, f"{t.app_id} on {t.node}") for i, t in running.items()))
+    out["Tasks"] = ([Hit("task", i, f"/ui/apps{running[i].app_id}", d) for i, d in found],
                     more)
     nodes = ((n, " ".join(f"{k}={v}" for k, v in sorted(node.attributes.items())))
              for n in snap.names() for node in [snap.nodes.get(n)] if node is not None)

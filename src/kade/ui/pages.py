@@ -14,11 +14,9 @@ from fastapi.responses import Response
 
 from kade import model
 from kade.alerts.state import Alert
-from kade.api.apps import snapshot
+from kade.api.apps import list_apps_json
 from kade.api.nodes import read_snapshot
 from kade.api.security import principal_of
-from kade.api.views import app_json, group_tasks, quarantined_app_json
-from kade.auth import redact_env
 from kade.model import Deployment, decode_all
 from kade.store.base import Store
 from kade.ui.app_page import app_page_router
@@ -35,12 +33,7 @@ STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg
 
 async def app_rows(store: Store, request: Request, now: float) -> list[dict[str, Any]]:
     """Every app as `GET /v1/apps` lists it (environment hidden from read tokens)."""
-    apps, tasks, statuses, queue, quarantined = await snapshot(store)
-    groups = group_tasks(tasks, statuses)
-    who = principal_of(request)
-    return [redact_env(app_json(apps[i], groups.get(i), queue.get(i), now), who)
-            if i in apps else quarantined_app_json(quarantined[i], groups.get(i))
-            for i in sorted(apps.keys() | quarantined.keys())]
+    return await list_apps_json(store, now, principal_of(request))
 
 
 async def running_deployments(store: Store) -> list[Deployment]:
@@ -65,7 +58,6 @@ def zone_of(node: dict[str, Any]) -> str:
 
 def ui_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter(include_in_schema=False)
-    # first: `/ui/apps/<id>/edit` must win over a route that takes the rest of the path
     r.include_router(editor_router(store, clock))
     r.include_router(logs_pages_router(store, clock))
     r.include_router(ops_router(store, clock))

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 import kade
 from kade.api.security import principal_of
@@ -83,8 +83,9 @@ def page(request: Request, name: str, context: Mapping[str, Any], *,
     if block is not None:
         render = template.blocks.get(block) if block.startswith("live_") else None
         if render is None:
-            return HTMLResponse(f"no live region {block!r} on this page", status_code=400,
-                                headers=NO_STORE)
+            # plain text: the name comes from the address and is never read as markup
+            return PlainTextResponse(f"no live region {block[:80]!r} on this page",
+                                     status_code=400, headers=NO_STORE)
         body = "".join(render(template.new_context(values)))
         return HTMLResponse(body, headers=NO_STORE)
     return HTMLResponse(template.render(values), status_code=status, headers=NO_STORE)

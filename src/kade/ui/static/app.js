@@ -158,6 +158,7 @@
     clearTimeout(endedTimer);
     endedTimer = setTimeout(loadEnded, 700);
   });
+  document.addEventListener("kade:opened", loadEnded);  // what ended while it was broken
 
   // an app destroyed elsewhere while its page is open: said, not left as a stale page
   document.addEventListener("kade:event", (event) => {
@@ -169,7 +170,7 @@
 
   // -- metrics charts ----------------------------------------------------------------------
   const SVG = "http://www.w3.org/2000/svg";
-  const COLOURS = ["#1f5fbf", "#177245", "#b3261e", "#8a5a00", "#6b3fa0", "#0b7a8a"];
+  const SERIES_COLOURS = 6;  // .s0 … .s5 in kade.css, one set per theme
 
   function human(value, unit) {
     if (!Number.isFinite(value)) return "–";
@@ -214,7 +215,7 @@
         return `${x.toFixed(1)},${y.toFixed(1)}`;
       });
       const line = node("polyline", { points: points.join(" "), fill: "none",
-                                      stroke: COLOURS[i % COLOURS.length], "stroke-width": 1.5,
+                                      class: `s${i % SERIES_COLOURS}`, "stroke-width": 1.5,
                                       "vector-effect": "non-scaling-stroke" });
       const title = node("title", {});
       title.textContent = Object.values(s.metric || {}).join(" ") || figure.dataset.chart;
@@ -229,7 +230,13 @@
     box.appendChild(scale);
   }
 
+  // a chart drawn again (a range chosen, the periodic refresh) before its last answer came:
+  // only the newest request's answer is drawn
+  const asked = new WeakMap();
+
   async function drawChart(figure, seconds) {
+    const ask = (asked.get(figure) || 0) + 1;
+    asked.set(figure, ask);
     const end = Math.floor(Date.now() / 1000);
     const start = end - seconds;
     const step = Math.max(Math.floor(seconds / CHART_POINTS), 15);
@@ -238,13 +245,16 @@
                                          start: String(start), end: String(end), step: String(step) });
     try {
       const data = await kade.api("GET", "/api/v1/query_range?" + params);
+      if (asked.get(figure) !== ask) return;
       plot(figure, (data && data.data && data.data.result) || [], start, end);
     } catch (error) {
+      if (asked.get(figure) !== ask) return;
       const box = figure.querySelector(".plot");
       box.textContent = "";
       const p = document.createElement("p");
       p.className = "bad";
-      p.textContent = error.message || (error.data && error.data.error) || "query failed";
+      // the query API's own words (Prometheus' `error`) before the HTTP status line
+      p.textContent = (error.data && error.data.error) || error.message || "query failed";
       box.appendChild(p);
     }
   }

@@ -257,11 +257,13 @@
     const query = new URLSearchParams({ q });
     if (newest) query.set("after", String(newest));
     source = new EventSource("/v1/domain-events/follow?" + query.toString());
-    source.onopen = () => { state.textContent = "live"; kade.setLive("on", "live"); };
+    source.onopen = () => { retry.reset(); state.textContent = "live"; kade.setLive("on", "live"); };
     source.onerror = () => {
       if (!source) return;
       state.textContent = "reconnecting…";
       kade.setLive("off", "reconnecting");
+      // the browser retries by itself unless the answer was not a stream (a 401)
+      if (source.readyState === EventSource.CLOSED) retry.again(follow);
     };
     source.addEventListener("domain_event", (message) => {
       const e = JSON.parse(message.data);

@@ -3,7 +3,8 @@
 "use strict";
 
 const kade = (() => {
-  const DEBOUNCE_MS = 120;
+  const DEBOUNCE_MS = 120;  // a region is fetched again this long after the last change…
+  const MAX_WAIT_MS = 1000;  // …or this long after the first one of a burst
 
   // -- toasts ---------------------------------------------------------------------------
   function toast(text, error = false) {
@@ -45,6 +46,8 @@ const kade = (() => {
     const dialog = document.getElementById("confirm");
     if (!dialog || !dialog.showModal) return Promise.resolve(window.confirm(text));
     document.getElementById("confirm-text").textContent = text;
+    // Escape closes the dialog without touching returnValue: an earlier "ok" must not count
+    dialog.returnValue = "";
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
       dialog.showModal();
@@ -70,10 +73,14 @@ const kade = (() => {
   }
 
   async function run(el, body) {
+    // one call at a time per control: a double click does not restart an app twice
+    if (el.getAttribute("aria-busy") === "true") return;
     const [method, ...rest] = el.dataset.action.trim().split(/\s+/);
     const url = rest.join(" ");
     if (el.dataset.confirm && !(await confirmDialog(el.dataset.confirm))) return;
     el.setAttribute("aria-busy", "true");
+    const submit = el.tagName === "FORM" ? el.querySelector("[type=submit]:not([disabled])") : null;
+    if (submit) submit.disabled = true;
     try {
       const headers = el.dataset.contentType ? { "Content-Type": el.dataset.contentType } : {};
       const data = await api(method, url, body, headers);
@@ -87,6 +94,7 @@ const kade = (() => {
       el.dispatchEvent(new CustomEvent("kade:error", { bubbles: true, detail: error }));
     } finally {
       el.removeAttribute("aria-busy");
+      if (submit) submit.disabled = false;
     }
   }
 
@@ -107,7 +115,7 @@ const kade = (() => {
   // -- live regions -------------------------------------------------------------------------
   // <section data-live="live_apps" data-on="app task_status"> is fetched again as
   // `?fragment=live_apps` whenever /v1/events says one of those types changed.
-  const pending = new Map(); // region → timer
+  const pending = new Map(); // region → { timer, since }
   const busy = new Set();
 
   function fragmentUrl(name) {
@@ -129,12 +137,21 @@ const kade = (() => {
       }
       if (!response.ok) return;
       const html = await response.text();
-      // focus survives a refresh: the element with the same data-key (or id) gets it back
+      // what the user was doing survives a refresh: the element with the same data-key (or
+      // id) gets focus back, an open <details> stays open, a chosen <select> keeps its choice
       const active = document.activeElement;
       const focused = active && region.contains(active)
         ? (active.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]`
            : active.id ? `#${CSS.escape(active.id)}` : null) : null;
+      const kept = [...region.querySelectorAll("details[data-key], select[data-key]")].map(
+        (el) => [el.dataset.key, el.tagName === "DETAILS" ? el.open : el.value]);
       region.innerHTML = html;
+      for (const [key, state] of kept) {
+        const again = region.querySelector(`[data-key="${CSS.escape(key)}"]`);
+        if (!again) continue;
+        if (again.tagName === "DETAILS") again.open = state;
+        else if ([...again.options].some((o) => o.value === state)) again.value = state;
+      }
       if (focused) {
         const again = region.querySelector(focused);
         if (again) again.focus();
@@ -146,9 +163,14 @@ const kade = (() => {
     }
   }
 
+  // a burst of changes is one refresh after it; a change that never pauses (a deployment of
+  // many tasks) still refreshes the region at least every MAX_WAIT_MS
   function schedule(region) {
-    clearTimeout(pending.get(region));
-    pending.set(region, setTimeout(() => { pending.delete(region); refresh(region); }, DEBOUNCE_MS));
+    const waiting = pending.get(region);
+    if (waiting && performance.now() - waiting.since >= MAX_WAIT_MS) return;
+    if (waiting) clearTimeout(waiting.timer);
+    const timer = setTimeout(() => { pending.delete(region); refresh(region); }, DEBOUNCE_MS);
+    pending.set(region, { timer, since: waiting ? waiting.since : performance.now() });
   }
 
   function refreshAll() {
@@ -169,6 +191,29 @@ const kade = (() => {
   }
 
   let source = null;
+
+  // a stream the server ended (a session that expired, a restart): a session gone means the
+  // sign-in page; anything else is opened again, waiting longer each time (up to 30 s)
+  function retrier() {
+    let ms = 0;
+    return {
+      reset() { ms = 0; },
+      async again(open) {
+        ms = Math.min(Math.max(ms * 2, 1000), 30000);
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        try {
+          await api("GET", "/v1/info");
+        } catch (error) {
+          if (error.status === 401) {
+            window.location.assign("/ui/login?next=" + encodeURIComponent(location.pathname + location.search));
+            return;
+          }
+        }
+        open();
+      },
+    };
+  }
+
   function connect() {
     // the types live regions need, and those a page's script listens to as `kade:event`
     // (<section data-events="app task">)
@@ -180,14 +225,34 @@ const kade = (() => {
       if (!document.querySelector("[data-own-stream]")) setLive("idle", "static");
       return;
     }
-    source = new EventSource("/v1/events");
-    source.onopen = () => {
-      setLive("on", "live");
-      // the stream tells what changes from now on: what changed since the page was
-      // rendered (or while the stream was broken) is fetched once now
-      refreshAll();
+    const retry = retrier();
+    const open = () => {
+      source = new EventSource("/v1/events");
+      source.onopen = () => {
+        retry.reset();
+        setLive("on", "live");
+        // the stream tells what changes from now on: what changed since the page was
+        // rendered (or while the stream was broken) is fetched once now
+        refreshAll();
+        document.dispatchEvent(new CustomEvent("kade:opened"));
+      };
+      source.onerror = () => {
+        setLive("off", "reconnecting");
+        // the browser retries by itself unless the answer was not a stream (a 401)
+        if (source.readyState === EventSource.CLOSED) retry.again(open);
+      };
+      // the store forgot the revision the browser resumes from: start afresh, all fetched
+      source.addEventListener("reset", () => {
+        source.close();
+        setLive("off", "reconnecting");
+        retry.again(open);
+      });
+      listen(source, types);
     };
-    source.onerror = () => setLive("off", "reconnecting");
+    open();
+  }
+
+  function listen(source, types) {
     for (const type of types) {
       const names = type === "quarantine" ? [type] : [`${type}_updated`, `${type}_deleted`];
       for (const name of names) {
@@ -237,5 +302,6 @@ const kade = (() => {
   window.addEventListener("pagehide", () => source && source.close());
 
   // setLive: a page whose own stream is its live part says so in the top bar
-  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule, setLive };
+  return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule, setLive,
+           retrier };
 })();

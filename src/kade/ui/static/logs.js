@@ -207,7 +207,9 @@
   }
 
   async function explain() {
-    // an EventSource does not read a refusal's body: ask the same query once as JSON
+    // an EventSource does not read a refusal's body: ask the same query once as JSON. A
+    // refusal (4xx) is final and said; a server away or failing (no answer, 5xx) is not:
+    // the stream is tried again
     try {
       const u = new URL(url(false));
       u.searchParams.set("tail", "0");
@@ -218,7 +220,7 @@
       if (error.status === 401) {
         window.location.assign("/ui/login?next=" + encodeURIComponent(location.pathname + location.search));
       }
-      return error.message;
+      return error.status >= 400 && error.status < 500 ? error.message : "";
     }
   }
 

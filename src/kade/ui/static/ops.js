@@ -34,15 +34,16 @@
   const editor = document.getElementById("kv-editor");
   if (editor) {
     const key = editor.dataset.key;
-    const url = (index) => `/v1/kv/${key.split("/").map(encodeURIComponent).join("/")}` +
-      `?cas=${index}` + (editor.dataset.flags ? `&flags=${editor.dataset.flags}` : "");
+    const path = key.split("/").map(encodeURIComponent).join("/");  // every part of the key
+    const url = (index) => `/v1/kv/${path}?cas=${index}` +
+      (editor.dataset.flags ? `&flags=${editor.dataset.flags}` : "");
     const stale = document.getElementById("kv-stale");
     const decode = (b64) => {
       const bytes = Uint8Array.from(atob(b64 || ""), (c) => c.charCodeAt(0));
       return new TextDecoder().decode(bytes);
     };
     async function showCurrent() {
-      const response = await fetch(`/v1/kv/${key.split("/").map(encodeURIComponent).join("/")}`,
+      const response = await fetch(`/v1/kv/${path}`,
                                    { credentials: "same-origin", headers: { Accept: "application/json" } });
       const current = response.ok ? (await response.json())[0] : null;
       editor.elements.cas.value = current ? current.ModifyIndex : 0;
@@ -63,9 +64,9 @@
         if (saved === true) {
           const creating = editor.dataset.create !== undefined;
           kade.toast(`${key} saved`);
-          if (creating) { window.location.assign(`/ui/kv/${key}`); return; }
+          if (creating) { window.location.assign(`/ui/kv/${path}`); return; }
           stale.hidden = true;
-          const fresh = await fetch(`/v1/kv/${key.split("/").map(encodeURIComponent).join("/")}`,
+          const fresh = await fetch(`/v1/kv/${path}`,
                                     { credentials: "same-origin", headers: { Accept: "application/json" } });
           if (fresh.ok) {
             const entry = (await fresh.json())[0];
@@ -140,5 +141,7 @@
     clearTimeout(timer);
     timer = setTimeout(load, 200);
   });
+  // what changed while the stream was broken is read again when it opens
+  document.addEventListener("kade:opened", load);
   load();
 })();
