@@ -25,6 +25,7 @@ from kade.auth import (
     redact_env,
 )
 from kade.auth.policy import decide
+from kade.auth.tokens import authenticate, valid_token
 from kade.store import SqliteStore
 
 NOW = 1_800_000_000.0
@@ -95,6 +96,23 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(tmp_path / "store")
     yield s
     await s.close()
+
+
+async def test_a_token_is_valid_until_revoked_or_expired(store: SqliteStore) -> None:
+    text, record = await create_token(store, role="read", now=NOW, expires_at=NOW + 60)
+    assert await valid_token(store, record.id, NOW) == record
+    principal = await authenticate(store, text, NOW)
+    assert principal is not None and principal.token_id == record.id
+    wrong_secret = text.rsplit(".", 1)[0] + "." + "x" * 43
+    assert await authenticate(store, wrong_secret, NOW) is None
+    assert await valid_token(store, record.id, NOW + 60) is None  # expired
+    assert await authenticate(store, text, NOW + 60) is None
+    await store.put(f"tokens/{record.id}", b"{not json")  # unreadable
+    assert await valid_token(store, record.id, NOW) is None
+    assert await authenticate(store, text, NOW) is None
+    await store.delete(f"tokens/{record.id}")  # revoked
+    assert await valid_token(store, record.id, NOW) is None
+    assert await authenticate(store, text, NOW) is None
 
 
 async def test_token_file_is_private_and_reused(store: SqliteStore, tmp_path: Path) -> None:

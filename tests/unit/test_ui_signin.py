@@ -5,6 +5,7 @@ a fake clock, no network)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -17,7 +18,14 @@ from kade.api.app import create_app
 from kade.api.security import SecurityConfig
 from kade.auth import create_token, needed_permission
 from kade.auth import sessions as sessions_module
-from kade.auth.sessions import LINKS, SESSIONS, make_link, redeem_link, session_principal
+from kade.auth.sessions import (
+    LINKS,
+    SESSIONS,
+    make_link,
+    redeem_link,
+    session_key,
+    session_principal,
+)
 from kade.store import SqliteStore, Store
 from kade.ui.login import login_router, safe_next
 from kade.ui.pages import ui_router
@@ -219,6 +227,103 @@ async def test_sessions_are_bounded(api: httpx.AsyncClient, store: SqliteStore, 
     second = cookie_of(await api.post("/ui/login", data={"token": text},
                                       headers={**SAME_ORIGIN, **session(first)}))
     assert second != first and len((await store.range(SESSIONS))[0]) == 1
+
+
+async def test_a_token_has_a_bounded_share_of_the_sessions(
+        api: httpx.AsyncClient, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions_module, "MAX_SESSIONS_PER_TOKEN", 2)
+    monkeypatch.setattr(sessions_module, "MAX_SESSIONS", 3)
+    reader = await token(store, "read")
+    first, second, third = [cookie_of(await sign_in(api, reader)) for _ in range(3)]
+    # the third sign-in ended the token's oldest session
+    assert (await api.get("/ui/", headers=session(first))).status_code == 303
+    for live in (second, third):
+        assert (await api.get("/ui/", headers=session(live))).status_code == 200
+    assert len((await store.range(SESSIONS))[0]) == 2
+    # the read token cannot lock others out: an admin still signs in
+    admin = await token(store)
+    assert (await sign_in(api, admin)).status_code == 303
+    # the bound of all sessions stays: full, a new token is refused, and a token at its own
+    # bound still signs in (its oldest session makes room)
+    r = await sign_in(api, await token(store, "read"))
+    assert r.status_code == 200 and "sessions: 3 are open (the limit is 3)" in r.text
+    assert (await sign_in(api, reader)).status_code == 303
+    assert (await api.get("/ui/", headers=session(second))).status_code == 303
+    assert (await api.get("/ui/", headers=session(third))).status_code == 200
+
+
+async def test_one_time_links_are_bounded_per_token(api: httpx.AsyncClient, store: SqliteStore,
+                                                    clock: Clock) -> None:
+    reader = {"Authorization": f"Bearer {await token(store, 'read')}"}
+    limit = sessions_module.MAX_LINKS_PER_TOKEN
+    for _ in range(limit):
+        assert (await api.post("/v1/ui/login-links", headers=reader)).status_code == 201
+    r = await api.post("/v1/ui/login-links", headers=reader)
+    assert r.status_code == 429
+    message = r.json()["message"]
+    assert message.startswith(f"sign-in links: {limit} of this token are open (the limit per "
+                              f"token is {limit})"), message
+    assert "sign out" not in message
+    assert len((await store.range(LINKS))[0]) == limit
+    # another token still gets its links
+    admin = {"Authorization": f"Bearer {await token(store)}"}
+    assert (await api.post("/v1/ui/login-links", headers=admin)).status_code == 201
+    clock.now += 60  # the reader's links expire
+    assert (await api.post("/v1/ui/login-links", headers=reader)).status_code == 201
+
+
+async def test_one_time_links_are_bounded_in_all(api: httpx.AsyncClient, store: SqliteStore,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions_module, "MAX_LINKS", 2)
+    for _ in range(2):
+        reader = {"Authorization": f"Bearer {await token(store, 'read')}"}
+        assert (await api.post("/v1/ui/login-links", headers=reader)).status_code == 201
+    reader = {"Authorization": f"Bearer {await token(store, 'read')}"}
+    r = await api.post("/v1/ui/login-links", headers=reader)
+    assert r.status_code == 429
+    assert r.json()["message"] == ("sign-in links: 2 are open (the limit is 2): wait for some "
+                                   "to expire (links are valid for 60 s)")
+
+
+async def test_a_session_cannot_make_itself_a_link(api: httpx.AsyncClient,
+                                                   store: SqliteStore) -> None:
+    text = await token(store)
+    secret = cookie_of(await sign_in(api, text))
+    r = await api.post("/v1/ui/login-links", headers={**session(secret), **SAME_ORIGIN})
+    assert r.status_code == 403
+    assert r.json()["message"].startswith("sign-in links: made for a token only")
+    assert (await store.range(LINKS))[0] == []
+    # the token itself may, whether the browser's cookie comes along or not (a token wins)
+    r = await api.post("/v1/ui/login-links",
+                       headers={**session(secret), "Authorization": f"Bearer {text}"})
+    assert r.status_code == 201
+
+
+async def test_a_post_that_is_not_the_form_changes_nothing(api: httpx.AsyncClient,
+                                                           store: SqliteStore) -> None:
+    secret = cookie_of(await sign_in(api, await token(store)))
+    before = (await store.range(SESSIONS))[0]
+    fields = {"token": await token(store), **{f"extra{i}": "x" for i in range(10)}}
+    r = await api.post("/ui/login", data=fields, headers={**SAME_ORIGIN, **session(secret)})
+    assert r.status_code == 400 and 'name="token"' in r.text
+    assert "form: more than 10 fields" in r.text and "set-cookie" not in r.headers
+    assert (await store.range(SESSIONS))[0] == before
+    assert (await api.get("/ui/", headers=session(secret))).status_code == 200
+
+
+async def test_sessions_keep_only_their_tokens_id(api: httpx.AsyncClient,
+                                                  store: SqliteStore) -> None:
+    text, record = await create_token(store, role="deploy", apps=["/shop/*"], now=NOW)
+    secret = cookie_of(await sign_in(api, text))
+    entry = await store.get(session_key(secret))
+    assert entry is not None
+    assert set(json.loads(entry.value)) == {"token_id", "created_at", "expires_at"}
+    # a session written with the token's role and scope still signs in, with the token's own
+    written_before = {"token_id": record.id, "role": "admin", "apps": None, "kv": None,
+                      "created_at": NOW, "expires_at": NOW + 3600}
+    await store.put(session_key(secret), json.dumps(written_before).encode())
+    assert await session_principal(store, secret, NOW) == record.principal()
+    assert (await api.get("/ui/", headers=session(secret))).status_code == 200
 
 
 async def test_a_one_time_link_signs_in_once(api: httpx.AsyncClient, store: SqliteStore,

@@ -297,3 +297,11 @@ async def _answer(send: Send, refusal: _Refusal) -> None:
 def principal_of(request: Any) -> Principal | None:
     """The principal the front door found for this request (None: no token, public path)."""
     return getattr(request.state, "principal", None)
+
+
+def by_session(request: Any) -> bool:
+    """Whether the request is signed in by the session cookie: it carries no token (a token,
+    when sent, wins over the cookie at the front door)."""
+    scope = request.scope
+    return presented_token(Headers(scope=scope), scope["path"],
+                           scope.get("query_string", b"")) is None

@@ -9,6 +9,10 @@ nobody in.
 A one-time link (`kade ui`) carries a code kept the same way under `uilinks/<digest>`:
 valid for a minute, and deleted by the compare-and-swap that redeems it, so two browsers
 racing for one link get one session between them.
+
+Both are bounded per token and in all: a token's sessions by MAX_SESSIONS_PER_TOKEN (signing
+in once more ends its oldest), its links by MAX_LINKS_PER_TOKEN (one more is refused), so
+that one token, a read token say, cannot fill the bounds of all and lock everybody out.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from kade.auth.policy import Principal, Role
-from kade.auth.tokens import TokenRecord, token_key
+from kade.auth.policy import Principal
+from kade.auth.tokens import valid_token
 from kade.model import Record, Unreadable, decode
-from kade.store.base import CasFailed, Store
+from kade.store.base import CasFailed, Entry, Store
 
 SESSIONS = "uisessions/"
 LINKS = "uilinks/"
@@ -31,7 +35,9 @@ COOKIE = "kade_session"
 SESSION_SECONDS = 12 * 3600.0
 LINK_SECONDS = 60.0
 MAX_SESSIONS = 1000  # live sessions; past it, a sign-in is refused until some end
+MAX_SESSIONS_PER_TOKEN = 20  # a token's live sessions; past it, a sign-in ends the oldest
 MAX_LINKS = 100  # one-time links not yet used nor expired
+MAX_LINKS_PER_TOKEN = 5  # a token's links; past it, a new one is refused until some go
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
@@ -42,9 +48,8 @@ class _Expiring(Record):
 
 
 class SessionRecord(_Expiring):
-    role: Role  # the token's role and scope when the session began (shown, never trusted:
-    apps: list[str] | None = None  # every request reads the token again)
-    kv: list[str] | None = None
+    """A browser's session of a token: the token's role and scope are read again on every
+    request. (Records written before carry the role and scope too: they are ignored.)"""
 
 
 class LinkRecord(_Expiring):
@@ -80,18 +85,6 @@ def well_formed(secret: str) -> bool:
     return _SECRET.fullmatch(secret) is not None
 
 
-async def _token(store: Store, token_id: str, now: float) -> TokenRecord | None:
-    entry = await store.get(token_key(token_id))
-    if entry is None:
-        return None
-    record = decode(entry, TokenRecord)
-    if isinstance(record, Unreadable):
-        return None
-    if record.expires_at is not None and now >= record.expires_at:
-        return None
-    return record
-
-
 async def session_principal(store: Store, secret: str, now: float) -> Principal | None:
     """The principal of a session cookie: its token's, while both are valid."""
     if not well_formed(secret):
@@ -102,39 +95,57 @@ async def session_principal(store: Store, secret: str, now: float) -> Principal 
     session = decode(entry, SessionRecord)
     if isinstance(session, Unreadable) or now >= session.expires_at:
         return None
-    token = await _token(store, session.token_id, now)
+    token = await valid_token(store, session.token_id, now)
     return token.principal() if token is not None else None
 
 
-async def _sweep(store: Store, prefix: str, limit: int, now: float) -> None:
-    """Make room under `prefix`: records past their time, or of a token that is gone, go.
-    Raises TooMany when the live ones still fill it."""
-    entries, _ = await store.range(prefix)
+def _of_token(entries: list[Entry], kind: type[_Expiring], token_id: str,
+             now: float) -> list[Entry]:
+    """The entries of `token_id` not yet expired, oldest first (in the order the store made
+    them: the servers of a cluster may not agree on the time)."""
+    mine = []
+    for entry in entries:
+        record = decode(entry, kind)
+        if not isinstance(record, Unreadable) and record.token_id == token_id and (
+                now < record.expires_at):
+            mine.append(entry)
+    return sorted(mine, key=lambda entry: entry.create_revision)
+
+
+async def _sweep(store: Store, entries: list[Entry], kind: type[_Expiring], limit: int,
+                 now: float, advice: str) -> None:
+    """Make room among `entries`: records past their time, or of a token that is gone, go.
+    Raises TooMany, with `advice`, when the live ones still fill it."""
     if len(entries) < limit:
         return
-    kind: type[_Expiring] = SessionRecord if prefix == SESSIONS else LinkRecord
     live = 0
     for entry in entries:
         record = decode(entry, kind)
         if isinstance(record, Unreadable) or now >= record.expires_at or (
-                await _token(store, record.token_id, now) is None):
+                await valid_token(store, record.token_id, now) is None):
             with contextlib.suppress(CasFailed):  # used or ended meanwhile
                 await store.delete(entry.key, expect=entry.mod_revision)
         else:
             live += 1
     if live >= limit:
-        raise TooMany(f"{live} are open (the limit is {limit}): sign out elsewhere, or wait "
-                      "for some to expire")
+        raise TooMany(f"{live} are open (the limit is {limit}): {advice}")
 
 
 async def start_session(store: Store, principal: Principal, now: float) -> str:
-    """A new session of `principal`'s token; returns the secret for the cookie."""
-    await _sweep(store, SESSIONS, MAX_SESSIONS, now)
+    """A new session of `principal`'s token; returns the secret for the cookie. A token at
+    MAX_SESSIONS_PER_TOKEN loses its oldest session to it."""
+    entries, _ = await store.range(SESSIONS)
+    mine = _of_token(entries, SessionRecord, principal.token_id, now)
+    oldest = mine[:max(0, len(mine) - MAX_SESSIONS_PER_TOKEN + 1)]
+    ending = {entry.key for entry in oldest}
+    await _sweep(store, [e for e in entries if e.key not in ending], SessionRecord,
+                 MAX_SESSIONS, now, "sign out elsewhere, or wait for some to expire")
+    for entry in oldest:
+        with contextlib.suppress(CasFailed):  # signed out meanwhile
+            await store.delete(entry.key, expect=entry.mod_revision)
     secret = secrets.token_urlsafe(32)
-    record = SessionRecord(token_id=principal.token_id, role=principal.role,
-                           apps=list(principal.apps) if principal.apps is not None else None,
-                           kv=list(principal.kv) if principal.kv is not None else None,
-                           created_at=now, expires_at=now + SESSION_SECONDS)
+    record = SessionRecord(token_id=principal.token_id, created_at=now,
+                           expires_at=now + SESSION_SECONDS)
     await store.put(session_key(secret), record.dump(), expect=0)
     return secret
 
@@ -146,7 +157,14 @@ async def end_session(store: Store, secret: str) -> None:
 
 async def make_link(store: Store, principal: Principal, now: float) -> tuple[str, float]:
     """A one-time code for a session of `principal`'s token; returns it and its expiry."""
-    await _sweep(store, LINKS, MAX_LINKS, now)
+    entries, _ = await store.range(LINKS)
+    mine = _of_token(entries, LinkRecord, principal.token_id, now)
+    if len(mine) >= MAX_LINKS_PER_TOKEN:
+        raise TooMany(f"{len(mine)} of this token are open (the limit per token is "
+                      f"{MAX_LINKS_PER_TOKEN}): use one, or wait for them to expire (links "
+                      f"are valid for {LINK_SECONDS:.0f} s)")
+    await _sweep(store, entries, LinkRecord, MAX_LINKS, now,
+                 f"wait for some to expire (links are valid for {LINK_SECONDS:.0f} s)")
     code = secrets.token_urlsafe(32)
     record = LinkRecord(token_id=principal.token_id, created_at=now,
                         expires_at=now + LINK_SECONDS)
@@ -170,7 +188,7 @@ async def redeem_link(store: Store, code: str, now: float) -> Redeemed:
         return Redeemed(None, "unknown")
     if now >= link.expires_at:
         return Redeemed(None, "expired")
-    token = await _token(store, link.token_id, now)
+    token = await valid_token(store, link.token_id, now)
     if token is None:
         return Redeemed(None, "revoked")
     return Redeemed(await start_session(store, token.principal(), now))

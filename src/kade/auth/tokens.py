@@ -70,20 +70,27 @@ def parse_token(text: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-async def authenticate(store: Store, presented: str, now: float) -> Principal | None:
-    parsed = parse_token(presented)
-    if parsed is None:
-        return None
-    token_id, secret = parsed
+async def valid_token(store: Store, token_id: str, now: float) -> TokenRecord | None:
+    """The record of token `token_id` while it is valid: None when it is unknown (never
+    made, or revoked), unreadable, or expired."""
     entry = await store.get(token_key(token_id))
     if entry is None:
         return None
     record = decode(entry, TokenRecord)
     if isinstance(record, Unreadable):
         return None
-    if not hmac.compare_digest(record.secret_sha256, _digest(secret)):
-        return None
     if record.expires_at is not None and now >= record.expires_at:
+        return None
+    return record
+
+
+async def authenticate(store: Store, presented: str, now: float) -> Principal | None:
+    parsed = parse_token(presented)
+    if parsed is None:
+        return None
+    token_id, secret = parsed
+    record = await valid_token(store, token_id, now)
+    if record is None or not hmac.compare_digest(record.secret_sha256, _digest(secret)):
         return None
     return record.principal()
 

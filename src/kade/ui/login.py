@@ -7,7 +7,8 @@ instead (`POST /v1/ui/login-links`), so nobody has to copy the management token 
 
 The front door (kade.api.security) accepts the cookie on every endpoint, refuses the forms
 here without this server's `Origin`, and sends a page asked without a session here with
-`next` set to it.
+`next` set to it. A one-time link is made only for a token, never for a session: a session
+(or a stolen cookie) must not renew itself past its 12 hours.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from kade.api.security import principal_of
+from kade.api.security import by_session, principal_of
 from kade.auth import authenticate
 from kade.auth.sessions import (
     COOKIE,
@@ -36,6 +37,7 @@ from kade.ui.render import page
 
 HOME = "/ui/"
 MAX_FIELD = 4096  # a token is ~60 characters, a `next` a path of the interface
+MAX_FIELDS = 10  # the form has two: `token` and `next`
 _LINK_PROBLEMS = {
     "unknown": "This sign-in link was used already or is not valid: each link signs in once. "
                "Run `kade ui` for a new one, or sign in with a token.",
@@ -70,11 +72,12 @@ def _field(fields: dict[str, list[str]], name: str) -> str:
 def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter()
 
-    def form(request: Request, target: str, error: str = "") -> Response:
-        """The sign-in page, with what went wrong if anything. Always a 200: browsers log a
-        4xx page as a console error, and the page itself says what the matter is."""
+    def form(request: Request, target: str, error: str = "", status: int = 200) -> Response:
+        """The sign-in page, with what went wrong if anything. A 200 but for a post that is
+        not the page's form: browsers log a 4xx page as a console error, and the page itself
+        says what the matter is."""
         return page(request, "login.html", {"next": target, "error": error},
-                    title="Sign in", nav="login")
+                    title="Sign in", nav="login", status=status)
 
     async def signed_in(request: Request, secret: str, target: str) -> Response:
         """The new session's cookie; the session this browser had before, if any, ends."""
@@ -110,7 +113,11 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
     @r.post("/ui/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         body = (await request.body()).decode("utf-8", errors="replace")
-        fields = parse_qs(body, max_num_fields=10)
+        try:
+            fields = parse_qs(body, max_num_fields=MAX_FIELDS)
+        except ValueError:  # more fields than allowed
+            return form(request, HOME, f"form: more than {MAX_FIELDS} fields (the sign-in "
+                        "form sends `token` and `next`)", status=400)
         target = safe_next(_field(fields, "next"))
         token = _field(fields, "token").strip()
         if not token:
@@ -142,10 +149,14 @@ def login_router(store: Store, clock: Callable[[], float] = time.time) -> APIRou
         who = principal_of(request)
         if who is None:
             raise HTTPException(401, "authentication required")
+        if by_session(request):
+            raise HTTPException(403, "sign-in links: made for a token only (send it in the "
+                                "Authorization header), not for the session cookie: a "
+                                "session may not renew itself")
         try:
             code, expires = await make_link(store, who, clock())
         except TooMany as e:
-            raise HTTPException(507, f"sign-in links: {e}") from None
+            raise HTTPException(429, f"sign-in links: {e}") from None
         host = request.headers.get("host") or request.url.netloc
         url = f"{request.url.scheme}://{host}/ui/login?code={code}"
         return JSONResponse({"url": url, "expiresAt": expires,
