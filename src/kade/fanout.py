@@ -13,6 +13,7 @@ longer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,7 @@ log = logging.getLogger("kade.fanout")
 
 NODE_TIMEOUT = 5.0  # seconds a node has to answer
 MAX_ANSWER = 128 << 20  # bytes of one node's answer
+MAX_MESSAGE = 64 << 10  # bytes of a node's refusal read for its message
 T = TypeVar("T")
 
 
@@ -95,12 +97,15 @@ class NodeFanOut:
 
         async def one(node: model.Node) -> T:
             url, headers = self.request(node, path, params)
-            response = await self._client.get(url, headers=headers)
-            if response.status_code != 200:
-                raise NodeRefused(message_of(response), response.status_code)
-            if len(response.content) > MAX_ANSWER:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code != 200:
+                    body = await read_at_most(response, MAX_MESSAGE)
+                    raise NodeRefused(message_text(response.status_code, body or b""),
+                                      response.status_code)
+                body = await read_at_most(response, MAX_ANSWER)
+            if body is None:
                 raise NodeRefused(f"its answer is larger than {MAX_ANSWER >> 20} MiB")
-            return load(response.content)
+            return await asyncio.to_thread(load, body)  # up to MAX_ANSWER: not on the loop
 
         results = await asyncio.gather(*(within(one(n), self.timeout) for n in nodes),
                                        return_exceptions=True)
@@ -123,12 +128,28 @@ async def within(waiting: Awaitable[T], seconds: float) -> T:
         raise TimeoutError(f"no answer within {seconds:g}s") from None
 
 
+async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of a streamed response, or None as soon as it goes over `limit` bytes (the
+    rest is not read)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def message_of(response: httpx.Response) -> str:
+    return message_text(response.status_code, response.content)
+
+
+def message_text(status: int, body: bytes) -> str:
+    """A refusal's message: the `message` of kade's JSON errors, else the body's start."""
     try:
-        message = response.json().get("message", "")
+        message = json.loads(body).get("message", "")
     except (ValueError, AttributeError):
-        message = response.text[:200]
-    return f"{response.status_code} {message}".strip()
+        message = body[:200].decode("utf-8", errors="replace")
+    return f"{status} {message}".strip()
 
 
 def reason(error: BaseException) -> str:

@@ -3,11 +3,12 @@ kept a while) and Datadog's (warn/crit levels, recovery, no data), with plain va
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from kade.alerts.state import RESOLVED_KEPT, Alert, Change, Element, step, step_or_keep
+from kade.alerts.state import RESOLVED_KEPT, Alert, Change, Element, step_or_keep
 from kade.spec.alerts import AlertRule
 
 
@@ -22,15 +23,19 @@ class Run:
         self.rule = r
         self.alerts: dict[str, Alert] = {}
         self.empty_since: float | None = None
+        self.note: str | None = None
 
-    def at(self, now: float, *values: tuple[dict[str, str], float]) -> list[Change]:
+    def at(self, now: float, *values: tuple[dict[str, str], float],
+           silent: Sequence[str] = ()) -> list[Change]:
+        """An evaluation; `silent`: the live nodes that did not answer it."""
         elements = [Element(labels, value) for labels, value in values]
         if elements:
             self.empty_since = None
-        elif self.empty_since is None:
+        elif self.empty_since is None and not silent:
             self.empty_since = now
-        self.alerts, changes = step(self.rule, "cluster/HighErrors", elements, self.alerts,
-                                    now, self.empty_since)
+        self.alerts, changes, self.note = step_or_keep(
+            self.rule, "cluster/HighErrors", elements, self.alerts, now, self.empty_since,
+            silent)
         return changes
 
     def states(self) -> dict[str, str]:
@@ -132,7 +137,7 @@ def test_no_data_fires_after_its_time_and_resolves_when_data_comes_back() -> Non
         ("", "firing"), ("true", "resolved")]
 
 
-def test_a_round_a_live_node_did_not_answer_keeps_the_alerts_as_they_were() -> None:
+def test_a_round_a_live_node_did_not_answer_resolves_nothing_and_fires_no_no_data() -> None:
     r = rule(**{"noData": "1m"})
     run = Run(r)
     [c] = run.at(0, (WEB, 5))
@@ -141,11 +146,52 @@ def test_a_round_a_live_node_did_not_answer_keeps_the_alerts_as_they_were() -> N
     # its series were on the node that did not answer: no resolution, no "no data"
     after, changes, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, ["b"])
     assert (after, changes) == (before, [])
-    assert note == "alerts kept as they were: node b did not answer"
+    assert note == ("node b did not answer: alerts whose series may be missing are kept as "
+                    "they were")
     _, _, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, ["b", "c"])
-    assert note == "alerts kept as they were: nodes b, c did not answer"
+    assert note is not None and note.startswith("nodes b, c did not answer: ")
     # every node answered: the same round resolves it, and "no data" fires
     after, changes, note = step_or_keep(r, "cluster/HighErrors", [], before, 600, 0, [])
     assert note is None
     assert sorted((c.alert.state, c.alert.labels.get("nodata", "")) for c in changes) == [
         ("firing", "true"), ("resolved", "")]
+
+
+API, DB = {"app": "/api"}, {"app": "/db"}
+
+
+def test_while_a_node_is_silent_what_the_others_answered_still_moves_alerts() -> None:
+    run = Run(rule(**{"for": "2m"}))
+    run.at(0, (WEB, 5), (API, 3))
+    # b, which held /web's series, stops answering: /web's alert waits, the others go on
+    [c] = run.at(60, (API, 4), (DB, 2), silent=["b"])
+    assert (c.previous, c.alert.state, c.alert.labels["app"]) == (None, "pending", "/db")
+    assert run.note is not None and run.note.startswith("node b did not answer")
+    [c] = run.at(120, (API, 6), (DB, 2), silent=["b"])
+    assert (c.previous, c.alert.state, c.alert.labels["app"]) == ("pending", "firing", "/api")
+    assert run.states() == {"/web/": "pending", "/api/": "firing", "/db/": "pending"}
+    assert run.at(180, (API, 9), silent=["b"]) == []  # /db's may be on b too: kept
+    assert {a.labels["app"]: a.value for a in run.alerts.values()} == {
+        "/web": 5, "/api": 9, "/db": 2}
+    # b answers again, without /web's and /db's: they never fired, they are dropped
+    assert run.at(240, (API, 9)) == [] and run.note is None
+    assert run.states() == {"/api/": "firing"}
+
+
+def test_while_a_node_is_silent_a_series_that_came_changes_level_and_no_data_ends() -> None:
+    run = Run(rule(expr="errors", warn=1, crit=5, noData="1m"))
+    run.at(0, (WEB, 2), (API, 2))
+    changes = run.at(10, (WEB, 6), silent=["b"])  # /web's series came: to critical
+    assert sorted((c.alert.labels["app"], c.alert.labels["severity"], c.alert.state)
+                  for c in changes) == [("/web", "critical", "firing"),
+                                        ("/web", "warning", "resolved")]
+    assert run.states()["/api/warning"] == "firing"  # /api's did not: it stays
+    assert run.at(20, (WEB, 0), silent=["b"])[0].alert.state == "resolved"  # back below
+    assert run.at(600, silent=["b"]) == []  # nothing came: a hole, not "no data"
+    [c] = run.at(700)  # every node answered, and nothing came: /api's resolves at last
+    assert (c.alert.labels["app"], c.alert.state) == ("/api", "resolved")
+    [c] = run.at(760)  # nothing came for a minute
+    assert c.alert.labels.get("nodata") == "true" and c.alert.state == "firing"
+    changes = run.at(770, (API, 0), silent=["b"])  # data again, b silent: "no data" ends
+    assert [(c.alert.labels.get("nodata"), c.alert.state) for c in changes] == [
+        ("true", "resolved")]

@@ -17,6 +17,7 @@ from kade.alerts.state import Alert
 from kade.metrics.series import MemorySource
 from kade.spec import parse_app
 from kade.spec.alerts import AlertRule
+from kade.store.base import NoQuorum
 from kade.store.sqlite import SqliteStore
 from kade.templates.isolate import TemplateWorkers
 
@@ -141,12 +142,14 @@ class PartOfTheCluster(MemorySource):
 
 
 class Rounds:
-    """Each rule's source, as a server makes one per query: the test says who answers."""
+    """Each round's source, as a server makes one per query: the test says who answers."""
 
     def __init__(self) -> None:
         self.source = PartOfTheCluster([])
+        self.made = 0
 
     async def for_query(self) -> MemorySource:
+        self.made += 1
         return self.source
 
 
@@ -160,12 +163,65 @@ async def test_a_rule_keeps_its_alerts_while_a_live_node_does_not_answer(
         await alerting.evaluate_once(T0 + 60)
         [alert] = await _stored(store)
         assert alert.state == "firing"
+        assert rounds.made == 1  # every rule of a round reads one source: nodes asked once
         rounds.source = PartOfTheCluster(["b"])  # the failures were counted on b's side
         await alerting.evaluate_once(T0 + 20 * 60)
         assert [a.state for a in await _stored(store)] == ["firing"]
         assert alerting.errors["builtin/KadeTaskCrashLooping"] == (
-            "alerts kept as they were: node b did not answer")
+            "node b did not answer: alerts whose series may be missing are kept as they were")
         rounds.source = PartOfTheCluster([])  # b answers again: the loop is long over
         await alerting.evaluate_once(T0 + 21 * 60)
         assert [a.state for a in await _stored(store)] == ["resolved"]
         assert "builtin/KadeTaskCrashLooping" not in alerting.errors
+
+
+async def test_a_new_alert_goes_pending_while_another_node_does_not_answer(
+        store: SqliteStore, workers: TemplateWorkers) -> None:
+    rule = AlertRule.model_validate({"name": "Up", "expr": "up == 0", "for": "1m"})
+    await store.put(model.ALERT_RULES + rule.name, rule.model_dump_json(by_alias=True).encode())
+    rounds = Rounds()
+    rounds.source = PartOfTheCluster(["b"])  # b stays silent throughout
+    rounds.source.add({"__name__": "up", "job": "db"}, int(T0 * 1000), 0.0)
+    rounds.source.add({"__name__": "up", "job": "db"}, int((T0 + 60) * 1000), 0.0)
+    async with following(Alerting(store, rounds, workers, builtin=False)) as alerting:
+        await alerting.evaluate_once(T0)
+        assert [(a.labels["job"], a.state) for a in await _stored(store)] == [("db", "pending")]
+        await alerting.evaluate_once(T0 + 60)
+        assert [(a.labels["job"], a.state) for a in await _stored(store)] == [("db", "firing")]
+        assert alerting.errors["cluster/Up"].startswith("node b did not answer")
+
+
+class FailsOnce(SqliteStore):
+    """A store whose `fail_at`-th write of an alert fails, as etcd does without a quorum."""
+
+    def __init__(self, path: Path, fail_at: int) -> None:
+        super().__init__(path)
+        self.fail_at = fail_at
+        self.writes = 0
+
+    async def put(self, key: str, value: bytes, *, expect: int | None = None,
+                  lease: int = 0) -> int:
+        if key.startswith(model.ALERTS):
+            self.writes += 1
+            if self.writes == self.fail_at:
+                raise NoQuorum("etcd has no leader")
+        return await super().put(key, value, expect=expect, lease=lease)
+
+
+async def test_a_write_that_failed_part_way_is_made_in_the_next_round(
+        tmp_path: Path, workers: TemplateWorkers) -> None:
+    store = FailsOnce(tmp_path / "store", fail_at=2)
+    for name in ("One", "Two", "Three"):
+        rule = AlertRule.model_validate({"name": name, "expr": "vector(1)", "for": "5m"})
+        await store.put(model.ALERT_RULES + name, rule.model_dump_json(by_alias=True).encode())
+    try:
+        async with following(Alerting(store, MemorySource(), workers, builtin=False)
+                             ) as alerting:
+            with pytest.raises(NoQuorum):
+                await alerting.evaluate_once(T0)
+            assert len(await _stored(store)) == 1
+            await alerting.evaluate_once(T0 + 10)
+            assert sorted((a.labels["alertname"], a.state) for a in await _stored(store)) == [
+                ("One", "pending"), ("Three", "pending"), ("Two", "pending")]
+    finally:
+        await store.close()

@@ -16,18 +16,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 
 from kade import model
 from kade.admission.metrics import BadData, admit_node_select, selectors
 from kade.api.app import create_app
 from kade.api.node_api import ServerKeys, node_api
-from kade.api.prometheus import prometheus_router
+from kade.api.prometheus import MAX_HEADER, prometheus_router
 from kade.auth.assertions import ServerKey
 from kade.auth.tokens import create_token
-from kade.fanout import NodeFanOut
+from kade.fanout import NodeFanOut, Unanswered
 from kade.logs.fanout import publish_key
 from kade.logs.store import LogStore
-from kade.metrics.remote import NodeMetrics, merge
+from kade.metrics.promql import QueryError
+from kade.metrics.remote import ClusterQuery, NodeMetrics, merge
 from kade.metrics.series import Matcher, selector_text
 from kade.metrics.tsdb import TSDB
 from kade.metrics.wire import TooLarge, WireError, dump_series, load_series, select_answer
@@ -231,3 +233,92 @@ async def test_a_query_wider_than_a_nodes_bounds_is_refused_naming_the_node(
     assert body["errorType"] == "execution"
     assert body["error"].startswith("node n")
     assert "too many samples" in body["error"]
+
+
+class Recording:
+    """A fan-out whose node n2 does not answer (it timed out): what each call asked."""
+
+    timeout = 60.0
+
+    def __init__(self, hang: bool = False) -> None:
+        self.asked: list[list[str]] = []
+        self.hang = hang
+
+    def clock(self) -> float:
+        return time.time()
+
+    async def ask(self, nodes: list[model.Node], path: str, params: Any, load: Any
+                  ) -> tuple[list[tuple[str, list[Any]]], list[Unanswered]]:
+        self.asked.append([n.name for n in nodes])
+        if self.hang:
+            await asyncio.Event().wait()
+        return ([(n.name, []) for n in nodes if n.name != "n2"],
+                [Unanswered(n.name, "timed out") for n in nodes if n.name == "n2"])
+
+
+def _nodes(*names: str) -> list[model.Node]:
+    return [model.Node(name=n, address="127.0.0.1", cpus=1, mem=1, api_url="http://x")
+            for n in names]
+
+
+async def test_a_node_that_did_not_answer_is_not_asked_again_in_the_same_query(
+        tmp_path: Path) -> None:
+    local = TSDB(tmp_path / "m").open()
+    fanout = Recording()
+    query = ClusterQuery(fanout, local, _nodes("n1", "n2"), [],  # type: ignore[arg-type]
+                         asyncio.get_running_loop())
+    for name in ("a", "b", "c"):  # a query of three selectors
+        await asyncio.to_thread(query.select, [Matcher.of("__name__", "=", name)], 0, 1)
+    assert fanout.asked == [["n1", "n2"], ["n1"], ["n1"]]
+    assert query.silent() == ["n2"]
+    assert query.warnings() == ["node n2 did not answer (timed out): its series are missing"]
+    local.close()
+
+
+async def test_a_query_waits_for_the_nodes_no_longer_than_its_own_time(
+        tmp_path: Path) -> None:
+    local = TSDB(tmp_path / "m").open()
+    up = [Matcher.of("__name__", "=", "up")]
+    fanout = Recording(hang=True)  # 60 s a node; the query has far less
+    query = ClusterQuery(fanout, local, _nodes("n1"), [],  # type: ignore[arg-type]
+                         asyncio.get_running_loop(), time.monotonic() + 0.2)
+    with pytest.raises(QueryError, match="query timed out waiting for the nodes' series"):
+        await asyncio.to_thread(query.select, up, 0, 1)
+    over = ClusterQuery(fanout, local, _nodes("n1"), [],  # type: ignore[arg-type]
+                        asyncio.get_running_loop(), time.monotonic() - 1)
+    with pytest.raises(QueryError, match="timed out"):
+        await asyncio.to_thread(over.select, up, 0, 1)
+    assert len(fanout.asked) == 1  # the query past its time asked no node
+    local.close()
+
+
+class Unclear:
+    """A server's source whose node answered its refusal with line breaks and any text."""
+
+    def select(self, matchers: Any, low: int, high: int) -> list[Any]:
+        return []
+
+    def latest(self, since_ms: int) -> list[Any]:
+        return []
+
+    def warnings(self) -> list[str]:
+        return ["node n2 did not answer (500 oops\r\nSet-Cookie: a=b ✓ é \x00" + "x" * 5000
+                + "): its series are missing"]
+
+    def silent(self) -> list[str]:
+        return ["n2"]
+
+
+async def test_metrics_names_a_node_whose_message_no_header_could_carry() -> None:
+    app = FastAPI()
+    app.include_router(prometheus_router(Unclear(), lambda: {}))
+    served = await serve(app)
+    try:
+        async with httpx.AsyncClient() as client:
+            got = await client.get(served.url + "/metrics")
+    finally:
+        await served.stop()
+    assert got.status_code == 200 and "set-cookie" not in got.headers
+    header = got.headers["x-kade-warnings"]
+    assert header.startswith("node n2 did not answer (500 oops  Set-Cookie: a=b ? ?  xxx")
+    assert len(header) == MAX_HEADER and header.endswith("...")

@@ -1,8 +1,9 @@
 """Alerting, run by the leader: every rule evaluated each interval over the node's (or the
 cluster's: kade.metrics.remote) metrics, alerts kept in the store (`alerts/<fingerprint>`)
 so that they survive a leader's change and appear on `/v1/events`, and notifications sent.
-A round in which a live node did not answer keeps a rule's alerts as they were
-(kade.alerts.state.step_or_keep).
+A round in which a live node did not answer resolves none of the alerts whose series may be
+missing and fires no "no data" (kade.alerts.state.step_or_keep); each round reads the nodes
+through one query source, so a node that did not answer is waited for once a round.
 
 Rules come from three places: apps (`"alerts"` of their current version; their alerts get
 the app's `app` label), the cluster (`alertrules/<name>`, `kade alert-rules apply`), and
@@ -83,7 +84,7 @@ def evaluate(source: Source, rule: KeyedRule, now: float) -> list[Element]:
 @dataclass
 class Alerting:
     store: Store
-    source: Source | QuerySources[Source]  # a server's: one per rule (kade.metrics.remote)
+    source: Source | QuerySources[Source]  # a server's: one per round (kade.metrics.remote)
     workers: TemplateWorkers
     dispatcher: Dispatcher = field(default_factory=Dispatcher)
     interval: float = INTERVAL
@@ -125,52 +126,56 @@ class Alerting:
                 await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0.5))
 
     async def evaluate_once(self, now: float) -> list[Notification]:
-        """Every rule once; the alerts' changes written; the notifications now due."""
+        """Every rule once; the alerts' changes written; the notifications now due.
+
+        A rule's alerts change in memory only as the store takes them: a write that fails
+        leaves its change to be found again in the next round."""
         if not self._loaded:  # go on from the alerts a previous leader left
             for alert in self.mirror.table(ALERTS).items.values():
                 self._alerts.setdefault(alert.rule, {})[alert.fingerprint] = alert
             self._loaded = True
         rules = self.rules()
-        changes: list[Change] = []
-        refresh: list[Alert] = []
+        source = await self._source()  # one per round: a silent node is waited for once
         for keyed in rules:
             try:
-                source = await self._source()
                 elements = await asyncio.to_thread(evaluate, source, keyed, now)
             except QueryError as e:
                 self.errors[keyed.key] = str(e)
                 continue
             silent = source.silent() if isinstance(source, Partial) else []
-            if not silent:  # a hole in the data says nothing of "no data"
-                if elements:
-                    self._empty_since.pop(keyed.key, None)
-                else:
-                    self._empty_since.setdefault(keyed.key, now)
+            if elements:
+                self._empty_since.pop(keyed.key, None)
+            elif not silent:  # a hole in the data says nothing of "no data"
+                self._empty_since.setdefault(keyed.key, now)
             empty_since = self._empty_since.get(keyed.key)
             current = self._alerts.get(keyed.key, {})
-            after, changed, kept = step_or_keep(keyed.rule, keyed.key, elements, current, now,
+            after, changed, note = step_or_keep(keyed.rule, keyed.key, elements, current, now,
                                                 empty_since, silent)
-            if kept:
-                if self.errors.get(keyed.key) != kept:
-                    log.warning("rule %s: %s", keyed.key, kept)
-                self.errors[keyed.key] = kept
-                continue
-            self.errors.pop(keyed.key, None)
+            if note:
+                if self.errors.get(keyed.key) != note:
+                    log.warning("rule %s: %s", keyed.key, note)
+                self.errors[keyed.key] = note
+            else:
+                self.errors.pop(keyed.key, None)
             changed_fps = {c.alert.fingerprint for c in changed}
-            for fp, alert in list(after.items()):
-                if fp in changed_fps or alert.state != "firing":
-                    continue
-                if now - self._written.get(fp, 0) >= VALUE_REFRESH:
-                    refresh.append(alert)
-            after = await self._annotate(keyed.rule, after, changed_fps | {
-                a.fingerprint for a in refresh})
-            changes += [Change(after[c.alert.fingerprint], c.previous) for c in changed]
-            self._alerts[keyed.key] = after
+            refresh = [fp for fp, alert in after.items() if fp not in changed_fps
+                       and alert.state == "firing"
+                       and now - self._written.get(fp, 0) >= VALUE_REFRESH]
+            after = await self._annotate(keyed.rule, after, changed_fps | set(refresh))
+            await self._write(keyed.key, after,
+                              [Change(after[c.alert.fingerprint], c.previous) for c in changed],
+                              [after[fp] for fp in refresh], now)
         keys = {k.key for k in rules}
         for gone in [k for k in self._alerts if k not in keys]:  # a rule removed: its alerts go
-            for alert in self._alerts.pop(gone).values():
-                await self.store.delete(model.ALERTS + alert.fingerprint)
-        await self._write(changes, refresh, now)
+            alerts = self._alerts[gone]
+            for fp in list(alerts):
+                await self.store.delete(model.ALERTS + fp)
+                del alerts[fp]
+            del self._alerts[gone]
+        kept = {fp for alerts in self._alerts.values() for fp in alerts}
+        for fp in [fp for fp in self._written if fp not in kept]:
+            await self.store.delete(model.ALERTS + fp)  # resolved long enough ago, or dropped
+            del self._written[fp]
         webhooks = {k.key: k.rule.webhooks for k in rules if k.rule.webhooks}
         every = [a for alerts in self._alerts.values() for a in alerts.values()]
         return list(self.dispatcher.due(every, webhooks, now))
@@ -190,18 +195,17 @@ class Alerting:
             out[fp] = alert.model_copy(update={"annotations": text})
         return out
 
-    async def _write(self, changes: Sequence[Change], refresh: Sequence[Alert],
-                     now: float) -> None:
+    async def _write(self, key: str, after: dict[str, Alert], changes: Sequence[Change],
+                     refresh: Sequence[Alert], now: float) -> None:
+        """A rule's alerts after a round: each changed (or refreshed) one kept in memory once
+        it is written, and the whole of them once every write went through."""
+        alerts = self._alerts.setdefault(key, {})
+        for alert in [*(c.alert for c in changes), *refresh]:
+            await self.store.put(model.ALERTS + alert.fingerprint, alert.dump())
+            alerts[alert.fingerprint] = alert
+            self._written[alert.fingerprint] = now
         for change in changes:
             alert = change.alert
-            await self.store.put(model.ALERTS + alert.fingerprint, alert.dump())
-            self._written[alert.fingerprint] = now
             log.info("alert %s %s: %s", alert.labels.get("alertname"), alert.state,
                      alert.annotations.get("summary", alert.labels))
-        for alert in refresh:
-            await self.store.put(model.ALERTS + alert.fingerprint, alert.dump())
-            self._written[alert.fingerprint] = now
-        kept = {fp for alerts in self._alerts.values() for fp in alerts}
-        for fp in [fp for fp in self._written if fp not in kept]:
-            await self.store.delete(model.ALERTS + fp)  # resolved long enough ago, or dropped
-            del self._written[fp]
+        self._alerts[key] = after

@@ -88,7 +88,7 @@ def active(rule: AlertRule, elements: Sequence[Element],
                 if a.state == "firing" and a.labels.get("severity") == "critical"}
     found: dict[str, tuple[dict[str, str], float]] = {}
     for e in elements:
-        labels = {**e.labels, **rule.labels, "alertname": rule.name}
+        labels = _labels(rule, e)
         if rule.thresholds:
             crit_fp = fingerprint({**labels, "severity": "critical"})
             level = _level(rule, e.value, "critical" if crit_fp in critical else None)
@@ -100,13 +100,18 @@ def active(rule: AlertRule, elements: Sequence[Element],
 
 
 def step(rule: AlertRule, key: str, elements: Sequence[Element], current: dict[str, Alert],
-         now: float, empty_since: float | None) -> tuple[dict[str, Alert], list[Change]]:
+         now: float, empty_since: float | None, partial: bool = False
+         ) -> tuple[dict[str, Alert], list[Change]]:
     """One evaluation: the rule's alerts after it, and what changed. `empty_since`: since
-    when the expression has returned nothing (None: it returned something now)."""
+    when the expression has returned nothing (None: it returned something now). `partial`:
+    some series may be missing from `elements`; an alert whose series did not come is kept
+    as it was (neither dropped nor resolved), and "no data" does not fire."""
     found = active(rule, elements, current)
-    if rule.no_data and empty_since is not None and now - empty_since >= rule.no_data:
-        labels = {**rule.labels, "alertname": rule.name, "nodata": "true"}
+    if (not partial and rule.no_data and empty_since is not None
+            and now - empty_since >= rule.no_data):
+        labels = _no_data_labels(rule)
         found[fingerprint(labels)] = (labels, math.nan)
+    came = _series_of(rule, elements) if partial else set()
     after: dict[str, Alert] = {}
     changes: list[Change] = []
     for fp, (labels, value) in found.items():
@@ -130,6 +135,9 @@ def step(rule: AlertRule, key: str, elements: Sequence[Element], current: dict[s
     for fp, old in current.items():
         if fp in after:
             continue
+        if partial and old.state != "resolved" and _series_key(rule, old.labels) not in came:
+            after[fp] = old  # its series may be on a node that did not answer
+            continue
         if old.state == "pending":
             continue  # never fired: dropped without a word
         if old.state == "firing":
@@ -147,18 +155,43 @@ def step(rule: AlertRule, key: str, elements: Sequence[Element], current: dict[s
 def step_or_keep(rule: AlertRule, key: str, elements: Sequence[Element],
                  current: dict[str, Alert], now: float, empty_since: float | None,
                  silent: Sequence[str] = ()) -> tuple[dict[str, Alert], list[Change], str | None]:
-    """`step`, unless nodes that should have answered (their agent is alive) did not: then
-    their series are missing from `elements`, and an alert would resolve, or "no data" fire,
-    for a hole in the data rather than a change in what is measured. The rule's alerts stay
-    as they were this round, and the reason is returned (the rule's status shows it).
+    """`step`, knowing which nodes that should have answered (their agent is alive) did
+    not: their series are missing from `elements`, and an alert would resolve, or "no data"
+    fire, for a hole in the data rather than a change in what is measured. What did come
+    still counts (a new alert, a pending one firing after `for`, values), but the alerts
+    whose series did not come are kept as they were, and the reason is returned (the rule's
+    status shows it).
 
     A node known down is not a hole: its tasks are being replaced, KadeNodeDown says so, and
     what was measured there is gone from the answer as it is gone from the cluster."""
-    if silent:
-        return dict(current), [], (f"alerts kept as they were: node{'s' if len(silent) > 1 else ''}"
-                                   f" {', '.join(silent)} did not answer")
-    after, changes = step(rule, key, elements, current, now, empty_since)
-    return after, changes, None
+    after, changes = step(rule, key, elements, current, now, empty_since, partial=bool(silent))
+    if not silent:
+        return after, changes, None
+    return after, changes, (f"node{'s' if len(silent) > 1 else ''} {', '.join(silent)} did not"
+                            " answer: alerts whose series may be missing are kept as they were")
+
+
+def _labels(rule: AlertRule, element: Element) -> dict[str, str]:
+    return {**element.labels, **rule.labels, "alertname": rule.name}
+
+
+def _no_data_labels(rule: AlertRule) -> dict[str, str]:
+    return {**rule.labels, "alertname": rule.name, "nodata": "true"}
+
+
+def _series_key(rule: AlertRule, labels: dict[str, str]) -> str:
+    """What tells an alert's series apart: its labels, less the severity a threshold rule
+    gives (a warning and a critical alert of one series share it)."""
+    return fingerprint({k: v for k, v in labels.items()
+                        if not (rule.thresholds and k == "severity")})
+
+
+def _series_of(rule: AlertRule, elements: Sequence[Element]) -> set[str]:
+    """The series that came in this evaluation; with any, there is data: "no data" too."""
+    came = {_series_key(rule, _labels(rule, e)) for e in elements}
+    if elements:
+        came.add(_series_key(rule, _no_data_labels(rule)))
+    return came
 
 
 def _finite(value: float) -> float | None:

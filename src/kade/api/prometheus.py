@@ -53,12 +53,20 @@ from kade.metrics.values import matrix_json, result_json
 MAX_FORM = 1024 * 1024  # bytes of a POSTed form
 MAX_SERIES = 10_000  # label sets in one /series answer
 WARNINGS_HEADER = "X-Kade-Warnings"  # /metrics: the nodes that did not answer
+MAX_HEADER = 2048  # characters of the warnings header
 
 
 class MetricsSource(Protocol):
     def select(self, matchers: Sequence[Matcher], low: int, high: int) -> Iterable[Series]: ...
 
     def latest(self, since_ms: int) -> list[tuple[Labels, int, float]]: ...
+
+
+def header_text(text: str, limit: int = MAX_HEADER) -> str:
+    """`text` as a header's value: printable ASCII only (a node's message may carry line
+    breaks or any character, which a header cannot), at most `limit` characters."""
+    safe = "".join(c if " " <= c <= "~" else "?" if c.isprintable() else " " for c in text)
+    return safe if len(safe) <= limit else safe[:limit - 3] + "..."
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -94,16 +102,16 @@ def prometheus_router(source: MetricsSource | QuerySources[MetricsSource],
                       clock: Callable[[], float] = time.time) -> APIRouter:
     r = APIRouter()
 
-    async def source_for() -> MetricsSource:
+    async def source_for(timeout: float | None = None) -> MetricsSource:
         if isinstance(source, QuerySources):
-            return await source.for_query()
+            return await source.for_query(timeout)
         return source
 
     async def answer(request: Request,
                      work: Callable[[MetricsSource, list[tuple[str, str]]], Any]) -> Any:
         try:
             params = await _params(request)
-            src = await source_for()
+            src = await source_for(admit_timeout(_one(params, "timeout")))
             data = await asyncio.to_thread(work, src, params)
             return _ok(data, src.warnings() if isinstance(src, Partial) else None)
         except BadData as e:
@@ -199,7 +207,7 @@ def prometheus_router(source: MetricsSource | QuerySources[MetricsSource],
         # the text format has no place for them: the nodes left out are named in a header
         missing = src.warnings() if isinstance(src, Partial) else []
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8",
-                                 headers={WARNINGS_HEADER: "; ".join(missing)} if missing
-                                 else None)
+                                 headers={WARNINGS_HEADER: header_text("; ".join(missing))}
+                                 if missing else None)
 
     return r

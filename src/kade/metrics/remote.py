@@ -10,13 +10,16 @@ never another server, so no series is counted twice.
 The query engine (kade.metrics.promql) runs in a worker thread and calls `select`
 synchronously; a `ClusterQuery` is made for each query on the event loop (it reads once
 which nodes to ask) and runs each fan-out on that loop from the worker thread. The nodes that
-did not answer are recorded: named in the answer's `warnings`, and the alerting keeps a
-rule's alerts as they were when a live node's series were missing (kade.alerts.state).
+did not answer are recorded: named in the answer's `warnings`, not asked again for the
+query's other selectors (a hung node costs one wait, not one per selector), and the alerting
+resolves no alert whose series may be missing (kade.alerts.state). A query with a time bound
+waits for the nodes no longer than the time it has left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +34,7 @@ from kade.model import Node
 
 SELECT = "/node/v1/metrics/select"
 SLACK = 2.0  # seconds beyond the nodes' own bound a worker waits for a fan-out
+TIMED_OUT = "query timed out waiting for the nodes' series"
 
 
 class NodeMetrics:
@@ -40,21 +44,25 @@ class NodeMetrics:
         self.fanout = fanout
         self.local = local
 
-    async def for_query(self) -> ClusterQuery:
+    async def for_query(self, timeout: float | None = None) -> ClusterQuery:
         nodes, down = await self.fanout.nodes()
-        return ClusterQuery(self.fanout, self.local, nodes, down, asyncio.get_running_loop())
+        return ClusterQuery(self.fanout, self.local, nodes, down, asyncio.get_running_loop(),
+                            None if timeout is None else time.monotonic() + timeout)
 
 
 class ClusterQuery:
     """One query's source (kade.metrics.series.Source, Partial): call it from a worker
-    thread, never from the loop's own (it waits for the loop)."""
+    thread, never from the loop's own (it waits for the loop). `deadline`: the query's end
+    (time.monotonic), if it has one."""
 
     def __init__(self, fanout: NodeFanOut, local: TSDB, nodes: Sequence[Node],
-                 down: Sequence[Unanswered], loop: asyncio.AbstractEventLoop) -> None:
+                 down: Sequence[Unanswered], loop: asyncio.AbstractEventLoop,
+                 deadline: float | None = None) -> None:
         self.fanout = fanout
         self.local = local
         self.nodes = list(nodes)
         self.loop = loop
+        self.deadline = deadline
         self.missing: dict[str, Unanswered] = {m.node: m for m in down}
 
     # -- what the engine and the API read ------------------------------------------------
@@ -97,18 +105,25 @@ class ClusterQuery:
     # -- asking --------------------------------------------------------------------------
 
     def _ask(self, params: list[tuple[str, str]]) -> list[list[Arrays]]:
-        if not self.nodes:
+        nodes = [n for n in self.nodes if n.name not in self.missing]  # failed: not again
+        if not nodes:
             return []
         if _on_loop(self.loop):
             raise RuntimeError("ClusterQuery waits for the event loop: call it from a worker "
                                "thread (asyncio.to_thread)")
+        wait = self.fanout.timeout + SLACK
+        left = wait if self.deadline is None else self.deadline - time.monotonic()
+        if left <= 0:
+            raise QueryError(TIMED_OUT)
         future = asyncio.run_coroutine_threadsafe(
-            self.fanout.ask(self.nodes, SELECT, params, load_series), self.loop)
+            self.fanout.ask(nodes, SELECT, params, load_series), self.loop)
         try:
-            answers, missing = future.result(self.fanout.timeout + SLACK)
+            answers, missing = future.result(min(wait, left))
         except TimeoutError:
             future.cancel()
-            answers, missing = [], [Unanswered(n.name, "timed out") for n in self.nodes]
+            if left < wait:
+                raise QueryError(TIMED_OUT) from None
+            answers, missing = [], [Unanswered(n.name, "timed out") for n in nodes]
         for m in missing:
             if m.status == 422:  # the node's bounds: the query is too wide, not the node down
                 raise QueryError(f"node {m.node}: {m.reason.removeprefix('422 ')}")

@@ -95,10 +95,13 @@ S_co = TypeVar("S_co", covariant=True)
 
 @runtime_checkable
 class QuerySources(Protocol[S_co]):
-    """Where each query (or alert rule) gets the source it reads: a server's is its own for
-    each query, which reads once which nodes to ask and records those that did not answer."""
+    """Where each query (or round of alert rules) gets the source it reads: a server's is its
+    own for each, which reads once which nodes to ask and records those that did not answer."""
 
-    async def for_query(self) -> S_co: ...
+    async def for_query(self, timeout: float | None = None) -> S_co:
+        """The source of one query; `timeout`: seconds the query may take in all, which
+        bounds its waiting for the nodes too (None: only each node's own bound)."""
+        ...
 
 
 @runtime_checkable
