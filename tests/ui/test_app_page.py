@@ -138,7 +138,7 @@ def test_kill_a_task_and_see_it_replaced(signed_in: Page, kade: Kade) -> None:
     page.goto("/ui/apps/uiapp/killed")
     expect(page.locator("#live-state")).to_contain_text("live")
     row = page.locator(f'#tasks-table tr.active[data-task="{task["id"]}"]')
-    row.get_by_role("button", name="Kill").click()
+    row.get_by_role("button", name=f"Kill {task['id']}").click()
     expect(page.locator("#confirm")).to_contain_text(f"Kill task {task['id']}?")
     page.locator("#confirm-ok").click()
     # another task takes its place, on screen without a reload
@@ -196,6 +196,18 @@ def test_destroy_asks_first_then_goes_to_the_apps_list(signed_in: Page, kade: Ka
     page.get_by_role("button", name="Destroy").click()
     expect(page.locator("#confirm")).to_contain_text(f"Destroy {app_id}?")
     page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    assert kade.app(app_id)["id"] == app_id  # still there
+
+    # a Confirm given to another question does not answer this one when Escape closes it
+    [task] = wait_for(lambda: kade.running_tasks(app_id), 60, "the task running")
+    page.get_by_role("button", name=f"Kill {task['id']}").click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator(".toast")).to_contain_text(f"{task['id']} is being killed")
+    page.get_by_role("button", name="Destroy").click()
+    expect(page.locator("#confirm")).to_contain_text(f"Destroy {app_id}?")
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm")).to_be_hidden()
+    page.wait_for_timeout(500)  # what a wrongly sent DELETE would need to land
     assert kade.app(app_id)["id"] == app_id  # still there
     page.get_by_role("button", name="Destroy").click()
     page.locator("#confirm-ok").click()

@@ -16,6 +16,7 @@
   const UNITS = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
   let source = null;
   let histogramTimer = 0;
+  const retry = kade.retrier();  // the follow stream, reopened when the server ended it
   let selected = view.dataset.event || "";
 
   function params() {
