@@ -51,7 +51,7 @@ def fill(kade: Kade, apps: int) -> None:
     rng = random.Random(7)
     for i in range(apps):
         kade.deploy({"id": f"/bench/app-{i:02d}", "cmd": "sleep 3600",
-                     "instances": rng.randint(1, 3), "cpus": 0.01, "mem": 8,
+                     "instances": rng.randint(1, 3), "cpus": 0.01, "mem": 8, "portDefinitions": [],
                      "labels": {"team": rng.choice(["shop", "search", "pay"])}})
     wait_for(lambda: all(a["tasksRunning"] == a["instances"]
                          for a in kade.get("/v1/apps")["apps"]), 120, "every task running")
