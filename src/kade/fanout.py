@@ -139,10 +139,6 @@ async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def message_of(response: httpx.Response) -> str:
-    return message_text(response.status_code, response.content)
-
-
 def message_text(status: int, body: bytes) -> str:
     """A refusal's message: the `message` of kade's JSON errors, else the body's start."""
     try:

@@ -6,6 +6,7 @@ stderr is read from the node that ran it, and every other page answers without a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,15 @@ def query(server: KadeServer, promql: str) -> list[dict[str, Any]]:
     return list(r.json()["data"]["result"])
 
 
+def query_range(server: KadeServer, promql: str, seconds: int) -> list[dict[str, Any]]:
+    end = time.time()
+    r = httpx.get(f"{server.url}/api/v1/query_range", params={
+        "query": promql, "start": end - seconds, "end": end, "step": 15},
+        headers=server.auth, timeout=30)
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"]["result"])
+
+
 def test_the_overview_shows_each_zone_with_its_node(
         signed_in: Page, cluster: tuple[KadeServer, list[KadeAgent]]) -> None:
     page = signed_in
@@ -87,8 +97,15 @@ def test_the_app_page_shows_both_nodes_tasks_and_their_metrics(
     expect(page.locator("#live-state")).to_contain_text("live")
     for task, node in tasks.items():
         expect(page.locator(f'#tasks-table tr[data-task="{task}"]')).to_contain_text(node)
-    cpu = page.locator('figure[data-chart="cpu"] polyline')
-    expect(cpu).to_have_count(2, timeout=30_000)
+    # the chart's own range query, as the page asks it (the last hour), answers both tasks;
+    # the range chosen again draws it (a chart also redraws every 30 s by itself)
+    chart = page.locator('figure[data-chart="cpu"]')
+    promql = str(chart.get_attribute("data-query")).replace("$w", "60s")
+    wait_for(lambda: {r["metric"]["task"] for r in query_range(server, promql, 3600)}
+             == set(tasks), 60, "both tasks in the chart's range query")
+    page.get_by_role("button", name="1h", exact=True).click()
+    cpu = chart.locator("polyline")
+    expect(cpu).to_have_count(2, timeout=60_000)
     drawn = set(cpu.locator("title").all_text_contents())
     assert drawn == set(tasks), drawn
     expect(page.locator("figure[data-chart] p.bad")).to_have_count(0)

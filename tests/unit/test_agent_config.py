@@ -7,8 +7,9 @@ import io
 import os
 import pwd
 import stat
+import subprocess
+import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -361,32 +362,42 @@ async def test_a_write_never_follows_a_link_put_in_place_of_a_file(
     assert not path.is_symlink() and read(path) == "two"
 
 
+# A task's program reading its file without pause, as another process (a thread of this
+# one would share the interpreter's lock with the writer and starve it): it stops at the end
+# of its stdin and prints how many reads it made and the lengths of those that were torn.
+_READER = """
+import select, sys
+path, reads, torn = sys.argv[1], 0, []
+while not select.select([sys.stdin], [], [], 0)[0]:
+    with open(path, "rb") as f:
+        data = f.read()
+    reads += 1
+    if reads == 1:
+        print("reading", flush=True)
+    if len(set(data)) != 1 or len(data) % 100_000:
+        torn.append(len(data))
+print(reads, *torn[:20])
+"""
+
+
 def test_a_reader_sees_the_old_file_or_the_new_one_never_a_mix(tmp_path: Path) -> None:
-    """A file replaced again and again — longer, then shorter — while a thread reads it
-    without pause. (Written in place, a reader finds the new text followed by the rest of
+    """A file replaced again and again — longer, then shorter — while another process reads
+    it without pause. (Written in place, a reader finds the new text followed by the rest of
     the old one, or a file cut short, within a few hundred writes.)"""
     path = tmp_path / "0-big.conf"
     _replace(path, "a" * 100_000, 0o600, None)
-    torn: list[int] = []
-    reads = [0]
-    done = threading.Event()
-
-    def reader() -> None:
-        while not done.is_set():
-            data = path.read_bytes()
-            reads[0] += 1
-            if len(set(data)) != 1 or len(data) % 100_000:
-                torn.append(len(data))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
         for i in range(2000):
             _replace(path, chr(ord("a") + i % 26) * (100_000 * (1 + i % 2)), 0o600, None)
+        out, _ = reader.communicate("", timeout=30)
     finally:
-        done.set()
-        thread.join()
-    assert torn == [] and reads[0] > 100
+        reader.kill()
+        reader.wait()
+    reads, *torn = (int(n) for n in out.split())
+    assert torn == [] and reads > 100
     assert os.listdir(tmp_path) == [path.name] and mode_of(path) == 0o600
 
 

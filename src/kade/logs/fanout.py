@@ -22,11 +22,13 @@ from kade import model
 from kade.admission.logs import query_params
 from kade.auth.assertions import ServerKey
 from kade.fanout import (
+    MAX_MESSAGE,
     NODE_TIMEOUT,
     NodeFanOut,
     NodeRefused,
     Unanswered,
-    message_of,
+    message_text,
+    read_at_most,
     reason,
     within,
 )
@@ -76,8 +78,9 @@ class FanOut(NodeFanOut):
                                                timeout=httpx.Timeout(
                                                    self.timeout + 1, read=None)) as response:
                     if response.status_code != 200:
-                        await response.aread()
-                        raise NodeRefused(message_of(response), response.status_code)
+                        body = await read_at_most(response, MAX_MESSAGE)
+                        raise NodeRefused(message_text(response.status_code, body or b""),
+                                          response.status_code)
                     async for row in response.aiter_lines():
                         data = json.loads(row) if row else {}
                         if isinstance(data, list):

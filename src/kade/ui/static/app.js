@@ -83,19 +83,12 @@
 
   // -- ended tasks, from the log store: they outlive their task records ------------------
   const ENDED_SHOWN = 100;
-  const when = (seconds) => seconds == null ? "–"
-    : new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ");
+  const when = kade.utc;
   // a task kade stopped on purpose (kade.scheduler.plan's reasons) did not fail
   const PLANNED_STOP = /^(killed on request|scaled down|app deleted|replaced by|node \S+ is draining)/;
   const failedEnding = (t) => t.exitCode != null && t.exitCode !== 0 && !PLANNED_STOP.test(t.reason || "");
 
-  function cell(row, text, className) {
-    const td = document.createElement("td");
-    if (className) td.className = className;
-    td.textContent = text;
-    row.appendChild(td);
-    return td;
-  }
+  const cell = (row, text, className) => kade.cell(text, className, row);
 
   function endedRow(t) {
     const tr = document.createElement("tr");

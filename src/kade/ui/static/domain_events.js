@@ -47,12 +47,7 @@
 
   function iso(seconds) { return new Date(seconds * 1000).toISOString(); }
 
-  function cell(tr, content, className) {
-    const td = document.createElement("td");
-    if (className) td.className = className;
-    if (content instanceof Node) td.append(content); else td.textContent = content;
-    tr.append(td);
-  }
+  const cell = (tr, content, className) => kade.cell(content, className, tr);
 
   function brief(value) {
     const text = JSON.stringify(value);

@@ -136,12 +136,7 @@
   }
 
   // -- the plan ---------------------------------------------------------------------------
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    if (cls) td.className = cls;
-    td.textContent = text;
-    return td;
-  }
+  const cell = kade.cell;
 
   function value(v) {
     return v === null || v === undefined ? "(none)" : JSON.stringify(v);

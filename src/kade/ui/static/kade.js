@@ -267,6 +267,19 @@ const kade = (() => {
     }
   }
 
+  // -- pieces the page scripts build tables of ---------------------------------------------
+  // a cell of text (or of an element); appended to `row` when one is given
+  function cell(content, className, row) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    if (content instanceof Node) td.append(content); else td.textContent = content;
+    if (row) row.append(td);
+    return td;
+  }
+  // seconds since the epoch as `2026-11-30 17:00:00` (UTC, as every time on the pages)
+  const utc = (seconds) => seconds == null ? "–"
+    : new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ");
+
   // -- filters: <input data-filter="#table"> hides rows whose data-row lacks the text ------
   function applyFilter(input) {
     const table = document.querySelector(input.dataset.filter);
@@ -303,5 +316,5 @@ const kade = (() => {
 
   // setLive: a page whose own stream is its live part says so in the top bar
   return { api, toast, run, refresh, refreshAll, confirm: confirmDialog, schedule, setLive,
-           retrier };
+           retrier, cell, utc };
 })();

@@ -78,13 +78,7 @@
     return dot >= 0 ? id.slice(dot + 1, dot + 9) : id.slice(0, 12);
   }
 
-  function cell(tr, content, className) {
-    const td = document.createElement("td");
-    if (className) td.className = className;
-    if (content instanceof Node) td.append(content); else td.textContent = content;
-    tr.append(td);
-    return td;
-  }
+  const cell = (tr, content, className) => kade.cell(content, className, tr);
 
   function row(line) {
     const tr = document.createElement("tr");
@@ -283,8 +277,8 @@
       cell(tr, link, "mono");
       cell(tr, t.node);
       cell(tr, (t.version || "").slice(0, 19), "mono");
-      cell(tr, new Date(t.started * 1000).toISOString().slice(0, 19).replace("T", " "), "nowrap");
-      cell(tr, t.ended ? new Date(t.ended * 1000).toISOString().slice(0, 19).replace("T", " ") : "running", "nowrap");
+      cell(tr, kade.utc(t.started), "nowrap");
+      cell(tr, t.ended ? kade.utc(t.ended) : "running", "nowrap");
       cell(tr, t.ended ? (t.reason || (t.exitCode !== null ? `exit code ${t.exitCode}` : "ended")) : "");
       const err = document.createElement("a");
       err.href = "/ui/logs?stream=stderr&task=" + encodeURIComponent(t.task);

@@ -105,12 +105,7 @@
 (() => {
   const table = document.querySelector("table[data-rules]");
   if (!table) return;
-  const cell = (text, className) => {
-    const td = document.createElement("td");
-    if (className) td.className = className;
-    td.textContent = text;
-    return td;
-  };
+  const cell = kade.cell;
   async function load() {
     const problem = document.getElementById("rules-error");
     try {
