@@ -4,8 +4,10 @@ isolation as harness.Kade, which these build on)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests.integration.harness import Kade, wait_for
@@ -91,3 +93,24 @@ class KadeAgent(Kade):
         wait_for(lambda: "kade agent" in self.logs(), 30, f"agent {self.node} up")
         self.token = self.server.token
         return self
+
+
+@contextlib.contextmanager
+def server_and_agents(root: Path, *, names: Sequence[str] = ("a", "b"), driver: str = "exec",
+                      server_extra: list[str] | None = None,
+                      agent_extra: Callable[[str], list[str]] = lambda name: [],
+                      ) -> Iterator[tuple[KadeServer, list[KadeAgent]]]:
+    """A `kade server` on SQLite (under `root`) with an agent per name (`agent_extra(name)`
+    its own flags); the agents, their tasks and the server stopped afterwards."""
+    server = KadeServer(root / "server", extra=server_extra)
+    agents: list[KadeAgent] = []
+    try:
+        server.start()
+        for name in names:
+            agents.append(KadeAgent(root / name, [server], driver=driver,
+                                    extra=agent_extra(name)).start())
+        yield server, agents
+    finally:
+        for agent in agents:
+            agent.cleanup()
+        server.cleanup()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.cluster import KadeAgent, KadeServer
+from tests.integration.cluster import KadeAgent, KadeServer, server_and_agents
 from tests.integration.harness import free_port, wait_for
 
 FAST = ["--metrics-interval", "1s"]
@@ -32,22 +32,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[KadeServer, list[KadeAgent]]]:
     """A `kade server` (SQLite) with agents in zones 1a and 1b, each with the node listener
     the server asks for logs and metrics, collecting every second."""
-    tmp = tmp_path_factory.mktemp("ui-cluster-pages")
-    server = KadeServer(tmp / "server", extra=FAST)
-    agents: list[KadeAgent] = []
-    try:
-        server.start()
-        for name in ("a", "b"):
-            agents.append(KadeAgent(tmp / name, [server], driver="exec", extra=[
-                *FAST, "--attr", f"az=1{name}",
-                "--listen", f"127.0.0.1:{free_port()}"]).start())
+    with server_and_agents(tmp_path_factory.mktemp("ui-cluster-pages"), server_extra=FAST,
+                           agent_extra=lambda name: [*FAST, "--attr", f"az=1{name}", "--listen",
+                                                     f"127.0.0.1:{free_port()}"]) as cluster:
+        server, _ = cluster
         server.deploy(SPREAD)
         wait_for(lambda: len(server.running_tasks(APP)) == 2, 60, "a task on each node")
-        yield server, agents
-    finally:
-        for agent in agents:
-            agent.cleanup()
-        server.cleanup()
+        yield cluster
 
 
 @pytest.fixture(scope="module")

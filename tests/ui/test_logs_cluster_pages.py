@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.cluster import KadeAgent, KadeServer
+from tests.integration.cluster import KadeAgent, KadeServer, server_and_agents
 from tests.integration.harness import free_port, wait_for
 
 APP = "/uicluster/spread"
@@ -23,20 +23,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[KadeServer, list[KadeAgent]]]:
     """A `kade server` (SQLite) with two agents running command apps, each with a node
     listener the server asks for their lines."""
-    tmp = tmp_path_factory.mktemp("ui-cluster")
-    server = KadeServer(tmp / "server")
-    agents: list[KadeAgent] = []
-    try:
-        server.start()
-        for name in ("a", "b"):
-            agents.append(KadeAgent(tmp / name, [server], driver="exec", extra=[
-                "--listen", f"127.0.0.1:{free_port()}"]).start())
-        server.deploy(SPREAD)
-        yield server, agents
-    finally:
-        for agent in agents:
-            agent.cleanup()
-        server.cleanup()
+    with server_and_agents(tmp_path_factory.mktemp("ui-cluster"), agent_extra=lambda name: [
+            "--listen", f"127.0.0.1:{free_port()}"]) as cluster:
+        cluster[0].deploy(SPREAD)
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.cluster import KadeAgent, KadeServer
+from tests.integration.cluster import KadeAgent, KadeServer, server_and_agents
 from tests.integration.harness import wait_for
 
 APP = "/uidrain/sleepers"
@@ -22,14 +22,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[KadeServer, list[KadeAgent]]]:
     """A `kade server` with two agents running command apps; the app's two tasks are placed
     on the first (the second is ineligible while they are)."""
-    tmp = tmp_path_factory.mktemp("ui-drain")
-    server = KadeServer(tmp / "server")
-    agents: list[KadeAgent] = []
-    try:
-        server.start()
-        for name in ("a", "b"):
-            agents.append(KadeAgent(tmp / name, [server], driver="exec",
-                                    extra=["--attr", f"az=1{name}"]).start())
+    with server_and_agents(tmp_path_factory.mktemp("ui-drain"),
+                           agent_extra=lambda name: ["--attr", f"az=1{name}"]) as (server, agents):
         a, b = agents
         server.client.request("PUT", f"/v1/nodes/{b.node}/eligibility", json={"eligible": False})
         server.deploy(SLEEPERS)
@@ -37,10 +31,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
         assert {t["node"] for t in server.running_tasks(APP)} == {a.node}
         server.client.request("PUT", f"/v1/nodes/{b.node}/eligibility", json={"eligible": True})
         yield server, agents
-    finally:
-        for agent in agents:
-            agent.cleanup()
-        server.cleanup()
 
 
 @pytest.fixture(scope="module")
