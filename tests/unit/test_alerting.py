@@ -24,13 +24,6 @@ from kade.templates.isolate import TemplateWorkers
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
 @pytest.fixture(scope="module")
 def workers() -> Iterator[TemplateWorkers]:
     w = TemplateWorkers()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest
 
 from kade import model
 from kade.alerts.state import Alert
@@ -26,13 +22,6 @@ groups:
         labels: {team: shop}
         annotations: {summary: "{{ $value }} errors a second"}
 """
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
 
 
 async def _client(store: SqliteStore, role: str) -> httpx.AsyncClient:

@@ -91,13 +91,6 @@ def test_token_text_is_checked_before_any_lookup() -> None:
     assert parse_token("kade.abc123." + "x" * 43) == ("abc123", "x" * 43)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
 async def test_a_token_is_valid_until_revoked_or_expired(store: SqliteStore) -> None:
     text, record = await create_token(store, role="read", now=NOW, expires_at=NOW + 60)
     assert await valid_token(store, record.id, NOW) == record

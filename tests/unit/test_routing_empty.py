@@ -5,11 +5,7 @@ without pause)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
-
-import pytest
 
 from kade.api.routing import Routing
 from kade.catalog.model import Catalog
@@ -19,13 +15,6 @@ from kade.store.sqlite import SqliteStore
 class NoApps:
     def apps(self) -> dict[str, Any]:
         return {}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
 
 
 async def test_an_empty_table_has_a_revision_a_router_waits_on(store: SqliteStore) -> None:

@@ -4,7 +4,6 @@ the DNS names of an app, the queries of its charts."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -68,13 +67,6 @@ NOW = 1_800_000_000.0
 BASE = "http://127.0.0.1:7400"
 LIVE_BLOCKS = ("live_header", "live_tasks", "live_versions", "live_deployments",
                "live_service", "live_alerts")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
 
 
 @pytest.fixture

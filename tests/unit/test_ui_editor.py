@@ -6,7 +6,6 @@ import html
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,13 +22,6 @@ from kade.ui.definition import NEW_APP, as_text, written
 from kade.ui.pages import ui_router
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
 
 
 @pytest.fixture

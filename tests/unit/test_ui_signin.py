@@ -58,13 +58,6 @@ def test_next_stays_in_the_interface() -> None:
         assert safe_next(elsewhere) == "/ui/", elsewhere
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store")
-    yield s
-    await s.close()
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = NOW
